@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what cairn needs on a Debian machine, only where it is missing:
+# the servers the tests and the demo run (etcd, MariaDB, mariabackup) and what
+# etcd-client's build needs (protoc and the protobuf well-known types).
+set -euo pipefail
+
+need=()
+have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have_cmd etcd || need+=(etcd-server)
+have_cmd etcdctl || need+=(etcd-client)
+have_cmd mariadbd || need+=(mariadb-server)
+have_cmd mariadb-install-db || need+=(mariadb-server)
+have_cmd mariabackup || need+=(mariadb-backup)
+have_cmd protoc || need+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
+have_cmd zstd || need+=(zstd)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # The packages' own services must not start on the default ports: cairn's demo and
+  # tests start their own servers on free loopback ports.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    remove_policy=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "${remove_policy:-0}" = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
+fi
+
+# mariadbd lives in /usr/sbin, which a non-root PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) echo "setup: add /usr/sbin to PATH (mariadbd lives there)" >&2 ;; esac
+
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }

@@ -1,0 +1,586 @@
+//! The command line of the `cairn` binary: global flags, subcommands and their flags,
+//! as fixed by the contract. Parsing and the normalisation of Vitess-style spellings
+//! (`-flag_name`, `--flag_name`) live here; behaviour lives in the command modules.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_topo::names::{self, TabletAlias};
+use cairn_topo::TabletType;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::util::parse_duration;
+
+/// cairn: backups and seeded replicas for a sharded MariaDB/MySQL fleet, coordinated
+/// through etcd.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand understands; each also reads an environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// etcd endpoints, HOST:PORT[,HOST:PORT…]
+    #[arg(long, global = true, env = "CAIRN_TOPO_SERVER", default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    pub topo_server: Vec<String>,
+    /// Prefix of every key cairn writes in etcd
+    #[arg(long, global = true, env = "CAIRN_TOPO_ROOT", default_value = "/cairn")]
+    pub topo_root: String,
+    /// CA certificate for TLS to etcd
+    #[arg(long, global = true, env = "CAIRN_TOPO_CACERT")]
+    pub topo_cacert: Option<PathBuf>,
+    /// Client certificate for mutual TLS to etcd
+    #[arg(long, global = true, env = "CAIRN_TOPO_CERT")]
+    pub topo_cert: Option<PathBuf>,
+    /// Client key for mutual TLS to etcd
+    #[arg(long, global = true, env = "CAIRN_TOPO_KEY")]
+    pub topo_key: Option<PathBuf>,
+    /// etcd user
+    #[arg(long, global = true, env = "CAIRN_TOPO_USER")]
+    pub topo_user: Option<String>,
+    /// File holding the etcd user's password
+    #[arg(long, global = true, env = "CAIRN_TOPO_PASSWORD_FILE")]
+    pub topo_password_file: Option<PathBuf>,
+    /// Log format
+    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tablet agent: one mysqld, its registration, health, replication and jobs
+    Tablet(Box<TabletArgs>),
+    /// Run the cluster-wide coordinator (schedules, catalog, retention, snapshots)
+    Coordinator(Box<CoordinatorArgs>),
+    /// Back up one tablet; prints the backup name
+    Backup(BackupArgs),
+    /// Back up the healthiest eligible tablet of a shard
+    BackupShard(BackupShardArgs),
+    /// List the backups of a shard, oldest first
+    ListBackups(ListBackupsArgs),
+    /// Delete one backup from storage and topo
+    RemoveBackup(RemoveBackupArgs),
+    /// Restore a running tablet in place from a backup
+    RestoreFromBackup(RestoreArgs),
+    /// List tablets with their type and health
+    GetTablets(GetTabletsArgs),
+    /// Show a shard record (primary, latest backup)
+    GetShard(GetShardArgs),
+    /// Make a tablet the primary of its shard; the others replicate from it
+    InitShardPrimary(InitShardPrimaryArgs),
+    /// Manage backup schedules
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// List backup and restore jobs
+    Jobs(JobsArgs),
+    /// Topology server maintenance
+    #[command(subcommand)]
+    Topo(TopoCommand),
+}
+
+/// A `KEYSPACE/SHARD` argument, validated at parse time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyspaceShard {
+    pub keyspace: String,
+    pub shard: String,
+}
+
+impl std::fmt::Display for KeyspaceShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.keyspace, self.shard)
+    }
+}
+
+fn parse_ks_shard(s: &str) -> Result<KeyspaceShard, String> {
+    let (keyspace, shard) = names::parse_keyspace_shard(s).map_err(|e| e.to_string())?;
+    Ok(KeyspaceShard { keyspace, shard })
+}
+
+fn parse_alias(s: &str) -> Result<TabletAlias, String> {
+    s.parse::<TabletAlias>().map_err(|e| e.to_string())
+}
+
+fn parse_keyspace(s: &str) -> Result<String, String> {
+    names::validate_keyspace(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_shard(s: &str) -> Result<String, String> {
+    names::validate_shard(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_cell(s: &str) -> Result<String, String> {
+    names::validate_cell(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_backup_name(s: &str) -> Result<String, String> {
+    names::validate_backup_name(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_schedule_name(s: &str) -> Result<String, String> {
+    names::validate_schedule_name(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_init_type(s: &str) -> Result<TabletType, String> {
+    match s.parse::<TabletType>()? {
+        t @ (TabletType::Replica | TabletType::Rdonly | TabletType::Spare) => Ok(t),
+        t => Err(format!("--init-tablet-type must be replica, rdonly or spare, not {t}")),
+    }
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// `YYYY-MM-DD.HHMMSS`, as in backup names.
+fn parse_backup_ts(s: &str) -> Result<String, String> {
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d.%H%M%S")
+        .map_err(|_| format!("invalid timestamp {s:?}: expected YYYY-MM-DD.HHMMSS (UTC)"))?;
+    Ok(s.to_string())
+}
+
+/// Backup engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Builtin,
+    Xtrabackup,
+}
+
+impl EngineArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineArg::Builtin => "builtin",
+            EngineArg::Xtrabackup => "xtrabackup",
+        }
+    }
+}
+
+/// Compression of stored backup files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    Lz4,
+    None,
+}
+
+/// xtrabackup's stream formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamModeArg {
+    Tar,
+    Xbstream,
+}
+
+/// Backup storage backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageArg {
+    File,
+}
+
+/// Where backups live (shared by tablets, coordinator and the backup admin commands).
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Backup storage backend
+    #[arg(long, value_enum, default_value_t = StorageArg::File, env = "CAIRN_BACKUP_STORAGE_IMPLEMENTATION")]
+    pub backup_storage_implementation: StorageArg,
+    /// Root directory of the file backup storage
+    #[arg(long, env = "CAIRN_FILE_BACKUP_STORAGE_ROOT")]
+    pub file_backup_storage_root: Option<PathBuf>,
+}
+
+/// `cairn tablet`.
+#[derive(Debug, Clone, Args)]
+pub struct TabletArgs {
+    /// Unique id of the tablet in its cell
+    #[arg(long)]
+    pub tablet_uid: u32,
+    /// Cell (failure domain)
+    #[arg(long, default_value = "zone1", value_parser = parse_cell)]
+    pub cell: String,
+    /// Keyspace the tablet serves
+    #[arg(long, value_parser = parse_keyspace)]
+    pub init_keyspace: String,
+    /// Shard the tablet serves
+    #[arg(long, value_parser = parse_shard)]
+    pub init_shard: String,
+    /// replica, rdonly or spare
+    #[arg(long, default_value = "replica", value_parser = parse_init_type)]
+    pub init_tablet_type: TabletType,
+    /// Directory for this tablet's mysqld: data, socket (DIR/mysql.sock), logs
+    #[arg(long)]
+    pub tablet_dir: PathBuf,
+    /// mysqld TCP port (on 127.0.0.1 unless --mysql-bind-address)
+    #[arg(long)]
+    pub mysql_port: u16,
+    /// Address mysqld listens on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub mysql_bind_address: String,
+    /// Agent HTTP port (/healthz, /metrics); 0 picks a free one
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Hostname published in the Tablet record
+    #[arg(long)]
+    pub tablet_hostname: Option<String>,
+    /// Engine used when a job does not name one
+    #[arg(long, value_enum, default_value_t = EngineArg::Builtin)]
+    pub backup_engine_implementation: EngineArg,
+    /// User the xtrabackup engine connects as
+    #[arg(long)]
+    pub xtrabackup_user: Option<String>,
+    /// xtrabackup stream format (MariaDB's mariabackup supports xbstream only)
+    #[arg(long, value_enum)]
+    pub xtrabackup_stream_mode: Option<StreamModeArg>,
+    /// Directory holding xtrabackup/mariabackup (default: PATH)
+    #[arg(long)]
+    pub xtrabackup_root_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Compression of backup files
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    pub compression_engine: CompressionArg,
+    /// Files copied in parallel by the builtin engine
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u32,
+    /// Restore the newest complete backup at start (or start empty if none)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub restore_from_backup: bool,
+    /// With --restore-from-backup: wait for a backup, checking this often (0 = do not wait)
+    #[arg(long, default_value = "0", value_parser = parse_dur)]
+    pub wait_for_backup_interval: Duration,
+    /// With --restore-from-backup: newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
+    #[arg(long, value_parser = parse_backup_ts)]
+    pub restore_from_backup_ts: Option<String>,
+    /// MySQL user replicas connect to the primary as
+    #[arg(long, default_value = "cairn_repl")]
+    pub replication_user: String,
+    /// File holding the replication user's password (else $CAIRN_REPLICATION_PASSWORD)
+    #[arg(long)]
+    pub replication_password_file: Option<PathBuf>,
+    /// TTL of the agent's lease; Health vanishes this long after the agent dies
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    pub health_ttl: Duration,
+    /// How often Health is written
+    #[arg(long, default_value = "2s", value_parser = parse_dur)]
+    pub health_interval: Duration,
+    /// Size of the InnoDB buffer pool of mysqld
+    #[arg(long, default_value = "128M")]
+    pub innodb_buffer_pool_size: String,
+}
+
+/// `cairn coordinator`.
+#[derive(Debug, Clone, Args)]
+pub struct CoordinatorArgs {
+    /// HTTP port (/healthz, /metrics, /api/v1/status)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Identity in the election (default: hostname-pid)
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Leadership lease TTL
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    pub lease_ttl: Duration,
+    /// Cron expression for etcd snapshots
+    #[arg(long)]
+    pub topo_snapshot_cron: Option<String>,
+    /// Number of etcd snapshots kept
+    #[arg(long, default_value_t = 7)]
+    pub topo_snapshot_keep: u32,
+}
+
+/// `cairn backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Tablet to back up (CELL-UID)
+    #[arg(value_parser = parse_alias)]
+    pub alias: TabletAlias,
+    /// Allow backing up a PRIMARY
+    #[arg(long)]
+    pub allow_primary: bool,
+    /// Engine for this backup (default: the tablet's)
+    #[arg(long, value_enum)]
+    pub backup_engine: Option<EngineArg>,
+    /// Files copied in parallel
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Write the job and return without waiting
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Fail a job no agent takes within this time
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub pending_timeout: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cairn backup-shard`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupShardArgs {
+    #[arg(value_parser = parse_ks_shard)]
+    pub keyspace_shard: KeyspaceShard,
+    /// Fall back to the PRIMARY when no replica is eligible
+    #[arg(long)]
+    pub allow_primary: bool,
+    /// Replicas lagging more than this are not eligible
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub max_lag: Duration,
+    #[arg(long, value_enum)]
+    pub backup_engine: Option<EngineArg>,
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    #[arg(long)]
+    pub no_wait: bool,
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub pending_timeout: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cairn list-backups`.
+#[derive(Debug, Clone, Args)]
+pub struct ListBackupsArgs {
+    #[arg(value_parser = parse_ks_shard)]
+    pub keyspace_shard: KeyspaceShard,
+    /// Only the most recent N (still oldest first)
+    #[arg(long, short = 'l')]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// `cairn remove-backup`.
+#[derive(Debug, Clone, Args)]
+pub struct RemoveBackupArgs {
+    #[arg(value_parser = parse_ks_shard)]
+    pub keyspace_shard: KeyspaceShard,
+    #[arg(value_parser = parse_backup_name)]
+    pub name: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// `cairn restore-from-backup`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    #[arg(value_parser = parse_alias)]
+    pub alias: TabletAlias,
+    /// Newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
+    #[arg(long, short = 't', value_parser = parse_backup_ts)]
+    pub backup_timestamp: Option<String>,
+    #[arg(long)]
+    pub no_wait: bool,
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub pending_timeout: Duration,
+}
+
+/// `cairn get-tablets`.
+#[derive(Debug, Clone, Args)]
+pub struct GetTabletsArgs {
+    #[arg(long, value_parser = parse_keyspace)]
+    pub keyspace: Option<String>,
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cairn get-shard`.
+#[derive(Debug, Clone, Args)]
+pub struct GetShardArgs {
+    #[arg(value_parser = parse_ks_shard)]
+    pub keyspace_shard: KeyspaceShard,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cairn init-shard-primary`.
+#[derive(Debug, Clone, Args)]
+pub struct InitShardPrimaryArgs {
+    #[arg(value_parser = parse_ks_shard)]
+    pub keyspace_shard: KeyspaceShard,
+    #[arg(value_parser = parse_alias)]
+    pub alias: TabletAlias,
+    /// Return once the Shard record is written
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for the tablet to become PRIMARY
+    #[arg(long, default_value = "60s", value_parser = parse_dur)]
+    pub wait_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create or replace a schedule
+    Set(ScheduleSetArgs),
+    /// List schedules
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a schedule
+    Remove {
+        #[arg(value_parser = parse_schedule_name)]
+        name: String,
+    },
+    /// Stop a schedule from firing, keeping it
+    Pause {
+        #[arg(value_parser = parse_schedule_name)]
+        name: String,
+    },
+    /// Let a paused schedule fire again
+    Resume {
+        #[arg(value_parser = parse_schedule_name)]
+        name: String,
+    },
+}
+
+/// `cairn schedule set`.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleSetArgs {
+    #[arg(value_parser = parse_schedule_name)]
+    pub name: String,
+    /// Cron with 5 or 6 fields (seconds first when 6)
+    #[arg(long)]
+    pub cron: String,
+    /// KS or KS/SHARD
+    #[arg(long)]
+    pub target: String,
+    #[arg(long)]
+    pub keep_count: Option<u32>,
+    #[arg(long, value_parser = parse_dur)]
+    pub keep_for: Option<Duration>,
+    #[arg(long, value_enum)]
+    pub backup_engine: Option<EngineArg>,
+}
+
+/// `cairn jobs`.
+#[derive(Debug, Clone, Args)]
+pub struct JobsArgs {
+    #[arg(long, value_parser = parse_keyspace)]
+    pub keyspace: Option<String>,
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopoCommand {
+    /// Save an etcd snapshot to FILE, verifying its integrity hash
+    Snapshot { file: PathBuf },
+}
+
+/// Rewrites Vitess/Go-style flag spellings into clap's: `-flag_name[=v]` and
+/// `--flag_name[=v]` become `--flag-name[=v]`. Single-letter short flags, values
+/// (anything not starting with a dash and a letter, e.g. `-80`) and everything after
+/// `--` are left alone.
+pub fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for (i, a) in args.into_iter().enumerate() {
+        if i == 0 || passthrough {
+            out.push(a);
+            continue;
+        }
+        if a == "--" {
+            passthrough = true;
+            out.push(a);
+            continue;
+        }
+        let body = if let Some(b) = a.strip_prefix("--") {
+            b
+        } else if let Some(b) = a.strip_prefix('-') {
+            // `-x` stays a short flag; `-80` is a value.
+            if b.len() < 2 || !b.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                out.push(a);
+                continue;
+            }
+            b
+        } else {
+            out.push(a);
+            continue;
+        };
+        if !body.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            out.push(a);
+            continue;
+        }
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let name = name.replace('_', "-");
+        out.push(match value {
+            Some(v) => format!("--{name}={v}"),
+            None => format!("--{name}"),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &[&str]) -> Vec<String> {
+        normalize_args(v.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn vitess_spellings_become_clap_spellings() {
+        assert_eq!(
+            norm(&["cairn", "tablet", "-restore_from_backup", "--init_shard", "-80", "-file_backup_storage_root=/x_y", "-l", "--", "-a_b"]),
+            vec!["cairn", "tablet", "--restore-from-backup", "--init-shard", "-80", "--file-backup-storage-root=/x_y", "-l", "--", "-a_b"]
+        );
+    }
+
+    #[test]
+    fn seed_command_line_parses() {
+        let args = norm(&[
+            "cairn", "tablet", "-tablet_uid", "101", "-init_keyspace", "commerce", "-init_shard", "-80",
+            "-init_tablet_type", "rdonly", "-tablet_dir", "/tmp/t", "-mysql_port=17000",
+            "-backup_storage_implementation=file", "-file_backup_storage_root=/tmp/b",
+            "-restore_from_backup", "-wait_for_backup_interval", "1h",
+        ]);
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Tablet(t) = cli.command else { panic!("not tablet") };
+        assert!(t.restore_from_backup);
+        assert_eq!(t.init_shard, "-80");
+        assert_eq!(t.init_tablet_type, TabletType::Rdonly);
+        assert_eq!(t.wait_for_backup_interval, Duration::from_secs(3600));
+        assert_eq!(t.storage.file_backup_storage_root.as_deref(), Some(std::path::Path::new("/tmp/b")));
+    }
+
+    #[test]
+    fn bad_names_are_usage_errors() {
+        for args in [
+            vec!["cairn", "get-shard", "commerce"],
+            vec!["cairn", "get-shard", "com merce/0"],
+            vec!["cairn", "init-shard-primary", "commerce/0", "zone1"],
+            vec!["cairn", "remove-backup", "commerce/0", ".."],
+            vec!["cairn", "get-tablets", "--keyspace", "a/b"],
+            vec!["cairn", "tablet", "--tablet-uid", "1", "--init-keyspace", "k", "--init-shard", "0",
+                 "--init-tablet-type", "primary", "--tablet-dir", "/t", "--mysql-port", "1"],
+        ] {
+            let e = Cli::try_parse_from(args.clone()).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The admin commands (Vitess's vtctl) and the plumbing every command shares:
+//! logging, connecting to topo, error reporting and exit codes.
+//!
+//! Each command validates its input (mostly at parse time, see [`args`]), acts only
+//! through topo (and backup storage for listing/removal), and waits for the outcome
+//! unless told `--no-wait`.
+
+pub mod args;
+pub mod output;
+pub mod tablets;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cairn_topo::{Topo, TopoConfig};
+
+use args::{Cli, Command, GlobalArgs, LogFormat};
+
+/// An error that is the user's fault (exit code 2), as opposed to a failed operation
+/// (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Prints clap's verdict: help and version to stdout with exit 0, anything else as
+/// one `error:` line with exit 2.
+pub fn report_usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: bad usage")
+                .trim();
+            let line = if first.starts_with("error:") {
+                first.to_string()
+            } else {
+                format!("error: {first}")
+            };
+            eprintln!("{line} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Maps a command's outcome to the contract's exit codes, printing one `error:` line.
+pub fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 };
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Logs go to stderr, as text or JSON, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(g: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match g.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The topo configuration the global flags describe.
+pub fn topo_config(g: &GlobalArgs) -> TopoConfig {
+    TopoConfig {
+        endpoints: g.topo_server.clone(),
+        root: g.topo_root.clone(),
+        ca_file: g.topo_cacert.clone(),
+        cert_file: g.topo_cert.clone(),
+        key_file: g.topo_key.clone(),
+        user: g.topo_user.clone(),
+        password_file: g.topo_password_file.clone(),
+        ..TopoConfig::default()
+    }
+}
+
+/// Admin commands give up on an unreachable etcd after this long (agents retry forever).
+const ADMIN_CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+
+async fn connect_admin(g: &GlobalArgs) -> anyhow::Result<Topo> {
+    let cfg = topo_config(g);
+    Topo::connect(&cfg, Some(ADMIN_CONNECT_DEADLINE))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", cfg.endpoints.join(",")))
+}
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Tablet(a) => crate::tablet::run(topo_config(&g), *a).await,
+        Command::GetTablets(a) => tablets::get_tablets(&connect_admin(&g).await?, a).await,
+        Command::GetShard(a) => tablets::get_shard(&connect_admin(&g).await?, a).await,
+        Command::InitShardPrimary(a) => tablets::init_shard_primary(&connect_admin(&g).await?, a).await,
+        other => Err(anyhow::anyhow!(
+            "{} is not implemented yet in this build",
+            command_name(&other)
+        )),
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Tablet(_) => "tablet",
+        Command::Coordinator(_) => "coordinator",
+        Command::Backup(_) => "backup",
+        Command::BackupShard(_) => "backup-shard",
+        Command::ListBackups(_) => "list-backups",
+        Command::RemoveBackup(_) => "remove-backup",
+        Command::RestoreFromBackup(_) => "restore-from-backup",
+        Command::GetTablets(_) => "get-tablets",
+        Command::GetShard(_) => "get-shard",
+        Command::InitShardPrimary(_) => "init-shard-primary",
+        Command::Schedule(_) => "schedule",
+        Command::Jobs(_) => "jobs",
+        Command::Topo(_) => "topo",
+    }
+}

@@ -1,0 +1,158 @@
+//! `get-tablets`, `get-shard`, `init-shard-primary`.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use cairn_topo::typed::TabletInfo;
+use cairn_topo::{Topo, TabletType};
+use chrono::Utc;
+use serde::Serialize;
+
+use super::args::{GetShardArgs, GetTabletsArgs, InitShardPrimaryArgs};
+use super::output::{opt, print_rows};
+
+/// One row of `get-tablets --json` (contract fields first).
+#[derive(Debug, Serialize)]
+pub struct TabletRow {
+    pub alias: String,
+    pub keyspace: String,
+    pub shard: String,
+    #[serde(rename = "type")]
+    pub tablet_type: TabletType,
+    pub hostname: String,
+    pub mysql_port: u16,
+    pub port: u16,
+    pub healthy: bool,
+    pub replication_lag_seconds: Option<u64>,
+    pub mysqld_up: bool,
+    pub replicating: bool,
+    pub gtid_position: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl From<&TabletInfo> for TabletRow {
+    fn from(t: &TabletInfo) -> Self {
+        let v = &t.tablet.value;
+        let h = t.health.as_ref();
+        TabletRow {
+            alias: v.alias.to_string(),
+            keyspace: v.keyspace.clone(),
+            shard: v.shard.clone(),
+            tablet_type: v.tablet_type,
+            hostname: v.hostname.clone(),
+            mysql_port: v.mysql_port,
+            port: v.port,
+            healthy: t.healthy(),
+            replication_lag_seconds: h.and_then(|h| h.replication_lag_seconds),
+            mysqld_up: h.is_some_and(|h| h.mysqld_up),
+            replicating: h.is_some_and(|h| h.replicating()),
+            gtid_position: h.and_then(|h| h.gtid_position.clone()),
+            last_error: h.and_then(|h| h.last_error.clone()),
+        }
+    }
+}
+
+pub async fn get_tablets(topo: &Topo, a: GetTabletsArgs) -> anyhow::Result<()> {
+    let tablets = topo
+        .list_tablets(a.keyspace.as_deref(), a.shard.as_deref())
+        .await
+        .context("listing tablets")?;
+    let rows: Vec<TabletRow> = tablets.iter().map(TabletRow::from).collect();
+    print_rows(
+        a.json,
+        &["ALIAS", "KEYSPACE", "SHARD", "TYPE", "HOST", "MYSQL", "HEALTHY", "LAG", "POSITION"],
+        &rows,
+        |r| {
+            vec![
+                r.alias.clone(),
+                r.keyspace.clone(),
+                r.shard.clone(),
+                r.tablet_type.to_string(),
+                r.hostname.clone(),
+                r.mysql_port.to_string(),
+                if r.healthy { "yes" } else { "no" }.to_string(),
+                opt(&r.replication_lag_seconds),
+                opt(&r.gtid_position),
+            ]
+        },
+    )
+}
+
+pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
+    let ks = &a.keyspace_shard;
+    let shard = topo
+        .get_shard(&ks.keyspace, &ks.shard)
+        .await
+        .with_context(|| format!("reading shard {ks}"))?
+        .with_context(|| format!("shard {ks} does not exist"))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&shard.value)?);
+    } else {
+        let s = &shard.value;
+        println!("shard:          {ks}");
+        println!("primary:        {}", opt(&s.primary_alias));
+        println!("primary since:  {}", opt(&s.primary_term_start_time.map(|t| t.to_rfc3339())));
+        println!("latest backup:  {}", opt(&s.latest_backup));
+    }
+    Ok(())
+}
+
+pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow::Result<()> {
+    let ks = &a.keyspace_shard;
+    let alias = &a.alias;
+    let info = topo
+        .get_tablet_info(alias)
+        .await
+        .with_context(|| format!("reading tablet {alias}"))?
+        .with_context(|| format!("tablet {alias} is not registered"))?;
+    let t = &info.tablet.value;
+    if t.keyspace != ks.keyspace || t.shard != ks.shard {
+        bail!("tablet {alias} belongs to {}/{}, not {ks}", t.keyspace, t.shard);
+    }
+    match &info.health {
+        None => bail!("tablet {alias} is not healthy: no Health record (is its agent running?)"),
+        Some(h) if !h.mysqld_up => bail!("tablet {alias} is not healthy: its mysqld is down"),
+        Some(_) => {}
+    }
+    if matches!(t.tablet_type, TabletType::Backup | TabletType::Restore) {
+        bail!("tablet {alias} is busy ({}); try again when it is done", t.tablet_type);
+    }
+    let started = Instant::now();
+    let key = topo.keys().shard(&ks.keyspace, &ks.shard);
+    let target = alias.clone();
+    topo.update_with::<cairn_topo::Shard, _>(&key, |cur| {
+        let Some(mut s) = cur else {
+            return Err(cairn_topo::TopoError::NoNode(format!("shard {}/{}", ks.keyspace, ks.shard)));
+        };
+        if s.primary_alias.as_ref() == Some(&target) {
+            return Ok(None);
+        }
+        s.primary_alias = Some(target.clone());
+        s.primary_term_start_time = Some(Utc::now());
+        Ok(Some(s))
+    })
+    .await
+    .with_context(|| format!("updating shard {ks}"))?;
+    if a.no_wait {
+        println!("{alias} is now the primary of {ks} (not waiting for it to take over)");
+        return Ok(());
+    }
+    let deadline = started + a.wait_timeout;
+    loop {
+        if let Some(info) = topo.get_tablet_info(alias).await? {
+            let serving = info.health.as_ref().is_some_and(|h| h.serving && h.mysqld_up);
+            if info.tablet.value.tablet_type == TabletType::Primary && serving {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "shard {ks} names {alias} as primary, but the tablet did not report PRIMARY within {:?}",
+                a.wait_timeout
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    println!("{alias} is now the primary of {ks} ({:.1}s)", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! The typed records kept in etcd, as JSON. Field names are snake_case and stable:
+//! operators read them with `etcdctl get --prefix`, and the CLI's `--json` output
+//! reuses them. New fields are added with `#[serde(default)]` so older records
+//! still parse.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::names::TabletAlias;
+
+/// The role a tablet plays in its shard (Vitess's TabletType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TabletType {
+    Primary,
+    Replica,
+    Rdonly,
+    Spare,
+    Experimental,
+    Backup,
+    Restore,
+    Drained,
+}
+
+impl TabletType {
+    /// Upper-case name, as printed everywhere.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TabletType::Primary => "PRIMARY",
+            TabletType::Replica => "REPLICA",
+            TabletType::Rdonly => "RDONLY",
+            TabletType::Spare => "SPARE",
+            TabletType::Experimental => "EXPERIMENTAL",
+            TabletType::Backup => "BACKUP",
+            TabletType::Restore => "RESTORE",
+            TabletType::Drained => "DRAINED",
+        }
+    }
+
+    /// Types that replicate from the primary and may serve reads or be backed up.
+    pub fn is_replica_type(self) -> bool {
+        matches!(
+            self,
+            TabletType::Replica | TabletType::Rdonly | TabletType::Spare | TabletType::Experimental
+        )
+    }
+}
+
+impl fmt::Display for TabletType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TabletType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_uppercase().as_str() {
+            "PRIMARY" | "MASTER" => TabletType::Primary,
+            "REPLICA" => TabletType::Replica,
+            "RDONLY" | "BATCH" => TabletType::Rdonly,
+            "SPARE" => TabletType::Spare,
+            "EXPERIMENTAL" => TabletType::Experimental,
+            "BACKUP" => TabletType::Backup,
+            "RESTORE" => TabletType::Restore,
+            "DRAINED" => TabletType::Drained,
+            _ => return Err(format!("unknown tablet type {s:?}")),
+        })
+    }
+}
+
+/// A logical database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Keyspace {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One slice of a keyspace: who its primary is and what its newest backup is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    pub keyspace: String,
+    pub name: String,
+    /// Set by `init-shard-primary`; every other tablet of the shard replicates from it.
+    #[serde(default)]
+    pub primary_alias: Option<TabletAlias>,
+    /// When the current primary took over.
+    #[serde(default)]
+    pub primary_term_start_time: Option<DateTime<Utc>>,
+    /// Name of the newest complete backup, kept for the status page and for seeds.
+    #[serde(default)]
+    pub latest_backup: Option<String>,
+    /// Backup time of `latest_backup`.
+    #[serde(default)]
+    pub latest_backup_time: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A tablet's registration. Outlives the agent (Health does not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tablet {
+    pub alias: TabletAlias,
+    pub hostname: String,
+    /// Address mysqld listens on for replication and clients.
+    pub mysql_host: String,
+    pub mysql_port: u16,
+    /// The agent's HTTP port (`/healthz`, `/metrics`).
+    pub port: u16,
+    pub keyspace: String,
+    pub shard: String,
+    /// Current type; BACKUP/RESTORE while a job runs.
+    #[serde(rename = "type")]
+    pub tablet_type: TabletType,
+    /// The type to return to after BACKUP/RESTORE or on restart (`--init-tablet-type`
+    /// or PRIMARY once promoted).
+    pub base_type: TabletType,
+    /// The mysqld flavor, e.g. `MariaDB`.
+    #[serde(default)]
+    pub flavor: String,
+    /// The data directory of the tablet (local to its host).
+    #[serde(default)]
+    pub tablet_dir: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Health, written under the agent's lease every few seconds; it disappears when the
+/// agent dies, which is how everyone else learns that it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Health {
+    pub mysqld_up: bool,
+    pub replication_io_running: bool,
+    pub replication_sql_running: bool,
+    /// `None` when unknown (not replicating, or mysqld down).
+    pub replication_lag_seconds: Option<u64>,
+    /// The flavor-prefixed executed GTID position, e.g. `MariaDB/0-101-42`.
+    pub gtid_position: Option<String>,
+    /// Whether the tablet serves its type (not in BACKUP/RESTORE, mysqld up).
+    pub serving: bool,
+    /// Id of the job this tablet is running, if any.
+    #[serde(default)]
+    pub busy_job: Option<String>,
+    /// Last error the agent saw (mysqld start, replication), for operators.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Health {
+    /// Both replication threads are running.
+    pub fn replicating(&self) -> bool {
+        self.replication_io_running && self.replication_sql_running
+    }
+}
+
+/// A backup's metadata in topo; the same fields as `list-backups --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub name: String,
+    pub keyspace: String,
+    pub shard: String,
+    pub tablet_alias: String,
+    pub engine: String,
+    pub backup_time: DateTime<Utc>,
+    #[serde(default)]
+    pub finished_time: Option<DateTime<Utc>>,
+    pub position: String,
+    pub size_bytes: u64,
+    pub complete: bool,
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobKind {
+    Backup,
+    Restore,
+}
+
+/// Lifecycle of a job: PENDING → RUNNING → SUCCEEDED | FAILED (or CANCELLED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// The job will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+/// Bytes moved so far, for progress bars and the status page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct JobProgress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// A backup or restore addressed to one tablet. Written by the CLI or the
+/// coordinator, taken and finished by the tablet's agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub kind: JobKind,
+    pub keyspace: String,
+    pub shard: String,
+    pub tablet_alias: TabletAlias,
+    pub state: JobState,
+    /// The backup written (backup) or read (restore).
+    #[serde(default)]
+    pub backup_name: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// 1 for the first try; the coordinator increments it on retry.
+    #[serde(default = "one")]
+    pub attempt: u32,
+    /// Back up a PRIMARY anyway.
+    #[serde(default)]
+    pub allow_primary: bool,
+    /// Engine override; `None` means the tablet's default.
+    #[serde(default)]
+    pub engine: Option<String>,
+    /// Copy concurrency override.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Restore: newest backup at or before this time (`YYYY-MM-DD.HHMMSS`).
+    #[serde(default)]
+    pub backup_timestamp: Option<String>,
+    /// The lease of the agent that took the job; if that lease is gone the job is dead.
+    #[serde(default)]
+    pub owner_lease: Option<i64>,
+    /// Which schedule created the job, if any.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub progress: JobProgress,
+    /// How long the job may stay PENDING before it is failed as "tablet did not take it".
+    #[serde(default)]
+    pub pending_timeout_seconds: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A backup schedule (coordinator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub name: String,
+    pub cron: String,
+    /// `KS` or `KS/SHARD`.
+    pub target: String,
+    #[serde(default)]
+    pub keep_count: Option<u32>,
+    #[serde(default)]
+    pub keep_for_seconds: Option<u64>,
+    #[serde(default)]
+    pub backup_engine: Option<String>,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub last_run: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub next_run: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tablet_type_round_trips_upper_case() {
+        let j = serde_json::to_string(&TabletType::Rdonly).unwrap();
+        assert_eq!(j, "\"RDONLY\"");
+        assert_eq!("replica".parse::<TabletType>().unwrap(), TabletType::Replica);
+        assert!("leader".parse::<TabletType>().is_err());
+        assert!(!TabletType::Backup.is_replica_type());
+    }
+
+    #[test]
+    fn old_job_records_without_new_fields_parse() {
+        let j = r#"{"id":"j1","kind":"BACKUP","keyspace":"ks","shard":"0",
+            "tablet_alias":"zone1-0000000101","state":"PENDING",
+            "created_at":"2026-01-01T00:00:00Z"}"#;
+        let job: Job = serde_json::from_str(j).unwrap();
+        assert_eq!(job.attempt, 1);
+        assert_eq!(job.tablet_alias.uid, 101);
+    }
+}

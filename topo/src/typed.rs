@@ -1,0 +1,231 @@
+//! Typed access to the records of the contract on top of [`Topo`]: tablets with
+//! their health, shards, keyspaces, backup records, jobs and schedules. Each call is
+//! one or two etcd round trips; callers that need more (the coordinator) keep their
+//! own watched cache.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+
+use crate::error::{Result, TopoError};
+use crate::names::TabletAlias;
+use crate::records::{BackupRecord, Health, Job, Keyspace, Schedule, Shard, Tablet};
+use crate::store::{Topo, Versioned};
+
+/// A tablet record with its (possibly absent) health.
+#[derive(Debug, Clone)]
+pub struct TabletInfo {
+    /// The registration.
+    pub tablet: Versioned<Tablet>,
+    /// Present while the agent's lease lives.
+    pub health: Option<Health>,
+}
+
+impl TabletInfo {
+    /// The tablet answers for its type: agent alive, mysqld up, serving, and (for
+    /// non-primaries) replicating.
+    pub fn healthy(&self) -> bool {
+        match &self.health {
+            None => false,
+            Some(h) => {
+                h.mysqld_up
+                    && h.serving
+                    && (self.tablet.value.tablet_type == crate::TabletType::Primary || h.replicating())
+            }
+        }
+    }
+}
+
+/// Splits `<root>/<cell>/tablets/<alias>/<leaf>` into (alias, leaf).
+fn tablet_key_parts<'a>(root: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = key.strip_prefix(root)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let (cell, t, alias, leaf) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if cell == "global" || t != "tablets" || parts.next().is_some() {
+        return None;
+    }
+    Some((alias, leaf))
+}
+
+impl Topo {
+    /// Raw key/value/version triples under a prefix (for mixed record types).
+    pub async fn list_raw(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>, i64)>> {
+        let mut client = self.client();
+        let opts = etcd_client::GetOptions::new().with_prefix();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(prefix, Some(opts)))
+            .await
+            .map_err(|_| TopoError::Timeout(format!("list {prefix}")))??;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec(), kv.mod_revision()))
+            .collect())
+    }
+
+    /// Every tablet of every cell, with health, optionally filtered; sorted by alias.
+    pub async fn list_tablets(&self, keyspace: Option<&str>, shard: Option<&str>) -> Result<Vec<TabletInfo>> {
+        let root = self.keys().root().to_string();
+        let raw = self.list_raw(&self.keys().all()).await?;
+        let mut tablets: HashMap<String, Versioned<Tablet>> = HashMap::new();
+        let mut healths: HashMap<String, Health> = HashMap::new();
+        for (key, bytes, version) in raw {
+            let Some((alias, leaf)) = tablet_key_parts(&root, &key) else { continue };
+            match leaf {
+                "Tablet" => match serde_json::from_slice::<Tablet>(&bytes) {
+                    Ok(t) => {
+                        tablets.insert(alias.to_string(), Versioned { value: t, version });
+                    }
+                    Err(e) => tracing::warn!(%key, error = %e, "skipping tablet record that does not parse"),
+                },
+                "Health" => match serde_json::from_slice::<Health>(&bytes) {
+                    Ok(h) => {
+                        healths.insert(alias.to_string(), h);
+                    }
+                    Err(e) => tracing::warn!(%key, error = %e, "skipping health record that does not parse"),
+                },
+                _ => {}
+            }
+        }
+        let mut out: Vec<TabletInfo> = tablets
+            .into_iter()
+            .filter(|(_, t)| keyspace.is_none_or(|k| t.value.keyspace == k))
+            .filter(|(_, t)| shard.is_none_or(|s| t.value.shard == s))
+            .map(|(alias, tablet)| TabletInfo {
+                health: healths.remove(&alias),
+                tablet,
+            })
+            .collect();
+        out.sort_by(|a, b| a.tablet.value.alias.cmp(&b.tablet.value.alias));
+        Ok(out)
+    }
+
+    /// One tablet with its health; `None` if it never registered.
+    pub async fn get_tablet_info(&self, alias: &TabletAlias) -> Result<Option<TabletInfo>> {
+        let Some(tablet) = self.get::<Tablet>(&self.keys().tablet(alias)).await? else {
+            return Ok(None);
+        };
+        let health = match self.get::<Health>(&self.keys().health(alias)).await {
+            Ok(h) => h.map(|v| v.value),
+            Err(TopoError::BadRecord { key, reason }) => {
+                tracing::warn!(%key, %reason, "ignoring health record that does not parse");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Some(TabletInfo { tablet, health }))
+    }
+
+    pub async fn get_shard(&self, ks: &str, shard: &str) -> Result<Option<Versioned<Shard>>> {
+        self.get(&self.keys().shard(ks, shard)).await
+    }
+
+    /// Creates the keyspace and shard records when missing (idempotent, race-safe).
+    pub async fn ensure_keyspace_shard(&self, ks: &str, shard: &str) -> Result<Versioned<Shard>> {
+        let now = Utc::now();
+        match self
+            .create(&self.keys().keyspace(ks), &Keyspace { name: ks.to_string(), created_at: now }, None)
+            .await
+        {
+            Ok(_) | Err(TopoError::NodeExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let record = Shard {
+            keyspace: ks.to_string(),
+            name: shard.to_string(),
+            primary_alias: None,
+            primary_term_start_time: None,
+            latest_backup: None,
+            latest_backup_time: None,
+            created_at: now,
+        };
+        match self.create(&self.keys().shard(ks, shard), &record, None).await {
+            Ok(version) => Ok(Versioned { value: record, version }),
+            Err(TopoError::NodeExists(_)) => self
+                .get_shard(ks, shard)
+                .await?
+                .ok_or_else(|| TopoError::NoNode(self.keys().shard(ks, shard))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keyspace names, sorted.
+    pub async fn list_keyspaces(&self) -> Result<Vec<String>> {
+        let prefix = self.keys().keyspaces_prefix();
+        let mut out: Vec<String> = self
+            .list::<Keyspace>(&prefix)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("/Keyspace"))
+            .map(|(_, v)| v.value.name)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Shards of a keyspace, sorted by name.
+    pub async fn list_shards(&self, ks: &str) -> Result<Vec<Versioned<Shard>>> {
+        let prefix = self.keys().shards_prefix(ks);
+        let mut out: Vec<Versioned<Shard>> = self
+            .list::<Shard>(&prefix)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("/Shard"))
+            .map(|(_, v)| v)
+            .collect();
+        out.sort_by(|a, b| a.value.name.cmp(&b.value.name));
+        Ok(out)
+    }
+
+    /// Backup records of a shard, oldest first (names sort by time).
+    pub async fn list_backup_records(&self, ks: &str, shard: &str) -> Result<Vec<Versioned<BackupRecord>>> {
+        let mut out: Vec<Versioned<BackupRecord>> = self
+            .list::<BackupRecord>(&self.keys().backups_prefix(ks, shard))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        out.sort_by(|a, b| (a.value.backup_time, &a.value.name).cmp(&(b.value.backup_time, &b.value.name)));
+        Ok(out)
+    }
+
+    /// All jobs, oldest first.
+    pub async fn list_jobs(&self) -> Result<Vec<Versioned<Job>>> {
+        let mut out: Vec<Versioned<Job>> = self
+            .list::<Job>(&self.keys().jobs_prefix())
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        out.sort_by(|a, b| (a.value.created_at, &a.value.id).cmp(&(b.value.created_at, &b.value.id)));
+        Ok(out)
+    }
+
+    /// All schedules, by name.
+    pub async fn list_schedules(&self) -> Result<Vec<Versioned<Schedule>>> {
+        let mut out: Vec<Versioned<Schedule>> = self
+            .list::<Schedule>(&self.keys().schedules_prefix())
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        out.sort_by(|a, b| a.value.name.cmp(&b.value.name));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tablet_keys_are_recognised() {
+        assert_eq!(
+            tablet_key_parts("/cairn", "/cairn/zone1/tablets/zone1-0000000101/Tablet"),
+            Some(("zone1-0000000101", "Tablet"))
+        );
+        assert_eq!(tablet_key_parts("/cairn", "/cairn/global/keyspaces/ks/Keyspace"), None);
+        assert_eq!(tablet_key_parts("/cairn", "/cairnx/zone1/tablets/a/Tablet"), None);
+        assert_eq!(tablet_key_parts("/cairn", "/cairn/zone1/tablets/a/b/Tablet"), None);
+    }
+}
