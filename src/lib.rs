@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod coordinator;
 pub mod tablet;
-pub mod testkit;
+
 pub mod util;

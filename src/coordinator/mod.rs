@@ -1,0 +1,6 @@
+//! The cluster-wide coordinator: election, scheduler, replica selection, job
+//! supervision, retention, catalog reconciliation, etcd snapshots, HTTP status.
+//!
+//! - [`select`]: which tablet of a shard to back up (pure, shared with `backup-shard`).
+
+pub mod select;

@@ -1,0 +1,210 @@
+//! Which tablet of a shard to back up: one pure function over plain data, shared by
+//! `cairn backup-shard` and the coordinator's scheduler.
+//!
+//! Eligible: REPLICA, RDONLY or SPARE tablets whose Health is present, mysqld up,
+//! both replication threads running, lag known and at most the threshold, and not
+//! busy with a job. Among them the least lag wins, then the most advanced GTID
+//! position, then the lowest alias (a stable order). The PRIMARY is a fallback only
+//! when allowed. Why each tablet was passed over is reported, so "no tablet
+//! available" always says why.
+
+use cairn_topo::typed::TabletInfo;
+use cairn_topo::{TabletAlias, TabletType};
+
+/// The outcome of a selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Back up this tablet.
+    Tablet(TabletAlias),
+    /// Nobody is eligible; one reason per tablet.
+    None(Vec<(TabletAlias, String)>),
+}
+
+/// Knobs of the selection.
+#[derive(Debug, Clone)]
+pub struct SelectOptions {
+    /// Fall back to the primary when no replica is eligible.
+    pub allow_primary: bool,
+    /// Replicas lagging more than this are passed over.
+    pub max_lag_seconds: u64,
+}
+
+/// Why `t` may not be backed up, or `None` if it may (primaries are judged apart).
+fn ineligible(t: &TabletInfo, opts: &SelectOptions) -> Option<String> {
+    let ty = t.tablet.value.tablet_type;
+    if !matches!(ty, TabletType::Replica | TabletType::Rdonly | TabletType::Spare) {
+        return Some(format!("type {ty}"));
+    }
+    let Some(h) = &t.health else { return Some("no health (agent down)".into()) };
+    if !h.mysqld_up {
+        return Some("mysqld down".into());
+    }
+    if let Some(job) = &h.busy_job {
+        return Some(format!("busy with job {job}"));
+    }
+    if !h.replication_io_running || !h.replication_sql_running {
+        return Some("replication stopped".into());
+    }
+    match h.replication_lag_seconds {
+        None => Some("replication lag unknown".into()),
+        Some(l) if l > opts.max_lag_seconds => Some(format!("lagging {l}s > {}s", opts.max_lag_seconds)),
+        Some(_) => None,
+    }
+}
+
+/// Compares MariaDB GTID positions (`[MariaDB/]d-s-n[,d-s-n…]`) by the sum of
+/// sequence numbers per domain: more is more advanced. Unparseable positions rank
+/// lowest.
+fn gtid_weight(pos: Option<&str>) -> u128 {
+    let Some(p) = pos else { return 0 };
+    let p = p.split_once('/').map_or(p, |(_, rest)| rest);
+    p.split(',')
+        .filter_map(|g| g.trim().rsplit('-').next()?.parse::<u64>().ok())
+        .map(u128::from)
+        .sum()
+}
+
+/// Picks the tablet to back up among the tablets of one shard.
+pub fn select_backup_tablet(tablets: &[TabletInfo], opts: &SelectOptions) -> Choice {
+    let mut reasons = Vec::new();
+    let mut best: Option<(&TabletInfo, u64, u128)> = None;
+    for t in tablets {
+        if let Some(why) = ineligible(t, opts) {
+            reasons.push((t.tablet.value.alias.clone(), why));
+            continue;
+        }
+        let h = t.health.as_ref().expect("eligible tablets have health");
+        let lag = h.replication_lag_seconds.unwrap_or(u64::MAX);
+        let weight = gtid_weight(h.gtid_position.as_deref());
+        let better = match &best {
+            None => true,
+            Some((b, blag, bweight)) => {
+                (lag, std::cmp::Reverse(weight), &t.tablet.value.alias)
+                    < (*blag, std::cmp::Reverse(*bweight), &b.tablet.value.alias)
+            }
+        };
+        if better {
+            best = Some((t, lag, weight));
+        }
+    }
+    if let Some((t, _, _)) = best {
+        return Choice::Tablet(t.tablet.value.alias.clone());
+    }
+    if opts.allow_primary {
+        let primary = tablets.iter().find(|t| {
+            t.tablet.value.tablet_type == TabletType::Primary
+                && t.health.as_ref().is_some_and(|h| h.mysqld_up && h.busy_job.is_none())
+        });
+        if let Some(p) = primary {
+            return Choice::Tablet(p.tablet.value.alias.clone());
+        }
+    }
+    Choice::None(reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_topo::{Health, Tablet, Versioned};
+    use chrono::Utc;
+
+    fn tablet(uid: u32, ty: TabletType, health: Option<Health>) -> TabletInfo {
+        TabletInfo {
+            tablet: Versioned {
+                value: Tablet {
+                    alias: TabletAlias::new("zone1", uid).unwrap(),
+                    hostname: "h".into(),
+                    mysql_host: "h".into(),
+                    mysql_port: 1,
+                    port: 2,
+                    keyspace: "ks".into(),
+                    shard: "0".into(),
+                    tablet_type: ty,
+                    base_type: ty,
+                    flavor: "MariaDB".into(),
+                    tablet_dir: String::new(),
+                    started_at: Utc::now(),
+                },
+                version: 1,
+            },
+            health,
+        }
+    }
+
+    fn healthy(lag: u64, pos: &str) -> Option<Health> {
+        Some(Health {
+            mysqld_up: true,
+            replication_io_running: true,
+            replication_sql_running: true,
+            replication_lag_seconds: Some(lag),
+            gtid_position: Some(pos.into()),
+            serving: true,
+            ..Health::default()
+        })
+    }
+
+    fn opts(allow_primary: bool) -> SelectOptions {
+        SelectOptions { allow_primary, max_lag_seconds: 30 }
+    }
+
+    fn pick(ts: &[TabletInfo], allow_primary: bool) -> Option<u32> {
+        match select_backup_tablet(ts, &opts(allow_primary)) {
+            Choice::Tablet(a) => Some(a.uid),
+            Choice::None(_) => None,
+        }
+    }
+
+    #[test]
+    fn table_of_cases() {
+        use TabletType::*;
+        let stopped = || {
+            let mut h = healthy(0, "MariaDB/0-1-100").unwrap();
+            h.replication_sql_running = false;
+            Some(h)
+        };
+        let busy = || {
+            let mut h = healthy(0, "MariaDB/0-1-100").unwrap();
+            h.busy_job = Some("j1".into());
+            Some(h)
+        };
+        let unknown_lag = || {
+            let mut h = healthy(0, "MariaDB/0-1-100").unwrap();
+            h.replication_lag_seconds = None;
+            Some(h)
+        };
+        let cases: Vec<(&str, Vec<TabletInfo>, bool, Option<u32>)> = vec![
+            ("least lag wins", vec![tablet(1, Replica, healthy(5, "0-1-9")), tablet(2, Rdonly, healthy(1, "0-1-9"))], false, Some(2)),
+            ("tie on lag: most advanced gtid", vec![tablet(1, Replica, healthy(0, "MariaDB/0-1-10")), tablet(2, Replica, healthy(0, "MariaDB/0-1-12"))], false, Some(2)),
+            ("tie on everything: lowest alias", vec![tablet(2, Replica, healthy(0, "0-1-1")), tablet(1, Replica, healthy(0, "0-1-1"))], false, Some(1)),
+            ("primary never without allow", vec![tablet(1, Primary, healthy(0, "0-1-1"))], false, None),
+            ("primary as a fallback when allowed", vec![tablet(1, Primary, healthy(0, "0-1-1")), tablet(2, Replica, stopped())], true, Some(1)),
+            ("replica preferred over an allowed primary", vec![tablet(1, Primary, healthy(0, "0-1-1")), tablet(2, Replica, healthy(3, "0-1-1"))], true, Some(2)),
+            ("no health", vec![tablet(1, Replica, None)], false, None),
+            ("replication stopped", vec![tablet(1, Replica, stopped()), tablet(2, Replica, healthy(20, "0-1-1"))], false, Some(2)),
+            ("lagging past the threshold", vec![tablet(1, Replica, healthy(31, "0-1-1"))], false, None),
+            ("lag unknown", vec![tablet(1, Replica, unknown_lag())], false, None),
+            ("busy", vec![tablet(1, Replica, busy()), tablet(2, Spare, healthy(9, "0-1-1"))], false, Some(2)),
+            ("drained, backup, restore, experimental are not candidates", vec![tablet(1, Drained, healthy(0, "0-1-1")), tablet(2, Backup, healthy(0, "0-1-1")), tablet(3, Restore, healthy(0, "0-1-1")), tablet(4, Experimental, healthy(0, "0-1-1"))], false, None),
+            ("empty shard", vec![], true, None),
+        ];
+        for (name, tablets, allow, want) in cases {
+            assert_eq!(pick(&tablets, allow), want, "case: {name}");
+        }
+    }
+
+    #[test]
+    fn reasons_name_every_tablet() {
+        let ts = vec![tablet(1, TabletType::Replica, None), tablet(2, TabletType::Replica, healthy(99, "0-1-1"))];
+        let Choice::None(reasons) = select_backup_tablet(&ts, &opts(false)) else { panic!() };
+        assert_eq!(reasons.len(), 2);
+        assert!(reasons[0].1.contains("no health"));
+        assert!(reasons[1].1.contains("lagging 99s"));
+    }
+
+    #[test]
+    fn gtid_weights() {
+        assert!(gtid_weight(Some("MariaDB/0-1-10,1-2-5")) > gtid_weight(Some("MariaDB/0-1-14")));
+        assert_eq!(gtid_weight(None), 0);
+        assert_eq!(gtid_weight(Some("garbage")), 0);
+    }
+}

@@ -1,0 +1,616 @@
+//! The agent's life: register the tablet, run mysqld, keep Health alive on a lease,
+//! follow the shard primary, supervise mysqld, and stop cleanly on SIGINT/SIGTERM.
+//!
+//! Role changes are level-triggered: [`Agent::reconcile`] compares what the Shard
+//! record wants (primary or replica of whom) with what mysqld does, and fixes the
+//! difference. It runs when the Shard record changes (watch) and on every health
+//! tick, so a missed event or a crash at any point is repaired by the next run.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_topo::lease::LeaseHandle;
+use cairn_topo::watch::WatchEvent;
+use cairn_topo::{Health, Shard, Tablet, TabletAlias, TabletType, Topo, TopoConfig};
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{self, AgentMetrics};
+use super::mysqld::{Mysqld, MysqldConfig};
+use crate::cli::args::TabletArgs;
+
+/// Settings of one agent, resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The tablet's identity.
+    pub alias: TabletAlias,
+    /// Keyspace and shard it serves.
+    pub keyspace: String,
+    pub shard: String,
+    /// Type to take when not primary and not busy.
+    pub base_type: TabletType,
+    /// mysqld's directory (data, socket, logs).
+    pub tablet_dir: PathBuf,
+    /// mysqld's TCP port and address.
+    pub mysql_port: u16,
+    pub mysql_bind_address: String,
+    /// Hostname published for replicas to connect to.
+    pub hostname: String,
+    /// Replication credentials (the password never goes to topo or logs).
+    pub repl_user: String,
+    pub repl_password: String,
+    /// Lease TTL of Health.
+    pub health_ttl: Duration,
+    /// How often Health is written and roles are reconciled.
+    pub health_interval: Duration,
+    /// InnoDB buffer pool size for mysqld.
+    pub innodb_buffer_pool_size: String,
+}
+
+/// The role the agent has put mysqld in, as far as it knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// Nothing configured yet (fresh start): the next reconcile decides.
+    Unknown,
+    /// Writable, no replication.
+    Primary,
+    /// Read-only, replicating from this primary.
+    Replica { primary: TabletAlias, host: String, port: u16 },
+    /// Read-only, no primary known yet.
+    Orphan,
+}
+
+/// What the agent reports and decides on; guarded by a std mutex, never held across
+/// an await.
+#[derive(Debug)]
+struct Status {
+    /// Current tablet type (mirrors the Tablet record).
+    tablet_type: TabletType,
+    /// Role mysqld is in.
+    role: Role,
+    /// The last error worth showing operators (cleared when things work again).
+    last_error: Option<String>,
+    /// Id of the job being run, if any.
+    busy_job: Option<String>,
+    /// Whether mysqld answered at the last check.
+    mysqld_up: bool,
+}
+
+/// A running agent. Shared by its background loops.
+pub struct Agent {
+    /// Topology store.
+    topo: Topo,
+    /// Resolved flags.
+    cfg: AgentConfig,
+    /// The managed server; jobs lock it for their whole run.
+    mysqld: tokio::sync::Mutex<Mysqld>,
+    /// Reported state.
+    status: Mutex<Status>,
+    /// The lease Health lives on.
+    lease: LeaseHandle,
+    /// Prometheus metrics of the agent.
+    metrics: Arc<AgentMetrics>,
+    /// Published HTTP port.
+    http_port: u16,
+    /// Fired on SIGINT/SIGTERM.
+    cancel: CancellationToken,
+}
+
+fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
+    if let Some(file) = &args.replication_password_file {
+        let s = std::fs::read_to_string(file)
+            .with_context(|| format!("reading --replication-password-file {}", file.display()))?;
+        let p = s.trim_end_matches(['\n', '\r']).to_string();
+        if p.is_empty() {
+            bail!("--replication-password-file {} is empty", file.display());
+        }
+        return Ok(p);
+    }
+    if let Ok(p) = std::env::var("CAIRN_REPLICATION_PASSWORD") {
+        if !p.is_empty() {
+            return Ok(p);
+        }
+    }
+    tracing::warn!(
+        "no --replication-password-file and no CAIRN_REPLICATION_PASSWORD: using the built-in \
+         replication password; set one in production"
+    );
+    Ok("cairn-replication".to_string())
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+impl AgentConfig {
+    pub fn from_args(args: &TabletArgs) -> anyhow::Result<Self> {
+        let alias = TabletAlias::new(&args.cell, args.tablet_uid).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            alias,
+            keyspace: args.init_keyspace.clone(),
+            shard: args.init_shard.clone(),
+            base_type: args.init_tablet_type,
+            tablet_dir: args.tablet_dir.clone(),
+            mysql_port: args.mysql_port,
+            mysql_bind_address: args.mysql_bind_address.clone(),
+            hostname: args.tablet_hostname.clone().unwrap_or_else(|| {
+                if args.mysql_bind_address == "0.0.0.0" {
+                    hostname()
+                } else {
+                    args.mysql_bind_address.clone()
+                }
+            }),
+            repl_user: args.replication_user.clone(),
+            repl_password: resolve_password(args)?,
+            health_ttl: args.health_ttl,
+            health_interval: args.health_interval,
+            innodb_buffer_pool_size: args.innodb_buffer_pool_size.clone(),
+        })
+    }
+}
+
+/// Entry point of `cairn tablet`.
+pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
+    let cfg = AgentConfig::from_args(&args)?;
+    if cfg.health_ttl < Duration::from_secs(2) {
+        bail!("--health-ttl must be at least 2s");
+    }
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+
+    let started = Instant::now();
+    tracing::info!(alias = %cfg.alias, keyspace = %cfg.keyspace, shard = %cfg.shard, "tablet agent starting");
+    let topo = tokio::select! {
+        t = Topo::connect(&topo_cfg, None) => t.context("connecting to etcd")?,
+        _ = cancel.cancelled() => bail!("interrupted before etcd was reachable"),
+    };
+
+    // Refuse to move an existing tablet to another shard: its data belongs to the old one.
+    let existing: Option<cairn_topo::Versioned<Tablet>> = topo
+        .get(&topo.keys().tablet(&cfg.alias))
+        .await
+        .with_context(|| format!("reading tablet record of {}", cfg.alias))?;
+    if let Some(t) = &existing {
+        if t.value.keyspace != cfg.keyspace || t.value.shard != cfg.shard {
+            bail!(
+                "tablet {} is registered in {}/{}, not {}/{}: use another --tablet-uid or delete the old record",
+                cfg.alias,
+                t.value.keyspace,
+                t.value.shard,
+                cfg.keyspace,
+                cfg.shard
+            );
+        }
+    }
+    let shard = topo
+        .ensure_keyspace_shard(&cfg.keyspace, &cfg.shard)
+        .await
+        .with_context(|| format!("creating keyspace/shard {}/{}", cfg.keyspace, cfg.shard))?;
+
+    let mysqld_cfg = MysqldConfig {
+        innodb_buffer_pool_size: cfg.innodb_buffer_pool_size.clone(),
+        ..MysqldConfig::new(
+            cfg.tablet_dir.clone(),
+            cfg.mysql_port,
+            cfg.mysql_bind_address.clone(),
+            super::mysqld::server_id_for_uid(cfg.alias.uid),
+        )
+    };
+    let mut mysqld = Mysqld::new(mysqld_cfg).context("preparing mysqld")?;
+    let initialised = mysqld.init_if_needed().await.context("initialising the data directory")?;
+    if initialised {
+        tracing::info!(dir = %cfg.tablet_dir.display(), "initialised a new data directory");
+    } else {
+        tracing::info!(dir = %cfg.tablet_dir.display(), "reusing the existing data directory");
+    }
+    mysqld.start().await.context("starting mysqld")?;
+    mysqld
+        .ensure_replication_user(&cfg.repl_user, &cfg.repl_password)
+        .await
+        .context("creating the replication user")?;
+
+    let lease = topo
+        .lease(cfg.health_ttl.as_secs().max(2) as i64)
+        .await
+        .context("granting the health lease")?;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("binding the agent HTTP port {}", args.port))?;
+    let http_port = listener.local_addr().context("reading the HTTP port")?.port();
+
+    let is_primary = shard.value.primary_alias.as_ref() == Some(&cfg.alias);
+    let tablet_type = if is_primary { TabletType::Primary } else { cfg.base_type };
+    if let Some(t) = &existing {
+        if matches!(t.value.tablet_type, TabletType::Backup | TabletType::Restore) {
+            tracing::warn!(
+                was = %t.value.tablet_type,
+                "the previous agent died during a job; returning the tablet to {tablet_type}"
+            );
+        }
+    }
+    let agent = Arc::new(Agent {
+        topo,
+        mysqld: tokio::sync::Mutex::new(mysqld),
+        status: Mutex::new(Status {
+            tablet_type,
+            role: Role::Unknown,
+            last_error: None,
+            busy_job: None,
+            mysqld_up: true,
+        }),
+        lease,
+        metrics: Arc::new(AgentMetrics::default()),
+        http_port,
+        cancel: cancel.clone(),
+        cfg,
+    });
+    agent.publish_tablet(tablet_type).await.context("registering the tablet")?;
+    if let Err(e) = agent.reconcile(Some(shard.value)).await {
+        agent.set_error(format!("{e:#}"));
+    }
+    agent.write_health().await;
+    tracing::info!(
+        alias = %agent.cfg.alias,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        http_port,
+        "tablet registered and healthy"
+    );
+
+    let loops = vec![
+        tokio::spawn(http::serve(listener, agent.metrics.clone(), cancel.clone())),
+        tokio::spawn(agent.clone().health_loop()),
+        tokio::spawn(agent.clone().shard_watch_loop()),
+        tokio::spawn(agent.clone().lease_loop()),
+    ];
+    cancel.cancelled().await;
+    tracing::info!("shutting down");
+    for l in loops {
+        let _ = tokio::time::timeout(Duration::from_secs(5), l).await;
+    }
+    agent.shutdown().await;
+    Ok(())
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+        cancel.cancel();
+    });
+}
+
+impl Agent {
+    fn set_error(&self, e: String) {
+        tracing::warn!(error = %e, "tablet problem");
+        if let Ok(mut s) = self.status.lock() {
+            s.last_error = Some(e);
+        }
+    }
+
+    fn clear_error(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            s.last_error = None;
+        }
+    }
+
+    fn tablet_type(&self) -> TabletType {
+        self.status.lock().map(|s| s.tablet_type).unwrap_or(self.cfg.base_type)
+    }
+
+    /// Writes the Tablet record with `tablet_type` (read-modify-write: keeps fields
+    /// others may add, refreshes ports and host).
+    async fn publish_tablet(&self, tablet_type: TabletType) -> anyhow::Result<()> {
+        let key = self.topo.keys().tablet(&self.cfg.alias);
+        let cfg = &self.cfg;
+        let http_port = self.http_port;
+        self.topo
+            .update_with::<Tablet, _>(&key, |cur| {
+                let started_at = cur.as_ref().map(|t| t.started_at).unwrap_or_else(Utc::now);
+                let next = Tablet {
+                    alias: cfg.alias.clone(),
+                    hostname: cfg.hostname.clone(),
+                    mysql_host: cfg.hostname.clone(),
+                    mysql_port: cfg.mysql_port,
+                    port: http_port,
+                    keyspace: cfg.keyspace.clone(),
+                    shard: cfg.shard.clone(),
+                    tablet_type,
+                    base_type: cfg.base_type,
+                    flavor: "MariaDB".into(),
+                    tablet_dir: cfg.tablet_dir.display().to_string(),
+                    started_at,
+                };
+                if cur.as_ref() == Some(&next) {
+                    Ok(None)
+                } else {
+                    Ok(Some(next))
+                }
+            })
+            .await?;
+        if let Ok(mut s) = self.status.lock() {
+            s.tablet_type = tablet_type;
+        }
+        Ok(())
+    }
+
+    /// Brings mysqld's role in line with the Shard record (fetched if not given).
+    async fn reconcile(&self, shard: Option<Shard>) -> anyhow::Result<()> {
+        if self.status.lock().map(|s| s.busy_job.is_some()).unwrap_or(false) {
+            return Ok(()); // a job owns mysqld; it restores the role when done
+        }
+        let shard = match shard {
+            Some(s) => s,
+            None => self
+                .topo
+                .get_shard(&self.cfg.keyspace, &self.cfg.shard)
+                .await?
+                .map(|v| v.value)
+                .context("the shard record disappeared")?,
+        };
+        let mut mysqld = self.mysqld.lock().await;
+        // Supervision: a dead mysqld is restarted before anything else.
+        if !mysqld.is_running() {
+            if let Ok(mut s) = self.status.lock() {
+                s.mysqld_up = false;
+                s.role = Role::Unknown;
+            }
+            self.metrics.mysqld_up.set(0);
+            tracing::warn!("mysqld is not running; restarting it");
+            self.metrics.mysqld_restarts.inc();
+            mysqld.start().await.context("restarting mysqld")?;
+            tracing::info!("mysqld restarted");
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.mysqld_up = true;
+        }
+        let current = self.status.lock().map(|s| s.role.clone()).unwrap_or(Role::Unknown);
+        let wanted_primary = shard.primary_alias.clone();
+        if wanted_primary.as_ref() == Some(&self.cfg.alias) {
+            if current != Role::Primary {
+                tracing::info!("becoming the primary of the shard");
+                mysqld.reset_replication().await.context("clearing replication")?;
+                mysqld.set_read_only(false).await.context("making mysqld writable")?;
+                self.set_role(Role::Primary);
+            }
+            drop(mysqld);
+            if self.tablet_type() != TabletType::Primary {
+                self.publish_tablet(TabletType::Primary).await?;
+            }
+            self.clear_error();
+            return Ok(());
+        }
+        // Not the primary: read-only, and replicating from the primary if there is one.
+        if current == Role::Primary || current == Role::Unknown {
+            mysqld.set_read_only(true).await.context("making mysqld read-only")?;
+        }
+        match wanted_primary {
+            None => {
+                if current != Role::Orphan {
+                    self.set_role(Role::Orphan);
+                }
+            }
+            Some(primary) => {
+                let p = self
+                    .topo
+                    .get::<Tablet>(&self.topo.keys().tablet(&primary))
+                    .await?
+                    .with_context(|| format!("the shard's primary {primary} has no tablet record"))?
+                    .value;
+                let wanted = Role::Replica {
+                    primary: primary.clone(),
+                    host: p.mysql_host.clone(),
+                    port: p.mysql_port,
+                };
+                let status = mysqld.replication_status().await.context("reading replication status")?;
+                let running = status.as_ref().is_some_and(|s| s.io_running && s.sql_running);
+                if current != wanted || !running {
+                    if current == Role::Primary {
+                        // A demoted primary's own writes are not in gtid_slave_pos; start
+                        // from everything it has, or it would replay its own transactions.
+                        mysqld.adopt_binlog_position_for_replication().await?;
+                    }
+                    if current == wanted {
+                        let why = status
+                            .and_then(|s| s.last_error)
+                            .unwrap_or_else(|| "threads stopped".into());
+                        tracing::warn!(%primary, %why, "replication not running; restarting it");
+                    } else {
+                        tracing::info!(%primary, host = %p.mysql_host, port = p.mysql_port, "replicating from the primary");
+                    }
+                    mysqld
+                        .start_replication_from(&p.mysql_host, p.mysql_port, &self.cfg.repl_user, &self.cfg.repl_password)
+                        .await
+                        .with_context(|| format!("starting replication from {primary}"))?;
+                    self.set_role(wanted);
+                }
+            }
+        }
+        drop(mysqld);
+        let base = self.cfg.base_type;
+        if self.tablet_type() != base {
+            self.publish_tablet(base).await?;
+        }
+        self.clear_error();
+        Ok(())
+    }
+
+    fn set_role(&self, role: Role) {
+        if let Ok(mut s) = self.status.lock() {
+            s.role = role;
+        }
+    }
+
+    /// Reads mysqld's state into a Health record (without waiting on a running job).
+    async fn collect_health(&self) -> Health {
+        let (tablet_type, busy_job, last_error, role) = match self.status.lock() {
+            Ok(s) => (s.tablet_type, s.busy_job.clone(), s.last_error.clone(), s.role.clone()),
+            Err(_) => (self.cfg.base_type, None, Some("agent state poisoned".into()), Role::Unknown),
+        };
+        let mut h = Health {
+            busy_job,
+            last_error,
+            updated_at: Some(Utc::now()),
+            ..Health::default()
+        };
+        let Ok(mysqld) = self.mysqld.try_lock() else {
+            // A job (or a reconcile) holds mysqld; report what we know without blocking.
+            h.mysqld_up = self.status.lock().map(|s| s.mysqld_up).unwrap_or(false);
+            return h;
+        };
+        if !mysqld.is_running() {
+            self.metrics.mysqld_up.set(0);
+            return h;
+        }
+        match mysqld.gtid_position().await {
+            Ok(pos) => {
+                h.mysqld_up = true;
+                h.gtid_position = Some(format!("MariaDB/{pos}"));
+            }
+            Err(e) => {
+                h.last_error = Some(format!("mysqld not answering: {e:#}"));
+                self.metrics.mysqld_up.set(0);
+                return h;
+            }
+        }
+        if let Role::Replica { .. } = role {
+            match mysqld.replication_status().await {
+                Ok(Some(r)) => {
+                    h.replication_io_running = r.io_running;
+                    h.replication_sql_running = r.sql_running;
+                    h.replication_lag_seconds = if r.io_running && r.sql_running { r.lag_seconds } else { None };
+                    if h.last_error.is_none() {
+                        h.last_error = r.last_error;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => h.last_error = Some(format!("reading replication status: {e:#}")),
+            }
+        }
+        h.serving = h.mysqld_up && !matches!(tablet_type, TabletType::Backup | TabletType::Restore | TabletType::Drained);
+        self.metrics.mysqld_up.set(h.mysqld_up as i64);
+        self.metrics
+            .replication_lag_seconds
+            .set(h.replication_lag_seconds.map_or(-1, |l| l as i64));
+        h
+    }
+
+    async fn write_health(&self) {
+        let h = self.collect_health().await;
+        let key = self.topo.keys().health(&self.cfg.alias);
+        match self.topo.put(&key, &h, Some(self.lease.id())).await {
+            Ok(_) => {
+                self.metrics.health_writes.inc();
+            }
+            Err(e) => {
+                self.metrics.health_write_errors.inc();
+                tracing::warn!(error = %e, "cannot write Health");
+            }
+        };
+    }
+
+    /// Every `health_interval`: reconcile (supervision included) and write Health.
+    async fn health_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.cfg.health_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reconcile(None).await {
+                self.set_error(format!("{e:#}"));
+            }
+            self.write_health().await;
+        }
+    }
+
+    /// Re-writes Health as soon as the lease is re-granted after a loss.
+    async fn lease_loop(self: Arc<Self>) {
+        let mut rx = self.lease.subscribe();
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            let state = rx.borrow_and_update().clone();
+            if state.alive {
+                tracing::info!(lease = state.id, generation = state.generation, "lease (re)granted; re-registering health");
+                if let Err(e) = self.publish_tablet(self.tablet_type()).await {
+                    tracing::warn!(error = %e, "cannot refresh the tablet record");
+                }
+                self.write_health().await;
+            } else {
+                tracing::warn!("health lease lost; waiting for etcd to grant a new one");
+            }
+        }
+    }
+
+    /// Watches the Shard record and reconciles on every change.
+    async fn shard_watch_loop(self: Arc<Self>) {
+        let key = self.topo.keys().shard(&self.cfg.keyspace, &self.cfg.shard);
+        let mut watch = self.topo.watch(&key, false, 0);
+        loop {
+            let ev = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                ev = watch.next() => ev,
+            };
+            let shard = match ev {
+                None => return,
+                Some(WatchEvent::Put { value, .. }) => match serde_json::from_slice::<Shard>(&value) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "ignoring shard record that does not parse");
+                        continue;
+                    }
+                },
+                Some(WatchEvent::Delete { .. }) => {
+                    tracing::warn!(%key, "the shard record was deleted");
+                    continue;
+                }
+                Some(WatchEvent::Resync { .. }) => None,
+            };
+            if let Err(e) = self.reconcile(shard).await {
+                self.set_error(format!("{e:#}"));
+            }
+            self.write_health().await;
+        }
+    }
+
+    /// Clean stop: mysqld shut down, lease revoked (Health disappears at once).
+    async fn shutdown(self: Arc<Self>) {
+        let mut mysqld = self.mysqld.lock().await;
+        if let Err(e) = mysqld.shutdown(Duration::from_secs(60)).await {
+            tracing::warn!(error = %e, "mysqld did not shut down cleanly");
+        }
+        drop(mysqld);
+        let Ok(agent) = Arc::try_unwrap(self) else {
+            tracing::warn!("background loops still hold the agent; the lease will expire by TTL");
+            return;
+        };
+        agent.lease.revoke().await;
+        tracing::info!("stopped");
+    }
+}
