@@ -1,0 +1,325 @@
+//! `backup`, `backup-shard`, `list-backups`, `remove-backup`, `restore-from-backup`.
+//!
+//! Backups and restores are jobs written into topo for the tablet's agent; these
+//! commands validate, refuse what must be refused before anything is written, then
+//! wait for the job. Listing and removal read storage joined with topo.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use cairn_topo::{BackupRecord, JobKind, JobState, Shard, TabletAlias, TabletType, Topo};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::args::{
+    BackupArgs, BackupShardArgs, ListBackupsArgs, RemoveBackupArgs, RestoreArgs, StorageArg, StorageArgs,
+};
+use super::jobs;
+use super::output::{opt, print_rows};
+use super::UsageError;
+use crate::backup::manifest::parse_backup_name;
+use crate::backup::storage::{BackupStorage, FileStorage, StorageError};
+use crate::coordinator::select::{select_backup_tablet, Choice, SelectOptions};
+
+/// The storage the flags describe.
+pub fn open_storage(s: &StorageArgs) -> anyhow::Result<Arc<dyn BackupStorage>> {
+    match s.backup_storage_implementation {
+        StorageArg::File => {
+            let Some(root) = &s.file_backup_storage_root else {
+                return Err(UsageError(
+                    "--file-backup-storage-root is required with --backup-storage-implementation file".into(),
+                )
+                .into());
+            };
+            Ok(Arc::new(FileStorage::new(root.clone())))
+        }
+    }
+}
+
+async fn tablet_for_job(topo: &Topo, alias: &TabletAlias) -> anyhow::Result<cairn_topo::typed::TabletInfo> {
+    topo.get_tablet_info(alias)
+        .await
+        .with_context(|| format!("reading tablet {alias}"))?
+        .with_context(|| format!("tablet {alias} is not registered"))
+}
+
+/// Writes a backup job for `alias` and (unless `no_wait`) waits for it.
+#[allow(clippy::too_many_arguments)]
+async fn run_backup_job(
+    topo: &Topo,
+    alias: &TabletAlias,
+    allow_primary: bool,
+    engine: Option<&str>,
+    concurrency: Option<u32>,
+    no_wait: bool,
+    pending_timeout: std::time::Duration,
+    json: bool,
+) -> anyhow::Result<()> {
+    let info = tablet_for_job(topo, alias).await?;
+    let t = &info.tablet.value;
+    if t.tablet_type == TabletType::Primary && !allow_primary {
+        bail!(
+            "tablet {alias} is the PRIMARY of {}/{}: a backup would take it out of service; \
+             back up a replica, or pass --allow-primary",
+            t.keyspace,
+            t.shard
+        );
+    }
+    if concurrency == Some(0) {
+        return Err(UsageError("--concurrency must be at least 1".into()).into());
+    }
+    jobs::refuse_if_busy(topo, alias).await?;
+    let mut job = jobs::pending_job(JobKind::Backup, &t.keyspace, &t.shard, alias);
+    job.allow_primary = allow_primary;
+    job.engine = engine.map(str::to_string);
+    job.concurrency = concurrency;
+    job.pending_timeout_seconds = Some(pending_timeout.as_secs());
+    jobs::submit(topo, &job).await?;
+    if no_wait {
+        println!("{}", job.id);
+        return Ok(());
+    }
+    let done = jobs::wait(topo, &job.id, pending_timeout).await?;
+    match done.state {
+        JobState::Succeeded => {
+            let name = done.backup_name.unwrap_or_default();
+            if json {
+                println!("{}", serde_json::json!({"job": done.id, "backup_name": name, "tablet_alias": alias.to_string()}));
+            } else {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        state => bail!(
+            "backup of {alias} {}: {}",
+            if state == JobState::Cancelled { "was cancelled" } else { "failed" },
+            done.error.unwrap_or_else(|| "no reason given".into())
+        ),
+    }
+}
+
+pub async fn backup(topo: &Topo, a: BackupArgs) -> anyhow::Result<()> {
+    run_backup_job(
+        topo,
+        &a.alias,
+        a.allow_primary,
+        a.backup_engine.map(|e| e.as_str()),
+        a.concurrency,
+        a.no_wait,
+        a.pending_timeout,
+        a.json,
+    )
+    .await
+}
+
+pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()> {
+    let ks = &a.keyspace_shard;
+    let tablets = topo
+        .list_tablets(Some(&ks.keyspace), Some(&ks.shard))
+        .await
+        .context("listing tablets")?;
+    if tablets.is_empty() {
+        bail!("shard {ks} has no tablets");
+    }
+    let opts = SelectOptions {
+        allow_primary: a.allow_primary,
+        max_lag_seconds: a.max_lag.as_secs(),
+    };
+    let alias = match select_backup_tablet(&tablets, &opts) {
+        Choice::Tablet(alias) => alias,
+        Choice::None(reasons) => {
+            let why: Vec<String> = reasons.iter().map(|(a, r)| format!("{a}: {r}")).collect();
+            bail!(
+                "no tablet of {ks} is eligible for a backup ({}){}",
+                why.join("; "),
+                if a.allow_primary { "" } else { "; --allow-primary would allow the primary" }
+            );
+        }
+    };
+    eprintln!("backing up {alias}");
+    run_backup_job(
+        topo,
+        &alias,
+        a.allow_primary,
+        a.backup_engine.map(|e| e.as_str()),
+        a.concurrency,
+        a.no_wait,
+        a.pending_timeout,
+        a.json,
+    )
+    .await
+}
+
+pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
+    let alias = &a.alias;
+    let info = tablet_for_job(topo, alias).await?;
+    let t = &info.tablet.value;
+    if t.tablet_type == TabletType::Primary {
+        bail!("tablet {alias} is the PRIMARY of {}/{}: restoring it in place is refused", t.keyspace, t.shard);
+    }
+    jobs::refuse_if_busy(topo, alias).await?;
+    let mut job = jobs::pending_job(JobKind::Restore, &t.keyspace, &t.shard, alias);
+    job.backup_timestamp = a.backup_timestamp.clone();
+    job.pending_timeout_seconds = Some(a.pending_timeout.as_secs());
+    jobs::submit(topo, &job).await?;
+    if a.no_wait {
+        println!("{}", job.id);
+        return Ok(());
+    }
+    let done = jobs::wait(topo, &job.id, a.pending_timeout).await?;
+    match done.state {
+        JobState::Succeeded => {
+            println!("{alias} restored from {}", done.backup_name.unwrap_or_default());
+            Ok(())
+        }
+        _ => bail!(
+            "restore of {alias} failed: {}",
+            done.error.unwrap_or_else(|| "no reason given".into())
+        ),
+    }
+}
+
+/// One row of `list-backups --json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackupRow {
+    pub name: String,
+    pub keyspace: String,
+    pub shard: String,
+    pub tablet_alias: String,
+    pub engine: String,
+    pub backup_time: Option<DateTime<Utc>>,
+    pub finished_time: Option<DateTime<Utc>>,
+    pub position: String,
+    pub size_bytes: u64,
+    pub complete: bool,
+    /// Whether topo has a BackupRecord for it (the catalog).
+    pub in_topo: bool,
+}
+
+/// Storage joined with topo's catalog, oldest first.
+pub async fn backup_rows(
+    topo: &Topo,
+    storage: &dyn BackupStorage,
+    keyspace: &str,
+    shard: &str,
+) -> anyhow::Result<Vec<BackupRow>> {
+    let listed = storage
+        .list_backups(keyspace, shard)
+        .await
+        .with_context(|| format!("listing backups of {keyspace}/{shard} in storage"))?;
+    let records = topo
+        .list_backup_records(keyspace, shard)
+        .await
+        .context("reading the backup catalog")?;
+    let in_topo: std::collections::HashSet<String> = records.iter().map(|r| r.value.name.clone()).collect();
+    let mut rows: Vec<BackupRow> = listed
+        .into_iter()
+        .map(|b| {
+            let parsed = parse_backup_name(&b.name).ok();
+            match &b.manifest {
+                Some(m) if b.complete => BackupRow {
+                    name: b.name.clone(),
+                    keyspace: keyspace.to_string(),
+                    shard: shard.to_string(),
+                    tablet_alias: m.tablet_alias.clone(),
+                    engine: m.backup_method.as_str().to_string(),
+                    backup_time: Some(m.backup_time),
+                    finished_time: Some(m.finished_time),
+                    position: m.position.clone(),
+                    size_bytes: b.size_bytes,
+                    complete: true,
+                    in_topo: in_topo.contains(&b.name),
+                },
+                _ => BackupRow {
+                    name: b.name.clone(),
+                    keyspace: keyspace.to_string(),
+                    shard: shard.to_string(),
+                    tablet_alias: parsed.as_ref().map(|(_, a)| a.to_string()).unwrap_or_default(),
+                    engine: String::new(),
+                    backup_time: parsed.map(|(t, _)| t),
+                    finished_time: None,
+                    position: String::new(),
+                    size_bytes: b.size_bytes,
+                    complete: false,
+                    in_topo: in_topo.contains(&b.name),
+                },
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)));
+    Ok(rows)
+}
+
+pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()> {
+    let storage = open_storage(&a.storage)?;
+    let ks = &a.keyspace_shard;
+    let mut rows = backup_rows(topo, storage.as_ref(), &ks.keyspace, &ks.shard).await?;
+    if let Some(limit) = a.limit {
+        if limit == 0 {
+            return Err(UsageError("--limit must be at least 1".into()).into());
+        }
+        let skip = rows.len().saturating_sub(limit);
+        rows.drain(..skip);
+    }
+    print_rows(
+        a.json,
+        &["NAME", "TABLET", "ENGINE", "COMPLETE", "SIZE", "POSITION"],
+        &rows,
+        |r| {
+            vec![
+                r.name.clone(),
+                r.tablet_alias.clone(),
+                r.engine.clone(),
+                if r.complete { "yes" } else { "no" }.to_string(),
+                r.size_bytes.to_string(),
+                opt(&Some(&r.position).filter(|p| !p.is_empty())),
+            ]
+        },
+    )
+}
+
+/// Recomputes the shard's latest complete backup from the catalog.
+pub async fn refresh_latest_backup(topo: &Topo, keyspace: &str, shard: &str) -> anyhow::Result<()> {
+    let records = topo.list_backup_records(keyspace, shard).await?;
+    let latest: Option<BackupRecord> = records.into_iter().map(|r| r.value).filter(|r| r.complete).last();
+    let key = topo.keys().shard(keyspace, shard);
+    topo.update_with::<Shard, _>(&key, |cur| {
+        let Some(mut s) = cur else { return Ok(None) };
+        let name = latest.as_ref().map(|r| r.name.clone());
+        let time = latest.as_ref().map(|r| r.backup_time);
+        if s.latest_backup == name && s.latest_backup_time == time {
+            return Ok(None);
+        }
+        s.latest_backup = name;
+        s.latest_backup_time = time;
+        Ok(Some(s))
+    })
+    .await?;
+    Ok(())
+}
+
+pub async fn remove_backup(topo: &Topo, a: RemoveBackupArgs) -> anyhow::Result<()> {
+    let storage = open_storage(&a.storage)?;
+    let ks = &a.keyspace_shard;
+    let key = topo.keys().backup(&ks.keyspace, &ks.shard, &a.name);
+    let record: Option<cairn_topo::Versioned<BackupRecord>> = match topo.get(&key).await {
+        Ok(r) => r,
+        Err(cairn_topo::TopoError::BadRecord { .. }) => None,
+        Err(e) => return Err(e).context("reading the backup record"),
+    };
+    let in_storage = match storage.remove_backup(&ks.keyspace, &ks.shard, &a.name).await {
+        Ok(()) => true,
+        Err(StorageError::NotFound(_)) => false,
+        Err(e) => return Err(e).with_context(|| format!("removing backup {} from storage", a.name)),
+    };
+    let exists_in_topo = topo.list_raw(&key).await?.iter().any(|(k, _, _)| k == &key);
+    if !in_storage && record.is_none() && !exists_in_topo {
+        bail!("backup {} of {ks} not found", a.name);
+    }
+    if exists_in_topo {
+        topo.delete(&key, None).await.context("removing the backup record")?;
+    }
+    refresh_latest_backup(topo, &ks.keyspace, &ks.shard).await?;
+    println!("removed {} from {ks}", a.name);
+    Ok(())
+}

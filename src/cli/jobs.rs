@@ -1,0 +1,232 @@
+//! Jobs from the CLI's side: write a job for a tablet, wait for its outcome with a
+//! progress bar, fail it if no agent takes it in time; and `cairn jobs`.
+//!
+//! The same job records are written by the coordinator; agents take them by CAS.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_topo::{Job, JobKind, JobProgress, JobState, TabletAlias, Topo, TopoError, Versioned};
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::args::JobsArgs;
+use super::output::{opt, print_rows};
+
+/// A fresh job id: sortable by creation time, unique by a random suffix.
+pub fn new_job_id(kind: JobKind) -> String {
+    let k = match kind {
+        JobKind::Backup => "backup",
+        JobKind::Restore => "restore",
+    };
+    format!("{}-{k}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S%3f"), rand::random::<u32>())
+}
+
+/// A job in PENDING state for `alias`, to be completed by the caller.
+pub fn pending_job(kind: JobKind, keyspace: &str, shard: &str, alias: &TabletAlias) -> Job {
+    Job {
+        id: new_job_id(kind),
+        kind,
+        keyspace: keyspace.to_string(),
+        shard: shard.to_string(),
+        tablet_alias: alias.clone(),
+        state: JobState::Pending,
+        backup_name: None,
+        error: None,
+        created_at: Utc::now(),
+        started_at: None,
+        finished_at: None,
+        attempt: 1,
+        allow_primary: false,
+        engine: None,
+        concurrency: None,
+        backup_timestamp: None,
+        owner_lease: None,
+        schedule: None,
+        progress: JobProgress::default(),
+        pending_timeout_seconds: None,
+    }
+}
+
+/// Refuses a second job on a tablet that already has one going.
+pub async fn refuse_if_busy(topo: &Topo, alias: &TabletAlias) -> anyhow::Result<()> {
+    let jobs = topo.list_jobs().await.context("listing jobs")?;
+    if let Some(j) = jobs
+        .iter()
+        .find(|j| &j.value.tablet_alias == alias && !j.value.state.is_final())
+    {
+        bail!(
+            "tablet {alias} is already running {} job {} ({}); wait for it to finish",
+            kind_name(j.value.kind),
+            j.value.id,
+            state_name(j.value.state)
+        );
+    }
+    Ok(())
+}
+
+fn kind_name(k: JobKind) -> &'static str {
+    match k {
+        JobKind::Backup => "backup",
+        JobKind::Restore => "restore",
+    }
+}
+
+fn state_name(s: JobState) -> &'static str {
+    match s {
+        JobState::Pending => "PENDING",
+        JobState::Running => "RUNNING",
+        JobState::Succeeded => "SUCCEEDED",
+        JobState::Failed => "FAILED",
+        JobState::Cancelled => "CANCELLED",
+    }
+}
+
+/// Writes the job (create-if-absent).
+pub async fn submit(topo: &Topo, job: &Job) -> anyhow::Result<()> {
+    topo.create(&topo.keys().job(&job.id), job, None)
+        .await
+        .with_context(|| format!("writing job {}", job.id))?;
+    Ok(())
+}
+
+/// Fails a job still PENDING (by CAS, so an agent that just took it wins).
+async fn fail_pending(topo: &Topo, id: &str, reason: &str) -> Result<bool, TopoError> {
+    let key = topo.keys().job(id);
+    let mut failed = false;
+    topo.update_with::<Job, _>(&key, |cur| {
+        let Some(mut j) = cur else { return Ok(None) };
+        if j.state != JobState::Pending {
+            return Ok(None);
+        }
+        j.state = JobState::Failed;
+        j.error = Some(reason.to_string());
+        j.finished_at = Some(Utc::now());
+        failed = true;
+        Ok(Some(j))
+    })
+    .await?;
+    Ok(failed)
+}
+
+/// Waits for the job to reach a final state, showing progress on stderr (a bar on a
+/// terminal). A job no agent takes within `pending_timeout` is failed here.
+pub async fn wait(topo: &Topo, id: &str, pending_timeout: Duration) -> anyhow::Result<Job> {
+    let key = topo.keys().job(id);
+    let started = Instant::now();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(0);
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        {
+            b.set_style(style.progress_chars("=> "));
+        }
+        Some(b)
+    } else {
+        None
+    };
+    let mut last_state = None;
+    let mut watch = topo.watch(&key, false, 0);
+    loop {
+        let job: Option<Versioned<Job>> = topo.get(&key).await.with_context(|| format!("reading job {id}"))?;
+        let Some(job) = job else { bail!("job {id} disappeared") };
+        let j = &job.value;
+        if last_state != Some(j.state) {
+            last_state = Some(j.state);
+            match &bar {
+                Some(b) => b.set_message(format!("{} {}", j.tablet_alias, state_name(j.state))),
+                None => eprintln!("job {id}: {} on {}", state_name(j.state), j.tablet_alias),
+            }
+        }
+        if let Some(b) = &bar {
+            b.set_length(j.progress.bytes_total);
+            b.set_position(j.progress.bytes_done);
+        }
+        if j.state.is_final() {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            return Ok(job.value);
+        }
+        if j.state == JobState::Pending && started.elapsed() > pending_timeout {
+            let reason = format!(
+                "tablet {} did not take the job within {pending_timeout:?}: is its agent running?",
+                j.tablet_alias
+            );
+            if fail_pending(topo, id, &reason).await? {
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                bail!("{reason}");
+            }
+        }
+        // Wake on a change of the job, or every second to check the deadline.
+        let _ = tokio::time::timeout(Duration::from_secs(1), watch.next()).await;
+    }
+}
+
+/// One row of `jobs --json`.
+#[derive(Debug, Serialize)]
+struct JobRow {
+    id: String,
+    kind: JobKind,
+    keyspace: String,
+    shard: String,
+    tablet_alias: String,
+    state: JobState,
+    backup_name: Option<String>,
+    error: Option<String>,
+    created_at: chrono::DateTime<Utc>,
+    started_at: Option<chrono::DateTime<Utc>>,
+    finished_at: Option<chrono::DateTime<Utc>>,
+    attempt: u32,
+    schedule: Option<String>,
+    bytes_done: u64,
+    bytes_total: u64,
+}
+
+pub async fn list(topo: &Topo, a: JobsArgs) -> anyhow::Result<()> {
+    let jobs = topo.list_jobs().await.context("listing jobs")?;
+    let rows: Vec<JobRow> = jobs
+        .into_iter()
+        .map(|j| j.value)
+        .filter(|j| a.keyspace.as_ref().is_none_or(|k| &j.keyspace == k))
+        .filter(|j| a.shard.as_ref().is_none_or(|s| &j.shard == s))
+        .map(|j| JobRow {
+            tablet_alias: j.tablet_alias.to_string(),
+            bytes_done: j.progress.bytes_done,
+            bytes_total: j.progress.bytes_total,
+            id: j.id,
+            kind: j.kind,
+            keyspace: j.keyspace,
+            shard: j.shard,
+            state: j.state,
+            backup_name: j.backup_name,
+            error: j.error,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            attempt: j.attempt,
+            schedule: j.schedule,
+        })
+        .collect();
+    print_rows(
+        a.json,
+        &["ID", "KIND", "SHARD", "TABLET", "STATE", "ATTEMPT", "BACKUP", "ERROR"],
+        &rows,
+        |r| {
+            vec![
+                r.id.clone(),
+                kind_name(r.kind).to_string(),
+                format!("{}/{}", r.keyspace, r.shard),
+                r.tablet_alias.clone(),
+                state_name(r.state).to_string(),
+                r.attempt.to_string(),
+                opt(&r.backup_name),
+                opt(&r.error),
+            ]
+        },
+    )
+}
