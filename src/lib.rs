@@ -16,5 +16,6 @@ pub mod backup;
 pub mod cli;
 pub mod coordinator;
 pub mod tablet;
+pub mod testkit;
 
 pub mod util;

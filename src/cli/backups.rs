@@ -312,7 +312,7 @@ pub async fn remove_backup(topo: &Topo, a: RemoveBackupArgs) -> anyhow::Result<(
         Err(StorageError::NotFound(_)) => false,
         Err(e) => return Err(e).with_context(|| format!("removing backup {} from storage", a.name)),
     };
-    let exists_in_topo = topo.list_raw(&key).await?.iter().any(|(k, _, _)| k == &key);
+    let exists_in_topo = topo.list_raw(&key).await?.0.iter().any(|(k, _, _)| k == &key);
     if !in_storage && record.is_none() && !exists_in_topo {
         bail!("backup {} of {ks} not found", a.name);
     }

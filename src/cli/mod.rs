@@ -6,6 +6,8 @@
 //! unless told `--no-wait`.
 
 pub mod args;
+pub mod backups;
+pub mod jobs;
 pub mod output;
 pub mod tablets;
 
@@ -111,6 +113,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::GetTablets(a) => tablets::get_tablets(&connect_admin(&g).await?, a).await,
         Command::GetShard(a) => tablets::get_shard(&connect_admin(&g).await?, a).await,
         Command::InitShardPrimary(a) => tablets::init_shard_primary(&connect_admin(&g).await?, a).await,
+        Command::Backup(a) => backups::backup(&connect_admin(&g).await?, a).await,
+        Command::BackupShard(a) => backups::backup_shard(&connect_admin(&g).await?, a).await,
+        Command::ListBackups(a) => backups::list_backups(&connect_admin(&g).await?, a).await,
+        Command::RemoveBackup(a) => backups::remove_backup(&connect_admin(&g).await?, a).await,
+        Command::RestoreFromBackup(a) => backups::restore(&connect_admin(&g).await?, a).await,
+        Command::Jobs(a) => jobs::list(&connect_admin(&g).await?, a).await,
         other => Err(anyhow::anyhow!(
             "{} is not implemented yet in this build",
             command_name(&other)

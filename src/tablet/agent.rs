@@ -18,8 +18,13 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{self, AgentMetrics};
+use crate::backup::storage::FileStorage;
 use super::mysqld::{Mysqld, MysqldConfig};
-use crate::cli::args::TabletArgs;
+use crate::backup::engine::{BackupParams, EngineConfig, Progress};
+use crate::backup::manifest::backup_name;
+use crate::backup::pipeline::{Compression, CopyOptions};
+use crate::backup::storage::BackupStorage;
+use crate::cli::args::{CompressionArg, StreamModeArg, TabletArgs};
 
 /// Settings of one agent, resolved from its flags.
 #[derive(Debug, Clone)]
@@ -47,11 +52,19 @@ pub struct AgentConfig {
     pub health_interval: Duration,
     /// InnoDB buffer pool size for mysqld.
     pub innodb_buffer_pool_size: String,
+    /// Backup engine settings (flags).
+    pub backup: EngineConfig,
+    /// `--restore-from-backup`.
+    pub restore_from_backup: bool,
+    /// `--wait-for-backup-interval`.
+    pub wait_for_backup_interval: Duration,
+    /// `--restore-from-backup-ts`.
+    pub restore_from_backup_ts: Option<String>,
 }
 
 /// The role the agent has put mysqld in, as far as it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     /// Nothing configured yet (fresh start): the next reconcile decides.
     Unknown,
     /// Writable, no replication.
@@ -65,37 +78,39 @@ enum Role {
 /// What the agent reports and decides on; guarded by a std mutex, never held across
 /// an await.
 #[derive(Debug)]
-struct Status {
+pub(super) struct Status {
     /// Current tablet type (mirrors the Tablet record).
-    tablet_type: TabletType,
+    pub(super) tablet_type: TabletType,
     /// Role mysqld is in.
-    role: Role,
+    pub(super) role: Role,
     /// The last error worth showing operators (cleared when things work again).
-    last_error: Option<String>,
+    pub(super) last_error: Option<String>,
     /// Id of the job being run, if any.
-    busy_job: Option<String>,
+    pub(super) busy_job: Option<String>,
     /// Whether mysqld answered at the last check.
-    mysqld_up: bool,
+    pub(super) mysqld_up: bool,
 }
 
 /// A running agent. Shared by its background loops.
 pub struct Agent {
     /// Topology store.
-    topo: Topo,
+    pub(super) topo: Topo,
     /// Resolved flags.
-    cfg: AgentConfig,
+    pub(super) cfg: AgentConfig,
     /// The managed server; jobs lock it for their whole run.
-    mysqld: tokio::sync::Mutex<Mysqld>,
+    pub(super) mysqld: tokio::sync::Mutex<Mysqld>,
     /// Reported state.
-    status: Mutex<Status>,
+    pub(super) status: Mutex<Status>,
     /// The lease Health lives on.
-    lease: LeaseHandle,
+    pub(super) lease: LeaseHandle,
     /// Prometheus metrics of the agent.
-    metrics: Arc<AgentMetrics>,
+    pub(super) metrics: Arc<AgentMetrics>,
     /// Published HTTP port.
-    http_port: u16,
+    pub(super) http_port: u16,
     /// Fired on SIGINT/SIGTERM.
-    cancel: CancellationToken,
+    pub(super) cancel: CancellationToken,
+    /// Where backups are written and read (`None`: no storage configured).
+    pub(super) storage: Option<Arc<dyn BackupStorage>>,
 }
 
 fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
@@ -154,6 +169,25 @@ impl AgentConfig {
             health_ttl: args.health_ttl,
             health_interval: args.health_interval,
             innodb_buffer_pool_size: args.innodb_buffer_pool_size.clone(),
+            backup: EngineConfig {
+                default_engine: args.backup_engine_implementation.as_str().to_string(),
+                compression: match args.compression_engine {
+                    CompressionArg::Zstd => Compression::default_zstd(),
+                    CompressionArg::Lz4 => Compression::Lz4,
+                    CompressionArg::None => Compression::None,
+                },
+                concurrency: args.concurrency.max(1) as usize,
+                xtrabackup_user: args.xtrabackup_user.clone(),
+                xtrabackup_stream_mode: args.xtrabackup_stream_mode.map(|m| match m {
+                    StreamModeArg::Tar => "tar".to_string(),
+                    StreamModeArg::Xbstream => "xbstream".to_string(),
+                }),
+                xtrabackup_root_path: args.xtrabackup_root_path.clone(),
+                work_dir: args.tablet_dir.clone(),
+            },
+            restore_from_backup: args.restore_from_backup,
+            wait_for_backup_interval: args.wait_for_backup_interval,
+            restore_from_backup_ts: args.restore_from_backup_ts.clone(),
         })
     }
 }
@@ -205,18 +239,17 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
             super::mysqld::server_id_for_uid(cfg.alias.uid),
         )
     };
-    let mut mysqld = Mysqld::new(mysqld_cfg).context("preparing mysqld")?;
-    let initialised = mysqld.init_if_needed().await.context("initialising the data directory")?;
-    if initialised {
-        tracing::info!(dir = %cfg.tablet_dir.display(), "initialised a new data directory");
-    } else {
-        tracing::info!(dir = %cfg.tablet_dir.display(), "reusing the existing data directory");
+    let mysqld = Mysqld::new(mysqld_cfg).context("preparing mysqld")?;
+    let data_dir = mysqld.data_dir();
+    // Without storage the tablet runs; its backup jobs fail with a clear reason.
+    let storage = args
+        .storage
+        .file_backup_storage_root
+        .as_ref()
+        .map(|root| Arc::new(FileStorage::new(root.clone())) as Arc<dyn BackupStorage>);
+    if storage.is_none() && cfg.restore_from_backup {
+        bail!("--restore-from-backup needs a backup storage: set --file-backup-storage-root");
     }
-    mysqld.start().await.context("starting mysqld")?;
-    mysqld
-        .ensure_replication_user(&cfg.repl_user, &cfg.repl_password)
-        .await
-        .context("creating the replication user")?;
 
     let lease = topo
         .lease(cfg.health_ttl.as_secs().max(2) as i64)
@@ -246,16 +279,67 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
             role: Role::Unknown,
             last_error: None,
             busy_job: None,
-            mysqld_up: true,
+            mysqld_up: false,
         }),
         lease,
         metrics: Arc::new(AgentMetrics::default()),
         http_port,
         cancel: cancel.clone(),
+        storage,
         cfg,
     });
+    let mut loops = vec![
+        tokio::spawn(http::serve(listener, agent.metrics.clone(), cancel.clone())),
+        tokio::spawn(agent.clone().lease_loop()),
+    ];
+
+    let restoring = agent.cfg.restore_from_backup && agent.restore_needed(&data_dir);
+    if restoring {
+        // While restoring (or waiting for a seed), the tablet is registered as
+        // RESTORE with Health saying it does not serve; supervision is off.
+        if let Ok(mut s) = agent.status.lock() {
+            s.busy_job = Some("restore-at-start".into());
+        }
+        agent.publish_tablet(TabletType::Restore).await.context("registering the tablet")?;
+        agent.write_health().await;
+        let health = tokio::spawn(agent.clone().health_loop());
+        let outcome = agent
+            .restore_at_start(agent.cfg.restore_from_backup_ts.as_deref(), agent.cfg.wait_for_backup_interval)
+            .await;
+        health.abort();
+        if let Ok(mut s) = agent.status.lock() {
+            s.busy_job = None;
+        }
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => agent.init_and_start_mysqld().await?,
+            Err(e) => {
+                // Not serving anything: leave no RESTORE type behind; the marker (if
+                // any) makes the next start redo the restore.
+                let _ = agent.publish_tablet(agent.cfg.base_type).await;
+                cancel.cancel();
+                for l in loops {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), l).await;
+                }
+                return Err(e);
+            }
+        }
+    } else {
+        agent.init_and_start_mysqld().await?;
+    }
+    {
+        let mysqld = agent.mysqld.lock().await;
+        mysqld
+            .ensure_replication_user(&agent.cfg.repl_user, &agent.cfg.repl_password)
+            .await
+            .context("creating the replication user")?;
+    }
+    if let Ok(mut s) = agent.status.lock() {
+        s.mysqld_up = true;
+    }
     agent.publish_tablet(tablet_type).await.context("registering the tablet")?;
-    if let Err(e) = agent.reconcile(Some(shard.value)).await {
+    agent.fail_orphaned_jobs().await;
+    if let Err(e) = agent.reconcile(None).await {
         agent.set_error(format!("{e:#}"));
     }
     agent.write_health().await;
@@ -266,12 +350,9 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
         "tablet registered and healthy"
     );
 
-    let loops = vec![
-        tokio::spawn(http::serve(listener, agent.metrics.clone(), cancel.clone())),
-        tokio::spawn(agent.clone().health_loop()),
-        tokio::spawn(agent.clone().shard_watch_loop()),
-        tokio::spawn(agent.clone().lease_loop()),
-    ];
+    loops.push(tokio::spawn(agent.clone().health_loop()));
+    loops.push(tokio::spawn(agent.clone().shard_watch_loop()));
+    loops.push(tokio::spawn(agent.clone().job_loop()));
     cancel.cancelled().await;
     tracing::info!("shutting down");
     for l in loops {
@@ -299,26 +380,71 @@ fn spawn_signal_handler(cancel: CancellationToken) {
 }
 
 impl Agent {
-    fn set_error(&self, e: String) {
+    /// Initialises the data directory if needed and starts (or adopts) mysqld.
+    async fn init_and_start_mysqld(&self) -> anyhow::Result<()> {
+        let mut mysqld = self.mysqld.lock().await;
+        let initialised = mysqld.init_if_needed().await.context("initialising the data directory")?;
+        if initialised {
+            tracing::info!(dir = %self.cfg.tablet_dir.display(), "initialised a new data directory");
+        } else {
+            tracing::info!(dir = %self.cfg.tablet_dir.display(), "reusing the existing data directory");
+        }
+        mysqld.start().await.context("starting mysqld")?;
+        Ok(())
+    }
+
+    /// The backup storage, or why there is none.
+    pub(super) fn storage(&self) -> anyhow::Result<&dyn BackupStorage> {
+        self.storage
+            .as_deref()
+            .context("this tablet has no backup storage configured (--file-backup-storage-root)")
+    }
+
+    /// The parameters of a backup job on this tablet.
+    pub(super) fn backup_params(&self, job: &cairn_topo::Job, progress: Arc<Progress>) -> BackupParams {
+        let now = Utc::now();
+        let backup_time = now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64);
+        let mut copy = CopyOptions {
+            compression: self.cfg.backup.compression,
+            concurrency: self.cfg.backup.concurrency,
+            ..CopyOptions::default()
+        };
+        if let Some(c) = job.concurrency {
+            copy.concurrency = c.max(1) as usize;
+        }
+        BackupParams {
+            keyspace: self.cfg.keyspace.clone(),
+            shard: self.cfg.shard.clone(),
+            alias: self.cfg.alias.clone(),
+            hostname: self.cfg.hostname.clone(),
+            name: backup_name(backup_time, &self.cfg.alias),
+            backup_time,
+            copy,
+            progress,
+            cancel: self.cancel.clone(),
+        }
+    }
+
+    pub(super) fn set_error(&self, e: String) {
         tracing::warn!(error = %e, "tablet problem");
         if let Ok(mut s) = self.status.lock() {
             s.last_error = Some(e);
         }
     }
 
-    fn clear_error(&self) {
+    pub(super) fn clear_error(&self) {
         if let Ok(mut s) = self.status.lock() {
             s.last_error = None;
         }
     }
 
-    fn tablet_type(&self) -> TabletType {
+    pub(super) fn tablet_type(&self) -> TabletType {
         self.status.lock().map(|s| s.tablet_type).unwrap_or(self.cfg.base_type)
     }
 
     /// Writes the Tablet record with `tablet_type` (read-modify-write: keeps fields
     /// others may add, refreshes ports and host).
-    async fn publish_tablet(&self, tablet_type: TabletType) -> anyhow::Result<()> {
+    pub(super) async fn publish_tablet(&self, tablet_type: TabletType) -> anyhow::Result<()> {
         let key = self.topo.keys().tablet(&self.cfg.alias);
         let cfg = &self.cfg;
         let http_port = self.http_port;
@@ -353,7 +479,7 @@ impl Agent {
     }
 
     /// Brings mysqld's role in line with the Shard record (fetched if not given).
-    async fn reconcile(&self, shard: Option<Shard>) -> anyhow::Result<()> {
+    pub(super) async fn reconcile(&self, shard: Option<Shard>) -> anyhow::Result<()> {
         if self.status.lock().map(|s| s.busy_job.is_some()).unwrap_or(false) {
             return Ok(()); // a job owns mysqld; it restores the role when done
         }
@@ -453,7 +579,7 @@ impl Agent {
         Ok(())
     }
 
-    fn set_role(&self, role: Role) {
+    pub(super) fn set_role(&self, role: Role) {
         if let Ok(mut s) = self.status.lock() {
             s.role = role;
         }
@@ -480,10 +606,10 @@ impl Agent {
             self.metrics.mysqld_up.set(0);
             return h;
         }
-        match mysqld.gtid_position().await {
+        match mysqld.position().await {
             Ok(pos) => {
                 h.mysqld_up = true;
-                h.gtid_position = Some(format!("MariaDB/{pos}"));
+                h.gtid_position = Some(pos);
             }
             Err(e) => {
                 h.last_error = Some(format!("mysqld not answering: {e:#}"));
@@ -513,7 +639,7 @@ impl Agent {
         h
     }
 
-    async fn write_health(&self) {
+    pub(super) async fn write_health(&self) {
         let h = self.collect_health().await;
         let key = self.topo.keys().health(&self.cfg.alias);
         match self.topo.put(&key, &h, Some(self.lease.id())).await {
@@ -610,7 +736,9 @@ impl Agent {
             tracing::warn!("background loops still hold the agent; the lease will expire by TTL");
             return;
         };
-        agent.lease.revoke().await;
+        if let Err(e) = agent.lease.revoke().await {
+            tracing::warn!(error = %e, "cannot revoke the lease; Health expires by TTL");
+        }
         tracing::info!("stopped");
     }
 }

@@ -7,9 +7,12 @@
 //!   supervision and shutdown.
 
 
+pub mod agent;
 pub mod flavor;
 pub mod http;
+pub mod jobs;
 pub mod mysqld;
+pub mod restore;
 
 use cairn_topo::TopoConfig;
 
@@ -17,6 +20,5 @@ use crate::cli::args::TabletArgs;
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(topo: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
-    let _ = (topo, args);
-    anyhow::bail!("the tablet agent is being built")
+    agent::run(topo, args).await
 }

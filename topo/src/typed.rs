@@ -48,24 +48,10 @@ fn tablet_key_parts<'a>(root: &str, key: &'a str) -> Option<(&'a str, &'a str)> 
 }
 
 impl Topo {
-    /// Raw key/value/version triples under a prefix (for mixed record types).
-    pub async fn list_raw(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>, i64)>> {
-        let mut client = self.client();
-        let opts = etcd_client::GetOptions::new().with_prefix();
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(prefix, Some(opts)))
-            .await
-            .map_err(|_| TopoError::Timeout(format!("list {prefix}")))??;
-        Ok(resp
-            .kvs()
-            .iter()
-            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec(), kv.mod_revision()))
-            .collect())
-    }
-
     /// Every tablet of every cell, with health, optionally filtered; sorted by alias.
     pub async fn list_tablets(&self, keyspace: Option<&str>, shard: Option<&str>) -> Result<Vec<TabletInfo>> {
         let root = self.keys().root().to_string();
-        let raw = self.list_raw(&self.keys().all()).await?;
+        let (raw, _) = self.list_raw(&self.keys().all()).await?;
         let mut tablets: HashMap<String, Versioned<Tablet>> = HashMap::new();
         let mut healths: HashMap<String, Health> = HashMap::new();
         for (key, bytes, version) in raw {

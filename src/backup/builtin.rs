@@ -1,0 +1,239 @@
+//! The builtin engine (Vitess's): with the tablet already out of service, stop
+//! replication, record the GTID position, shut mysqld down, copy the data directory
+//! through the compression/hashing pipeline, write the MANIFEST last. Restarting
+//! mysqld and resuming replication belong to the caller, which does them whatever
+//! happened here.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{BackupParams, EngineConfig};
+use super::manifest::{base, BackupMethod, Manifest, FORMAT_VERSION};
+use super::pipeline::{self, Progress, SourceFile};
+use super::storage::BackupStorage;
+use crate::tablet::mysqld::Mysqld;
+
+/// How long a clean mysqld shutdown may take before it is killed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Whether a data-directory entry belongs in a backup. Binary and relay logs,
+/// replication state, sockets, pid and log files and temporary tables describe the
+/// source server, not the data: a restored server starts its own.
+pub fn is_backed_up(rel: &str) -> bool {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    let top_level = !rel.contains('/');
+    if top_level
+        && (file.starts_with("mysql-bin.")
+            || file.starts_with("relay-bin.")
+            || matches!(
+                file,
+                "master.info"
+                    | "relay-log.info"
+                    | "multi-master.info"
+                    | "ibtmp1"
+                    | "mysql_upgrade_info"
+            )
+            || file.ends_with(".pid")
+            || file.ends_with(".sock")
+            || file.ends_with(".err")
+            || file.ends_with(".log") && file != "ddl_recovery.log")
+    {
+        return false;
+    }
+    !file.starts_with("#sql")
+}
+
+/// Which part of the server a file is, for the MANIFEST.
+fn base_of(rel: &str) -> &'static str {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    if !rel.contains('/') && file.starts_with("ibdata") {
+        base::INNODB_DATA
+    } else if !rel.contains('/') && file.starts_with("undo") {
+        base::INNODB_DATA
+    } else if !rel.contains('/') && file.starts_with("ib_logfile") {
+        base::INNODB_LOG
+    } else {
+        base::DATA
+    }
+}
+
+/// Every file of the data directory to back up, with sizes.
+pub fn list_data_files(data_dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> anyhow::Result<()> {
+        for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let path = entry.path();
+            let meta = entry
+                .metadata()
+                .with_context(|| format!("stat {}", path.display()))?;
+            let rel = path
+                .strip_prefix(root)
+                .with_context(|| format!("{} outside the data directory", path.display()))?
+                .to_string_lossy()
+                .into_owned();
+            if meta.is_dir() {
+                walk(root, &path, out)?;
+            } else if meta.is_file() && is_backed_up(&rel) {
+                out.push(SourceFile {
+                    base: base_of(&rel).to_string(),
+                    name: rel,
+                    path,
+                    size: meta.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(data_dir, data_dir, &mut out)?;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The builtin backup body; see the module doc. mysqld is down when this returns,
+/// successfully or not (the caller restarts it).
+pub async fn backup(
+    mysqld: &mut Mysqld,
+    storage: &dyn BackupStorage,
+    p: &BackupParams,
+) -> anyhow::Result<Manifest> {
+    if mysqld
+        .replication_status()
+        .await
+        .context("reading replication status")?
+        .is_some()
+    {
+        mysqld
+            .stop_replication()
+            .await
+            .context("stopping replication")?;
+    }
+    let position = mysqld
+        .position()
+        .await
+        .context("reading the GTID position")?;
+    let version = mysqld.version().await.unwrap_or_default();
+    tracing::info!(%position, "replication stopped; shutting mysqld down for the copy");
+    mysqld
+        .shutdown(SHUTDOWN_TIMEOUT)
+        .await
+        .context("shutting mysqld down")?;
+
+    let data_dir = mysqld.data_dir();
+    let files = list_data_files(&data_dir)?;
+    let writer = storage
+        .start_backup(&p.keyspace, &p.shard, &p.name)
+        .await
+        .with_context(|| format!("starting backup {} in storage", p.name))?;
+    tracing::info!(files = files.len(), name = %p.name, "copying the data directory");
+    let copied = pipeline::backup_files(
+        writer.as_ref(),
+        files,
+        &p.copy,
+        p.progress.clone(),
+        p.cancel.clone(),
+    )
+    .await;
+    let entries = match copied {
+        Ok(e) => e,
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, "could not remove the partial backup; it stays incomplete (no MANIFEST)");
+            }
+            return Err(e.context(format!("copying files into backup {}", p.name)));
+        }
+    };
+    let mut manifest = Manifest {
+        backup_name: p.name.clone(),
+        backup_method: BackupMethod::Builtin,
+        position,
+        purged_position: String::new(),
+        backup_time: p.backup_time,
+        finished_time: Utc::now(),
+        server_uuid: String::new(),
+        tablet_alias: p.alias.to_string(),
+        hostname: p.hostname.clone(),
+        keyspace: p.keyspace.clone(),
+        shard: p.shard.clone(),
+        mysql_version: version,
+        upgrade_safe: false,
+        compression_engine: p.copy.compression.engine(),
+        file_entries: vec![],
+        total_size: 0,
+        stored_size: 0,
+        stream_mode: None,
+        flavor: mysqld.flavor().name().to_string(),
+        format_version: FORMAT_VERSION,
+    };
+    manifest.set_file_entries(entries);
+    if let Err(e) = writer.write_manifest(&manifest).await {
+        let _ = writer.abort().await;
+        return Err(anyhow::Error::new(e).context(format!("writing the MANIFEST of {}", p.name)));
+    }
+    Ok(manifest)
+}
+
+/// Restores a builtin backup: every file verified into `staging`.
+pub async fn restore(
+    storage: &dyn BackupStorage,
+    manifest: &Manifest,
+    staging: &Path,
+    cfg: &EngineConfig,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    pipeline::restore_files(
+        storage,
+        &manifest.keyspace,
+        &manifest.shard,
+        &manifest.backup_name,
+        manifest,
+        staging,
+        cfg.concurrency,
+        progress,
+        cancel,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_data_is_backed_up() {
+        for keep in [
+            "ibdata1",
+            "ib_logfile0",
+            "mysql/user.MAD",
+            "app/t.ibd",
+            "aria_log_control",
+            "ddl_recovery.log",
+            "undo001",
+        ] {
+            assert!(is_backed_up(keep), "{keep} should be backed up");
+        }
+        for skip in [
+            "mysql-bin.000001",
+            "mysql-bin.index",
+            "relay-bin.000002",
+            "master.info",
+            "relay-log.info",
+            "x.pid",
+            "mysqld.err",
+            "ibtmp1",
+            "app/#sql-1234.ibd",
+        ] {
+            assert!(!is_backed_up(skip), "{skip} should not be backed up");
+        }
+        assert_eq!(base_of("ibdata1"), base::INNODB_DATA);
+        assert_eq!(base_of("ib_logfile0"), base::INNODB_LOG);
+        assert_eq!(base_of("app/t.ibd"), base::DATA);
+    }
+}

@@ -1,0 +1,128 @@
+//! Backup engines as the tablet agent sees them: which engine, what it needs, and
+//! the two operations every engine has: take a backup of a mysqld, and restore a
+//! backup into a staging directory that becomes a data directory.
+//!
+//! The agent owns the bracket around a backup (tablet type, replication, restarting
+//! mysqld whatever happens); an engine only does its body.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::bail;
+use cairn_topo::TabletAlias;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::manifest::{BackupMethod, Manifest};
+pub use super::pipeline::Progress;
+use super::pipeline::{Compression, CopyOptions};
+use super::storage::BackupStorage;
+use super::{builtin, xtrabackup};
+use crate::tablet::mysqld::Mysqld;
+
+/// The engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Stop mysqld, copy its files (Vitess's builtin).
+    Builtin,
+    /// Online, with mariabackup/xtrabackup streaming xbstream.
+    Xtrabackup,
+}
+
+impl Engine {
+    pub fn from_name(name: &str) -> anyhow::Result<Engine> {
+        match name {
+            "builtin" | "" => Ok(Engine::Builtin),
+            "xtrabackup" => Ok(Engine::Xtrabackup),
+            other => bail!("unknown backup engine {other:?} (builtin or xtrabackup)"),
+        }
+    }
+
+    pub fn from_method(m: BackupMethod) -> Engine {
+        match m {
+            BackupMethod::Builtin => Engine::Builtin,
+            BackupMethod::Xtrabackup => Engine::Xtrabackup,
+        }
+    }
+
+    /// Whether the tablet leaves service (type BACKUP) while the engine runs.
+    pub fn drains(self) -> bool {
+        matches!(self, Engine::Builtin)
+    }
+
+    /// Takes a backup. Builtin leaves mysqld shut down (the caller restarts it);
+    /// xtrabackup leaves it running. On error nothing complete is left in storage.
+    pub async fn backup(
+        self,
+        mysqld: &mut Mysqld,
+        storage: &dyn BackupStorage,
+        p: &BackupParams,
+        cfg: &EngineConfig,
+    ) -> anyhow::Result<Manifest> {
+        match self {
+            Engine::Builtin => builtin::backup(mysqld, storage, p).await,
+            Engine::Xtrabackup => xtrabackup::backup(mysqld, storage, p, cfg).await,
+        }
+    }
+}
+
+/// Engine settings of a tablet (its flags).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `--backup-engine-implementation`.
+    pub default_engine: String,
+    /// `--compression-engine` as pipeline settings.
+    pub compression: Compression,
+    /// `--concurrency`.
+    pub concurrency: usize,
+    /// `--xtrabackup-user` (default: root over the socket).
+    pub xtrabackup_user: Option<String>,
+    /// `--xtrabackup-stream-mode`.
+    pub xtrabackup_stream_mode: Option<String>,
+    /// `--xtrabackup-root-path`.
+    pub xtrabackup_root_path: Option<PathBuf>,
+    /// Where engine tools write their logs and scratch files (the tablet dir).
+    pub work_dir: PathBuf,
+}
+
+/// One backup to take.
+#[derive(Debug, Clone)]
+pub struct BackupParams {
+    /// Where it belongs.
+    pub keyspace: String,
+    pub shard: String,
+    /// Who takes it.
+    pub alias: TabletAlias,
+    /// Host of the tablet, for the MANIFEST.
+    pub hostname: String,
+    /// `YYYY-MM-DD.HHMMSS.<alias>`.
+    pub name: String,
+    /// The name's timestamp.
+    pub backup_time: DateTime<Utc>,
+    /// Copy settings of this job.
+    pub copy: CopyOptions,
+    /// Shared with the job's progress reporter.
+    pub progress: Arc<Progress>,
+    /// Fired when the agent stops.
+    pub cancel: CancellationToken,
+}
+
+/// Restores `manifest`'s backup into `staging` (created; must not exist), verifying
+/// every byte; on success `staging` is a data directory mysqld can start on.
+pub async fn restore_to_staging(
+    storage: &dyn BackupStorage,
+    manifest: &Manifest,
+    staging: &Path,
+    cfg: &EngineConfig,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    match Engine::from_method(manifest.backup_method) {
+        Engine::Builtin => {
+            builtin::restore(storage, manifest, staging, cfg, progress, cancel).await
+        }
+        Engine::Xtrabackup => {
+            xtrabackup::restore(storage, manifest, staging, cfg, progress, cancel).await
+        }
+    }
+}

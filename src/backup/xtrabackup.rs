@@ -1,0 +1,290 @@
+//! The xtrabackup engine: an online backup with `mariabackup --backup
+//! --stream=xbstream` (Percona's `xtrabackup` where that is the tool), streamed
+//! through the same compression and hashing pipeline into storage while the tablet
+//! keeps serving. Restore unpacks the verified stream with `mbstream -x`, runs
+//! `--prepare`, and leaves a data directory.
+//!
+//! The tool logs in as `--xtrabackup-user`; for an account other than the OS user
+//! a fresh random password is set before each run and handed over in `MYSQL_PWD`,
+//! so no password is stored or shown on a command line.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{BackupParams, EngineConfig};
+use super::manifest::{BackupMethod, Manifest, FORMAT_VERSION};
+use super::pipeline::{self, Progress};
+use super::storage::BackupStorage;
+use crate::tablet::flavor::{find_on_path, Flavor, UserAuth};
+use crate::tablet::mysqld::Mysqld;
+
+/// Name of the stream inside the backup.
+const STREAM_NAME: &str = "backup.xbstream";
+
+/// Finds the backup tool (in `--xtrabackup-root-path` if given, else PATH).
+fn find_tool(names: &[&str], root: Option<&Path>) -> anyhow::Result<PathBuf> {
+    for n in names {
+        let found = match root {
+            Some(r) => Some(r.join(n)).filter(|p| p.is_file()),
+            None => find_on_path(n),
+        };
+        if let Some(p) = found {
+            return Ok(p);
+        }
+    }
+    match root {
+        Some(r) => bail!("none of {names:?} found in --xtrabackup-root-path {}", r.display()),
+        None => bail!("none of {names:?} found on PATH (install mariadb-backup)"),
+    }
+}
+
+/// The stream mode to use, refusing what the tool cannot do.
+fn stream_mode(flavor: Flavor, asked: Option<&str>) -> anyhow::Result<&'static str> {
+    match (flavor, asked) {
+        (_, None | Some("xbstream")) => Ok("xbstream"),
+        (Flavor::MariaDB, Some("tar")) => bail!(
+            "--xtrabackup-stream-mode tar is not supported by MariaDB's mariabackup (it streams xbstream only)"
+        ),
+        (_, Some(other)) => bail!("unknown --xtrabackup-stream-mode {other:?}"),
+    }
+}
+
+/// Reads the GTID of the backup from the tool's info file
+/// (`binlog_pos = filename '…', position '…', GTID of the last change '0-1-5'`),
+/// or from the same sentence in its log.
+pub fn parse_backup_gtid(text: &str) -> Option<String> {
+    let marker = "GTID of the last change '";
+    let start = text.rfind(marker)? + marker.len();
+    let end = text[start..].find('\'')? + start;
+    Some(text[start..end].to_string())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Takes an online backup; mysqld keeps running.
+pub async fn backup(
+    mysqld: &mut Mysqld,
+    storage: &dyn BackupStorage,
+    p: &BackupParams,
+    cfg: &EngineConfig,
+) -> anyhow::Result<Manifest> {
+    let flavor = mysqld.flavor();
+    let mode = stream_mode(flavor, cfg.xtrabackup_stream_mode.as_deref())?;
+    let tool = find_tool(flavor.backup_tool_names(), cfg.xtrabackup_root_path.as_deref())?;
+    let user = cfg.xtrabackup_user.clone().unwrap_or_else(|| "root".into());
+    let password = if user == "root" {
+        None
+    } else {
+        let pw = format!("{:032x}", rand::random::<u128>());
+        mysqld
+            .ensure_backup_tool_user(&user, &UserAuth::Password(pw.clone()))
+            .await
+            .with_context(|| format!("preparing the --xtrabackup-user account {user}"))?;
+        Some(pw)
+    };
+    let version = mysqld.version().await.unwrap_or_default();
+    let scratch = cfg.work_dir.join("xtrabackup-scratch");
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(scratch.join("lsn")).with_context(|| format!("creating {}", scratch.display()))?;
+    let log_path = cfg.work_dir.join("xtrabackup.log");
+    let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+
+    let mut cmd = Command::new(&tool);
+    cmd.arg("--backup")
+        .arg(format!("--stream={mode}"))
+        .arg(format!("--target-dir={}", scratch.join("target").display()))
+        .arg(format!("--extra-lsndir={}", scratch.join("lsn").display()))
+        .arg(format!("--socket={}", mysqld.socket_path().display()))
+        .arg(format!("--datadir={}", mysqld.data_dir().display()))
+        .arg(format!("--user={user}"))
+        .arg(format!("--parallel={}", p.copy.concurrency.max(1)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    if let Some(pw) = &password {
+        cmd.env("MYSQL_PWD", pw);
+    }
+    let mut child = cmd.spawn().with_context(|| format!("running {}", tool.display()))?;
+    let stdout = child.stdout.take().context("the backup tool has no stdout")?;
+    let writer = match storage.start_backup(&p.keyspace, &p.shard, &p.name).await {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(anyhow::Error::new(e).context(format!("starting backup {} in storage", p.name)));
+        }
+    };
+    tracing::info!(tool = %tool.display(), name = %p.name, "streaming an online backup");
+    let streamed = pipeline::backup_stream(writer.as_ref(), stdout, STREAM_NAME, &p.copy, p.progress.clone(), p.cancel.clone()).await;
+    if streamed.is_err() {
+        let _ = child.kill();
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .context("waiting for the backup tool")?
+        .context("waiting for the backup tool")?;
+    let fail = |why: anyhow::Error| async {
+        if let Err(e) = writer.abort().await {
+            tracing::warn!(error = %e, "could not remove the partial backup; it stays incomplete (no MANIFEST)");
+        }
+        why
+    };
+    let entry = match streamed {
+        Ok(e) => e,
+        Err(e) => return Err(fail(e.context(format!("streaming backup {}", p.name))).await),
+    };
+    if !status.success() {
+        let why = anyhow::anyhow!("{} failed ({status}); its log ends with: {}", tool.display(), tail(&log_path, 5));
+        return Err(fail(why).await);
+    }
+    let info = ["xtrabackup_info", "mariadb_backup_info"]
+        .iter()
+        .find_map(|f| fs::read_to_string(scratch.join("lsn").join(f)).ok())
+        .unwrap_or_default();
+    let log_text = fs::read_to_string(&log_path).unwrap_or_default();
+    let Some(gtid) = parse_backup_gtid(&info).or_else(|| parse_backup_gtid(&log_text)) else {
+        return Err(fail(anyhow::anyhow!("the backup tool did not report a GTID position")).await);
+    };
+    let _ = fs::remove_dir_all(&scratch);
+    let mut manifest = Manifest {
+        backup_name: p.name.clone(),
+        backup_method: BackupMethod::Xtrabackup,
+        position: format!("{}/{gtid}", flavor.name()),
+        purged_position: String::new(),
+        backup_time: p.backup_time,
+        finished_time: Utc::now(),
+        server_uuid: String::new(),
+        tablet_alias: p.alias.to_string(),
+        hostname: p.hostname.clone(),
+        keyspace: p.keyspace.clone(),
+        shard: p.shard.clone(),
+        mysql_version: version,
+        upgrade_safe: true,
+        compression_engine: p.copy.compression.engine(),
+        file_entries: vec![],
+        total_size: 0,
+        stored_size: 0,
+        stream_mode: Some(mode.to_string()),
+        flavor: flavor.name().to_string(),
+        format_version: FORMAT_VERSION,
+    };
+    manifest.set_file_entries(vec![entry]);
+    if let Err(e) = writer.write_manifest(&manifest).await {
+        return Err(fail(anyhow::Error::new(e).context(format!("writing the MANIFEST of {}", p.name))).await);
+    }
+    Ok(manifest)
+}
+
+/// Restores an xtrabackup backup into `staging`: verified stream into
+/// `mbstream -x`, then `--prepare`.
+pub async fn restore(
+    storage: &dyn BackupStorage,
+    manifest: &Manifest,
+    staging: &Path,
+    cfg: &EngineConfig,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    if manifest.stream_mode.as_deref().is_some_and(|m| m != "xbstream") {
+        bail!("backup {} is a {:?} stream; only xbstream can be restored here", manifest.backup_name, manifest.stream_mode);
+    }
+    let flavor = Flavor::MariaDB;
+    let tool = find_tool(flavor.backup_tool_names(), cfg.xtrabackup_root_path.as_deref())?;
+    let unpacker = find_tool(&["mbstream", "xbstream"], cfg.xtrabackup_root_path.as_deref())?;
+    fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
+    let log_path = cfg.work_dir.join("xtrabackup-restore.log");
+    let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log2 = log.try_clone().context("duplicating a log handle")?;
+    let mut unpack = Command::new(&unpacker)
+        .arg("-x")
+        .arg("-C")
+        .arg(staging)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .spawn()
+        .with_context(|| format!("running {}", unpacker.display()))?;
+    let stdin = unpack.stdin.take().context("mbstream has no stdin")?;
+    let piped = pipeline::restore_stream(
+        storage,
+        &manifest.keyspace,
+        &manifest.shard,
+        &manifest.backup_name,
+        manifest,
+        stdin,
+        progress,
+        cancel,
+    )
+    .await;
+    let piped = piped.and_then(|(mut stdin, _)| {
+        stdin.flush().context("flushing into mbstream")?;
+        drop(stdin);
+        Ok(())
+    });
+    if piped.is_err() {
+        let _ = unpack.kill();
+    }
+    let status = tokio::task::spawn_blocking(move || unpack.wait())
+        .await
+        .context("waiting for mbstream")?
+        .context("waiting for mbstream")?;
+    piped.with_context(|| format!("reading backup {}", manifest.backup_name))?;
+    if !status.success() {
+        bail!("{} failed ({status}): {}", unpacker.display(), tail(&log_path, 5));
+    }
+    let prepare_log = fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let prepare_log2 = prepare_log.try_clone().context("duplicating a log handle")?;
+    let target = staging.to_path_buf();
+    let tool2 = tool.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(&tool2)
+            .arg("--prepare")
+            .arg(format!("--target-dir={}", target.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(prepare_log))
+            .stderr(Stdio::from(prepare_log2))
+            .status()
+    })
+    .await
+    .context("waiting for --prepare")?
+    .with_context(|| format!("running {} --prepare", tool.display()))?;
+    if !status.success() {
+        bail!("{} --prepare failed ({status}): {}", tool.display(), tail(&log_path, 5));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gtid_from_tool_output() {
+        let info = "binlog_pos = filename 'mysql-bin.000001', position '749', GTID of the last change '0-5-3'\n";
+        assert_eq!(parse_backup_gtid(info).as_deref(), Some("0-5-3"));
+        assert_eq!(parse_backup_gtid("nothing here"), None);
+        let multi = "GTID of the last change '0-1-2,1-2-3'";
+        assert_eq!(parse_backup_gtid(multi).as_deref(), Some("0-1-2,1-2-3"));
+    }
+
+    #[test]
+    fn tar_is_refused_for_mariadb() {
+        let e = stream_mode(Flavor::MariaDB, Some("tar")).unwrap_err().to_string();
+        assert!(e.contains("not supported by MariaDB"), "{e}");
+        assert_eq!(stream_mode(Flavor::MariaDB, None).unwrap(), "xbstream");
+    }
+}

@@ -1,0 +1,336 @@
+//! The agent's job runner: takes the backup and restore jobs addressed to its tablet
+//! (PENDING → RUNNING by CAS, tied to its lease), runs them one at a time, reports
+//! progress, and finishes them SUCCEEDED or FAILED with the reason.
+//!
+//! Whatever happens inside a job, the tablet ends it with mysqld up, replication
+//! resumed and its type back: the restoration runs after the job's body, not in it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_topo::watch::WatchEvent;
+use cairn_topo::{BackupRecord, Job, JobKind, JobState, TabletType, Versioned};
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::agent::{Agent, Role};
+use crate::backup::engine::{self, Progress};
+
+impl Agent {
+    /// Jobs of this tablet left RUNNING by a previous agent (it died): failed now, so
+    /// nobody waits forever and the coordinator can retry elsewhere.
+    pub(super) async fn fail_orphaned_jobs(&self) {
+        let jobs = match self.topo.list_jobs().await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list jobs to clean up after a restart");
+                return;
+            }
+        };
+        let my_lease = self.lease.id();
+        for j in jobs {
+            let v = &j.value;
+            if v.tablet_alias != self.cfg.alias || v.state != JobState::Running || v.owner_lease == Some(my_lease) {
+                continue;
+            }
+            tracing::warn!(job = %v.id, "failing a job the previous agent left running");
+            let _ = self
+                .finish_job(&v.id, Err("the tablet's agent restarted while running the job".into()), None)
+                .await;
+        }
+    }
+
+    /// Watches the jobs prefix and runs the jobs addressed to this tablet.
+    pub(super) async fn job_loop(self: Arc<Self>) {
+        let prefix = self.topo.keys().jobs_prefix();
+        let (initial, rev) = match self.topo.list_with_revision::<Job>(&prefix).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list jobs; the job runner is not running");
+                return;
+            }
+        };
+        for (_, j) in initial {
+            self.consider(j).await;
+        }
+        let mut watch = self.topo.watch(&prefix, true, rev + 1);
+        loop {
+            let ev = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                ev = watch.next() => ev,
+            };
+            match ev {
+                None => return,
+                Some(WatchEvent::Put { key, value, mod_revision }) => match serde_json::from_slice::<Job>(&value) {
+                    Ok(job) => self.consider(Versioned { value: job, version: mod_revision }).await,
+                    Err(e) => tracing::warn!(%key, error = %e, "ignoring a job record that does not parse"),
+                },
+                Some(WatchEvent::Delete { .. }) => {}
+                Some(WatchEvent::Resync { kvs, .. }) => {
+                    for (key, value, version) in kvs {
+                        match serde_json::from_slice::<Job>(&value) {
+                            Ok(job) => self.consider(Versioned { value: job, version }).await,
+                            Err(e) => tracing::warn!(%key, error = %e, "ignoring a job record that does not parse"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a pending job of ours, or refuses it when busy.
+    async fn consider(self: &Arc<Self>, job: Versioned<Job>) {
+        let j = &job.value;
+        if j.tablet_alias != self.cfg.alias || j.state != JobState::Pending {
+            return;
+        }
+        let busy = self.status.lock().ok().and_then(|s| s.busy_job.clone());
+        if let Some(other) = busy {
+            if other != j.id {
+                let _ = self
+                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None)
+                    .await;
+            }
+            return;
+        }
+        // Take it: PENDING → RUNNING, only if nobody changed it meanwhile.
+        let mut taken = j.clone();
+        taken.state = JobState::Running;
+        taken.started_at = Some(Utc::now());
+        taken.owner_lease = Some(self.lease.id());
+        let key = self.topo.keys().job(&j.id);
+        match self.topo.update(&key, &taken, job.version).await {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(job = %j.id, error = %e, "job changed before it could be taken");
+                return;
+            }
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.busy_job = Some(taken.id.clone());
+        }
+        let agent = self.clone();
+        let span = tracing::info_span!("job", job = %taken.id, kind = ?taken.kind);
+        tokio::spawn(async move {
+            let id = taken.id.clone();
+            let outcome = agent.run_job(&taken).await;
+            if let Ok(mut s) = agent.status.lock() {
+                s.busy_job = None;
+            }
+            let (result, name) = match outcome {
+                Ok(name) => (Ok(()), Some(name)),
+                Err((e, name)) => (Err(format!("{e:#}")), name),
+            };
+            if let Err(e) = agent.finish_job(&id, result, name).await {
+                tracing::error!(job = %id, error = %e, "cannot record the job's outcome");
+            }
+            agent.write_health().await;
+        }.instrument(span));
+    }
+
+    /// Runs a taken job; on failure also returns the backup name if one was chosen.
+    async fn run_job(self: &Arc<Self>, job: &Job) -> Result<String, (anyhow::Error, Option<String>)> {
+        match job.kind {
+            JobKind::Backup => self.run_backup(job).await,
+            JobKind::Restore => self.run_restore(job).await.map_err(|e| (e, None)),
+        }
+    }
+
+    /// Writes the job's final state.
+    async fn finish_job(&self, id: &str, result: Result<(), String>, backup_name: Option<String>) -> anyhow::Result<()> {
+        let key = self.topo.keys().job(id);
+        self.topo
+            .update_with::<Job, _>(&key, |cur| {
+                let Some(mut j) = cur else { return Ok(None) };
+                if j.state.is_final() {
+                    return Ok(None);
+                }
+                j.finished_at = Some(Utc::now());
+                if backup_name.is_some() {
+                    j.backup_name = backup_name.clone();
+                }
+                match &result {
+                    Ok(()) => j.state = JobState::Succeeded,
+                    Err(e) => {
+                        j.state = JobState::Failed;
+                        j.error = Some(e.clone());
+                    }
+                }
+                Ok(Some(j))
+            })
+            .await?;
+        match &result {
+            Ok(()) => tracing::info!(job = %id, backup = ?backup_name, "job succeeded"),
+            Err(e) => tracing::warn!(job = %id, error = %e, "job failed"),
+        }
+        Ok(())
+    }
+
+    /// Publishes progress into the job record about once a second until `done`.
+    fn spawn_progress_reporter(self: &Arc<Self>, id: String, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let key = agent.topo.keys().job(&id);
+            let mut last = (u64::MAX, u64::MAX);
+            loop {
+                let now = (progress.bytes_done.load(Ordering::Relaxed), progress.bytes_total.load(Ordering::Relaxed));
+                if now != last {
+                    last = now;
+                    let r = agent
+                        .topo
+                        .update_with::<Job, _>(&key, |cur| {
+                            let Some(mut j) = cur else { return Ok(None) };
+                            if j.state.is_final() {
+                                return Ok(None);
+                            }
+                            j.progress.bytes_done = now.0;
+                            j.progress.bytes_total = now.1;
+                            Ok(Some(j))
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "cannot publish job progress");
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    /// A backup job: the engine's body between the seed's bracketing steps. The
+    /// bracket's closing half (mysqld up, replication, type back) always runs.
+    async fn run_backup(self: &Arc<Self>, job: &Job) -> Result<String, (anyhow::Error, Option<String>)> {
+        let original = self.tablet_type();
+        if original == TabletType::Primary && !job.allow_primary {
+            return Err((anyhow::anyhow!("tablet is PRIMARY and the job does not allow it (--allow-primary)"), None));
+        }
+        if matches!(original, TabletType::Backup | TabletType::Restore) {
+            return Err((anyhow::anyhow!("tablet is already in {original}"), None));
+        }
+        let engine_name = job.engine.clone().unwrap_or_else(|| self.cfg.backup.default_engine.clone());
+        let engine = engine::Engine::from_name(&engine_name).map_err(|e| (e, None))?;
+        let progress = Arc::new(Progress::default());
+        let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
+        let params = self.backup_params(job, progress.clone());
+        let name = params.name.clone();
+        let drains = engine.drains();
+
+        let body = async {
+            if drains {
+                self.publish_tablet(TabletType::Backup).await.context("switching to BACKUP")?;
+            }
+            let mut mysqld = self.mysqld.lock().await;
+            self.set_role(Role::Unknown);
+            let r = engine.backup(&mut mysqld, self.storage()?, &params, &self.cfg.backup).await;
+            drop(mysqld);
+            r
+        };
+        let result = body.await;
+        reporter.abort();
+        // The closing half of the bracket, whatever happened.
+        let restored = self.return_to_service(original).await;
+        let manifest = match (result, restored) {
+            (Ok(m), Ok(())) => m,
+            (Ok(m), Err(e)) => {
+                // The backup itself is complete and usable; report the tablet trouble.
+                tracing::error!(error = %format!("{e:#}"), "backup done but the tablet did not return to service cleanly");
+                m
+            }
+            (Err(e), Ok(())) => return Err((e, Some(name))),
+            (Err(e), Err(e2)) => return Err((e.context(format!("and returning to service failed too: {e2:#}")), Some(name))),
+        };
+        self.metrics.job_bytes.inc_by(manifest.total_size);
+        let record = BackupRecord {
+            name: manifest.backup_name.clone(),
+            keyspace: manifest.keyspace.clone(),
+            shard: manifest.shard.clone(),
+            tablet_alias: manifest.tablet_alias.clone(),
+            engine: manifest.backup_method.as_str().to_string(),
+            backup_time: manifest.backup_time,
+            finished_time: Some(manifest.finished_time),
+            position: manifest.position.clone(),
+            size_bytes: manifest.stored_size,
+            complete: true,
+        };
+        if let Err(e) = self.record_backup(&record).await {
+            // The backup is in storage with its MANIFEST; the coordinator's reconciler
+            // will add the record. Still report it.
+            return Err((e.context("backup stored but its record could not be written to topo"), Some(name)));
+        }
+        Ok(manifest.backup_name)
+    }
+
+    /// Writes the BackupRecord and moves the shard's latest backup forward.
+    async fn record_backup(&self, record: &BackupRecord) -> anyhow::Result<()> {
+        let key = self.topo.keys().backup(&record.keyspace, &record.shard, &record.name);
+        self.topo.put(&key, record, None).await.context("writing the backup record")?;
+        let shard_key = self.topo.keys().shard(&record.keyspace, &record.shard);
+        self.topo
+            .update_with::<cairn_topo::Shard, _>(&shard_key, |cur| {
+                let Some(mut s) = cur else { return Ok(None) };
+                if s.latest_backup_time.is_some_and(|t| t > record.backup_time) {
+                    return Ok(None);
+                }
+                s.latest_backup = Some(record.name.clone());
+                s.latest_backup_time = Some(record.backup_time);
+                Ok(Some(s))
+            })
+            .await
+            .context("updating the shard's latest backup")?;
+        Ok(())
+    }
+
+    /// mysqld up, role reconciled (replication restarted), type back to `original`
+    /// (or whatever the shard now says). Retries a few times: this is what keeps a
+    /// failed job from leaving the tablet out of service.
+    pub(super) async fn return_to_service(&self, original: TabletType) -> anyhow::Result<()> {
+        let mut last = None;
+        for attempt in 1..=5 {
+            {
+                let mut mysqld = self.mysqld.lock().await;
+                if !mysqld.is_running() {
+                    if let Err(e) = mysqld.start().await {
+                        tracing::warn!(attempt, error = %format!("{e:#}"), "cannot restart mysqld after the job");
+                        last = Some(e);
+                        drop(mysqld);
+                        tokio::time::sleep(Duration::from_secs(attempt)).await;
+                        continue;
+                    }
+                }
+            }
+            self.set_role(Role::Unknown);
+            let target = if original == TabletType::Primary { TabletType::Primary } else { self.cfg.base_type };
+            if let Err(e) = self.publish_tablet(target).await {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_secs(attempt)).await;
+                continue;
+            }
+            match self.reconcile(None).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(attempt, error = %format!("{e:#}"), "cannot resume replication after the job");
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => bail!("could not return to service"),
+        }
+    }
+
+    /// An in-place restore job.
+    async fn run_restore(self: &Arc<Self>, job: &Job) -> anyhow::Result<String> {
+        if self.tablet_type() == TabletType::Primary {
+            bail!("tablet is PRIMARY: in-place restore refused");
+        }
+        let progress = Arc::new(Progress::default());
+        let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
+        let r = self.restore_in_place(job.backup_timestamp.as_deref(), progress).await;
+        reporter.abort();
+        r
+    }
+}
