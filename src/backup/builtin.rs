@@ -52,9 +52,7 @@ pub fn is_backed_up(rel: &str) -> bool {
 /// Which part of the server a file is, for the MANIFEST.
 fn base_of(rel: &str) -> &'static str {
     let file = rel.rsplit('/').next().unwrap_or(rel);
-    if !rel.contains('/') && file.starts_with("ibdata") {
-        base::INNODB_DATA
-    } else if !rel.contains('/') && file.starts_with("undo") {
+    if !rel.contains('/') && (file.starts_with("ibdata") || file.starts_with("undo")) {
         base::INNODB_DATA
     } else if !rel.contains('/') && file.starts_with("ib_logfile") {
         base::INNODB_LOG

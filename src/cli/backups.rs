@@ -281,7 +281,7 @@ pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()>
 /// Recomputes the shard's latest complete backup from the catalog.
 pub async fn refresh_latest_backup(topo: &Topo, keyspace: &str, shard: &str) -> anyhow::Result<()> {
     let records = topo.list_backup_records(keyspace, shard).await?;
-    let latest: Option<BackupRecord> = records.into_iter().map(|r| r.value).filter(|r| r.complete).last();
+    let latest: Option<BackupRecord> = records.into_iter().map(|r| r.value).rfind(|r| r.complete);
     let key = topo.keys().shard(keyspace, shard);
     topo.update_with::<Shard, _>(&key, |cur| {
         let Some(mut s) = cur else { return Ok(None) };

@@ -246,7 +246,7 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
         .storage
         .file_backup_storage_root
         .as_ref()
-        .map(|root| Arc::new(FileStorage::new(root.clone())) as Arc<dyn BackupStorage>);
+        .map(|root| Arc::new(with_faults(FileStorage::new(root.clone()))) as Arc<dyn BackupStorage>);
     if storage.is_none() && cfg.restore_from_backup {
         bail!("--restore-from-backup needs a backup storage: set --file-backup-storage-root");
     }
@@ -360,6 +360,20 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
     }
     agent.shutdown().await;
     Ok(())
+}
+
+/// Fault injection for integration tests, from the environment (never set in
+/// production): `CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES=N` makes storage writes fail
+/// after N bytes.
+fn with_faults(mut storage: FileStorage) -> FileStorage {
+    if let Some(n) = std::env::var("CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::warn!(bytes = n, "fault injection: storage writes fail after this many bytes");
+        storage = storage.with_fail_after_bytes(n);
+    }
+    storage
 }
 
 fn spawn_signal_handler(cancel: CancellationToken) {
@@ -681,7 +695,7 @@ impl Agent {
                     }
                 }
             }
-            let state = rx.borrow_and_update().clone();
+            let state = *rx.borrow_and_update();
             if state.alive {
                 tracing::info!(lease = state.id, generation = state.generation, "lease (re)granted; re-registering health");
                 if let Err(e) = self.publish_tablet(self.tablet_type()).await {

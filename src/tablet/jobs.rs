@@ -119,6 +119,9 @@ impl Agent {
             if let Ok(mut s) = agent.status.lock() {
                 s.busy_job = None;
             }
+            // Health first, so whoever sees the job finished also sees the tablet's
+            // fresh state (replicating again, not busy).
+            agent.write_health().await;
             let (result, name) = match outcome {
                 Ok(name) => (Ok(()), Some(name)),
                 Err((e, name)) => (Err(format!("{e:#}")), name),
@@ -126,7 +129,6 @@ impl Agent {
             if let Err(e) = agent.finish_job(&id, result, name).await {
                 tracing::error!(job = %id, error = %e, "cannot record the job's outcome");
             }
-            agent.write_health().await;
         }.instrument(span));
     }
 
@@ -308,7 +310,10 @@ impl Agent {
                 continue;
             }
             match self.reconcile(None).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.wait_replication_running(Duration::from_secs(10)).await;
+                    return Ok(());
+                }
                 Err(e) => {
                     tracing::warn!(attempt, error = %format!("{e:#}"), "cannot resume replication after the job");
                     last = Some(e);
@@ -320,6 +325,36 @@ impl Agent {
             Some(e) => Err(e),
             None => bail!("could not return to service"),
         }
+    }
+
+    /// After a job, waits (bounded) until a replica's replication threads run, so
+    /// the tablet is reported replicating when the job is reported done.
+    async fn wait_replication_running(&self, limit: Duration) {
+        let is_replica = self
+            .status
+            .lock()
+            .map(|s| matches!(s.role, Role::Replica { .. }))
+            .unwrap_or(false);
+        if !is_replica {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let running = {
+                let mysqld = self.mysqld.lock().await;
+                mysqld
+                    .replication_status()
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.io_running && r.sql_running)
+            };
+            if running {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!(?limit, "replication is not running yet after the job");
     }
 
     /// An in-place restore job.

@@ -118,6 +118,7 @@ impl Cluster {
             dir: self.dir.path().join(format!("tablet-{uid}")),
             mysql_port: free_port().context("picking a mysql port")?,
             extra: vec![],
+            env: vec![],
         })
     }
 
@@ -144,6 +145,7 @@ impl Cluster {
             .args(["--health-interval", "1s", "--health-ttl", "4s"])
             .args(["--innodb-buffer-pool-size", "32M"])
             .args(&spec.extra)
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("CAIRN_REPLICATION_PASSWORD", "test-repl-pw")
             .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -173,6 +175,8 @@ pub struct TabletSpec {
     pub mysql_port: u16,
     /// More flags.
     pub extra: Vec<String>,
+    /// Environment of the agent on top of the test's (e.g. fault injection).
+    pub env: Vec<(String, String)>,
 }
 
 impl TabletSpec {

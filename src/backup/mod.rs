@@ -1,0 +1,23 @@
+//! Backups: where they are stored, what describes them, and how bytes move.
+//!
+//! - [`manifest`]: the MANIFEST document (Vitess field names), backup names and
+//!   timestamps, the rule for file names inside a backup. Pure, no IO.
+//! - [`storage`]: the [`storage::BackupStorage`] trait (object-store friendly,
+//!   shared as `Arc<dyn BackupStorage>`) and its `file` backend
+//!   [`storage::FileStorage`]: layout, permissions, MANIFEST-last, blobs.
+//! - [`pipeline`]: the parallel compress+hash copy into storage and the verifying
+//!   restore out of it; what makes backups fast and restores trustworthy.
+//!
+//! The engines (builtin, xtrabackup) sit on top of these and decide what to copy
+//! and when; nothing here talks to mysqld or etcd.
+
+pub mod builtin;
+pub mod engine;
+pub mod manifest;
+pub mod pipeline;
+pub mod storage;
+pub mod xtrabackup;
+
+pub use manifest::{BackupMethod, CompressionEngine, FileEntry, Manifest};
+pub use pipeline::{Compression, CopyOptions, Progress, SourceFile};
+pub use storage::{BackupInfo, BackupStorage, BackupWriter, FileStorage, StorageError};
