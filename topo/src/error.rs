@@ -1,4 +1,5 @@
-//! Typed topology errors.
+//! Typed topology errors: the outcomes callers branch on (exists, missing, lost a
+//! race, fenced off) kept apart from connection trouble, which may be retried.
 
 /// What can go wrong talking to the topology.
 #[derive(Debug, thiserror::Error)]
@@ -14,10 +15,18 @@ pub enum TopoError {
     BadVersion(String),
     /// A record that does not parse as the expected type.
     #[error("cannot parse {key}: {reason}")]
-    BadRecord { key: String, reason: String },
+    BadRecord {
+        /// The key holding the unparsable value.
+        key: String,
+        /// What the JSON decoder said.
+        reason: String,
+    },
     /// A fenced write whose fence (leadership) no longer holds.
     #[error("lost leadership; write to {0} refused")]
     Fenced(String),
+    /// The lease a write or a campaign refers to does not exist (any more).
+    #[error("lease {0:x} not found (expired or revoked)")]
+    LeaseNotFound(i64),
     /// The operation did not finish in time.
     #[error("topo timeout: {0}")]
     Timeout(String),
@@ -31,18 +40,35 @@ pub enum TopoError {
 
 impl TopoError {
     /// Whether retrying the same call may succeed (connection trouble, timeouts).
+    /// Answers from etcd that will not change on retry (bad arguments, permission
+    /// denied, lease not found, compacted revision) are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
             TopoError::Timeout(_) => true,
-            TopoError::Etcd(e) => matches!(
-                e,
-                etcd_client::Error::GRpcStatus(_)
-                    | etcd_client::Error::TransportError(_)
-                    | etcd_client::Error::IoError(_)
-            ),
+            TopoError::Etcd(e) => match e {
+                etcd_client::Error::GRpcStatus(s) => is_transient_code(s.code()),
+                etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+                _ => false,
+            },
             _ => false,
         }
     }
+}
+
+/// gRPC codes that mean "the server could not answer now" rather than "no".
+/// `Unknown` is what a connection torn down mid-call looks like (h2 protocol error).
+fn is_transient_code(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::Internal
+            | Code::ResourceExhausted
+    )
 }
 
 pub type Result<T, E = TopoError> = std::result::Result<T, E>;

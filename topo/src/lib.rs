@@ -28,3 +28,6 @@ pub use keys::Keys;
 pub use names::TabletAlias;
 pub use records::*;
 pub use store::{Topo, TopoConfig, Versioned};
+pub use lease::{LeaseHandle, LeaseState};
+pub use lock::{Fence, Leadership, ShardLock};
+pub use watch::{WatchEvent, WatchStream};
