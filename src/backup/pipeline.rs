@@ -21,7 +21,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::manifest::{
     base, check_relative_name, CompressionEngine, FileEntry, Manifest, HASH_ALGORITHM_SHA256,
 };
-use super::storage::{BackupStorage, BackupWriter, FileSink};
+use super::storage::{create_dirs_0700, BackupStorage, BackupWriter, FileSink};
 
 /// Size of read buffers and of the buffer in front of storage.
 const BUF_SIZE: usize = 1 << 20;
@@ -616,7 +616,8 @@ pub async fn backup_files(
 /// Backs up one stream (e.g. `mariabackup --stream=xbstream` stdout) as stored
 /// file `0` with base `Stream`. zstd uses all `threads` as zstdmt workers. The
 /// caller must check that the producer succeeded before writing the MANIFEST:
-/// a producer that dies looks like a short stream here.
+/// a producer that dies looks like a short stream here. `progress.bytes_total`
+/// is left alone (a stream's length is unknown in advance).
 pub async fn backup_stream<R: Read + Send + 'static>(
     writer: &dyn BackupWriter,
     mut reader: R,
@@ -938,7 +939,8 @@ fn restore_one_blocking(
 /// MANIFEST's engine, `concurrency` files at a time. Refuses unsafe names before
 /// writing anything. On error, the first failure (naming the file) is returned
 /// after every worker stopped; files already restored stay, the failing one is
-/// removed, and the caller must treat the directory as garbage.
+/// removed, and the caller must treat the directory as garbage. Restored files
+/// are 0600 and new directories 0700, owned by this process's user.
 #[allow(clippy::too_many_arguments)]
 pub async fn restore_files(
     storage: &dyn BackupStorage,
@@ -972,11 +974,7 @@ pub async fn restore_files(
         let dirs = dirs.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             for d in &dirs {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(d)
-                    .with_context(|| format!("creating {}", d.display()))?;
+                create_dirs_0700(d).with_context(|| format!("creating {}", d.display()))?;
             }
             Ok(())
         })
@@ -1297,6 +1295,8 @@ mod tests {
             assert_same_tree(&src, &dest);
             let md = fs::metadata(dest.join("db1/small.frm")).unwrap();
             assert_eq!(md.permissions().mode() & 0o777, 0o600);
+            let md = fs::metadata(dest.join("db1/deep/er")).unwrap();
+            assert_eq!(md.permissions().mode() & 0o777, 0o700);
         }
     }
 
@@ -1680,146 +1680,6 @@ mod tests {
                 .join(NAME)
                 .join(MANIFEST_FILE)
                 .exists());
-        }
-    }
-}
-
-#[cfg(test)]
-mod throwaway_bench {
-    use super::*;
-    use crate::backup::storage::FileStorage;
-
-    fn cpu() -> f64 {
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        t(ru.ru_utime) + t(ru.ru_stime)
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn bench() {
-        let src = PathBuf::from(std::env::var("CAIRN_BENCH_SRC").unwrap());
-        let out = PathBuf::from(std::env::var("CAIRN_BENCH_OUT").unwrap());
-        let mut files = vec![];
-        let mut stack = vec![src.clone()];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                let md = e.metadata().unwrap();
-                if md.is_dir() {
-                    stack.push(e.path());
-                } else {
-                    files.push(SourceFile {
-                        name: e
-                            .path()
-                            .strip_prefix(&src)
-                            .unwrap()
-                            .to_string_lossy()
-                            .into(),
-                        path: e.path(),
-                        base: "Data".into(),
-                        size: md.len(),
-                    });
-                }
-            }
-        }
-        let total: u64 = files.iter().map(|f| f.size).sum();
-        let comps: Vec<(&str, Compression)> = vec![
-            (
-                "zstd1-mt2",
-                Compression::Zstd {
-                    level: 1,
-                    threads: 2,
-                },
-            ),
-            (
-                "zstd1-st",
-                Compression::Zstd {
-                    level: 1,
-                    threads: 0,
-                },
-            ),
-            ("lz4", Compression::Lz4),
-            ("none", Compression::None),
-        ];
-        let only = std::env::var("CAIRN_BENCH_ONLY").ok();
-        for (label, c) in comps {
-            if only.as_deref().is_some_and(|o| o != label) {
-                continue;
-            }
-            let _ = fs::remove_dir_all(&out);
-            let st = FileStorage::new(&out);
-            let name = "2024-01-02.030405.zone1-0000000101";
-            let w = st.start_backup("ks", "0", name).await.unwrap();
-            let o = CopyOptions {
-                compression: c,
-                concurrency: 4,
-                retries_per_file: 1,
-            };
-            let cpu0 = cpu();
-            let t = std::time::Instant::now();
-            let entries = backup_files(
-                &*w,
-                files.clone(),
-                &o,
-                Progress::new(),
-                CancellationToken::new(),
-            )
-            .await
-            .unwrap();
-            let bt = t.elapsed().as_secs_f64();
-            let bcpu = cpu() - cpu0;
-            let stored: u64 = entries.iter().map(|e| e.stored_size).sum();
-            let mut m = crate::backup::manifest::Manifest {
-                backup_name: name.into(),
-                backup_method: crate::backup::manifest::BackupMethod::Builtin,
-                position: String::new(),
-                purged_position: String::new(),
-                backup_time: chrono::Utc::now(),
-                finished_time: chrono::Utc::now(),
-                server_uuid: String::new(),
-                tablet_alias: String::new(),
-                hostname: String::new(),
-                keyspace: "ks".into(),
-                shard: "0".into(),
-                mysql_version: String::new(),
-                upgrade_safe: false,
-                compression_engine: c.engine(),
-                file_entries: vec![],
-                total_size: 0,
-                stored_size: 0,
-                stream_mode: None,
-                flavor: String::new(),
-                format_version: 1,
-            };
-            m.set_file_entries(entries);
-            w.write_manifest(&m).await.unwrap();
-            let dest = out.join("restore");
-            let t = std::time::Instant::now();
-            restore_files(
-                &st,
-                "ks",
-                "0",
-                name,
-                &m,
-                &dest,
-                4,
-                Progress::new(),
-                CancellationToken::new(),
-            )
-            .await
-            .unwrap();
-            let rt = t.elapsed().as_secs_f64();
-            let rcpu = cpu() - cpu0 - bcpu;
-            let mib = total as f64 / (1 << 20) as f64;
-            println!(
-                "{label:10} backup {bt:6.2}s {:7.0} MiB/s  stored {:6.1} MiB (ratio {:.2})  restore {rt:6.2}s {:7.0} MiB/s  cpu b {bcpu:.2}s r {rcpu:.2}s",
-                mib / bt,
-                stored as f64 / (1 << 20) as f64,
-                total as f64 / stored as f64,
-                mib / rt
-            );
         }
     }
 }

@@ -272,13 +272,21 @@ fn validate_shard_path(keyspace: &str, shard: &str) -> Result<(), NameError> {
     validate_shard(shard)
 }
 
-/// Shared byte budget for failure injection: writes fail once it is spent.
+/// Shared byte budget for failure injection: writes fail once it is spent, and
+/// optionally are slowed to a rate (a slow storage, for tests that must catch a
+/// backup in the middle).
 #[derive(Debug)]
 struct FailBudget {
     /// Bytes that may still be written before writes start failing.
     remaining: AtomicU64,
     /// The configured total, for the error message.
     total: u64,
+    /// Write rate limit in bytes per second (0: none).
+    bytes_per_sec: u64,
+    /// When the throttle started counting.
+    throttle_start: std::time::Instant,
+    /// Bytes written since `throttle_start`.
+    throttled: AtomicU64,
 }
 
 impl FailBudget {
@@ -325,6 +333,14 @@ fn budgeted_write(
                 b.remaining
                     .fetch_add((n - written) as u64, Ordering::SeqCst);
             }
+            if b.bytes_per_sec > 0 {
+                let total = b.throttled.fetch_add(written as u64, Ordering::SeqCst) + written as u64;
+                let due = std::time::Duration::from_secs_f64(total as f64 / b.bytes_per_sec as f64);
+                let elapsed = b.throttle_start.elapsed();
+                if due > elapsed {
+                    std::thread::sleep(due - elapsed);
+                }
+            }
             Ok(written)
         }
     }
@@ -359,9 +375,30 @@ impl FileStorage {
     /// Lets integration tests check how engines behave when storage fails midway.
     /// Costs one atomic operation per write when enabled, nothing otherwise.
     pub fn with_fail_after_bytes(mut self, n: u64) -> Self {
+        let bytes_per_sec = self.fail.as_ref().map_or(0, |f| f.bytes_per_sec);
         self.fail = Some(Arc::new(FailBudget {
             remaining: AtomicU64::new(n),
             total: n,
+            bytes_per_sec,
+            throttle_start: std::time::Instant::now(),
+            throttled: AtomicU64::new(0),
+        }));
+        self
+    }
+
+    /// Slow storage for tests: writes are paced to `bytes_per_sec` in total
+    /// (clones share the pace), so a test can act while a backup is midway.
+    pub fn with_write_throttle(mut self, bytes_per_sec: u64) -> Self {
+        let (remaining, total) = self
+            .fail
+            .as_ref()
+            .map_or((u64::MAX, u64::MAX), |f| (f.remaining.load(Ordering::SeqCst), f.total));
+        self.fail = Some(Arc::new(FailBudget {
+            remaining: AtomicU64::new(remaining),
+            total,
+            bytes_per_sec,
+            throttle_start: std::time::Instant::now(),
+            throttled: AtomicU64::new(0),
         }));
         self
     }
@@ -401,8 +438,8 @@ fn create_dir_0700(dir: &Path) -> io::Result<bool> {
     }
 }
 
-/// Creates `dir` and any missing parents (each new one 0700).
-fn create_dirs_0700(dir: &Path) -> io::Result<()> {
+/// Creates `dir` and any missing parents (each new one 0700, whatever the umask).
+pub(crate) fn create_dirs_0700(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -1366,8 +1403,10 @@ mod tests {
                 "{ks}/{shard}/{name} accepted"
             );
             assert!(st.remove_backup(ks, shard, name).await.is_err());
-            assert!(st.list_backups(ks, shard).await.is_err() || name != NAME1);
+            assert!(st.read_manifest(ks, shard, name).await.is_err());
         }
+        assert!(st.list_backups("../x", "0").await.is_err());
+        assert!(st.list_backups("ks", "a/b").await.is_err());
         let w = st.start_backup("ks", "0", NAME1).await.unwrap();
         for bad in ["../0", "a/b", "MANIFEST", "MANIFEST.tmp", "", "."] {
             assert!(w.create_file(bad).await.is_err(), "{bad:?} accepted");

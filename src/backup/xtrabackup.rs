@@ -40,7 +40,10 @@ fn find_tool(names: &[&str], root: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
     }
     match root {
-        Some(r) => bail!("none of {names:?} found in --xtrabackup-root-path {}", r.display()),
+        Some(r) => bail!(
+            "none of {names:?} found in --xtrabackup-root-path {}",
+            r.display()
+        ),
         None => bail!("none of {names:?} found on PATH (install mariadb-backup)"),
     }
 }
@@ -81,7 +84,10 @@ pub async fn backup(
 ) -> anyhow::Result<Manifest> {
     let flavor = mysqld.flavor();
     let mode = stream_mode(flavor, cfg.xtrabackup_stream_mode.as_deref())?;
-    let tool = find_tool(flavor.backup_tool_names(), cfg.xtrabackup_root_path.as_deref())?;
+    let tool = find_tool(
+        flavor.backup_tool_names(),
+        cfg.xtrabackup_root_path.as_deref(),
+    )?;
     let user = cfg.xtrabackup_user.clone().unwrap_or_else(|| "root".into());
     let password = if user == "root" {
         None
@@ -96,9 +102,11 @@ pub async fn backup(
     let version = mysqld.version().await.unwrap_or_default();
     let scratch = cfg.work_dir.join("xtrabackup-scratch");
     let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(scratch.join("lsn")).with_context(|| format!("creating {}", scratch.display()))?;
+    fs::create_dir_all(scratch.join("lsn"))
+        .with_context(|| format!("creating {}", scratch.display()))?;
     let log_path = cfg.work_dir.join("xtrabackup.log");
-    let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
     let mut cmd = Command::new(&tool);
     cmd.arg("--backup")
@@ -115,18 +123,33 @@ pub async fn backup(
     if let Some(pw) = &password {
         cmd.env("MYSQL_PWD", pw);
     }
-    let mut child = cmd.spawn().with_context(|| format!("running {}", tool.display()))?;
-    let stdout = child.stdout.take().context("the backup tool has no stdout")?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("running {}", tool.display()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the backup tool has no stdout")?;
     let writer = match storage.start_backup(&p.keyspace, &p.shard, &p.name).await {
         Ok(w) => w,
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(anyhow::Error::new(e).context(format!("starting backup {} in storage", p.name)));
+            return Err(
+                anyhow::Error::new(e).context(format!("starting backup {} in storage", p.name))
+            );
         }
     };
     tracing::info!(tool = %tool.display(), name = %p.name, "streaming an online backup");
-    let streamed = pipeline::backup_stream(writer.as_ref(), stdout, STREAM_NAME, &p.copy, p.progress.clone(), p.cancel.clone()).await;
+    let streamed = pipeline::backup_stream(
+        writer.as_ref(),
+        stdout,
+        STREAM_NAME,
+        &p.copy,
+        p.progress.clone(),
+        p.cancel.clone(),
+    )
+    .await;
     if streamed.is_err() {
         let _ = child.kill();
     }
@@ -145,7 +168,11 @@ pub async fn backup(
         Err(e) => return Err(fail(e.context(format!("streaming backup {}", p.name))).await),
     };
     if !status.success() {
-        let why = anyhow::anyhow!("{} failed ({status}); its log ends with: {}", tool.display(), tail(&log_path, 5));
+        let why = anyhow::anyhow!(
+            "{} failed ({status}); its log ends with: {}",
+            tool.display(),
+            tail(&log_path, 5)
+        );
         return Err(fail(why).await);
     }
     let info = ["xtrabackup_info", "mariadb_backup_info"]
@@ -154,7 +181,10 @@ pub async fn backup(
         .unwrap_or_default();
     let log_text = fs::read_to_string(&log_path).unwrap_or_default();
     let Some(gtid) = parse_backup_gtid(&info).or_else(|| parse_backup_gtid(&log_text)) else {
-        return Err(fail(anyhow::anyhow!("the backup tool did not report a GTID position")).await);
+        return Err(fail(anyhow::anyhow!(
+            "the backup tool did not report a GTID position"
+        ))
+        .await);
     };
     let _ = fs::remove_dir_all(&scratch);
     let mut manifest = Manifest {
@@ -181,7 +211,10 @@ pub async fn backup(
     };
     manifest.set_file_entries(vec![entry]);
     if let Err(e) = writer.write_manifest(&manifest).await {
-        return Err(fail(anyhow::Error::new(e).context(format!("writing the MANIFEST of {}", p.name))).await);
+        return Err(fail(
+            anyhow::Error::new(e).context(format!("writing the MANIFEST of {}", p.name)),
+        )
+        .await);
     }
     Ok(manifest)
 }
@@ -196,15 +229,30 @@ pub async fn restore(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    if manifest.stream_mode.as_deref().is_some_and(|m| m != "xbstream") {
-        bail!("backup {} is a {:?} stream; only xbstream can be restored here", manifest.backup_name, manifest.stream_mode);
+    if manifest
+        .stream_mode
+        .as_deref()
+        .is_some_and(|m| m != "xbstream")
+    {
+        bail!(
+            "backup {} is a {:?} stream; only xbstream can be restored here",
+            manifest.backup_name,
+            manifest.stream_mode
+        );
     }
     let flavor = Flavor::MariaDB;
-    let tool = find_tool(flavor.backup_tool_names(), cfg.xtrabackup_root_path.as_deref())?;
-    let unpacker = find_tool(&["mbstream", "xbstream"], cfg.xtrabackup_root_path.as_deref())?;
+    let tool = find_tool(
+        flavor.backup_tool_names(),
+        cfg.xtrabackup_root_path.as_deref(),
+    )?;
+    let unpacker = find_tool(
+        &["mbstream", "xbstream"],
+        cfg.xtrabackup_root_path.as_deref(),
+    )?;
     fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
     let log_path = cfg.work_dir.join("xtrabackup-restore.log");
-    let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let log2 = log.try_clone().context("duplicating a log handle")?;
     let mut unpack = Command::new(&unpacker)
         .arg("-x")
@@ -241,13 +289,19 @@ pub async fn restore(
         .context("waiting for mbstream")?;
     piped.with_context(|| format!("reading backup {}", manifest.backup_name))?;
     if !status.success() {
-        bail!("{} failed ({status}): {}", unpacker.display(), tail(&log_path, 5));
+        bail!(
+            "{} failed ({status}): {}",
+            unpacker.display(),
+            tail(&log_path, 5)
+        );
     }
     let prepare_log = fs::OpenOptions::new()
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let prepare_log2 = prepare_log.try_clone().context("duplicating a log handle")?;
+    let prepare_log2 = prepare_log
+        .try_clone()
+        .context("duplicating a log handle")?;
     let target = staging.to_path_buf();
     let tool2 = tool.clone();
     let status = tokio::task::spawn_blocking(move || {
@@ -263,7 +317,11 @@ pub async fn restore(
     .context("waiting for --prepare")?
     .with_context(|| format!("running {} --prepare", tool.display()))?;
     if !status.success() {
-        bail!("{} --prepare failed ({status}): {}", tool.display(), tail(&log_path, 5));
+        bail!(
+            "{} --prepare failed ({status}): {}",
+            tool.display(),
+            tail(&log_path, 5)
+        );
     }
     Ok(())
 }
@@ -283,7 +341,9 @@ mod tests {
 
     #[test]
     fn tar_is_refused_for_mariadb() {
-        let e = stream_mode(Flavor::MariaDB, Some("tar")).unwrap_err().to_string();
+        let e = stream_mode(Flavor::MariaDB, Some("tar"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not supported by MariaDB"), "{e}");
         assert_eq!(stream_mode(Flavor::MariaDB, None).unwrap(), "xbstream");
     }

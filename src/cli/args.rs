@@ -293,9 +293,30 @@ pub struct CoordinatorArgs {
     pub id: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// Leadership lease TTL
+    /// Leadership lease TTL: a dead or frozen leader is replaced within it
     #[arg(long, default_value = "10s", value_parser = parse_dur)]
     pub lease_ttl: Duration,
+    /// How often backup storage and the catalog in topo are compared
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub reconcile_interval: Duration,
+    /// Replicas lagging more than this are not backed up
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub max_lag: Duration,
+    /// Shards of a keyspace-wide run start spread over this window
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub stagger_window: Duration,
+    /// A job no agent takes within this is failed (and retried)
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub pending_timeout: Duration,
+    /// A running job is failed (and retried) past this
+    #[arg(long, default_value = "6h", value_parser = parse_dur)]
+    pub job_timeout: Duration,
+    /// Attempts of one scheduled backup, the first included
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Incomplete backups older than this are removed by retention
+    #[arg(long, default_value = "24h", value_parser = parse_dur)]
+    pub incomplete_grace: Duration,
     /// Cron expression for etcd snapshots
     #[arg(long)]
     pub topo_snapshot_cron: Option<String>,

@@ -47,6 +47,9 @@ pub fn pending_job(kind: JobKind, keyspace: &str, shard: &str, alias: &TabletAli
         schedule: None,
         progress: JobProgress::default(),
         pending_timeout_seconds: None,
+        scheduled_for: None,
+        retry_of: None,
+        excluded_tablets: vec![],
     }
 }
 
@@ -183,6 +186,8 @@ struct JobRow {
     finished_at: Option<chrono::DateTime<Utc>>,
     attempt: u32,
     schedule: Option<String>,
+    scheduled_for: Option<chrono::DateTime<Utc>>,
+    retry_of: Option<String>,
     bytes_done: u64,
     bytes_total: u64,
 }
@@ -210,6 +215,8 @@ pub async fn list(topo: &Topo, a: JobsArgs) -> anyhow::Result<()> {
             finished_at: j.finished_at,
             attempt: j.attempt,
             schedule: j.schedule,
+            scheduled_for: j.scheduled_for,
+            retry_of: j.retry_of,
         })
         .collect();
     print_rows(

@@ -89,6 +89,8 @@ pub(super) struct Status {
     pub(super) busy_job: Option<String>,
     /// Whether mysqld answered at the last check.
     pub(super) mysqld_up: bool,
+    /// The backup being restored, if any (published so retention keeps it).
+    pub(super) restoring: Option<String>,
 }
 
 /// A running agent. Shared by its background loops.
@@ -280,6 +282,7 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
             last_error: None,
             busy_job: None,
             mysqld_up: false,
+            restoring: None,
         }),
         lease,
         metrics: Arc::new(AgentMetrics::default()),
@@ -364,7 +367,7 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
 
 /// Fault injection for integration tests, from the environment (never set in
 /// production): `CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES=N` makes storage writes fail
-/// after N bytes.
+/// after N bytes; `CAIRN_FAULT_STORAGE_BYTES_PER_SEC=N` slows them to N bytes/s.
 fn with_faults(mut storage: FileStorage) -> FileStorage {
     if let Some(n) = std::env::var("CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES")
         .ok()
@@ -373,10 +376,17 @@ fn with_faults(mut storage: FileStorage) -> FileStorage {
         tracing::warn!(bytes = n, "fault injection: storage writes fail after this many bytes");
         storage = storage.with_fail_after_bytes(n);
     }
+    if let Some(n) = std::env::var("CAIRN_FAULT_STORAGE_BYTES_PER_SEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::warn!(bytes_per_sec = n, "fault injection: storage writes are throttled");
+        storage = storage.with_write_throttle(n);
+    }
     storage
 }
 
-fn spawn_signal_handler(cancel: CancellationToken) {
+pub(crate) fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
@@ -601,13 +611,14 @@ impl Agent {
 
     /// Reads mysqld's state into a Health record (without waiting on a running job).
     async fn collect_health(&self) -> Health {
-        let (tablet_type, busy_job, last_error, role) = match self.status.lock() {
-            Ok(s) => (s.tablet_type, s.busy_job.clone(), s.last_error.clone(), s.role.clone()),
-            Err(_) => (self.cfg.base_type, None, Some("agent state poisoned".into()), Role::Unknown),
+        let (tablet_type, busy_job, last_error, role, restoring) = match self.status.lock() {
+            Ok(s) => (s.tablet_type, s.busy_job.clone(), s.last_error.clone(), s.role.clone(), s.restoring.clone()),
+            Err(_) => (self.cfg.base_type, None, Some("agent state poisoned".into()), Role::Unknown, None),
         };
         let mut h = Health {
             busy_job,
             last_error,
+            restoring_backup: restoring,
             updated_at: Some(Utc::now()),
             ..Health::default()
         };

@@ -149,9 +149,24 @@ impl Agent {
         }
     }
 
+    /// Publishes which backup a restore reads (or none), so retention keeps it.
+    fn set_restoring(&self, name: Option<&str>) {
+        if let Ok(mut s) = self.status.lock() {
+            s.restoring = name.map(str::to_string);
+        }
+    }
+
     /// Restores `m` into the (missing, empty or half-restored) data directory and
     /// starts mysqld on it with the backup's position.
     async fn restore_backup_at_start(&self, m: &Manifest) -> anyhow::Result<()> {
+        self.set_restoring(Some(&m.backup_name));
+        self.write_health().await;
+        let r = self.restore_backup_at_start_inner(m).await;
+        self.set_restoring(None);
+        r
+    }
+
+    async fn restore_backup_at_start_inner(&self, m: &Manifest) -> anyhow::Result<()> {
         let mut mysqld = self.mysqld.lock().await;
         if mysqld.is_running() {
             mysqld.shutdown(Duration::from_secs(120)).await.context("stopping mysqld before the restore")?;
@@ -199,22 +214,36 @@ impl Agent {
         let original = self.tablet_type();
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;
+        self.set_restoring(Some(&m.backup_name));
+        self.write_health().await;
+        let r = self.restore_in_place_inner(&m, original, &staging, progress).await;
+        self.set_restoring(None);
+        r
+    }
+
+    async fn restore_in_place_inner(
+        &self,
+        m: &Manifest,
+        original: TabletType,
+        staging: &Path,
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<String> {
         let restored = engine::restore_to_staging(
             self.storage()?,
-            &m,
-            &staging,
+            m,
+            staging,
             &self.cfg.backup,
             progress,
             self.cancel.clone(),
         )
         .await;
         if let Err(e) = restored {
-            let _ = remove_dir_if_exists(&staging);
+            let _ = remove_dir_if_exists(staging);
             return Err(e.context(format!("restoring backup {} (the tablet keeps its data)", m.backup_name)));
         }
         // Verified: swap it in.
         self.publish_tablet(TabletType::Restore).await.context("switching to RESTORE")?;
-        let swapped = self.swap_in(&m, &staging).await;
+        let swapped = self.swap_in(m, staging).await;
         let back = self.return_to_service(original).await;
         swapped?;
         back.context("restored, but returning to service failed")?;

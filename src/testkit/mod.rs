@@ -159,6 +159,135 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Starts `cairn coordinator --id ID` with an HTTP port of its own, logging to
+    /// `coordinator-ID.log` in the cluster dir.
+    pub fn spawn_coordinator(&self, id: &str, extra: &[&str]) -> anyhow::Result<CoordinatorProcess> {
+        let port = free_port().context("picking a port")?;
+        let log_path = self.dir.path().join(format!("coordinator-{id}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log2 = log.try_clone().context("duplicating the log handle")?;
+        let child = Command::new(&self.bin)
+            .arg("coordinator")
+            .args(self.global_args())
+            .args(["--id", id, "--port", &port.to_string()])
+            .arg("--file-backup-storage-root")
+            .arg(self.backup_root())
+            .args(extra)
+            .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
+        Ok(CoordinatorProcess {
+            id: id.to_string(),
+            port,
+            log_path,
+            child: Some(child),
+        })
+    }
+}
+
+/// A running coordinator; killed on drop.
+pub struct CoordinatorProcess {
+    /// `--id`.
+    pub id: String,
+    /// Its HTTP port.
+    pub port: u16,
+    /// Where it logs.
+    pub log_path: PathBuf,
+    /// The process; `None` once reaped.
+    child: Option<Child>,
+}
+
+impl CoordinatorProcess {
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT (a frozen leader).
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// GET a path of its HTTP endpoint; returns (status, body).
+    pub fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    /// `/api/v1/status` as JSON.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let (code, body) = self.http_get("/api/v1/status")?;
+        if code != 200 {
+            bail!("status endpoint answered {code}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1 (tests need no client library).
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status code in the HTTP answer")?;
+    // Bodies may be chunked; the JSON and text we read are small, so strip chunk sizes.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = after[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    Ok((code, body))
+}
+
 /// How to start one tablet.
 #[derive(Debug, Clone)]
 pub struct TabletSpec {

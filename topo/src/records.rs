@@ -145,6 +145,9 @@ pub struct Health {
     /// Last error the agent saw (mysqld start, replication), for operators.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The backup a running restore reads (retention must keep it).
+    #[serde(default)]
+    pub restoring_backup: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -250,6 +253,16 @@ pub struct Job {
     /// How long the job may stay PENDING before it is failed as "tablet did not take it".
     #[serde(default)]
     pub pending_timeout_seconds: Option<u64>,
+    /// The schedule slot this job belongs to (dedupes runs across coordinator
+    /// failovers: one job per schedule, slot and shard).
+    #[serde(default)]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The failed job this one retries (so a retry is created once).
+    #[serde(default)]
+    pub retry_of: Option<String>,
+    /// Tablets that already failed this run (retries go elsewhere).
+    #[serde(default)]
+    pub excluded_tablets: Vec<TabletAlias>,
 }
 
 fn one() -> u32 {

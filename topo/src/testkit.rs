@@ -103,6 +103,44 @@ impl EtcdServer {
         )))
     }
 
+    /// Starts a new etcd whose data is restored from a snapshot file with
+    /// `etcdctl snapshot restore` (the documented recovery path), on free ports.
+    pub async fn restore_from_snapshot(snapshot: &Path) -> anyhow::Result<EtcdServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-etcd-restored-")
+            .tempdir()
+            .context("cannot create a temporary directory for etcd")?;
+        let name = format!("cairn-restored-{}-{}", std::process::id(), SERVER_SEQ.fetch_add(1, Ordering::Relaxed));
+        let mut server = EtcdServer {
+            child: None,
+            dir,
+            client_port: free_port().context("no free port for etcd clients")?,
+            peer_port: free_port().context("no free port for etcd peers")?,
+            name,
+        };
+        let peer_url = format!("http://127.0.0.1:{}", server.peer_port);
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("snapshot")
+            .arg("restore")
+            .arg(snapshot)
+            .arg("--name")
+            .arg(&server.name)
+            .arg("--data-dir")
+            .arg(server.data_dir())
+            .arg("--initial-cluster")
+            .arg(format!("{}={peer_url}", server.name))
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .output()
+            .context("cannot run `etcdctl snapshot restore`")?;
+        if !out.status.success() {
+            bail!("etcdctl snapshot restore failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        server.spawn_and_wait().await?;
+        Ok(server)
+    }
+
     /// `127.0.0.1:PORT` of the client listener.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
