@@ -11,12 +11,22 @@ use cairn_topo::{TabletAlias, TabletType, Topo};
 const T: Duration = Duration::from_secs(120);
 
 async fn cluster() -> Cluster {
-    Cluster::start(env!("CARGO_BIN_EXE_cairn").into()).await.expect("cluster")
+    Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        .await
+        .expect("cluster")
 }
 
 /// A primary (uid) and a replica (uid+1) of `ks/0` with a table and some rows.
-async fn shard(c: &Cluster, topo: &Topo, uid: u32, extra: &[&str]) -> (TabletProcess, TabletProcess) {
-    let mut specs = [c.tablet(uid, "ks", "0").unwrap(), c.tablet(uid + 1, "ks", "0").unwrap()];
+async fn shard(
+    c: &Cluster,
+    topo: &Topo,
+    uid: u32,
+    extra: &[&str],
+) -> (TabletProcess, TabletProcess) {
+    let mut specs = [
+        c.tablet(uid, "ks", "0").unwrap(),
+        c.tablet(uid + 1, "ks", "0").unwrap(),
+    ];
     for s in specs.iter_mut() {
         s.extra = extra.iter().map(|s| s.to_string()).collect();
     }
@@ -24,7 +34,8 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32, extra: &[&str]) -> (TabletPro
     let mut r = c.spawn_tablet(&specs[1]).unwrap();
     p.wait_healthy(topo, T).await.unwrap();
     r.wait_healthy(topo, T).await.unwrap();
-    c.cli_ok(&["init-shard-primary", "ks/0", &specs[0].alias()]).unwrap();
+    c.cli_ok(&["init-shard-primary", "ks/0", &specs[0].alias()])
+        .unwrap();
     p.sql(
         "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); \
          INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
@@ -37,7 +48,9 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32, extra: &[&str]) -> (TabletPro
 
 async fn wait_rows(t: &TabletProcess, n: u64) {
     wait_for(&format!("{n} rows on {}", t.spec.alias()), T, || async {
-        Ok(t.sql("SELECT COUNT(*) FROM app.t").ok().filter(|s| s.trim() == n.to_string()))
+        Ok(t.sql("SELECT COUNT(*) FROM app.t")
+            .ok()
+            .filter(|s| s.trim() == n.to_string()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
@@ -59,7 +72,13 @@ async fn wait_replicating(c: &Cluster, alias: &str) {
 
 fn list_backups(c: &Cluster, extra: &[&str]) -> Vec<serde_json::Value> {
     let root = c.backup_root().display().to_string();
-    let mut args = vec!["list-backups", "ks/0", "--json", "--file-backup-storage-root", &root];
+    let mut args = vec![
+        "list-backups",
+        "ks/0",
+        "--json",
+        "--file-backup-storage-root",
+        &root,
+    ];
     args.extend_from_slice(extra);
     serde_json::from_str(&c.cli_ok(&args).unwrap()).unwrap()
 }
@@ -69,9 +88,19 @@ fn backup_dir(c: &Cluster, name: &str) -> PathBuf {
 }
 
 /// Seeds a new tablet from the shard's backups and checks it caught up.
-async fn seed_tablet(c: &Cluster, topo: &Topo, uid: u32, extra: &[&str], rows: u64) -> TabletProcess {
+async fn seed_tablet(
+    c: &Cluster,
+    topo: &Topo,
+    uid: u32,
+    extra: &[&str],
+    rows: u64,
+) -> TabletProcess {
     let mut spec: TabletSpec = c.tablet(uid, "ks", "0").unwrap();
-    spec.extra = ["--restore-from-backup"].iter().chain(extra).map(|s| s.to_string()).collect();
+    spec.extra = ["--restore-from-backup"]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
     let mut t = c.spawn_tablet(&spec).unwrap();
     t.wait_healthy(topo, T).await.unwrap();
     wait_rows(&t, rows).await;
@@ -82,14 +111,22 @@ async fn backup_then_seed(engine: &str, restoring_flag_engine: &str) {
     let c = cluster().await;
     let topo = c.topo().await.unwrap();
     let (p, r) = shard(&c, &topo, 100, &[]).await;
-    let out = c.cli(&["backup", &r.spec.alias(), "--backup-engine", engine]).unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), r.log_tail(30));
+    let out = c
+        .cli(&["backup", &r.spec.alias(), "--backup-engine", engine])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        r.log_tail(30)
+    );
     let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(name.ends_with(&r.spec.alias()), "{name}");
 
     // The backed-up replica is a replicating REPLICA again.
     wait_replicating(&c, &r.spec.alias()).await;
-    p.sql("INSERT INTO app.t VALUES (5001, 'after the backup')").unwrap();
+    p.sql("INSERT INTO app.t VALUES (5001, 'after the backup')")
+        .unwrap();
     wait_rows(&r, 2001).await;
 
     let listed = list_backups(&c, &[]);
@@ -97,10 +134,24 @@ async fn backup_then_seed(engine: &str, restoring_flag_engine: &str) {
     assert_eq!(listed[0]["name"], name.as_str());
     assert_eq!(listed[0]["engine"], engine);
     assert_eq!(listed[0]["complete"], true);
-    for key in ["name", "keyspace", "shard", "tablet_alias", "engine", "backup_time", "finished_time", "position", "size_bytes", "complete"] {
+    for key in [
+        "name",
+        "keyspace",
+        "shard",
+        "tablet_alias",
+        "engine",
+        "backup_time",
+        "finished_time",
+        "position",
+        "size_bytes",
+        "complete",
+    ] {
         assert!(listed[0].get(key).is_some(), "missing {key}");
     }
-    assert!(listed[0]["position"].as_str().unwrap().starts_with("MariaDB/0-100-"));
+    assert!(listed[0]["position"]
+        .as_str()
+        .unwrap()
+        .starts_with("MariaDB/0-100-"));
     let shard = topo.get_shard("ks", "0").await.unwrap().unwrap();
     assert_eq!(shard.value.latest_backup.as_deref(), Some(name.as_str()));
     let record = topo.list_backup_records("ks", "0").await.unwrap();
@@ -108,25 +159,43 @@ async fn backup_then_seed(engine: &str, restoring_flag_engine: &str) {
 
     // A new tablet restores it (with the other engine as its own default: the
     // MANIFEST decides) and catches up with rows written after the backup.
-    let seeded = seed_tablet(&c, &topo, 110, &["--backup-engine-implementation", restoring_flag_engine], 2001).await;
-    assert!(seeded.log().contains(&format!("backup={name}")) || seeded.log().contains(&name), "{}", seeded.log_tail(30));
-    p.sql("INSERT INTO app.t VALUES (5002, 'later still')").unwrap();
+    let seeded = seed_tablet(
+        &c,
+        &topo,
+        110,
+        &["--backup-engine-implementation", restoring_flag_engine],
+        2001,
+    )
+    .await;
+    assert!(
+        seeded.log().contains(&format!("backup={name}")) || seeded.log().contains(&name),
+        "{}",
+        seeded.log_tail(30)
+    );
+    p.sql("INSERT INTO app.t VALUES (5002, 'later still')")
+        .unwrap();
     wait_rows(&seeded, 2002).await;
     wait_replicating(&c, &seeded.spec.alias()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn builtin_backup_of_a_replica_seeds_a_new_tablet() {
-    tokio::time::timeout(Duration::from_secs(300), backup_then_seed("builtin", "xtrabackup"))
-        .await
-        .expect("test timed out");
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        backup_then_seed("builtin", "xtrabackup"),
+    )
+    .await
+    .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn xtrabackup_backup_of_a_replica_seeds_a_new_tablet() {
-    tokio::time::timeout(Duration::from_secs(300), backup_then_seed("xtrabackup", "builtin"))
-        .await
-        .expect("test timed out");
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        backup_then_seed("xtrabackup", "builtin"),
+    )
+    .await
+    .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,40 +208,94 @@ async fn primary_needs_allow_primary_and_list_remove_validate() {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--allow-primary"), "{err}");
-        assert!(list_backups(&c, &[]).is_empty(), "a refused backup wrote something");
+        assert!(
+            list_backups(&c, &[]).is_empty(),
+            "a refused backup wrote something"
+        );
 
-        let first = c.cli_ok(&["backup", &p.spec.alias(), "--allow-primary", "--backup-engine", "xtrabackup"]).unwrap();
+        let first = c
+            .cli_ok(&[
+                "backup",
+                &p.spec.alias(),
+                "--allow-primary",
+                "--backup-engine",
+                "xtrabackup",
+            ])
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await; // names have one-second resolution
         let second = c.cli_ok(&["backup", &r.spec.alias()]).unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let third = c.cli_ok(&["backup-shard", "ks/0"]).unwrap();
-        let names: Vec<String> = [first, second, third].iter().map(|s| s.trim().to_string()).collect();
+        let names: Vec<String> = [first, second, third]
+            .iter()
+            .map(|s| s.trim().to_string())
+            .collect();
         // The primary is PRIMARY and writable again.
         assert_eq!(p.sql("SELECT @@read_only").unwrap().trim(), "0");
-        let info = topo.get_tablet_info(&p.spec.alias().parse::<TabletAlias>().unwrap()).await.unwrap().unwrap();
+        let info = topo
+            .get_tablet_info(&p.spec.alias().parse::<TabletAlias>().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(info.tablet.value.tablet_type, TabletType::Primary);
         // backup-shard picked the replica, never the primary.
         assert!(names[2].ends_with(&r.spec.alias()), "{names:?}");
 
-        let listed: Vec<String> = list_backups(&c, &[]).iter().map(|b| b["name"].as_str().unwrap().to_string()).collect();
+        let listed: Vec<String> = list_backups(&c, &[])
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(listed, names, "oldest first");
-        let limited: Vec<String> = list_backups(&c, &["--limit", "2"]).iter().map(|b| b["name"].as_str().unwrap().to_string()).collect();
-        assert_eq!(limited, names[1..].to_vec(), "--limit keeps the newest, still oldest first");
+        let limited: Vec<String> = list_backups(&c, &["--limit", "2"])
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            limited,
+            names[1..].to_vec(),
+            "--limit keeps the newest, still oldest first"
+        );
 
         let root = c.backup_root().display().to_string();
-        let out = c.cli(&["remove-backup", "ks/0", "2020-01-01.000000.zone1-0000000001", "--file-backup-storage-root", &root]).unwrap();
+        let out = c
+            .cli(&[
+                "remove-backup",
+                "ks/0",
+                "2020-01-01.000000.zone1-0000000001",
+                "--file-backup-storage-root",
+                &root,
+            ])
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
         for bad in ["..", "a/b", ""] {
-            let out = c.cli(&["remove-backup", "ks/0", bad, "--file-backup-storage-root", &root]).unwrap();
+            let out = c
+                .cli(&[
+                    "remove-backup",
+                    "ks/0",
+                    bad,
+                    "--file-backup-storage-root",
+                    &root,
+                ])
+                .unwrap();
             assert_eq!(out.status.code(), Some(2), "{bad:?}");
         }
-        c.cli_ok(&["remove-backup", "ks/0", &names[2], "--file-backup-storage-root", &root]).unwrap();
+        c.cli_ok(&[
+            "remove-backup",
+            "ks/0",
+            &names[2],
+            "--file-backup-storage-root",
+            &root,
+        ])
+        .unwrap();
         assert!(!backup_dir(&c, &names[2]).exists());
         let listed = list_backups(&c, &[]);
         assert_eq!(listed.len(), 2);
         let shard = topo.get_shard("ks", "0").await.unwrap().unwrap();
-        assert_eq!(shard.value.latest_backup.as_deref(), Some(names[1].as_str()));
+        assert_eq!(
+            shard.value.latest_backup.as_deref(),
+            Some(names[1].as_str())
+        );
         assert_eq!(topo.list_backup_records("ks", "0").await.unwrap().len(), 2);
     })
     .await
@@ -228,13 +351,16 @@ async fn killed_during_builtin_backup_comes_back_and_the_backup_is_incomplete() 
         let mut r = c.spawn_tablet(&spec_r).unwrap();
         p.wait_healthy(&topo, T).await.unwrap();
         r.wait_healthy(&topo, T).await.unwrap();
-        c.cli_ok(&["init-shard-primary", "ks/0", &spec_p.alias()]).unwrap();
+        c.cli_ok(&["init-shard-primary", "ks/0", &spec_p.alias()])
+            .unwrap();
         let out = c.cli(&["backup", &spec_r.alias(), "--no-wait"]).unwrap();
         assert!(out.status.success());
         let alias: TabletAlias = spec_r.alias().parse().unwrap();
         wait_for("the replica in BACKUP with mysqld down", T, || async {
             let info = topo.get_tablet_info(&alias).await?.unwrap();
-            let down = r.mysqld_pid().is_none_or(|pid| unsafe { libc::kill(pid, 0) } != 0);
+            let down = r
+                .mysqld_pid()
+                .is_none_or(|pid| unsafe { libc::kill(pid, 0) } != 0);
             Ok((info.tablet.value.tablet_type == TabletType::Backup && down).then_some(()))
         })
         .await
@@ -243,12 +369,16 @@ async fn killed_during_builtin_backup_comes_back_and_the_backup_is_incomplete() 
         r.kill9();
         let listed = list_backups(&c, &[]);
         assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0]["complete"], false, "a killed backup must not be complete");
+        assert_eq!(
+            listed[0]["complete"], false,
+            "a killed backup must not be complete"
+        );
 
         let mut r = c.spawn_tablet(&spec_r).unwrap();
         r.wait_healthy(&topo, T).await.unwrap();
         wait_replicating(&c, &spec_r.alias()).await;
-        let jobs: Vec<serde_json::Value> = serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
+        let jobs: Vec<serde_json::Value> =
+            serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
         assert_eq!(jobs[0]["state"], "FAILED", "{jobs:?}");
         // Starting empty is refused while only an incomplete backup exists.
         let mut spec = c.tablet(402, "ks", "0").unwrap();
@@ -290,10 +420,15 @@ async fn corrupt_backup_is_refused_and_the_tablet_keeps_its_data() {
         let c = cluster().await;
         let topo = c.topo().await.unwrap();
         let (p, r) = shard(&c, &topo, 500, &[]).await;
-        let name = c.cli_ok(&["backup", &r.spec.alias()]).unwrap().trim().to_string();
+        let name = c
+            .cli_ok(&["backup", &r.spec.alias()])
+            .unwrap()
+            .trim()
+            .to_string();
         wait_replicating(&c, &r.spec.alias()).await;
         corrupt_largest_file(&backup_dir(&c, &name));
-        p.sql("INSERT INTO app.t VALUES (7001, 'newer than the backup')").unwrap();
+        p.sql("INSERT INTO app.t VALUES (7001, 'newer than the backup')")
+            .unwrap();
         wait_rows(&r, 2001).await;
 
         let out = c.cli(&["restore-from-backup", &r.spec.alias()]).unwrap();
@@ -331,7 +466,11 @@ async fn in_place_restore_and_kill_during_restore_is_redone() {
         let c = cluster().await;
         let topo = c.topo().await.unwrap();
         let (p, r) = shard(&c, &topo, 600, &[]).await;
-        let name = c.cli_ok(&["backup", &r.spec.alias()]).unwrap().trim().to_string();
+        let name = c
+            .cli_ok(&["backup", &r.spec.alias()])
+            .unwrap()
+            .trim()
+            .to_string();
         wait_replicating(&c, &r.spec.alias()).await;
         p.sql("INSERT INTO app.t VALUES (8001, 'after')").unwrap();
         wait_rows(&r, 2001).await;
@@ -340,16 +479,22 @@ async fn in_place_restore_and_kill_during_restore_is_redone() {
         wait_replicating(&c, &r.spec.alias()).await;
         wait_rows(&r, 2001).await;
         let out = c.cli(&["restore-from-backup", &p.spec.alias()]).unwrap();
-        assert_eq!(out.status.code(), Some(1), "a primary must not be restored in place");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a primary must not be restored in place"
+        );
 
         // kill -9 while a new tablet restores: the next start redoes it.
         let mut spec = c.tablet(610, "ks", "0").unwrap();
         spec.extra = vec!["--restore-from-backup".into()];
         let mut t = c.spawn_tablet(&spec).unwrap();
         let marker = spec.dir.join("restore_in_progress");
-        wait_for("the restore to begin", T, || async { Ok(marker.exists().then_some(())) })
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(20)));
+        wait_for("the restore to begin", T, || async {
+            Ok(marker.exists().then_some(()))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(20)));
         t.kill9();
         if let Some(pid) = t.mysqld_pid() {
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -357,7 +502,11 @@ async fn in_place_restore_and_kill_during_restore_is_redone() {
         assert!(marker.exists());
         let mut t = c.spawn_tablet(&spec).unwrap();
         t.wait_healthy(&topo, T).await.unwrap();
-        assert!(t.log().contains("interrupted; redoing"), "{}", t.log_tail(20));
+        assert!(
+            t.log().contains("interrupted; redoing"),
+            "{}",
+            t.log_tail(20)
+        );
         wait_rows(&t, 2001).await;
         assert!(!marker.exists());
     })

@@ -10,7 +10,9 @@ use cairn_topo::{TabletAlias, Topo};
 const T: Duration = Duration::from_secs(90);
 
 async fn cluster() -> Cluster {
-    Cluster::start(env!("CARGO_BIN_EXE_cairn").into()).await.expect("cluster")
+    Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        .await
+        .expect("cluster")
 }
 
 async fn health_present(topo: &Topo, alias: &str) -> bool {
@@ -32,7 +34,8 @@ async fn three_tablet_shard(c: &Cluster, topo: &Topo) -> Vec<TabletProcess> {
     for t in tablets.iter_mut() {
         t.wait_healthy(topo, T).await.unwrap();
     }
-    c.cli_ok(&["init-shard-primary", "commerce/0", "zone1-101"]).unwrap();
+    c.cli_ok(&["init-shard-primary", "commerce/0", "zone1-101"])
+        .unwrap();
     tablets
 }
 
@@ -168,7 +171,10 @@ async fn mysqld_killed_under_the_agent_is_restarted_and_sigterm_is_clean() {
         // SIGTERM: mysqld stopped cleanly, Health gone at once (lease revoked).
         let st = t.terminate(Duration::from_secs(60)).unwrap();
         assert!(st.success(), "agent exit {st}: {}", t.log_tail(20));
-        assert!(!health_present(&topo, &spec.alias()).await, "Health must go with a clean stop");
+        assert!(
+            !health_present(&topo, &spec.alias()).await,
+            "Health must go with a clean stop"
+        );
         // SAFETY: signal 0 only checks existence.
         let alive = unsafe { libc::kill(new, 0) } == 0;
         assert!(!alive, "mysqld still running after a clean agent stop");
@@ -191,7 +197,11 @@ async fn agent_waits_for_etcd_and_survives_a_frozen_etcd() {
         .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(20)));
         tokio::time::sleep(Duration::from_secs(2)).await;
         let attempts = t.log().matches("retrying").count();
-        assert!(attempts >= 2, "expected a log line per attempt, got {attempts}:\n{}", t.log_tail(20));
+        assert!(
+            attempts >= 2,
+            "expected a log line per attempt, got {attempts}:\n{}",
+            t.log_tail(20)
+        );
         c.etcd.start_again().await.unwrap();
         let topo = c.topo().await.unwrap();
         t.wait_healthy(&topo, T).await.unwrap();
@@ -208,7 +218,11 @@ async fn agent_waits_for_etcd_and_survives_a_frozen_etcd() {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
-        assert!(t.log().contains("lease lost") || t.log().contains("lost"), "{}", t.log_tail(30));
+        assert!(
+            t.log().contains("lease lost") || t.log().contains("lost"),
+            "{}",
+            t.log_tail(30)
+        );
     })
     .await
     .expect("test timed out");
@@ -241,10 +255,22 @@ async fn bad_names_and_garbage_records_get_clear_errors() {
 
         // Garbage written by hand: skipped by lists, a clear error when read directly.
         let mut raw = topo.client();
-        raw.put("/cairn/zone1/tablets/zone1-0000000009/Tablet", "{not json", None).await.unwrap();
-        raw.put("/cairn/global/keyspaces/ks/shards/0/Shard", "[1,2]", None).await.unwrap();
+        raw.put(
+            "/cairn/zone1/tablets/zone1-0000000009/Tablet",
+            "{not json",
+            None,
+        )
+        .await
+        .unwrap();
+        raw.put("/cairn/global/keyspaces/ks/shards/0/Shard", "[1,2]", None)
+            .await
+            .unwrap();
         let out = c.cli(&["get-tablets", "--json"]).unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
         assert!(rows.is_empty());
         let out = c.cli(&["get-shard", "ks/0"]).unwrap();
@@ -254,7 +280,9 @@ async fn bad_names_and_garbage_records_get_clear_errors() {
         assert_eq!(err.trim().lines().count(), 1);
 
         // init-shard-primary of a tablet that does not exist: refused, shard untouched.
-        let out = c.cli(&["init-shard-primary", "commerce/0", "zone1-5"]).unwrap();
+        let out = c
+            .cli(&["init-shard-primary", "commerce/0", "zone1-5"])
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("not registered"));
         assert!(topo.get_shard("commerce", "0").await.unwrap().is_none());
@@ -284,7 +312,9 @@ async fn init_shard_primary_refuses_an_unhealthy_tablet() {
         let shard = topo.get_shard("ks", "0").await.unwrap().unwrap();
         assert_eq!(shard.value.primary_alias, None);
         // Another shard's tablet is refused too.
-        let out = c.cli(&["init-shard-primary", "ks/80-", "zone1-501"]).unwrap();
+        let out = c
+            .cli(&["init-shard-primary", "ks/80-", "zone1-501"])
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to ks/0"));
     })

@@ -178,8 +178,11 @@ pub async fn backup(
 }
 
 /// Restores a builtin backup: every file verified into `staging`.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     storage: &dyn BackupStorage,
+    keyspace: &str,
+    shard: &str,
     manifest: &Manifest,
     staging: &Path,
     cfg: &EngineConfig,
@@ -188,8 +191,8 @@ pub async fn restore(
 ) -> anyhow::Result<()> {
     pipeline::restore_files(
         storage,
-        &manifest.keyspace,
-        &manifest.shard,
+        keyspace,
+        shard,
         &manifest.backup_name,
         manifest,
         staging,

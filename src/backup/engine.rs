@@ -107,10 +107,15 @@ pub struct BackupParams {
     pub cancel: CancellationToken,
 }
 
-/// Restores `manifest`'s backup into `staging` (created; must not exist), verifying
-/// every byte; on success `staging` is a data directory mysqld can start on.
+/// Restores `manifest`'s backup, found in storage under `keyspace/shard` (where it
+/// lies now, which for a backup copied in from elsewhere may differ from what its
+/// MANIFEST says), into `staging` (created; must not exist), verifying every byte;
+/// on success `staging` is a data directory mysqld can start on.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore_to_staging(
     storage: &dyn BackupStorage,
+    keyspace: &str,
+    shard: &str,
     manifest: &Manifest,
     staging: &Path,
     cfg: &EngineConfig,
@@ -119,10 +124,16 @@ pub async fn restore_to_staging(
 ) -> anyhow::Result<()> {
     match Engine::from_method(manifest.backup_method) {
         Engine::Builtin => {
-            builtin::restore(storage, manifest, staging, cfg, progress, cancel).await
+            builtin::restore(
+                storage, keyspace, shard, manifest, staging, cfg, progress, cancel,
+            )
+            .await
         }
         Engine::Xtrabackup => {
-            xtrabackup::restore(storage, manifest, staging, cfg, progress, cancel).await
+            xtrabackup::restore(
+                storage, keyspace, shard, manifest, staging, cfg, progress, cancel,
+            )
+            .await
         }
     }
 }

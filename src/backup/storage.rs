@@ -334,7 +334,8 @@ fn budgeted_write(
                     .fetch_add((n - written) as u64, Ordering::SeqCst);
             }
             if b.bytes_per_sec > 0 {
-                let total = b.throttled.fetch_add(written as u64, Ordering::SeqCst) + written as u64;
+                let total =
+                    b.throttled.fetch_add(written as u64, Ordering::SeqCst) + written as u64;
                 let due = std::time::Duration::from_secs_f64(total as f64 / b.bytes_per_sec as f64);
                 let elapsed = b.throttle_start.elapsed();
                 if due > elapsed {
@@ -389,10 +390,9 @@ impl FileStorage {
     /// Slow storage for tests: writes are paced to `bytes_per_sec` in total
     /// (clones share the pace), so a test can act while a backup is midway.
     pub fn with_write_throttle(mut self, bytes_per_sec: u64) -> Self {
-        let (remaining, total) = self
-            .fail
-            .as_ref()
-            .map_or((u64::MAX, u64::MAX), |f| (f.remaining.load(Ordering::SeqCst), f.total));
+        let (remaining, total) = self.fail.as_ref().map_or((u64::MAX, u64::MAX), |f| {
+            (f.remaining.load(Ordering::SeqCst), f.total)
+        });
         self.fail = Some(Arc::new(FailBudget {
             remaining: AtomicU64::new(remaining),
             total,

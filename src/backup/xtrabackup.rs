@@ -221,8 +221,11 @@ pub async fn backup(
 
 /// Restores an xtrabackup backup into `staging`: verified stream into
 /// `mbstream -x`, then `--prepare`.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     storage: &dyn BackupStorage,
+    keyspace: &str,
+    shard: &str,
     manifest: &Manifest,
     staging: &Path,
     cfg: &EngineConfig,
@@ -266,8 +269,8 @@ pub async fn restore(
     let stdin = unpack.stdin.take().context("mbstream has no stdin")?;
     let piped = pipeline::restore_stream(
         storage,
-        &manifest.keyspace,
-        &manifest.shard,
+        keyspace,
+        shard,
         &manifest.backup_name,
         manifest,
         stdin,

@@ -14,7 +14,12 @@ use crate::util::parse_duration;
 /// cairn: backups and seeded replicas for a sharded MariaDB/MySQL fleet, coordinated
 /// through etcd.
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "cairn",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -26,7 +31,13 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// etcd endpoints, HOST:PORT[,HOST:PORT…]
-    #[arg(long, global = true, env = "CAIRN_TOPO_SERVER", default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_TOPO_SERVER",
+        default_value = "127.0.0.1:2379",
+        value_delimiter = ','
+    )]
     pub topo_server: Vec<String>,
     /// Prefix of every key cairn writes in etcd
     #[arg(long, global = true, env = "CAIRN_TOPO_ROOT", default_value = "/cairn")]
@@ -140,7 +151,9 @@ fn parse_schedule_name(s: &str) -> Result<String, String> {
 fn parse_init_type(s: &str) -> Result<TabletType, String> {
     match s.parse::<TabletType>()? {
         t @ (TabletType::Replica | TabletType::Rdonly | TabletType::Spare) => Ok(t),
-        t => Err(format!("--init-tablet-type must be replica, rdonly or spare, not {t}")),
+        t => Err(format!(
+            "--init-tablet-type must be replica, rdonly or spare, not {t}"
+        )),
     }
 }
 
@@ -314,6 +327,9 @@ pub struct CoordinatorArgs {
     /// Attempts of one scheduled backup, the first included
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
+    /// Wait before retrying a failed scheduled backup (doubled for each further try)
+    #[arg(long, default_value = "5s", value_parser = parse_dur)]
+    pub retry_delay: Duration,
     /// Incomplete backups older than this are removed by retention
     #[arg(long, default_value = "24h", value_parser = parse_dur)]
     pub incomplete_grace: Duration,
@@ -567,26 +583,65 @@ mod tests {
     #[test]
     fn vitess_spellings_become_clap_spellings() {
         assert_eq!(
-            norm(&["cairn", "tablet", "-restore_from_backup", "--init_shard", "-80", "-file_backup_storage_root=/x_y", "-l", "--", "-a_b"]),
-            vec!["cairn", "tablet", "--restore-from-backup", "--init-shard", "-80", "--file-backup-storage-root=/x_y", "-l", "--", "-a_b"]
+            norm(&[
+                "cairn",
+                "tablet",
+                "-restore_from_backup",
+                "--init_shard",
+                "-80",
+                "-file_backup_storage_root=/x_y",
+                "-l",
+                "--",
+                "-a_b"
+            ]),
+            vec![
+                "cairn",
+                "tablet",
+                "--restore-from-backup",
+                "--init-shard",
+                "-80",
+                "--file-backup-storage-root=/x_y",
+                "-l",
+                "--",
+                "-a_b"
+            ]
         );
     }
 
     #[test]
     fn seed_command_line_parses() {
         let args = norm(&[
-            "cairn", "tablet", "-tablet_uid", "101", "-init_keyspace", "commerce", "-init_shard", "-80",
-            "-init_tablet_type", "rdonly", "-tablet_dir", "/tmp/t", "-mysql_port=17000",
-            "-backup_storage_implementation=file", "-file_backup_storage_root=/tmp/b",
-            "-restore_from_backup", "-wait_for_backup_interval", "1h",
+            "cairn",
+            "tablet",
+            "-tablet_uid",
+            "101",
+            "-init_keyspace",
+            "commerce",
+            "-init_shard",
+            "-80",
+            "-init_tablet_type",
+            "rdonly",
+            "-tablet_dir",
+            "/tmp/t",
+            "-mysql_port=17000",
+            "-backup_storage_implementation=file",
+            "-file_backup_storage_root=/tmp/b",
+            "-restore_from_backup",
+            "-wait_for_backup_interval",
+            "1h",
         ]);
         let cli = Cli::try_parse_from(args).unwrap();
-        let Command::Tablet(t) = cli.command else { panic!("not tablet") };
+        let Command::Tablet(t) = cli.command else {
+            panic!("not tablet")
+        };
         assert!(t.restore_from_backup);
         assert_eq!(t.init_shard, "-80");
         assert_eq!(t.init_tablet_type, TabletType::Rdonly);
         assert_eq!(t.wait_for_backup_interval, Duration::from_secs(3600));
-        assert_eq!(t.storage.file_backup_storage_root.as_deref(), Some(std::path::Path::new("/tmp/b")));
+        assert_eq!(
+            t.storage.file_backup_storage_root.as_deref(),
+            Some(std::path::Path::new("/tmp/b"))
+        );
     }
 
     #[test]
@@ -597,8 +652,22 @@ mod tests {
             vec!["cairn", "init-shard-primary", "commerce/0", "zone1"],
             vec!["cairn", "remove-backup", "commerce/0", ".."],
             vec!["cairn", "get-tablets", "--keyspace", "a/b"],
-            vec!["cairn", "tablet", "--tablet-uid", "1", "--init-keyspace", "k", "--init-shard", "0",
-                 "--init-tablet-type", "primary", "--tablet-dir", "/t", "--mysql-port", "1"],
+            vec![
+                "cairn",
+                "tablet",
+                "--tablet-uid",
+                "1",
+                "--init-keyspace",
+                "k",
+                "--init-shard",
+                "0",
+                "--init-tablet-type",
+                "primary",
+                "--tablet-dir",
+                "/t",
+                "--mysql-port",
+                "1",
+            ],
         ] {
             let e = Cli::try_parse_from(args.clone()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::args::{
-    BackupArgs, BackupShardArgs, ListBackupsArgs, RemoveBackupArgs, RestoreArgs, StorageArg, StorageArgs,
+    BackupArgs, BackupShardArgs, ListBackupsArgs, RemoveBackupArgs, RestoreArgs, StorageArg,
+    StorageArgs,
 };
 use super::jobs;
 use super::output::{opt, print_rows};
@@ -36,7 +37,10 @@ pub fn open_storage(s: &StorageArgs) -> anyhow::Result<Arc<dyn BackupStorage>> {
     }
 }
 
-async fn tablet_for_job(topo: &Topo, alias: &TabletAlias) -> anyhow::Result<cairn_topo::typed::TabletInfo> {
+async fn tablet_for_job(
+    topo: &Topo,
+    alias: &TabletAlias,
+) -> anyhow::Result<cairn_topo::typed::TabletInfo> {
     topo.get_tablet_info(alias)
         .await
         .with_context(|| format!("reading tablet {alias}"))?
@@ -84,7 +88,10 @@ async fn run_backup_job(
         JobState::Succeeded => {
             let name = done.backup_name.unwrap_or_default();
             if json {
-                println!("{}", serde_json::json!({"job": done.id, "backup_name": name, "tablet_alias": alias.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"job": done.id, "backup_name": name, "tablet_alias": alias.to_string()})
+                );
             } else {
                 println!("{name}");
             }
@@ -92,7 +99,11 @@ async fn run_backup_job(
         }
         state => bail!(
             "backup of {alias} {}: {}",
-            if state == JobState::Cancelled { "was cancelled" } else { "failed" },
+            if state == JobState::Cancelled {
+                "was cancelled"
+            } else {
+                "failed"
+            },
             done.error.unwrap_or_else(|| "no reason given".into())
         ),
     }
@@ -132,7 +143,11 @@ pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()>
             bail!(
                 "no tablet of {ks} is eligible for a backup ({}){}",
                 why.join("; "),
-                if a.allow_primary { "" } else { "; --allow-primary would allow the primary" }
+                if a.allow_primary {
+                    ""
+                } else {
+                    "; --allow-primary would allow the primary"
+                }
             );
         }
     };
@@ -155,7 +170,11 @@ pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
     let info = tablet_for_job(topo, alias).await?;
     let t = &info.tablet.value;
     if t.tablet_type == TabletType::Primary {
-        bail!("tablet {alias} is the PRIMARY of {}/{}: restoring it in place is refused", t.keyspace, t.shard);
+        bail!(
+            "tablet {alias} is the PRIMARY of {}/{}: restoring it in place is refused",
+            t.keyspace,
+            t.shard
+        );
     }
     jobs::refuse_if_busy(topo, alias).await?;
     let mut job = jobs::pending_job(JobKind::Restore, &t.keyspace, &t.shard, alias);
@@ -169,7 +188,10 @@ pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
     let done = jobs::wait(topo, &job.id, a.pending_timeout).await?;
     match done.state {
         JobState::Succeeded => {
-            println!("{alias} restored from {}", done.backup_name.unwrap_or_default());
+            println!(
+                "{alias} restored from {}",
+                done.backup_name.unwrap_or_default()
+            );
             Ok(())
         }
         _ => bail!(
@@ -211,7 +233,8 @@ pub async fn backup_rows(
         .list_backup_records(keyspace, shard)
         .await
         .context("reading the backup catalog")?;
-    let in_topo: std::collections::HashSet<String> = records.iter().map(|r| r.value.name.clone()).collect();
+    let in_topo: std::collections::HashSet<String> =
+        records.iter().map(|r| r.value.name.clone()).collect();
     let mut rows: Vec<BackupRow> = listed
         .into_iter()
         .map(|b| {
@@ -234,7 +257,10 @@ pub async fn backup_rows(
                     name: b.name.clone(),
                     keyspace: keyspace.to_string(),
                     shard: shard.to_string(),
-                    tablet_alias: parsed.as_ref().map(|(_, a)| a.to_string()).unwrap_or_default(),
+                    tablet_alias: parsed
+                        .as_ref()
+                        .map(|(_, a)| a.to_string())
+                        .unwrap_or_default(),
                     engine: String::new(),
                     backup_time: parsed.map(|(t, _)| t),
                     finished_time: None,
@@ -307,17 +333,29 @@ pub async fn remove_backup(topo: &Topo, a: RemoveBackupArgs) -> anyhow::Result<(
         Err(cairn_topo::TopoError::BadRecord { .. }) => None,
         Err(e) => return Err(e).context("reading the backup record"),
     };
-    let in_storage = match storage.remove_backup(&ks.keyspace, &ks.shard, &a.name).await {
+    let in_storage = match storage
+        .remove_backup(&ks.keyspace, &ks.shard, &a.name)
+        .await
+    {
         Ok(()) => true,
         Err(StorageError::NotFound(_)) => false,
-        Err(e) => return Err(e).with_context(|| format!("removing backup {} from storage", a.name)),
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing backup {} from storage", a.name))
+        }
     };
-    let exists_in_topo = topo.list_raw(&key).await?.0.iter().any(|(k, _, _)| k == &key);
+    let exists_in_topo = topo
+        .list_raw(&key)
+        .await?
+        .0
+        .iter()
+        .any(|(k, _, _)| k == &key);
     if !in_storage && record.is_none() && !exists_in_topo {
         bail!("backup {} of {ks} not found", a.name);
     }
     if exists_in_topo {
-        topo.delete(&key, None).await.context("removing the backup record")?;
+        topo.delete(&key, None)
+            .await
+            .context("removing the backup record")?;
     }
     refresh_latest_backup(topo, &ks.keyspace, &ks.shard).await?;
     println!("removed {} from {ks}", a.name);

@@ -21,7 +21,11 @@ pub fn new_job_id(kind: JobKind) -> String {
         JobKind::Backup => "backup",
         JobKind::Restore => "restore",
     };
-    format!("{}-{k}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S%3f"), rand::random::<u32>())
+    format!(
+        "{}-{k}-{:08x}",
+        Utc::now().format("%Y%m%dT%H%M%S%3f"),
+        rand::random::<u32>()
+    )
 }
 
 /// A job in PENDING state for `alias`, to be completed by the caller.
@@ -121,9 +125,9 @@ pub async fn wait(topo: &Topo, id: &str, pending_timeout: Duration) -> anyhow::R
     let started = Instant::now();
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
             b.set_style(style.progress_chars("=> "));
         }
         Some(b)
@@ -133,8 +137,13 @@ pub async fn wait(topo: &Topo, id: &str, pending_timeout: Duration) -> anyhow::R
     let mut last_state = None;
     let mut watch = topo.watch(&key, false, 0);
     loop {
-        let job: Option<Versioned<Job>> = topo.get(&key).await.with_context(|| format!("reading job {id}"))?;
-        let Some(job) = job else { bail!("job {id} disappeared") };
+        let job: Option<Versioned<Job>> = topo
+            .get(&key)
+            .await
+            .with_context(|| format!("reading job {id}"))?;
+        let Some(job) = job else {
+            bail!("job {id} disappeared")
+        };
         let j = &job.value;
         if last_state != Some(j.state) {
             last_state = Some(j.state);
@@ -221,7 +230,9 @@ pub async fn list(topo: &Topo, a: JobsArgs) -> anyhow::Result<()> {
         .collect();
     print_rows(
         a.json,
-        &["ID", "KIND", "SHARD", "TABLET", "STATE", "ATTEMPT", "BACKUP", "ERROR"],
+        &[
+            "ID", "KIND", "SHARD", "TABLET", "STATE", "ATTEMPT", "BACKUP", "ERROR",
+        ],
         &rows,
         |r| {
             vec![

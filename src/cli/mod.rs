@@ -9,7 +9,9 @@ pub mod args;
 pub mod backups;
 pub mod jobs;
 pub mod output;
+pub mod schedule;
 pub mod tablets;
+pub mod topo_snapshot;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,7 +31,9 @@ pub struct UsageError(pub String);
 pub fn report_usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 ExitCode::from(2)
@@ -60,7 +64,11 @@ pub fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 };
+            let code = if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            };
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
             ExitCode::from(code)
@@ -111,36 +119,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
         Command::Tablet(a) => crate::tablet::run(topo_config(&g), *a).await,
+        Command::Coordinator(a) => crate::coordinator::run::run(topo_config(&g), *a).await,
         Command::GetTablets(a) => tablets::get_tablets(&connect_admin(&g).await?, a).await,
         Command::GetShard(a) => tablets::get_shard(&connect_admin(&g).await?, a).await,
-        Command::InitShardPrimary(a) => tablets::init_shard_primary(&connect_admin(&g).await?, a).await,
+        Command::InitShardPrimary(a) => {
+            tablets::init_shard_primary(&connect_admin(&g).await?, a).await
+        }
         Command::Backup(a) => backups::backup(&connect_admin(&g).await?, a).await,
         Command::BackupShard(a) => backups::backup_shard(&connect_admin(&g).await?, a).await,
         Command::ListBackups(a) => backups::list_backups(&connect_admin(&g).await?, a).await,
         Command::RemoveBackup(a) => backups::remove_backup(&connect_admin(&g).await?, a).await,
         Command::RestoreFromBackup(a) => backups::restore(&connect_admin(&g).await?, a).await,
         Command::Jobs(a) => jobs::list(&connect_admin(&g).await?, a).await,
-        other => Err(anyhow::anyhow!(
-            "{} is not implemented yet in this build",
-            command_name(&other)
-        )),
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Tablet(_) => "tablet",
-        Command::Coordinator(_) => "coordinator",
-        Command::Backup(_) => "backup",
-        Command::BackupShard(_) => "backup-shard",
-        Command::ListBackups(_) => "list-backups",
-        Command::RemoveBackup(_) => "remove-backup",
-        Command::RestoreFromBackup(_) => "restore-from-backup",
-        Command::GetTablets(_) => "get-tablets",
-        Command::GetShard(_) => "get-shard",
-        Command::InitShardPrimary(_) => "init-shard-primary",
-        Command::Schedule(_) => "schedule",
-        Command::Jobs(_) => "jobs",
-        Command::Topo(_) => "topo",
+        Command::Schedule(c) => schedule::run(&g, c).await,
+        Command::Topo(c) => topo_snapshot::run(&g, c).await,
     }
 }

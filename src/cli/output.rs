@@ -3,7 +3,12 @@
 use serde::Serialize;
 
 /// Prints rows as JSON (an array) or as an aligned table with a header.
-pub fn print_rows<T: Serialize>(json: bool, header: &[&str], rows: &[T], cells: impl Fn(&T) -> Vec<String>) -> anyhow::Result<()> {
+pub fn print_rows<T: Serialize>(
+    json: bool,
+    header: &[&str],
+    rows: &[T],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(rows)?);
         return Ok(());
@@ -37,5 +42,6 @@ pub fn print_rows<T: Serialize>(json: bool, header: &[&str], rows: &[T], cells: 
 
 /// `-` for a missing value.
 pub fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |x| x.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |x| x.to_string())
 }

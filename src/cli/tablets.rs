@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use cairn_topo::typed::TabletInfo;
-use cairn_topo::{Topo, TabletType};
+use cairn_topo::{TabletType, Topo};
 use chrono::Utc;
 use serde::Serialize;
 
@@ -60,7 +60,9 @@ pub async fn get_tablets(topo: &Topo, a: GetTabletsArgs) -> anyhow::Result<()> {
     let rows: Vec<TabletRow> = tablets.iter().map(TabletRow::from).collect();
     print_rows(
         a.json,
-        &["ALIAS", "KEYSPACE", "SHARD", "TYPE", "HOST", "MYSQL", "HEALTHY", "LAG", "POSITION"],
+        &[
+            "ALIAS", "KEYSPACE", "SHARD", "TYPE", "HOST", "MYSQL", "HEALTHY", "LAG", "POSITION",
+        ],
         &rows,
         |r| {
             vec![
@@ -91,7 +93,10 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
         let s = &shard.value;
         println!("shard:          {ks}");
         println!("primary:        {}", opt(&s.primary_alias));
-        println!("primary since:  {}", opt(&s.primary_term_start_time.map(|t| t.to_rfc3339())));
+        println!(
+            "primary since:  {}",
+            opt(&s.primary_term_start_time.map(|t| t.to_rfc3339()))
+        );
         println!("latest backup:  {}", opt(&s.latest_backup));
     }
     Ok(())
@@ -107,7 +112,11 @@ pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow:
         .with_context(|| format!("tablet {alias} is not registered"))?;
     let t = &info.tablet.value;
     if t.keyspace != ks.keyspace || t.shard != ks.shard {
-        bail!("tablet {alias} belongs to {}/{}, not {ks}", t.keyspace, t.shard);
+        bail!(
+            "tablet {alias} belongs to {}/{}, not {ks}",
+            t.keyspace,
+            t.shard
+        );
     }
     match &info.health {
         None => bail!("tablet {alias} is not healthy: no Health record (is its agent running?)"),
@@ -115,14 +124,20 @@ pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow:
         Some(_) => {}
     }
     if matches!(t.tablet_type, TabletType::Backup | TabletType::Restore) {
-        bail!("tablet {alias} is busy ({}); try again when it is done", t.tablet_type);
+        bail!(
+            "tablet {alias} is busy ({}); try again when it is done",
+            t.tablet_type
+        );
     }
     let started = Instant::now();
     let key = topo.keys().shard(&ks.keyspace, &ks.shard);
     let target = alias.clone();
     topo.update_with::<cairn_topo::Shard, _>(&key, |cur| {
         let Some(mut s) = cur else {
-            return Err(cairn_topo::TopoError::NoNode(format!("shard {}/{}", ks.keyspace, ks.shard)));
+            return Err(cairn_topo::TopoError::NoNode(format!(
+                "shard {}/{}",
+                ks.keyspace, ks.shard
+            )));
         };
         if s.primary_alias.as_ref() == Some(&target) {
             return Ok(None);
@@ -140,7 +155,10 @@ pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow:
     let deadline = started + a.wait_timeout;
     loop {
         if let Some(info) = topo.get_tablet_info(alias).await? {
-            let serving = info.health.as_ref().is_some_and(|h| h.serving && h.mysqld_up);
+            let serving = info
+                .health
+                .as_ref()
+                .is_some_and(|h| h.serving && h.mysqld_up);
             if info.tablet.value.tablet_type == TabletType::Primary && serving {
                 break;
             }
@@ -153,6 +171,9 @@ pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow:
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    println!("{alias} is now the primary of {ks} ({:.1}s)", started.elapsed().as_secs_f64());
+    println!(
+        "{alias} is now the primary of {ks} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -3,4 +3,11 @@
 //!
 //! - [`select`]: which tablet of a shard to back up (pure, shared with `backup-shard`).
 
+pub mod cache;
+pub mod http;
+pub mod retention;
+pub mod run;
+pub mod schedule;
 pub mod select;
+pub mod snapshot;
+pub mod supervise;

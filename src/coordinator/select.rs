@@ -32,10 +32,15 @@ pub struct SelectOptions {
 /// Why `t` may not be backed up, or `None` if it may (primaries are judged apart).
 fn ineligible(t: &TabletInfo, opts: &SelectOptions) -> Option<String> {
     let ty = t.tablet.value.tablet_type;
-    if !matches!(ty, TabletType::Replica | TabletType::Rdonly | TabletType::Spare) {
+    if !matches!(
+        ty,
+        TabletType::Replica | TabletType::Rdonly | TabletType::Spare
+    ) {
         return Some(format!("type {ty}"));
     }
-    let Some(h) = &t.health else { return Some("no health (agent down)".into()) };
+    let Some(h) = &t.health else {
+        return Some("no health (agent down)".into());
+    };
     if !h.mysqld_up {
         return Some("mysqld down".into());
     }
@@ -47,7 +52,9 @@ fn ineligible(t: &TabletInfo, opts: &SelectOptions) -> Option<String> {
     }
     match h.replication_lag_seconds {
         None => Some("replication lag unknown".into()),
-        Some(l) if l > opts.max_lag_seconds => Some(format!("lagging {l}s > {}s", opts.max_lag_seconds)),
+        Some(l) if l > opts.max_lag_seconds => {
+            Some(format!("lagging {l}s > {}s", opts.max_lag_seconds))
+        }
         Some(_) => None,
     }
 }
@@ -93,7 +100,9 @@ pub fn select_backup_tablet(tablets: &[TabletInfo], opts: &SelectOptions) -> Cho
     if opts.allow_primary {
         let primary = tablets.iter().find(|t| {
             t.tablet.value.tablet_type == TabletType::Primary
-                && t.health.as_ref().is_some_and(|h| h.mysqld_up && h.busy_job.is_none())
+                && t.health
+                    .as_ref()
+                    .is_some_and(|h| h.mysqld_up && h.busy_job.is_none())
         });
         if let Some(p) = primary {
             return Choice::Tablet(p.tablet.value.alias.clone());
@@ -144,7 +153,10 @@ mod tests {
     }
 
     fn opts(allow_primary: bool) -> SelectOptions {
-        SelectOptions { allow_primary, max_lag_seconds: 30 }
+        SelectOptions {
+            allow_primary,
+            max_lag_seconds: 30,
+        }
     }
 
     fn pick(ts: &[TabletInfo], allow_primary: bool) -> Option<u32> {
@@ -173,18 +185,99 @@ mod tests {
             Some(h)
         };
         let cases: Vec<(&str, Vec<TabletInfo>, bool, Option<u32>)> = vec![
-            ("least lag wins", vec![tablet(1, Replica, healthy(5, "0-1-9")), tablet(2, Rdonly, healthy(1, "0-1-9"))], false, Some(2)),
-            ("tie on lag: most advanced gtid", vec![tablet(1, Replica, healthy(0, "MariaDB/0-1-10")), tablet(2, Replica, healthy(0, "MariaDB/0-1-12"))], false, Some(2)),
-            ("tie on everything: lowest alias", vec![tablet(2, Replica, healthy(0, "0-1-1")), tablet(1, Replica, healthy(0, "0-1-1"))], false, Some(1)),
-            ("primary never without allow", vec![tablet(1, Primary, healthy(0, "0-1-1"))], false, None),
-            ("primary as a fallback when allowed", vec![tablet(1, Primary, healthy(0, "0-1-1")), tablet(2, Replica, stopped())], true, Some(1)),
-            ("replica preferred over an allowed primary", vec![tablet(1, Primary, healthy(0, "0-1-1")), tablet(2, Replica, healthy(3, "0-1-1"))], true, Some(2)),
+            (
+                "least lag wins",
+                vec![
+                    tablet(1, Replica, healthy(5, "0-1-9")),
+                    tablet(2, Rdonly, healthy(1, "0-1-9")),
+                ],
+                false,
+                Some(2),
+            ),
+            (
+                "tie on lag: most advanced gtid",
+                vec![
+                    tablet(1, Replica, healthy(0, "MariaDB/0-1-10")),
+                    tablet(2, Replica, healthy(0, "MariaDB/0-1-12")),
+                ],
+                false,
+                Some(2),
+            ),
+            (
+                "tie on everything: lowest alias",
+                vec![
+                    tablet(2, Replica, healthy(0, "0-1-1")),
+                    tablet(1, Replica, healthy(0, "0-1-1")),
+                ],
+                false,
+                Some(1),
+            ),
+            (
+                "primary never without allow",
+                vec![tablet(1, Primary, healthy(0, "0-1-1"))],
+                false,
+                None,
+            ),
+            (
+                "primary as a fallback when allowed",
+                vec![
+                    tablet(1, Primary, healthy(0, "0-1-1")),
+                    tablet(2, Replica, stopped()),
+                ],
+                true,
+                Some(1),
+            ),
+            (
+                "replica preferred over an allowed primary",
+                vec![
+                    tablet(1, Primary, healthy(0, "0-1-1")),
+                    tablet(2, Replica, healthy(3, "0-1-1")),
+                ],
+                true,
+                Some(2),
+            ),
             ("no health", vec![tablet(1, Replica, None)], false, None),
-            ("replication stopped", vec![tablet(1, Replica, stopped()), tablet(2, Replica, healthy(20, "0-1-1"))], false, Some(2)),
-            ("lagging past the threshold", vec![tablet(1, Replica, healthy(31, "0-1-1"))], false, None),
-            ("lag unknown", vec![tablet(1, Replica, unknown_lag())], false, None),
-            ("busy", vec![tablet(1, Replica, busy()), tablet(2, Spare, healthy(9, "0-1-1"))], false, Some(2)),
-            ("drained, backup, restore, experimental are not candidates", vec![tablet(1, Drained, healthy(0, "0-1-1")), tablet(2, Backup, healthy(0, "0-1-1")), tablet(3, Restore, healthy(0, "0-1-1")), tablet(4, Experimental, healthy(0, "0-1-1"))], false, None),
+            (
+                "replication stopped",
+                vec![
+                    tablet(1, Replica, stopped()),
+                    tablet(2, Replica, healthy(20, "0-1-1")),
+                ],
+                false,
+                Some(2),
+            ),
+            (
+                "lagging past the threshold",
+                vec![tablet(1, Replica, healthy(31, "0-1-1"))],
+                false,
+                None,
+            ),
+            (
+                "lag unknown",
+                vec![tablet(1, Replica, unknown_lag())],
+                false,
+                None,
+            ),
+            (
+                "busy",
+                vec![
+                    tablet(1, Replica, busy()),
+                    tablet(2, Spare, healthy(9, "0-1-1")),
+                ],
+                false,
+                Some(2),
+            ),
+            (
+                "drained, backup, restore, experimental are not candidates",
+                vec![
+                    tablet(1, Drained, healthy(0, "0-1-1")),
+                    tablet(2, Backup, healthy(0, "0-1-1")),
+                    tablet(3, Restore, healthy(0, "0-1-1")),
+                    tablet(4, Experimental, healthy(0, "0-1-1")),
+                ],
+                false,
+                None,
+            ),
             ("empty shard", vec![], true, None),
         ];
         for (name, tablets, allow, want) in cases {
@@ -194,8 +287,13 @@ mod tests {
 
     #[test]
     fn reasons_name_every_tablet() {
-        let ts = vec![tablet(1, TabletType::Replica, None), tablet(2, TabletType::Replica, healthy(99, "0-1-1"))];
-        let Choice::None(reasons) = select_backup_tablet(&ts, &opts(false)) else { panic!() };
+        let ts = vec![
+            tablet(1, TabletType::Replica, None),
+            tablet(2, TabletType::Replica, healthy(99, "0-1-1")),
+        ];
+        let Choice::None(reasons) = select_backup_tablet(&ts, &opts(false)) else {
+            panic!()
+        };
         assert_eq!(reasons.len(), 2);
         assert!(reasons[0].1.contains("no health"));
         assert!(reasons[1].1.contains("lagging 99s"));

@@ -18,12 +18,12 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{self, AgentMetrics};
-use crate::backup::storage::FileStorage;
 use super::mysqld::{Mysqld, MysqldConfig};
 use crate::backup::engine::{BackupParams, EngineConfig, Progress};
 use crate::backup::manifest::backup_name;
 use crate::backup::pipeline::{Compression, CopyOptions};
 use crate::backup::storage::BackupStorage;
+use crate::backup::storage::FileStorage;
 use crate::cli::args::{CompressionArg, StreamModeArg, TabletArgs};
 
 /// Settings of one agent, resolved from its flags.
@@ -70,7 +70,11 @@ pub(super) enum Role {
     /// Writable, no replication.
     Primary,
     /// Read-only, replicating from this primary.
-    Replica { primary: TabletAlias, host: String, port: u16 },
+    Replica {
+        primary: TabletAlias,
+        host: String,
+        port: u16,
+    },
     /// Read-only, no primary known yet.
     Orphan,
 }
@@ -150,7 +154,8 @@ fn hostname() -> String {
 
 impl AgentConfig {
     pub fn from_args(args: &TabletArgs) -> anyhow::Result<Self> {
-        let alias = TabletAlias::new(&args.cell, args.tablet_uid).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let alias =
+            TabletAlias::new(&args.cell, args.tablet_uid).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             alias,
             keyspace: args.init_keyspace.clone(),
@@ -244,11 +249,9 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
     let mysqld = Mysqld::new(mysqld_cfg).context("preparing mysqld")?;
     let data_dir = mysqld.data_dir();
     // Without storage the tablet runs; its backup jobs fail with a clear reason.
-    let storage = args
-        .storage
-        .file_backup_storage_root
-        .as_ref()
-        .map(|root| Arc::new(with_faults(FileStorage::new(root.clone()))) as Arc<dyn BackupStorage>);
+    let storage = args.storage.file_backup_storage_root.as_ref().map(|root| {
+        Arc::new(with_faults(FileStorage::new(root.clone()))) as Arc<dyn BackupStorage>
+    });
     if storage.is_none() && cfg.restore_from_backup {
         bail!("--restore-from-backup needs a backup storage: set --file-backup-storage-root");
     }
@@ -261,12 +264,22 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding the agent HTTP port {}", args.port))?;
-    let http_port = listener.local_addr().context("reading the HTTP port")?.port();
+    let http_port = listener
+        .local_addr()
+        .context("reading the HTTP port")?
+        .port();
 
     let is_primary = shard.value.primary_alias.as_ref() == Some(&cfg.alias);
-    let tablet_type = if is_primary { TabletType::Primary } else { cfg.base_type };
+    let tablet_type = if is_primary {
+        TabletType::Primary
+    } else {
+        cfg.base_type
+    };
     if let Some(t) = &existing {
-        if matches!(t.value.tablet_type, TabletType::Backup | TabletType::Restore) {
+        if matches!(
+            t.value.tablet_type,
+            TabletType::Backup | TabletType::Restore
+        ) {
             tracing::warn!(
                 was = %t.value.tablet_type,
                 "the previous agent died during a job; returning the tablet to {tablet_type}"
@@ -303,11 +316,17 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
         if let Ok(mut s) = agent.status.lock() {
             s.busy_job = Some("restore-at-start".into());
         }
-        agent.publish_tablet(TabletType::Restore).await.context("registering the tablet")?;
+        agent
+            .publish_tablet(TabletType::Restore)
+            .await
+            .context("registering the tablet")?;
         agent.write_health().await;
         let health = tokio::spawn(agent.clone().health_loop());
         let outcome = agent
-            .restore_at_start(agent.cfg.restore_from_backup_ts.as_deref(), agent.cfg.wait_for_backup_interval)
+            .restore_at_start(
+                agent.cfg.restore_from_backup_ts.as_deref(),
+                agent.cfg.wait_for_backup_interval,
+            )
             .await;
         health.abort();
         if let Ok(mut s) = agent.status.lock() {
@@ -340,7 +359,10 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
     if let Ok(mut s) = agent.status.lock() {
         s.mysqld_up = true;
     }
-    agent.publish_tablet(tablet_type).await.context("registering the tablet")?;
+    agent
+        .publish_tablet(tablet_type)
+        .await
+        .context("registering the tablet")?;
     agent.fail_orphaned_jobs().await;
     if let Err(e) = agent.reconcile(None).await {
         agent.set_error(format!("{e:#}"));
@@ -373,14 +395,20 @@ fn with_faults(mut storage: FileStorage) -> FileStorage {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        tracing::warn!(bytes = n, "fault injection: storage writes fail after this many bytes");
+        tracing::warn!(
+            bytes = n,
+            "fault injection: storage writes fail after this many bytes"
+        );
         storage = storage.with_fail_after_bytes(n);
     }
     if let Some(n) = std::env::var("CAIRN_FAULT_STORAGE_BYTES_PER_SEC")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        tracing::warn!(bytes_per_sec = n, "fault injection: storage writes are throttled");
+        tracing::warn!(
+            bytes_per_sec = n,
+            "fault injection: storage writes are throttled"
+        );
         storage = storage.with_write_throttle(n);
     }
     storage
@@ -388,13 +416,14 @@ fn with_faults(mut storage: FileStorage) -> FileStorage {
 
 pub(crate) fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
             _ = term.recv() => tracing::info!("SIGTERM received"),
@@ -407,7 +436,10 @@ impl Agent {
     /// Initialises the data directory if needed and starts (or adopts) mysqld.
     async fn init_and_start_mysqld(&self) -> anyhow::Result<()> {
         let mut mysqld = self.mysqld.lock().await;
-        let initialised = mysqld.init_if_needed().await.context("initialising the data directory")?;
+        let initialised = mysqld
+            .init_if_needed()
+            .await
+            .context("initialising the data directory")?;
         if initialised {
             tracing::info!(dir = %self.cfg.tablet_dir.display(), "initialised a new data directory");
         } else {
@@ -425,7 +457,11 @@ impl Agent {
     }
 
     /// The parameters of a backup job on this tablet.
-    pub(super) fn backup_params(&self, job: &cairn_topo::Job, progress: Arc<Progress>) -> BackupParams {
+    pub(super) fn backup_params(
+        &self,
+        job: &cairn_topo::Job,
+        progress: Arc<Progress>,
+    ) -> BackupParams {
         let now = Utc::now();
         let backup_time = now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64);
         let mut copy = CopyOptions {
@@ -463,7 +499,10 @@ impl Agent {
     }
 
     pub(super) fn tablet_type(&self) -> TabletType {
-        self.status.lock().map(|s| s.tablet_type).unwrap_or(self.cfg.base_type)
+        self.status
+            .lock()
+            .map(|s| s.tablet_type)
+            .unwrap_or(self.cfg.base_type)
     }
 
     /// Writes the Tablet record with `tablet_type` (read-modify-write: keeps fields
@@ -504,7 +543,12 @@ impl Agent {
 
     /// Brings mysqld's role in line with the Shard record (fetched if not given).
     pub(super) async fn reconcile(&self, shard: Option<Shard>) -> anyhow::Result<()> {
-        if self.status.lock().map(|s| s.busy_job.is_some()).unwrap_or(false) {
+        if self
+            .status
+            .lock()
+            .map(|s| s.busy_job.is_some())
+            .unwrap_or(false)
+        {
             return Ok(()); // a job owns mysqld; it restores the role when done
         }
         let shard = match shard {
@@ -532,13 +576,23 @@ impl Agent {
         if let Ok(mut s) = self.status.lock() {
             s.mysqld_up = true;
         }
-        let current = self.status.lock().map(|s| s.role.clone()).unwrap_or(Role::Unknown);
+        let current = self
+            .status
+            .lock()
+            .map(|s| s.role.clone())
+            .unwrap_or(Role::Unknown);
         let wanted_primary = shard.primary_alias.clone();
         if wanted_primary.as_ref() == Some(&self.cfg.alias) {
             if current != Role::Primary {
                 tracing::info!("becoming the primary of the shard");
-                mysqld.reset_replication().await.context("clearing replication")?;
-                mysqld.set_read_only(false).await.context("making mysqld writable")?;
+                mysqld
+                    .reset_replication()
+                    .await
+                    .context("clearing replication")?;
+                mysqld
+                    .set_read_only(false)
+                    .await
+                    .context("making mysqld writable")?;
                 self.set_role(Role::Primary);
             }
             drop(mysqld);
@@ -550,7 +604,10 @@ impl Agent {
         }
         // Not the primary: read-only, and replicating from the primary if there is one.
         if current == Role::Primary || current == Role::Unknown {
-            mysqld.set_read_only(true).await.context("making mysqld read-only")?;
+            mysqld
+                .set_read_only(true)
+                .await
+                .context("making mysqld read-only")?;
         }
         match wanted_primary {
             None => {
@@ -570,8 +627,13 @@ impl Agent {
                     host: p.mysql_host.clone(),
                     port: p.mysql_port,
                 };
-                let status = mysqld.replication_status().await.context("reading replication status")?;
-                let running = status.as_ref().is_some_and(|s| s.io_running && s.sql_running);
+                let status = mysqld
+                    .replication_status()
+                    .await
+                    .context("reading replication status")?;
+                let running = status
+                    .as_ref()
+                    .is_some_and(|s| s.io_running && s.sql_running);
                 if current != wanted || !running {
                     if current == Role::Primary {
                         // A demoted primary's own writes are not in gtid_slave_pos; start
@@ -587,7 +649,12 @@ impl Agent {
                         tracing::info!(%primary, host = %p.mysql_host, port = p.mysql_port, "replicating from the primary");
                     }
                     mysqld
-                        .start_replication_from(&p.mysql_host, p.mysql_port, &self.cfg.repl_user, &self.cfg.repl_password)
+                        .start_replication_from(
+                            &p.mysql_host,
+                            p.mysql_port,
+                            &self.cfg.repl_user,
+                            &self.cfg.repl_password,
+                        )
                         .await
                         .with_context(|| format!("starting replication from {primary}"))?;
                     self.set_role(wanted);
@@ -612,8 +679,20 @@ impl Agent {
     /// Reads mysqld's state into a Health record (without waiting on a running job).
     async fn collect_health(&self) -> Health {
         let (tablet_type, busy_job, last_error, role, restoring) = match self.status.lock() {
-            Ok(s) => (s.tablet_type, s.busy_job.clone(), s.last_error.clone(), s.role.clone(), s.restoring.clone()),
-            Err(_) => (self.cfg.base_type, None, Some("agent state poisoned".into()), Role::Unknown, None),
+            Ok(s) => (
+                s.tablet_type,
+                s.busy_job.clone(),
+                s.last_error.clone(),
+                s.role.clone(),
+                s.restoring.clone(),
+            ),
+            Err(_) => (
+                self.cfg.base_type,
+                None,
+                Some("agent state poisoned".into()),
+                Role::Unknown,
+                None,
+            ),
         };
         let mut h = Health {
             busy_job,
@@ -647,7 +726,11 @@ impl Agent {
                 Ok(Some(r)) => {
                     h.replication_io_running = r.io_running;
                     h.replication_sql_running = r.sql_running;
-                    h.replication_lag_seconds = if r.io_running && r.sql_running { r.lag_seconds } else { None };
+                    h.replication_lag_seconds = if r.io_running && r.sql_running {
+                        r.lag_seconds
+                    } else {
+                        None
+                    };
                     if h.last_error.is_none() {
                         h.last_error = r.last_error;
                     }
@@ -656,7 +739,11 @@ impl Agent {
                 Err(e) => h.last_error = Some(format!("reading replication status: {e:#}")),
             }
         }
-        h.serving = h.mysqld_up && !matches!(tablet_type, TabletType::Backup | TabletType::Restore | TabletType::Drained);
+        h.serving = h.mysqld_up
+            && !matches!(
+                tablet_type,
+                TabletType::Backup | TabletType::Restore | TabletType::Drained
+            );
         self.metrics.mysqld_up.set(h.mysqld_up as i64);
         self.metrics
             .replication_lag_seconds
@@ -708,7 +795,11 @@ impl Agent {
             }
             let state = *rx.borrow_and_update();
             if state.alive {
-                tracing::info!(lease = state.id, generation = state.generation, "lease (re)granted; re-registering health");
+                tracing::info!(
+                    lease = state.id,
+                    generation = state.generation,
+                    "lease (re)granted; re-registering health"
+                );
                 if let Err(e) = self.publish_tablet(self.tablet_type()).await {
                     tracing::warn!(error = %e, "cannot refresh the tablet record");
                 }
@@ -730,13 +821,15 @@ impl Agent {
             };
             let shard = match ev {
                 None => return,
-                Some(WatchEvent::Put { value, .. }) => match serde_json::from_slice::<Shard>(&value) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!(%key, error = %e, "ignoring shard record that does not parse");
-                        continue;
+                Some(WatchEvent::Put { value, .. }) => {
+                    match serde_json::from_slice::<Shard>(&value) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::warn!(%key, error = %e, "ignoring shard record that does not parse");
+                            continue;
+                        }
                     }
-                },
+                }
                 Some(WatchEvent::Delete { .. }) => {
                     tracing::warn!(%key, "the shard record was deleted");
                     continue;

@@ -42,22 +42,46 @@ struct HttpState {
 impl AgentMetrics {
     fn register(self: &Arc<Self>) -> Registry {
         let mut r = Registry::with_prefix("cairn_tablet");
-        r.register("mysqld_up", "1 while mysqld answers", self.mysqld_up.clone());
+        r.register(
+            "mysqld_up",
+            "1 while mysqld answers",
+            self.mysqld_up.clone(),
+        );
         r.register(
             "replication_lag_seconds",
             "Seconds behind the primary (-1 unknown)",
             self.replication_lag_seconds.clone(),
         );
-        r.register("health_writes", "Health records written", self.health_writes.clone());
-        r.register("health_write_errors", "Health writes that failed", self.health_write_errors.clone());
-        r.register("mysqld_restarts", "Restarts of a dead mysqld", self.mysqld_restarts.clone());
-        r.register("job_bytes", "Bytes copied by backup and restore jobs", self.job_bytes.clone());
+        r.register(
+            "health_writes",
+            "Health records written",
+            self.health_writes.clone(),
+        );
+        r.register(
+            "health_write_errors",
+            "Health writes that failed",
+            self.health_write_errors.clone(),
+        );
+        r.register(
+            "mysqld_restarts",
+            "Restarts of a dead mysqld",
+            self.mysqld_restarts.clone(),
+        );
+        r.register(
+            "job_bytes",
+            "Bytes copied by backup and restore jobs",
+            self.job_bytes.clone(),
+        );
         r
     }
 }
 
 /// Serves until `cancel` fires.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<AgentMetrics>, cancel: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<AgentMetrics>,
+    cancel: CancellationToken,
+) {
     let up = Arc::new(AtomicI64::new(0));
     let state = Arc::new(HttpState {
         registry: metrics.register(),
@@ -100,6 +124,9 @@ async fn metrics_text(State(s): State<Arc<HttpState>>) -> (StatusCode, String) {
     let mut out = String::new();
     match encode(&mut out, &s.registry) {
         Ok(()) => (StatusCode::OK, out),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}\n"),
+        ),
     }
 }

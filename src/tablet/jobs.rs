@@ -32,12 +32,19 @@ impl Agent {
         let my_lease = self.lease.id();
         for j in jobs {
             let v = &j.value;
-            if v.tablet_alias != self.cfg.alias || v.state != JobState::Running || v.owner_lease == Some(my_lease) {
+            if v.tablet_alias != self.cfg.alias
+                || v.state != JobState::Running
+                || v.owner_lease == Some(my_lease)
+            {
                 continue;
             }
             tracing::warn!(job = %v.id, "failing a job the previous agent left running");
             let _ = self
-                .finish_job(&v.id, Err("the tablet's agent restarted while running the job".into()), None)
+                .finish_job(
+                    &v.id,
+                    Err("the tablet's agent restarted while running the job".into()),
+                    None,
+                )
                 .await;
         }
     }
@@ -63,16 +70,36 @@ impl Agent {
             };
             match ev {
                 None => return,
-                Some(WatchEvent::Put { key, value, mod_revision }) => match serde_json::from_slice::<Job>(&value) {
-                    Ok(job) => self.consider(Versioned { value: job, version: mod_revision }).await,
-                    Err(e) => tracing::warn!(%key, error = %e, "ignoring a job record that does not parse"),
+                Some(WatchEvent::Put {
+                    key,
+                    value,
+                    mod_revision,
+                }) => match serde_json::from_slice::<Job>(&value) {
+                    Ok(job) => {
+                        self.consider(Versioned {
+                            value: job,
+                            version: mod_revision,
+                        })
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "ignoring a job record that does not parse")
+                    }
                 },
                 Some(WatchEvent::Delete { .. }) => {}
                 Some(WatchEvent::Resync { kvs, .. }) => {
                     for (key, value, version) in kvs {
                         match serde_json::from_slice::<Job>(&value) {
-                            Ok(job) => self.consider(Versioned { value: job, version }).await,
-                            Err(e) => tracing::warn!(%key, error = %e, "ignoring a job record that does not parse"),
+                            Ok(job) => {
+                                self.consider(Versioned {
+                                    value: job,
+                                    version,
+                                })
+                                .await
+                            }
+                            Err(e) => {
+                                tracing::warn!(%key, error = %e, "ignoring a job record that does not parse")
+                            }
                         }
                     }
                 }
@@ -113,27 +140,33 @@ impl Agent {
         }
         let agent = self.clone();
         let span = tracing::info_span!("job", job = %taken.id, kind = ?taken.kind);
-        tokio::spawn(async move {
-            let id = taken.id.clone();
-            let outcome = agent.run_job(&taken).await;
-            if let Ok(mut s) = agent.status.lock() {
-                s.busy_job = None;
+        tokio::spawn(
+            async move {
+                let id = taken.id.clone();
+                let outcome = agent.run_job(&taken).await;
+                if let Ok(mut s) = agent.status.lock() {
+                    s.busy_job = None;
+                }
+                // Health first, so whoever sees the job finished also sees the tablet's
+                // fresh state (replicating again, not busy).
+                agent.write_health().await;
+                let (result, name) = match outcome {
+                    Ok(name) => (Ok(()), Some(name)),
+                    Err((e, name)) => (Err(format!("{e:#}")), name),
+                };
+                if let Err(e) = agent.finish_job(&id, result, name).await {
+                    tracing::error!(job = %id, error = %e, "cannot record the job's outcome");
+                }
             }
-            // Health first, so whoever sees the job finished also sees the tablet's
-            // fresh state (replicating again, not busy).
-            agent.write_health().await;
-            let (result, name) = match outcome {
-                Ok(name) => (Ok(()), Some(name)),
-                Err((e, name)) => (Err(format!("{e:#}")), name),
-            };
-            if let Err(e) = agent.finish_job(&id, result, name).await {
-                tracing::error!(job = %id, error = %e, "cannot record the job's outcome");
-            }
-        }.instrument(span));
+            .instrument(span),
+        );
     }
 
     /// Runs a taken job; on failure also returns the backup name if one was chosen.
-    async fn run_job(self: &Arc<Self>, job: &Job) -> Result<String, (anyhow::Error, Option<String>)> {
+    async fn run_job(
+        self: &Arc<Self>,
+        job: &Job,
+    ) -> Result<String, (anyhow::Error, Option<String>)> {
         match job.kind {
             JobKind::Backup => self.run_backup(job).await,
             JobKind::Restore => self.run_restore(job).await.map_err(|e| (e, None)),
@@ -141,7 +174,12 @@ impl Agent {
     }
 
     /// Writes the job's final state.
-    async fn finish_job(&self, id: &str, result: Result<(), String>, backup_name: Option<String>) -> anyhow::Result<()> {
+    async fn finish_job(
+        &self,
+        id: &str,
+        result: Result<(), String>,
+        backup_name: Option<String>,
+    ) -> anyhow::Result<()> {
         let key = self.topo.keys().job(id);
         self.topo
             .update_with::<Job, _>(&key, |cur| {
@@ -171,13 +209,20 @@ impl Agent {
     }
 
     /// Publishes progress into the job record about once a second until `done`.
-    fn spawn_progress_reporter(self: &Arc<Self>, id: String, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+    fn spawn_progress_reporter(
+        self: &Arc<Self>,
+        id: String,
+        progress: Arc<Progress>,
+    ) -> tokio::task::JoinHandle<()> {
         let agent = self.clone();
         tokio::spawn(async move {
             let key = agent.topo.keys().job(&id);
             let mut last = (u64::MAX, u64::MAX);
             loop {
-                let now = (progress.bytes_done.load(Ordering::Relaxed), progress.bytes_total.load(Ordering::Relaxed));
+                let now = (
+                    progress.bytes_done.load(Ordering::Relaxed),
+                    progress.bytes_total.load(Ordering::Relaxed),
+                );
                 if now != last {
                     last = now;
                     let r = agent
@@ -203,15 +248,26 @@ impl Agent {
 
     /// A backup job: the engine's body between the seed's bracketing steps. The
     /// bracket's closing half (mysqld up, replication, type back) always runs.
-    async fn run_backup(self: &Arc<Self>, job: &Job) -> Result<String, (anyhow::Error, Option<String>)> {
+    async fn run_backup(
+        self: &Arc<Self>,
+        job: &Job,
+    ) -> Result<String, (anyhow::Error, Option<String>)> {
         let original = self.tablet_type();
         if original == TabletType::Primary && !job.allow_primary {
-            return Err((anyhow::anyhow!("tablet is PRIMARY and the job does not allow it (--allow-primary)"), None));
+            return Err((
+                anyhow::anyhow!(
+                    "tablet is PRIMARY and the job does not allow it (--allow-primary)"
+                ),
+                None,
+            ));
         }
         if matches!(original, TabletType::Backup | TabletType::Restore) {
             return Err((anyhow::anyhow!("tablet is already in {original}"), None));
         }
-        let engine_name = job.engine.clone().unwrap_or_else(|| self.cfg.backup.default_engine.clone());
+        let engine_name = job
+            .engine
+            .clone()
+            .unwrap_or_else(|| self.cfg.backup.default_engine.clone());
         let engine = engine::Engine::from_name(&engine_name).map_err(|e| (e, None))?;
         let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
@@ -221,11 +277,15 @@ impl Agent {
 
         let body = async {
             if drains {
-                self.publish_tablet(TabletType::Backup).await.context("switching to BACKUP")?;
+                self.publish_tablet(TabletType::Backup)
+                    .await
+                    .context("switching to BACKUP")?;
             }
             let mut mysqld = self.mysqld.lock().await;
             self.set_role(Role::Unknown);
-            let r = engine.backup(&mut mysqld, self.storage()?, &params, &self.cfg.backup).await;
+            let r = engine
+                .backup(&mut mysqld, self.storage()?, &params, &self.cfg.backup)
+                .await;
             drop(mysqld);
             r
         };
@@ -241,7 +301,12 @@ impl Agent {
                 m
             }
             (Err(e), Ok(())) => return Err((e, Some(name))),
-            (Err(e), Err(e2)) => return Err((e.context(format!("and returning to service failed too: {e2:#}")), Some(name))),
+            (Err(e), Err(e2)) => {
+                return Err((
+                    e.context(format!("and returning to service failed too: {e2:#}")),
+                    Some(name),
+                ))
+            }
         };
         self.metrics.job_bytes.inc_by(manifest.total_size);
         let record = BackupRecord {
@@ -259,15 +324,24 @@ impl Agent {
         if let Err(e) = self.record_backup(&record).await {
             // The backup is in storage with its MANIFEST; the coordinator's reconciler
             // will add the record. Still report it.
-            return Err((e.context("backup stored but its record could not be written to topo"), Some(name)));
+            return Err((
+                e.context("backup stored but its record could not be written to topo"),
+                Some(name),
+            ));
         }
         Ok(manifest.backup_name)
     }
 
     /// Writes the BackupRecord and moves the shard's latest backup forward.
     async fn record_backup(&self, record: &BackupRecord) -> anyhow::Result<()> {
-        let key = self.topo.keys().backup(&record.keyspace, &record.shard, &record.name);
-        self.topo.put(&key, record, None).await.context("writing the backup record")?;
+        let key = self
+            .topo
+            .keys()
+            .backup(&record.keyspace, &record.shard, &record.name);
+        self.topo
+            .put(&key, record, None)
+            .await
+            .context("writing the backup record")?;
         let shard_key = self.topo.keys().shard(&record.keyspace, &record.shard);
         self.topo
             .update_with::<cairn_topo::Shard, _>(&shard_key, |cur| {
@@ -303,7 +377,11 @@ impl Agent {
                 }
             }
             self.set_role(Role::Unknown);
-            let target = if original == TabletType::Primary { TabletType::Primary } else { self.cfg.base_type };
+            let target = if original == TabletType::Primary {
+                TabletType::Primary
+            } else {
+                self.cfg.base_type
+            };
             if let Err(e) = self.publish_tablet(target).await {
                 last = Some(e);
                 tokio::time::sleep(Duration::from_secs(attempt)).await;
@@ -364,7 +442,9 @@ impl Agent {
         }
         let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
-        let r = self.restore_in_place(job.backup_timestamp.as_deref(), progress).await;
+        let r = self
+            .restore_in_place(job.backup_timestamp.as_deref(), progress)
+            .await;
         reporter.abort();
         r
     }

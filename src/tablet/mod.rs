@@ -6,7 +6,6 @@
 //! - [`agent`]: registration, health on a lease, following the shard primary,
 //!   supervision and shutdown.
 
-
 pub mod agent;
 pub mod flavor;
 pub mod http;

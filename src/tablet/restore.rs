@@ -33,7 +33,10 @@ pub enum SeedChoice {
 }
 
 /// Picks the newest complete backup, at or before `at_or_before` if given. Pure.
-pub fn choose_backup(backups: &[BackupInfo], at_or_before: Option<chrono::DateTime<chrono::Utc>>) -> SeedChoice {
+pub fn choose_backup(
+    backups: &[BackupInfo],
+    at_or_before: Option<chrono::DateTime<chrono::Utc>>,
+) -> SeedChoice {
     if backups.is_empty() {
         return SeedChoice::NoBackup;
     }
@@ -85,7 +88,12 @@ impl Agent {
         self.storage()?
             .list_backups(&self.cfg.keyspace, &self.cfg.shard)
             .await
-            .with_context(|| format!("listing backups of {}/{}", self.cfg.keyspace, self.cfg.shard))
+            .with_context(|| {
+                format!(
+                    "listing backups of {}/{}",
+                    self.cfg.keyspace, self.cfg.shard
+                )
+            })
     }
 
     /// Restore at start. Returns `true` if data was restored (mysqld is then
@@ -97,10 +105,16 @@ impl Agent {
         wait_interval: Duration,
     ) -> anyhow::Result<bool> {
         let ts = at_or_before.map(parse_backup_timestamp).transpose()?;
-        let prefix = self.topo.keys().backups_prefix(&self.cfg.keyspace, &self.cfg.shard);
+        let prefix = self
+            .topo
+            .keys()
+            .backups_prefix(&self.cfg.keyspace, &self.cfg.shard);
         // Watch the shard's backup records from now, so a seed that lands while we
         // list storage is not missed.
-        let (_, rev) = self.topo.list_with_revision::<serde_json::Value>(&prefix).await?;
+        let (_, rev) = self
+            .topo
+            .list_with_revision::<serde_json::Value>(&prefix)
+            .await?;
         let mut watch = self.topo.watch(&prefix, true, rev + 1);
         let waiting_since = Instant::now();
         loop {
@@ -122,7 +136,9 @@ impl Agent {
                     tracing::info!("no backup of this shard exists: starting empty");
                     return Ok(false);
                 }
-                SeedChoice::NoCompleteBackup(why) if wait_interval.is_zero() => bail!("cannot restore: {why}"),
+                SeedChoice::NoCompleteBackup(why) if wait_interval.is_zero() => {
+                    bail!("cannot restore: {why}")
+                }
                 SeedChoice::NoBackup => "no backup yet".to_string(),
                 SeedChoice::NoCompleteBackup(why) => why,
             };
@@ -169,7 +185,10 @@ impl Agent {
     async fn restore_backup_at_start_inner(&self, m: &Manifest) -> anyhow::Result<()> {
         let mut mysqld = self.mysqld.lock().await;
         if mysqld.is_running() {
-            mysqld.shutdown(Duration::from_secs(120)).await.context("stopping mysqld before the restore")?;
+            mysqld
+                .shutdown(Duration::from_secs(120))
+                .await
+                .context("stopping mysqld before the restore")?;
         }
         fs::create_dir_all(&self.cfg.tablet_dir)
             .with_context(|| format!("creating {}", self.cfg.tablet_dir.display()))?;
@@ -179,13 +198,26 @@ impl Agent {
         let started = Instant::now();
         let progress = Arc::new(Progress::default());
         tracing::info!(backup = %m.backup_name, engine = %m.backup_method, "restoring");
-        engine::restore_to_staging(self.storage()?, m, &staging, &self.cfg.backup, progress, self.cancel.clone())
-            .await
-            .with_context(|| format!("restoring backup {}", m.backup_name))?;
+        engine::restore_to_staging(
+            self.storage()?,
+            &self.cfg.keyspace,
+            &self.cfg.shard,
+            m,
+            &staging,
+            &self.cfg.backup,
+            progress,
+            self.cancel.clone(),
+        )
+        .await
+        .with_context(|| format!("restoring backup {}", m.backup_name))?;
         let data = mysqld.data_dir();
         remove_dir_if_exists(&data)?;
-        fs::rename(&staging, &data).with_context(|| format!("moving the restored data into {}", data.display()))?;
-        mysqld.start().await.context("starting mysqld on the restored data")?;
+        fs::rename(&staging, &data)
+            .with_context(|| format!("moving the restored data into {}", data.display()))?;
+        mysqld
+            .start()
+            .await
+            .context("starting mysqld on the restored data")?;
         mysqld
             .set_replication_position(&m.position)
             .await
@@ -203,12 +235,20 @@ impl Agent {
     /// An in-place restore of a running tablet: staging first (the tablet keeps
     /// serving its old data meanwhile), then a swap; on any failure before the swap
     /// completes the old data comes back.
-    pub(super) async fn restore_in_place(&self, at_or_before: Option<&str>, progress: Arc<Progress>) -> anyhow::Result<String> {
+    pub(super) async fn restore_in_place(
+        &self,
+        at_or_before: Option<&str>,
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<String> {
         let ts = at_or_before.map(parse_backup_timestamp).transpose()?;
         let backups = self.list_backups().await?;
         let m = match choose_backup(&backups, ts) {
             SeedChoice::Backup(m) => m,
-            SeedChoice::NoBackup => bail!("shard {}/{} has no backup", self.cfg.keyspace, self.cfg.shard),
+            SeedChoice::NoBackup => bail!(
+                "shard {}/{} has no backup",
+                self.cfg.keyspace,
+                self.cfg.shard
+            ),
             SeedChoice::NoCompleteBackup(why) => bail!("{why}"),
         };
         let original = self.tablet_type();
@@ -216,7 +256,9 @@ impl Agent {
         remove_dir_if_exists(&staging)?;
         self.set_restoring(Some(&m.backup_name));
         self.write_health().await;
-        let r = self.restore_in_place_inner(&m, original, &staging, progress).await;
+        let r = self
+            .restore_in_place_inner(&m, original, &staging, progress)
+            .await;
         self.set_restoring(None);
         r
     }
@@ -230,6 +272,8 @@ impl Agent {
     ) -> anyhow::Result<String> {
         let restored = engine::restore_to_staging(
             self.storage()?,
+            &self.cfg.keyspace,
+            &self.cfg.shard,
             m,
             staging,
             &self.cfg.backup,
@@ -239,10 +283,15 @@ impl Agent {
         .await;
         if let Err(e) = restored {
             let _ = remove_dir_if_exists(staging);
-            return Err(e.context(format!("restoring backup {} (the tablet keeps its data)", m.backup_name)));
+            return Err(e.context(format!(
+                "restoring backup {} (the tablet keeps its data)",
+                m.backup_name
+            )));
         }
         // Verified: swap it in.
-        self.publish_tablet(TabletType::Restore).await.context("switching to RESTORE")?;
+        self.publish_tablet(TabletType::Restore)
+            .await
+            .context("switching to RESTORE")?;
         let swapped = self.swap_in(m, staging).await;
         let back = self.return_to_service(original).await;
         swapped?;
@@ -253,7 +302,10 @@ impl Agent {
     async fn swap_in(&self, m: &Manifest, staging: &Path) -> anyhow::Result<()> {
         let mut mysqld = self.mysqld.lock().await;
         self.set_role(Role::Unknown);
-        mysqld.shutdown(Duration::from_secs(300)).await.context("stopping mysqld for the swap")?;
+        mysqld
+            .shutdown(Duration::from_secs(300))
+            .await
+            .context("stopping mysqld for the swap")?;
         let data = mysqld.data_dir();
         let old = self.cfg.tablet_dir.join("data.before-restore");
         remove_dir_if_exists(&old)?;
@@ -265,7 +317,10 @@ impl Agent {
             return Err(e).context("moving the restored data in");
         }
         let started = async {
-            mysqld.start().await.context("starting mysqld on the restored data")?;
+            mysqld
+                .start()
+                .await
+                .context("starting mysqld on the restored data")?;
             mysqld
                 .set_replication_position(&m.position)
                 .await
@@ -291,7 +346,8 @@ impl Agent {
 }
 
 fn write_marker(path: &Path, backup: &str) -> anyhow::Result<()> {
-    fs::write(path, format!("{backup}\n")).with_context(|| format!("writing {}", path.display()))?;
+    fs::write(path, format!("{backup}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
     if let Some(dir) = path.parent() {
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
@@ -355,11 +411,24 @@ mod tests {
 
     #[test]
     fn newest_complete_backup_wins() {
-        let b = vec![info("a", 100, true), info("b", 200, true), info("c", 300, false)];
+        let b = vec![
+            info("a", 100, true),
+            info("b", 200, true),
+            info("c", 300, false),
+        ];
         assert_eq!(picked(choose_backup(&b, None)), "b");
-        assert_eq!(picked(choose_backup(&b, Some(Utc.timestamp_opt(150, 0).unwrap()))), "a");
-        assert_eq!(picked(choose_backup(&b, Some(Utc.timestamp_opt(50, 0).unwrap()))), "incomplete");
+        assert_eq!(
+            picked(choose_backup(&b, Some(Utc.timestamp_opt(150, 0).unwrap()))),
+            "a"
+        );
+        assert_eq!(
+            picked(choose_backup(&b, Some(Utc.timestamp_opt(50, 0).unwrap()))),
+            "incomplete"
+        );
         assert_eq!(picked(choose_backup(&[], None)), "none");
-        assert_eq!(picked(choose_backup(&[info("c", 300, false)], None)), "incomplete");
+        assert_eq!(
+            picked(choose_backup(&[info("c", 300, false)], None)),
+            "incomplete"
+        );
     }
 }

@@ -29,7 +29,10 @@ pub fn cairn_binary() -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
         dir = d.parent().map(Path::to_path_buf);
-        if dir.as_ref().is_some_and(|p| p.file_name().is_some_and(|n| n == "target")) {
+        if dir
+            .as_ref()
+            .is_some_and(|p| p.file_name().is_some_and(|n| n == "target"))
+        {
             break;
         }
     }
@@ -51,7 +54,10 @@ pub struct Cluster {
 impl Cluster {
     pub async fn start(bin: PathBuf) -> anyhow::Result<Cluster> {
         let etcd = EtcdServer::start().await.context("starting etcd")?;
-        let dir = tempfile::Builder::new().prefix("cairn-cluster-").tempdir().context("creating the cluster dir")?;
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-cluster-")
+            .tempdir()
+            .context("creating the cluster dir")?;
         Ok(Cluster {
             etcd,
             dir,
@@ -135,7 +141,12 @@ impl Cluster {
         cmd.arg("tablet")
             .args(self.global_args())
             .args(["--tablet-uid", &spec.uid.to_string()])
-            .args(["--init-keyspace", &spec.keyspace, "--init-shard", &spec.shard])
+            .args([
+                "--init-keyspace",
+                &spec.keyspace,
+                "--init-shard",
+                &spec.shard,
+            ])
             .args(["--init-tablet-type", &spec.tablet_type])
             .arg("--tablet-dir")
             .arg(&spec.dir)
@@ -147,11 +158,16 @@ impl Cluster {
             .args(&spec.extra)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("CAIRN_REPLICATION_PASSWORD", "test-repl-pw")
-            .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let child = cmd.spawn().with_context(|| format!("spawning {}", self.bin.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
         Ok(TabletProcess {
             spec: spec.clone(),
             child: Some(child),
@@ -162,7 +178,11 @@ impl Cluster {
 impl Cluster {
     /// Starts `cairn coordinator --id ID` with an HTTP port of its own, logging to
     /// `coordinator-ID.log` in the cluster dir.
-    pub fn spawn_coordinator(&self, id: &str, extra: &[&str]) -> anyhow::Result<CoordinatorProcess> {
+    pub fn spawn_coordinator(
+        &self,
+        id: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<CoordinatorProcess> {
         let port = free_port().context("picking a port")?;
         let log_path = self.dir.path().join(format!("coordinator-{id}.log"));
         let log = std::fs::OpenOptions::new()
@@ -178,7 +198,10 @@ impl Cluster {
             .arg("--file-backup-storage-root")
             .arg(self.backup_root())
             .args(extra)
-            .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -259,7 +282,10 @@ pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -270,7 +296,10 @@ pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
         .and_then(|c| c.parse().ok())
         .context("no status code in the HTTP answer")?;
     // Bodies may be chunked; the JSON and text we read are small, so strip chunk sizes.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut rest = body;
         while let Some((size, after)) = rest.split_once("\r\n") {
@@ -345,7 +374,9 @@ impl TabletProcess {
 
     /// SIGTERM and wait (clean shutdown); returns the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let Some(mut c) = self.child.take() else { bail!("agent not running") };
+        let Some(mut c) = self.child.take() else {
+            bail!("agent not running")
+        };
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + timeout;
@@ -364,7 +395,9 @@ impl TabletProcess {
 
     /// Whether the agent process exited (and with what).
     pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The pid mysqld wrote, if its pid file exists.
@@ -388,19 +421,35 @@ impl TabletProcess {
 
     /// Waits until the tablet's Health says mysqld is up and it serves.
     pub async fn wait_healthy(&mut self, topo: &Topo, timeout: Duration) -> anyhow::Result<()> {
-        let alias = self.spec.alias().parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let alias = self
+            .spec
+            .alias()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.try_exit() {
-                bail!("agent {} exited ({st}) before becoming healthy:\n{}", self.spec.alias(), self.log_tail(30));
+                bail!(
+                    "agent {} exited ({st}) before becoming healthy:\n{}",
+                    self.spec.alias(),
+                    self.log_tail(30)
+                );
             }
             if let Ok(Some(info)) = topo.get_tablet_info(&alias).await {
-                if info.health.as_ref().is_some_and(|h| h.mysqld_up && h.serving) {
+                if info
+                    .health
+                    .as_ref()
+                    .is_some_and(|h| h.mysqld_up && h.serving)
+                {
                     return Ok(());
                 }
             }
             if Instant::now() > deadline {
-                bail!("tablet {} not healthy within {timeout:?}:\n{}", self.spec.alias(), self.log_tail(30));
+                bail!(
+                    "tablet {} not healthy within {timeout:?}:\n{}",
+                    self.spec.alias(),
+                    self.log_tail(30)
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -422,7 +471,10 @@ pub fn mysql_client(socket: &Path, sql: &str) -> anyhow::Result<String> {
         .output()
         .context("running the mariadb client")?;
     if !out.status.success() {
-        bail!("sql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "sql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -453,7 +505,9 @@ where
         }
         if Instant::now() > deadline {
             match last_err {
-                Some(e) => bail!("timed out after {timeout:?} waiting for {what}: last error: {e:#}"),
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}: last error: {e:#}")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }

@@ -43,10 +43,16 @@ impl Keys {
         format!("{}/global/keyspaces/{ks}/shards/", self.root)
     }
     pub fn backups_prefix(&self, ks: &str, shard: &str) -> String {
-        format!("{}/global/keyspaces/{ks}/shards/{shard}/backups/", self.root)
+        format!(
+            "{}/global/keyspaces/{ks}/shards/{shard}/backups/",
+            self.root
+        )
     }
     pub fn backup(&self, ks: &str, shard: &str, name: &str) -> String {
-        format!("{}/global/keyspaces/{ks}/shards/{shard}/backups/{name}", self.root)
+        format!(
+            "{}/global/keyspaces/{ks}/shards/{shard}/backups/{name}",
+            self.root
+        )
     }
     pub fn shard_locks_prefix(&self, ks: &str, shard: &str) -> String {
         format!("{}/global/keyspaces/{ks}/shards/{shard}/locks/", self.root)
@@ -97,7 +103,10 @@ mod tests {
         let a: TabletAlias = "zone1-101".parse().unwrap();
         assert_eq!(k.tablet(&a), "/cairn/zone1/tablets/zone1-0000000101/Tablet");
         assert_eq!(k.health(&a), "/cairn/zone1/tablets/zone1-0000000101/Health");
-        assert_eq!(k.shard("ks", "-80"), "/cairn/global/keyspaces/ks/shards/-80/Shard");
+        assert_eq!(
+            k.shard("ks", "-80"),
+            "/cairn/global/keyspaces/ks/shards/-80/Shard"
+        );
         assert_eq!(
             k.backup("ks", "0", "b1"),
             "/cairn/global/keyspaces/ks/shards/0/backups/b1"

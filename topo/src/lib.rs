@@ -25,9 +25,9 @@ pub mod watch;
 
 pub use error::TopoError;
 pub use keys::Keys;
+pub use lease::{LeaseHandle, LeaseState};
+pub use lock::{Fence, Leadership, ShardLock};
 pub use names::TabletAlias;
 pub use records::*;
 pub use store::{Topo, TopoConfig, Versioned};
-pub use lease::{LeaseHandle, LeaseState};
-pub use lock::{Fence, Leadership, ShardLock};
 pub use watch::{WatchEvent, WatchStream};

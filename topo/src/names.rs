@@ -106,13 +106,19 @@ impl fmt::Display for TabletAlias {
 impl FromStr for TabletAlias {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        let bad = || NameError(format!("invalid tablet alias {s:?}: expected CELL-UID, e.g. zone1-101"));
+        let bad = || {
+            NameError(format!(
+                "invalid tablet alias {s:?}: expected CELL-UID, e.g. zone1-101"
+            ))
+        };
         let (cell, uid) = s.rsplit_once('-').ok_or_else(bad)?;
         if uid.is_empty() || !uid.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         let uid: u32 = uid.parse().map_err(|_| {
-            NameError(format!("invalid tablet alias {s:?}: uid does not fit in 32 bits"))
+            NameError(format!(
+                "invalid tablet alias {s:?}: uid does not fit in 32 bits"
+            ))
         })?;
         validate_cell(cell).map_err(|e| NameError(format!("invalid tablet alias {s:?}: {e}")))?;
         Ok(Self {
@@ -145,7 +151,16 @@ mod tests {
         assert_eq!(a.to_string(), "zone1-0000000101");
         let b: TabletAlias = "zone1-0000000101".parse().unwrap();
         assert_eq!(a, b);
-        for bad in ["", "zone1", "zone1-", "-101", "zo/ne-1", "zone1-x1", "zone1-4294967296", "zone1--1"] {
+        for bad in [
+            "",
+            "zone1",
+            "zone1-",
+            "-101",
+            "zo/ne-1",
+            "zone1-x1",
+            "zone1-4294967296",
+            "zone1--1",
+        ] {
             assert!(bad.parse::<TabletAlias>().is_err(), "{bad:?} accepted");
         }
     }

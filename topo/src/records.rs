@@ -196,7 +196,10 @@ pub enum JobState {
 impl JobState {
     /// The job will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -299,7 +302,10 @@ mod tests {
     fn tablet_type_round_trips_upper_case() {
         let j = serde_json::to_string(&TabletType::Rdonly).unwrap();
         assert_eq!(j, "\"RDONLY\"");
-        assert_eq!("replica".parse::<TabletType>().unwrap(), TabletType::Replica);
+        assert_eq!(
+            "replica".parse::<TabletType>().unwrap(),
+            TabletType::Replica
+        );
         assert!("leader".parse::<TabletType>().is_err());
         assert!(!TabletType::Backup.is_replica_type());
     }

@@ -110,7 +110,11 @@ impl EtcdServer {
             .prefix("cairn-etcd-restored-")
             .tempdir()
             .context("cannot create a temporary directory for etcd")?;
-        let name = format!("cairn-restored-{}-{}", std::process::id(), SERVER_SEQ.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "cairn-restored-{}-{}",
+            std::process::id(),
+            SERVER_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let mut server = EtcdServer {
             child: None,
             dir,
@@ -135,7 +139,10 @@ impl EtcdServer {
             .output()
             .context("cannot run `etcdctl snapshot restore`")?;
         if !out.status.success() {
-            bail!("etcdctl snapshot restore failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "etcdctl snapshot restore failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         server.spawn_and_wait().await?;
         Ok(server)

@@ -30,7 +30,8 @@ impl TabletInfo {
             Some(h) => {
                 h.mysqld_up
                     && h.serving
-                    && (self.tablet.value.tablet_type == crate::TabletType::Primary || h.replicating())
+                    && (self.tablet.value.tablet_type == crate::TabletType::Primary
+                        || h.replicating())
             }
         }
     }
@@ -49,25 +50,35 @@ fn tablet_key_parts<'a>(root: &str, key: &'a str) -> Option<(&'a str, &'a str)> 
 
 impl Topo {
     /// Every tablet of every cell, with health, optionally filtered; sorted by alias.
-    pub async fn list_tablets(&self, keyspace: Option<&str>, shard: Option<&str>) -> Result<Vec<TabletInfo>> {
+    pub async fn list_tablets(
+        &self,
+        keyspace: Option<&str>,
+        shard: Option<&str>,
+    ) -> Result<Vec<TabletInfo>> {
         let root = self.keys().root().to_string();
         let (raw, _) = self.list_raw(&self.keys().all()).await?;
         let mut tablets: HashMap<String, Versioned<Tablet>> = HashMap::new();
         let mut healths: HashMap<String, Health> = HashMap::new();
         for (key, bytes, version) in raw {
-            let Some((alias, leaf)) = tablet_key_parts(&root, &key) else { continue };
+            let Some((alias, leaf)) = tablet_key_parts(&root, &key) else {
+                continue;
+            };
             match leaf {
                 "Tablet" => match serde_json::from_slice::<Tablet>(&bytes) {
                     Ok(t) => {
                         tablets.insert(alias.to_string(), Versioned { value: t, version });
                     }
-                    Err(e) => tracing::warn!(%key, error = %e, "skipping tablet record that does not parse"),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "skipping tablet record that does not parse")
+                    }
                 },
                 "Health" => match serde_json::from_slice::<Health>(&bytes) {
                     Ok(h) => {
                         healths.insert(alias.to_string(), h);
                     }
-                    Err(e) => tracing::warn!(%key, error = %e, "skipping health record that does not parse"),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "skipping health record that does not parse")
+                    }
                 },
                 _ => {}
             }
@@ -109,7 +120,14 @@ impl Topo {
     pub async fn ensure_keyspace_shard(&self, ks: &str, shard: &str) -> Result<Versioned<Shard>> {
         let now = Utc::now();
         match self
-            .create(&self.keys().keyspace(ks), &Keyspace { name: ks.to_string(), created_at: now }, None)
+            .create(
+                &self.keys().keyspace(ks),
+                &Keyspace {
+                    name: ks.to_string(),
+                    created_at: now,
+                },
+                None,
+            )
             .await
         {
             Ok(_) | Err(TopoError::NodeExists(_)) => {}
@@ -124,8 +142,14 @@ impl Topo {
             latest_backup_time: None,
             created_at: now,
         };
-        match self.create(&self.keys().shard(ks, shard), &record, None).await {
-            Ok(version) => Ok(Versioned { value: record, version }),
+        match self
+            .create(&self.keys().shard(ks, shard), &record, None)
+            .await
+        {
+            Ok(version) => Ok(Versioned {
+                value: record,
+                version,
+            }),
             Err(TopoError::NodeExists(_)) => self
                 .get_shard(ks, shard)
                 .await?
@@ -164,14 +188,20 @@ impl Topo {
     }
 
     /// Backup records of a shard, oldest first (names sort by time).
-    pub async fn list_backup_records(&self, ks: &str, shard: &str) -> Result<Vec<Versioned<BackupRecord>>> {
+    pub async fn list_backup_records(
+        &self,
+        ks: &str,
+        shard: &str,
+    ) -> Result<Vec<Versioned<BackupRecord>>> {
         let mut out: Vec<Versioned<BackupRecord>> = self
             .list::<BackupRecord>(&self.keys().backups_prefix(ks, shard))
             .await?
             .into_iter()
             .map(|(_, v)| v)
             .collect();
-        out.sort_by(|a, b| (a.value.backup_time, &a.value.name).cmp(&(b.value.backup_time, &b.value.name)));
+        out.sort_by(|a, b| {
+            (a.value.backup_time, &a.value.name).cmp(&(b.value.backup_time, &b.value.name))
+        });
         Ok(out)
     }
 
@@ -183,7 +213,9 @@ impl Topo {
             .into_iter()
             .map(|(_, v)| v)
             .collect();
-        out.sort_by(|a, b| (a.value.created_at, &a.value.id).cmp(&(b.value.created_at, &b.value.id)));
+        out.sort_by(|a, b| {
+            (a.value.created_at, &a.value.id).cmp(&(b.value.created_at, &b.value.id))
+        });
         Ok(out)
     }
 
@@ -210,8 +242,17 @@ mod tests {
             tablet_key_parts("/cairn", "/cairn/zone1/tablets/zone1-0000000101/Tablet"),
             Some(("zone1-0000000101", "Tablet"))
         );
-        assert_eq!(tablet_key_parts("/cairn", "/cairn/global/keyspaces/ks/Keyspace"), None);
-        assert_eq!(tablet_key_parts("/cairn", "/cairnx/zone1/tablets/a/Tablet"), None);
-        assert_eq!(tablet_key_parts("/cairn", "/cairn/zone1/tablets/a/b/Tablet"), None);
+        assert_eq!(
+            tablet_key_parts("/cairn", "/cairn/global/keyspaces/ks/Keyspace"),
+            None
+        );
+        assert_eq!(
+            tablet_key_parts("/cairn", "/cairnx/zone1/tablets/a/Tablet"),
+            None
+        );
+        assert_eq!(
+            tablet_key_parts("/cairn", "/cairn/zone1/tablets/a/b/Tablet"),
+            None
+        );
     }
 }

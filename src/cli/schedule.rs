@@ -1,0 +1,384 @@
+//! `schedule set|list|remove|pause|resume`: backup schedules in topo
+//! (`<root>/global/schedules/<name>`), which the elected coordinator runs.
+//!
+//! Input is validated before etcd is contacted (bad cron or target: exit 2,
+//! nothing written). `set` creates or replaces; replacing keeps `last_run`,
+//! `created_at` and the paused state. `set` and `resume` store as `next_run` the
+//! first slot after now, so neither makes up slots the schedule was not meant to
+//! run (see [`crate::coordinator::schedule`]).
+//!
+//! `list --json` fields: `name, cron, target, keep_count, keep_for, paused,
+//! last_run, next_run`, plus `keep_for_seconds`, `backup_engine`, `created_at`.
+//! `keep_for` is a duration string in the spelling `--keep-for` accepts, in whole
+//! seconds (`168h`, `1h30m`, `45s`); `keep_for_seconds` is the same as a number.
+//! `next_run` is `null` for a paused schedule; a `next_run` in the past means the
+//! slot is overdue (no coordinator has run it yet) and will be made up once.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_topo::{Schedule, Topo};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::args::{GlobalArgs, ScheduleCommand, ScheduleSetArgs};
+use super::output::{opt, print_rows};
+use super::UsageError;
+use crate::coordinator::retention::human;
+use crate::coordinator::schedule::{next_run, parse_cron, parse_target, upcoming, Target};
+
+/// A `schedule set` whose input passed validation.
+#[derive(Debug, Clone)]
+struct ValidSet {
+    /// The schedule's name (validated by clap).
+    name: String,
+    /// The cron expression as given (it parsed).
+    cron: String,
+    /// The parsed target, to check it against topo and store its canonical text.
+    target: Target,
+    /// `--keep-count`, at least 1.
+    keep_count: Option<u32>,
+    /// `--keep-for` in whole seconds, at least 1.
+    keep_for_seconds: Option<u64>,
+    /// `--backup-engine`, as stored in jobs.
+    backup_engine: Option<String>,
+}
+
+/// Checks everything `schedule set` can check without etcd; a failure is a
+/// [`UsageError`] (exit 2).
+fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
+    parse_cron(&a.cron).map_err(|e| UsageError(format!("--cron: {e}")))?;
+    let target = parse_target(&a.target).map_err(|e| UsageError(format!("--target: {e}")))?;
+    if a.keep_count == Some(0) {
+        return Err(UsageError(
+            "--keep-count must be at least 1 (the newest complete backup is always kept)".into(),
+        ));
+    }
+    let keep_for_seconds = match a.keep_for {
+        Some(d) if d < Duration::from_secs(1) => {
+            return Err(UsageError("--keep-for must be at least 1s".into()))
+        }
+        Some(d) => Some(d.as_secs()),
+        None => None,
+    };
+    Ok(ValidSet {
+        name: a.name.clone(),
+        cron: a.cron.split_whitespace().collect::<Vec<_>>().join(" "),
+        target,
+        keep_count: a.keep_count,
+        keep_for_seconds,
+        backup_engine: a.backup_engine.map(|e| e.as_str().to_string()),
+    })
+}
+
+/// Runs one `schedule` subcommand; validation comes before connecting.
+pub async fn run(g: &GlobalArgs, cmd: ScheduleCommand) -> anyhow::Result<()> {
+    match cmd {
+        ScheduleCommand::Set(a) => {
+            let v = validate_set(&a)?;
+            set(&super::connect_admin(g).await?, v).await
+        }
+        ScheduleCommand::List { json } => list(&super::connect_admin(g).await?, json).await,
+        ScheduleCommand::Remove { name } => remove(&super::connect_admin(g).await?, &name).await,
+        ScheduleCommand::Pause { name } => {
+            set_paused(&super::connect_admin(g).await?, &name, true).await
+        }
+        ScheduleCommand::Resume { name } => {
+            set_paused(&super::connect_admin(g).await?, &name, false).await
+        }
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
+    // A target naming nothing yet is allowed (tablets may come later), but said.
+    match &v.target {
+        Target::Keyspace(ks) => {
+            if topo
+                .list_shards(ks)
+                .await
+                .context("reading shards")?
+                .is_empty()
+            {
+                eprintln!(
+                    "warning: keyspace {ks} has no shards yet; each run backs up the shards it has then"
+                );
+            }
+        }
+        Target::Shard { keyspace, shard } => {
+            if topo
+                .get_shard(keyspace, shard)
+                .await
+                .context("reading the shard")?
+                .is_none()
+            {
+                eprintln!(
+                    "warning: shard {keyspace}/{shard} does not exist yet; runs fail until it does"
+                );
+            }
+        }
+    }
+    let now = Utc::now();
+    let cron = parse_cron(&v.cron)?;
+    let key = topo.keys().schedule(&v.name);
+    let mut replaced = false;
+    let stored = topo
+        .update_with::<Schedule, _>(&key, |cur| {
+            replaced = cur.is_some();
+            let (created_at, last_run, paused) = match &cur {
+                Some(c) => (c.created_at, c.last_run, c.paused),
+                None => (now, None, false),
+            };
+            Ok(Some(Schedule {
+                name: v.name.clone(),
+                cron: v.cron.clone(),
+                target: v.target.to_string(),
+                keep_count: v.keep_count,
+                keep_for_seconds: v.keep_for_seconds,
+                backup_engine: v.backup_engine.clone(),
+                paused,
+                last_run,
+                next_run: next_run(&cron, now),
+                created_at,
+            }))
+        })
+        .await
+        .with_context(|| format!("writing schedule {}", v.name))?
+        .context("the schedule vanished while it was written")?
+        .value;
+    println!(
+        "schedule {} {}; {}",
+        stored.name,
+        if replaced { "replaced" } else { "created" },
+        match (stored.paused, stored.next_run) {
+            (true, _) => "paused".to_string(),
+            (false, Some(t)) => format!("next run {}", ts(t)),
+            (false, None) => "it never fires again".to_string(),
+        }
+    );
+    Ok(())
+}
+
+/// One row of `schedule list --json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScheduleRow {
+    /// The schedule's name.
+    pub name: String,
+    /// Its cron expression.
+    pub cron: String,
+    /// `KS` or `KS/SHARD`.
+    pub target: String,
+    /// `--keep-count`.
+    pub keep_count: Option<u32>,
+    /// `--keep-for` as a duration string (`168h`), whole seconds.
+    pub keep_for: Option<String>,
+    /// `--keep-for` in seconds, for scripts.
+    pub keep_for_seconds: Option<u64>,
+    /// `--backup-engine`; `null` means each tablet's default.
+    pub backup_engine: Option<String>,
+    /// Paused schedules do not fire.
+    pub paused: bool,
+    /// The slot of the last run (or skipped run).
+    pub last_run: Option<DateTime<Utc>>,
+    /// The slot the schedule waits for; `null` when paused or never again.
+    pub next_run: Option<DateTime<Utc>>,
+    /// When the schedule was first set.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The row of a stored schedule. `next_run` is computed the way the scheduler
+/// decides, falling back to the stored one for a cron that does not parse.
+pub fn row(s: &Schedule) -> ScheduleRow {
+    let next = if s.paused {
+        None
+    } else {
+        match parse_cron(&s.cron) {
+            Ok(c) => upcoming(s, &c),
+            Err(_) => s.next_run,
+        }
+    };
+    ScheduleRow {
+        name: s.name.clone(),
+        cron: s.cron.clone(),
+        target: s.target.clone(),
+        keep_count: s.keep_count,
+        keep_for: s.keep_for_seconds.map(|k| human(Duration::from_secs(k))),
+        keep_for_seconds: s.keep_for_seconds,
+        backup_engine: s.backup_engine.clone(),
+        paused: s.paused,
+        last_run: s.last_run,
+        next_run: next,
+        created_at: s.created_at,
+    }
+}
+
+async fn list(topo: &Topo, json: bool) -> anyhow::Result<()> {
+    let mut schedules = topo.list_schedules().await.context("listing schedules")?;
+    schedules.sort_by(|a, b| {
+        (a.value.created_at, &a.value.name).cmp(&(b.value.created_at, &b.value.name))
+    });
+    let rows: Vec<ScheduleRow> = schedules.iter().map(|s| row(&s.value)).collect();
+    print_rows(
+        json,
+        &[
+            "NAME",
+            "CRON",
+            "TARGET",
+            "KEEP_COUNT",
+            "KEEP_FOR",
+            "PAUSED",
+            "LAST_RUN",
+            "NEXT_RUN",
+        ],
+        &rows,
+        |r| {
+            vec![
+                r.name.clone(),
+                r.cron.clone(),
+                r.target.clone(),
+                opt(&r.keep_count),
+                opt(&r.keep_for),
+                if r.paused { "yes" } else { "no" }.to_string(),
+                opt(&r.last_run.map(ts)),
+                opt(&r.next_run.map(ts)),
+            ]
+        },
+    )
+}
+
+async fn remove(topo: &Topo, name: &str) -> anyhow::Result<()> {
+    let key = topo.keys().schedule(name);
+    // Raw, so that a record that no longer parses can still be removed.
+    let (current, _) = topo.get_raw(&key).await.context("reading the schedule")?;
+    if current.is_none() {
+        bail!("schedule {name} not found");
+    }
+    topo.delete(&key, None)
+        .await
+        .with_context(|| format!("removing schedule {name}"))?;
+    println!("schedule {name} removed");
+    Ok(())
+}
+
+async fn set_paused(topo: &Topo, name: &str, paused: bool) -> anyhow::Result<()> {
+    let key = topo.keys().schedule(name);
+    let now = Utc::now();
+    let mut changed = false;
+    let after = topo
+        .update_with::<Schedule, _>(&key, |cur| {
+            let Some(mut s) = cur else { return Ok(None) };
+            if s.paused == paused {
+                changed = false;
+                return Ok(None);
+            }
+            changed = true;
+            s.paused = paused;
+            if !paused {
+                // Slots missed while paused were skipped on purpose: resume waits
+                // for the next one instead of making one up.
+                s.next_run = parse_cron(&s.cron).ok().and_then(|c| next_run(&c, now));
+            }
+            Ok(Some(s))
+        })
+        .await
+        .with_context(|| format!("updating schedule {name}"))?;
+    let Some(after) = after else {
+        bail!("schedule {name} not found");
+    };
+    let what = if paused { "paused" } else { "resumed" };
+    if changed {
+        println!("schedule {name} {what}");
+    } else {
+        println!("schedule {name} was already {what}");
+    }
+    if !paused {
+        if let Some(next) = row(&after.value).next_run {
+            eprintln!("next run {}", ts(next));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::EngineArg;
+
+    fn args(cron: &str, target: &str) -> ScheduleSetArgs {
+        ScheduleSetArgs {
+            name: "nightly".into(),
+            cron: cron.into(),
+            target: target.into(),
+            keep_count: None,
+            keep_for: None,
+            backup_engine: None,
+        }
+    }
+
+    #[test]
+    fn set_input_is_validated() {
+        let mut a = args("0  2 * * *", "commerce/-80");
+        a.keep_for = Some(Duration::from_secs(7 * 86400));
+        a.backup_engine = Some(EngineArg::Xtrabackup);
+        let v = validate_set(&a).unwrap();
+        assert_eq!(v.cron, "0 2 * * *");
+        assert_eq!(v.target.to_string(), "commerce/-80");
+        assert_eq!(v.keep_for_seconds, Some(604800));
+        assert_eq!(v.backup_engine.as_deref(), Some("xtrabackup"));
+        for (cron, target) in [
+            ("* * * *", "ks"),
+            ("nope", "ks"),
+            ("0 2 * * *", "a/b/c"),
+            ("0 2 * * *", "k s"),
+        ] {
+            let e = validate_set(&args(cron, target)).unwrap_err().to_string();
+            assert!(e.starts_with("--cron") || e.starts_with("--target"), "{e}");
+        }
+        let mut a = args("0 2 * * *", "ks");
+        a.keep_count = Some(0);
+        assert!(validate_set(&a).is_err());
+        let mut a = args("0 2 * * *", "ks");
+        a.keep_for = Some(Duration::from_millis(500));
+        assert!(validate_set(&a).is_err());
+    }
+
+    #[test]
+    fn rows_show_keep_for_as_a_duration_and_no_next_run_when_paused() {
+        let created = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut s = Schedule {
+            name: "n".into(),
+            cron: "0 2 * * *".into(),
+            target: "ks".into(),
+            keep_count: Some(7),
+            keep_for_seconds: Some(7 * 86400),
+            backup_engine: None,
+            paused: false,
+            last_run: None,
+            next_run: None,
+            created_at: created,
+        };
+        let r = row(&s);
+        assert_eq!(r.keep_for.as_deref(), Some("168h"));
+        assert_eq!(r.next_run, Some(created + chrono::Duration::hours(2)));
+        s.paused = true;
+        assert_eq!(row(&s).next_run, None);
+        let j = serde_json::to_value(row(&s)).unwrap();
+        for k in [
+            "name",
+            "cron",
+            "target",
+            "keep_count",
+            "keep_for",
+            "paused",
+            "last_run",
+            "next_run",
+        ] {
+            assert!(j.get(k).is_some(), "{k} missing in {j}");
+        }
+    }
+}
