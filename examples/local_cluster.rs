@@ -23,7 +23,11 @@ async fn main() -> anyhow::Result<()> {
     step("starting etcd on a free loopback port");
     let c = Cluster::start(bin).await?;
     let topo = c.topo().await?;
-    println!("etcd at {}, cluster dir {}", c.etcd.endpoint(), c.dir.path().display());
+    println!(
+        "etcd at {}, cluster dir {}",
+        c.etcd.endpoint(),
+        c.dir.path().display()
+    );
 
     step("starting three tablets of commerce/0 (each runs its own mariadbd)");
     let mut tablets = Vec::new();
@@ -36,10 +40,16 @@ async fn main() -> anyhow::Result<()> {
     for t in tablets.iter_mut() {
         t.wait_healthy(&topo, T).await?;
     }
-    println!("all three healthy after {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "all three healthy after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     step("cairn init-shard-primary commerce/0 zone1-101");
-    print!("{}", c.cli_ok(&["init-shard-primary", "commerce/0", "zone1-101"])?);
+    print!(
+        "{}",
+        c.cli_ok(&["init-shard-primary", "commerce/0", "zone1-101"])?
+    );
 
     step("writing a row on the primary");
     tablets[0].sql(
@@ -48,7 +58,9 @@ async fn main() -> anyhow::Result<()> {
     )?;
     for t in &tablets[1..] {
         let row = wait_for("the row on a replica", T, || async {
-            Ok(t.sql("SELECT email FROM commerce.customer WHERE id = 1").ok().filter(|s| !s.trim().is_empty()))
+            Ok(t.sql("SELECT email FROM commerce.customer WHERE id = 1")
+                .ok()
+                .filter(|s| !s.trim().is_empty()))
         })
         .await
         .with_context(|| t.log_tail(20))?;
@@ -75,7 +87,10 @@ async fn main() -> anyhow::Result<()> {
     let mut fourth = c.spawn_tablet(&spec)?;
     fourth.wait_healthy(&topo, T).await?;
     let rows = wait_for("both rows on the restored tablet", T, || async {
-        Ok(fourth.sql("SELECT COUNT(*) FROM commerce.customer").ok().filter(|s| s.trim() == "2"))
+        Ok(fourth
+            .sql("SELECT COUNT(*) FROM commerce.customer")
+            .ok()
+            .filter(|s| s.trim() == "2"))
     })
     .await
     .with_context(|| fourth.log_tail(30))?;
@@ -89,7 +104,15 @@ async fn main() -> anyhow::Result<()> {
     step("cairn list-backups commerce/0");
     let root = c.backup_root();
     let root = root.to_string_lossy();
-    print!("{}", c.cli_ok(&["list-backups", "commerce/0", "--file-backup-storage-root", &root])?);
+    print!(
+        "{}",
+        c.cli_ok(&[
+            "list-backups",
+            "commerce/0",
+            "--file-backup-storage-root",
+            &root
+        ])?
+    );
 
     step("cairn get-tablets");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -97,7 +120,11 @@ async fn main() -> anyhow::Result<()> {
 
     if keep {
         step("cluster left running; Ctrl-C to stop and clean up");
-        println!("try: {} get-tablets {}", c.bin.display(), c.global_args().join(" "));
+        println!(
+            "try: {} get-tablets {}",
+            c.bin.display(),
+            c.global_args().join(" ")
+        );
         tokio::signal::ctrl_c().await?;
     }
     step("stopping");
