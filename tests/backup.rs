@@ -345,8 +345,8 @@ async fn killed_during_builtin_backup_comes_back_and_the_backup_is_incomplete() 
         let topo = c.topo().await.unwrap();
         let spec_p = c.tablet(400, "ks", "0").unwrap();
         let mut spec_r = c.tablet(401, "ks", "0").unwrap();
-        // A slow storage (1 MiB/s) so the copy is still going when the agent dies.
-        spec_r.env = vec![("CAIRN_FAULT_STORAGE_BYTES_PER_SEC".into(), "1048576".into())];
+        // A slow storage (100 KiB/s) so the copy is still going when the agent dies.
+        spec_r.env = vec![("CAIRN_FAULT_STORAGE_BYTES_PER_SEC".into(), "102400".into())];
         let mut p = c.spawn_tablet(&spec_p).unwrap();
         let mut r = c.spawn_tablet(&spec_r).unwrap();
         p.wait_healthy(&topo, T).await.unwrap();

@@ -274,7 +274,7 @@ async fn a_tablet_killed_during_a_scheduled_backup_is_retried_elsewhere() {
             &topo,
             300,
             2,
-            &[("CAIRN_FAULT_STORAGE_BYTES_PER_SEC", "2097152")],
+            &[("CAIRN_FAULT_STORAGE_BYTES_PER_SEC", "262144")],
         )
         .await;
         let coord = c.spawn_coordinator("c", &["--lease-ttl", "3s"]).unwrap();
