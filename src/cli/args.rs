@@ -229,7 +229,7 @@ pub struct TabletArgs {
     #[arg(long, value_parser = parse_keyspace)]
     pub init_keyspace: String,
     /// Shard the tablet serves
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = parse_shard, allow_hyphen_values = true)]
     pub init_shard: String,
     /// replica, rdonly or spare
     #[arg(long, default_value = "replica", value_parser = parse_init_type)]
@@ -433,7 +433,7 @@ pub struct RestoreArgs {
 pub struct GetTabletsArgs {
     #[arg(long, value_parser = parse_keyspace)]
     pub keyspace: Option<String>,
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = parse_shard, allow_hyphen_values = true)]
     pub shard: Option<String>,
     #[arg(long)]
     pub json: bool,
@@ -513,7 +513,7 @@ pub struct ScheduleSetArgs {
 pub struct JobsArgs {
     #[arg(long, value_parser = parse_keyspace)]
     pub keyspace: Option<String>,
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = parse_shard, allow_hyphen_values = true)]
     pub shard: Option<String>,
     #[arg(long)]
     pub json: bool,

@@ -59,9 +59,9 @@ impl Default for CoordinatorMetrics {
             backups_succeeded: Family::default(),
             backups_failed: Family::default(),
             seconds_since_last_backup: Family::default(),
-            job_duration_seconds: Histogram::new(
-                [1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0],
-            ),
+            job_duration_seconds: Histogram::new([
+                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+            ]),
             bytes_backed_up: Counter::default(),
             snapshots: Counter::default(),
         }
