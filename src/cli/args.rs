@@ -330,6 +330,9 @@ pub struct CoordinatorArgs {
     /// Wait before retrying a failed scheduled backup (doubled for each further try)
     #[arg(long, default_value = "5s", value_parser = parse_dur)]
     pub retry_delay: Duration,
+    /// Finished jobs are deleted from topo after this long
+    #[arg(long, default_value = "168h", value_parser = parse_dur)]
+    pub job_history: Duration,
     /// Incomplete backups older than this are removed by retention
     #[arg(long, default_value = "24h", value_parser = parse_dur)]
     pub incomplete_grace: Duration,

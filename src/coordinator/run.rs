@@ -31,6 +31,9 @@ use crate::backup::storage::BackupStorage;
 use crate::cli::args::CoordinatorArgs;
 use crate::cli::jobs::pending_job;
 
+/// Jobs created at once by a keyspace-wide run.
+const JOB_CREATE_CONCURRENCY: usize = 64;
+
 /// Settings of the coordinator (its flags).
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -52,6 +55,8 @@ pub struct CoordinatorConfig {
     pub max_attempts: u32,
     /// Wait before the first retry (doubled for each further one).
     pub retry_delay: Duration,
+    /// Finished jobs are forgotten after this long.
+    pub job_history: Duration,
     /// Incomplete backups older than this are removed by retention.
     pub incomplete_grace: Duration,
     /// `--topo-snapshot-cron`.
@@ -116,6 +121,7 @@ pub async fn run(topo_cfg: TopoConfig, args: CoordinatorArgs) -> anyhow::Result<
         job_timeout: args.job_timeout,
         max_attempts: args.max_attempts.max(1),
         retry_delay: args.retry_delay,
+        job_history: args.job_history,
         incomplete_grace: args.incomplete_grace,
         snapshot_cron: args.topo_snapshot_cron.clone(),
         snapshot_keep: args.topo_snapshot_keep.max(1),
@@ -276,6 +282,9 @@ async fn lead_loops(shared: Arc<Shared>, fence: Fence, lead: CancellationToken) 
             if let Err(e) = reconcile_catalog(&shared, &fence).await {
                 log_pass_error("catalog reconciler", &e);
             }
+            if let Err(e) = forget_old_jobs(&shared, &fence, now).await {
+                log_pass_error("job history", &e);
+            }
         }
         if let Some(expr) = &shared.cfg.snapshot_cron {
             if let Err(e) =
@@ -356,14 +365,16 @@ async fn scheduler_pass(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> a
             target_shards(&s, &sched.target)
         };
         let mut all_done = true;
+        let started: HashSet<(&str, &str)> = snap_jobs
+            .iter()
+            .filter(|j| {
+                j.schedule.as_deref() == Some(sched.name.as_str()) && j.scheduled_for == Some(slot)
+            })
+            .map(|j| (j.keyspace.as_str(), j.shard.as_str()))
+            .collect();
+        let mut to_start = Vec::new();
         for (ks, shard) in &shards {
-            let exists = snap_jobs.iter().any(|j| {
-                j.schedule.as_deref() == Some(&sched.name)
-                    && j.scheduled_for == Some(slot)
-                    && &j.keyspace == ks
-                    && &j.shard == shard
-            });
-            if exists {
+            if started.contains(&(ks.as_str(), shard.as_str())) {
                 continue;
             }
             let start_at = slot
@@ -372,7 +383,19 @@ async fn scheduler_pass(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> a
                 all_done = false;
                 continue;
             }
-            create_scheduled_job(shared, fence, &sched, slot, ks, shard, &snap_jobs).await?;
+            to_start.push((ks, shard));
+        }
+        // Many shards (a keyspace-wide run): create their jobs concurrently.
+        for chunk in to_start.chunks(JOB_CREATE_CONCURRENCY) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|(ks, shard)| {
+                    create_scheduled_job(shared, fence, &sched, slot, ks, shard, &snap_jobs)
+                })
+                .collect();
+            for r in futures::future::join_all(batch).await {
+                r?;
+            }
         }
         if !all_done {
             if let Ok(mut m) = shared.slots_in_progress.lock() {
@@ -879,6 +902,34 @@ async fn ensure_shard(shared: &Shared, fence: &Fence, ks: &str, shard: &str) -> 
         Ok(_) | Err(TopoError::NodeExists(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Deletes finished jobs older than the job history window, so the jobs prefix
+/// does not grow without bound (a daily keyspace-wide run adds a job per shard).
+/// A failed job that a retry may still follow is kept while it could be retried.
+async fn forget_old_jobs(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let keep = chrono::Duration::from_std(shared.cfg.job_history)?;
+    let old: Vec<(String, i64)> = {
+        let s = shared.cache.inner.read().await;
+        s.jobs
+            .values()
+            .filter(|j| {
+                j.value.state.is_final() && j.value.finished_at.is_some_and(|f| now - f > keep)
+            })
+            .map(|j| (j.value.id.clone(), j.version))
+            .collect()
+    };
+    for (id, version) in old {
+        match shared
+            .topo
+            .delete_fenced(fence, &shared.topo.keys().job(&id), Some(version))
+            .await
+        {
+            Ok(()) | Err(TopoError::NoNode(_)) | Err(TopoError::BadVersion(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Takes an etcd snapshot into storage when the snapshot cron is due.

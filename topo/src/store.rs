@@ -29,6 +29,22 @@ use crate::error::{Result, TopoError};
 use crate::keys::Keys;
 use crate::lock::Fence;
 
+/// Keys per page of a list.
+pub const LIST_PAGE: i64 = 2000;
+
+/// The end of the key range covering every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): to the end of the keyspace.
+    vec![0]
+}
+
 /// A record together with the version (etcd mod_revision) it was read at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
@@ -377,25 +393,48 @@ impl Topo {
     }
 
     /// Raw list of a prefix sorted by key: (key, value, mod_revision) and the store
-    /// revision it was read at (watch from revision + 1 to miss nothing).
+    /// revision it was read at (watch from revision + 1 to miss nothing). Read in
+    /// pages of [`LIST_PAGE`] keys, all at the first page's revision, so a large
+    /// topology (10,000 tablets) neither exceeds the gRPC message limit nor is
+    /// read inconsistently.
     pub async fn list_raw(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>, i64)>, i64)> {
-        let mut resp = self
-            .call("list", |mut c| {
-                let prefix = prefix.to_string();
-                async move { Ok(c.get(prefix, Some(GetOptions::new().with_prefix())).await?) }
-            })
-            .await?;
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let kvs = resp
-            .take_kvs()
-            .into_iter()
-            .map(|kv| {
+        let end = prefix_end(prefix.as_bytes());
+        let mut out = Vec::new();
+        let mut from: Vec<u8> = prefix.as_bytes().to_vec();
+        let mut rev = 0i64;
+        loop {
+            let mut resp = self
+                .call("list", |mut c| {
+                    let (from, end) = (from.clone(), end.clone());
+                    async move {
+                        let mut opts = GetOptions::new().with_range(end).with_limit(LIST_PAGE);
+                        if rev > 0 {
+                            opts = opts.with_revision(rev);
+                        }
+                        Ok(c.get(from, Some(opts)).await?)
+                    }
+                })
+                .await?;
+            if rev == 0 {
+                rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            let more = resp.more();
+            let kvs = resp.take_kvs();
+            let last = kvs.last().map(|kv| kv.key().to_vec());
+            for kv in kvs {
                 let m = kv.mod_revision();
                 let (k, v) = kv.into_key_value();
-                (String::from_utf8_lossy(&k).into_owned(), v, m)
-            })
-            .collect();
-        Ok((kvs, rev))
+                out.push((String::from_utf8_lossy(&k).into_owned(), v, m));
+            }
+            match (more, last) {
+                (true, Some(mut last)) => {
+                    last.push(0);
+                    from = last;
+                }
+                _ => break,
+            }
+        }
+        Ok((out, rev))
     }
 
     /// Typed get; `Ok(None)` when absent; `BadRecord` when it does not parse.
@@ -782,5 +821,17 @@ mod tests {
             map_lease_error(e, Some(7)),
             TopoError::LeaseNotFound(7)
         ));
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_covers_the_prefix() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
     }
 }

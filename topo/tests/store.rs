@@ -282,3 +282,37 @@ async fn connects_with_user_and_password_file() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_lists_are_paged_and_complete() {
+    within(120, async {
+        let (_etcd, topo) = setup().await;
+        let mut client = topo.client();
+        let n = 2 * cairn_topo::store::LIST_PAGE as usize + 321;
+        let ops: Vec<etcd_client::TxnOp> = (0..n)
+            .map(|i| {
+                etcd_client::TxnOp::put(
+                    format!("/test/big/{i:06}"),
+                    format!("{{\"n\":{i},\"who\":\"x\"}}"),
+                    None,
+                )
+            })
+            .collect();
+        for chunk in ops.chunks(100) {
+            client
+                .txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+                .await
+                .unwrap();
+        }
+        // A key just past the prefix must not be listed.
+        topo.put("/test/bigger", &rec(0), None).await.unwrap();
+        let (raw, rev) = topo.list_raw("/test/big/").await.unwrap();
+        assert_eq!(raw.len(), n);
+        assert!(rev > 0);
+        assert!(raw.windows(2).all(|w| w[0].0 < w[1].0), "sorted by key");
+        let typed = topo.list::<Rec>("/test/big/").await.unwrap();
+        assert_eq!(typed.len(), n);
+        assert_eq!(typed[n - 1].1.value.n, (n - 1) as u64);
+    })
+    .await;
+}
