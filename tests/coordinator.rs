@@ -382,6 +382,53 @@ async fn retention_keeps_the_rule_and_the_newest() {
             2,
             "catalog follows storage"
         );
+
+        // A dry run of a stricter rule shows what would go and removes nothing.
+        c.cli_ok(&[
+            "schedule",
+            "set",
+            "strict",
+            "--cron",
+            "0 0 1 1 *",
+            "--target",
+            "ks/0",
+            "--keep-count",
+            "1",
+        ])
+        .unwrap();
+        let dry: Vec<serde_json::Value> = serde_json::from_str(
+            &c.cli_ok(&[
+                "schedule",
+                "prune",
+                "strict",
+                "--dry-run",
+                "--json",
+                "--file-backup-storage-root",
+                &root,
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(dry.len(), 1, "{dry:?}");
+        assert_ne!(dry[0]["name"], newest.as_str());
+        assert_eq!(dry[0]["removed"], false);
+        let doomed = c
+            .backup_root()
+            .join("ks/0")
+            .join(dry[0]["name"].as_str().unwrap());
+        assert!(doomed.exists());
+        c.cli_ok(&[
+            "schedule",
+            "prune",
+            "strict",
+            "--file-backup-storage-root",
+            &root,
+        ])
+        .unwrap();
+        assert!(!doomed.exists());
+        let records = topo.list_backup_records("ks", "0").await.unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].value.name, newest);
     })
     .await
     .expect("test timed out");

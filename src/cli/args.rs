@@ -490,6 +490,25 @@ pub enum ScheduleCommand {
         #[arg(value_parser = parse_schedule_name)]
         name: String,
     },
+    /// Apply a schedule's retention rule now (--dry-run: only show what would go)
+    Prune(SchedulePruneArgs),
+}
+
+/// `cairn schedule prune`.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulePruneArgs {
+    #[arg(value_parser = parse_schedule_name)]
+    pub name: String,
+    /// Show what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Incomplete backups older than this are removed
+    #[arg(long, default_value = "24h", value_parser = parse_dur)]
+    pub incomplete_grace: Duration,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// `cairn schedule set`.

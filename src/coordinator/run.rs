@@ -652,17 +652,7 @@ async fn retention_pass(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> a
                 Some((j.clone(), sched.value.clone()))
             })
             .collect();
-        let mut in_use: HashSet<String> = s
-            .health
-            .values()
-            .filter_map(|h| h.restoring_backup.clone())
-            .collect();
-        in_use.extend(
-            s.jobs
-                .values()
-                .filter(|j| j.value.kind == JobKind::Restore && !j.value.state.is_final())
-                .filter_map(|j| j.value.backup_name.clone()),
-        );
+        let in_use = backups_in_use(&s);
         (work, in_use)
     };
     for (job, sched) in work {
@@ -674,7 +664,6 @@ async fn retention_pass(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> a
             &job.shard,
             now,
             &in_use,
-            false,
         )
         .await?;
         if !removals.is_empty() {
@@ -687,20 +676,18 @@ async fn retention_pass(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> a
     Ok(())
 }
 
-/// Applies a schedule's retention rule to one shard; with `dry_run`, only says
-/// what would go.
-#[allow(clippy::too_many_arguments)]
-pub async fn prune_shard(
-    shared: &Shared,
-    fence: &Fence,
+/// What a schedule's retention rule would remove from one shard now: storage
+/// listed, the pure rule applied. Shared by the leader and `schedule prune`.
+pub async fn plan_shard_retention(
+    storage: &dyn BackupStorage,
     sched: &Schedule,
     ks: &str,
     shard: &str,
     now: DateTime<Utc>,
     in_use: &HashSet<String>,
-    dry_run: bool,
-) -> anyhow::Result<Vec<String>> {
-    let listed = shared.storage.list_backups(ks, shard).await?;
+    incomplete_grace: Duration,
+) -> anyhow::Result<Vec<retention::Removal>> {
+    let listed = storage.list_backups(ks, shard).await?;
     let inputs: Vec<RetentionInput> = listed
         .iter()
         .map(|b| RetentionInput {
@@ -721,15 +708,51 @@ pub async fn prune_shard(
     let rule = Rule {
         keep_count: sched.keep_count,
         keep_for: sched.keep_for_seconds.map(Duration::from_secs),
-        incomplete_grace: shared.cfg.incomplete_grace,
+        incomplete_grace,
     };
-    let plan = retention::plan(&inputs, rule, now, in_use);
+    Ok(retention::plan(&inputs, rule, now, in_use))
+}
+
+/// Backups that restores are reading right now (retention keeps them).
+pub fn backups_in_use(s: &super::cache::Snapshot) -> HashSet<String> {
+    let mut in_use: HashSet<String> = s
+        .health
+        .values()
+        .filter_map(|h| h.restoring_backup.clone())
+        .collect();
+    in_use.extend(
+        s.jobs
+            .values()
+            .filter(|j| j.value.kind == JobKind::Restore && !j.value.state.is_final())
+            .filter_map(|j| j.value.backup_name.clone()),
+    );
+    in_use
+}
+
+/// Applies a schedule's retention rule to one shard (catalog first, fenced, then
+/// storage); returns the names removed.
+#[allow(clippy::too_many_arguments)]
+async fn prune_shard(
+    shared: &Shared,
+    fence: &Fence,
+    sched: &Schedule,
+    ks: &str,
+    shard: &str,
+    now: DateTime<Utc>,
+    in_use: &HashSet<String>,
+) -> anyhow::Result<Vec<String>> {
+    let plan = plan_shard_retention(
+        shared.storage.as_ref(),
+        sched,
+        ks,
+        shard,
+        now,
+        in_use,
+        shared.cfg.incomplete_grace,
+    )
+    .await?;
     let mut removed = Vec::new();
     for r in plan {
-        if dry_run {
-            removed.push(r.name);
-            continue;
-        }
         // Catalog first (fenced): a deposed leader removes nothing.
         let key = shared.topo.keys().backup(ks, shard, &r.name);
         match shared.topo.delete_fenced(fence, &key, None).await {
@@ -743,7 +766,7 @@ pub async fn prune_shard(
         tracing::info!(backup = %r.name, reason = %r.reason, "removed by retention");
         removed.push(r.name);
     }
-    if !removed.is_empty() && !dry_run {
+    if !removed.is_empty() {
         refresh_latest(shared, fence, ks, shard).await?;
     }
     Ok(removed)
@@ -906,7 +929,8 @@ async fn ensure_shard(shared: &Shared, fence: &Fence, ks: &str, shard: &str) -> 
 
 /// Deletes finished jobs older than the job history window, so the jobs prefix
 /// does not grow without bound (a daily keyspace-wide run adds a job per shard).
-/// A failed job that a retry may still follow is kept while it could be retried.
+/// The window (days) is far longer than any retry backoff, so a failed job is
+/// never forgotten before its retry was created.
 async fn forget_old_jobs(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> anyhow::Result<()> {
     let keep = chrono::Duration::from_std(shared.cfg.job_history)?;
     let old: Vec<(String, i64)> = {
