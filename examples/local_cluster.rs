@@ -101,6 +101,57 @@ async fn main() -> anyhow::Result<()> {
     );
     tablets.push(fourth);
 
+    step("starting a coordinator and a schedule: every 10 seconds, keep 2 backups");
+    let coordinator = c.spawn_coordinator("demo", &["--stagger-window", "1s"])?;
+    wait_for("the coordinator to lead", T, || async {
+        Ok(coordinator
+            .status()
+            .ok()
+            .filter(|s| s["is_leader"] == true)
+            .map(|_| ()))
+    })
+    .await?;
+    print!(
+        "{}",
+        c.cli_ok(&[
+            "schedule",
+            "set",
+            "nightly",
+            "--cron",
+            "*/10 * * * * *",
+            "--target",
+            "commerce",
+            "--keep-count",
+            "2",
+            "--keep-for",
+            "1s",
+        ])?
+    );
+    let started = Instant::now();
+    let job = wait_for("a scheduled backup", T, || async {
+        let jobs: Vec<serde_json::Value> = serde_json::from_str(&c.cli_ok(&["jobs", "--json"])?)?;
+        Ok(jobs
+            .into_iter()
+            .find(|j| j["schedule"] == "nightly" && j["state"] == "SUCCEEDED"))
+    })
+    .await
+    .with_context(|| coordinator.log_tail(20))?;
+    println!(
+        "scheduled backup {} taken from {} (a replica, picked by health and lag) after {:.1}s",
+        job["backup_name"].as_str().unwrap_or("?"),
+        job["tablet_alias"].as_str().unwrap_or("?"),
+        started.elapsed().as_secs_f64()
+    );
+    c.cli_ok(&["schedule", "pause", "nightly"])?;
+    print!("{}", c.cli_ok(&["schedule", "list"])?);
+    let status = coordinator.status()?;
+    println!(
+        "coordinator status: leader {}, {} shard(s), latest backup {}",
+        status["leader_id"],
+        status["shards"].as_array().map_or(0, |a| a.len()),
+        status["shards"][0]["latest_backup"]
+    );
+
     step("cairn list-backups commerce/0");
     let root = c.backup_root();
     let root = root.to_string_lossy();
