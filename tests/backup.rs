@@ -3,7 +3,7 @@
 //! backup admin commands.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn::testkit::{wait_for, Cluster, TabletProcess, TabletSpec};
 use cairn_topo::{TabletAlias, TabletType, Topo};
@@ -384,14 +384,7 @@ async fn killed_during_builtin_backup_comes_back_and_the_backup_is_incomplete() 
         let mut spec = c.tablet(402, "ks", "0").unwrap();
         spec.extra = vec!["--restore-from-backup".into()];
         let mut t = c.spawn_tablet(&spec).unwrap();
-        let deadline = Instant::now() + T;
-        let st = loop {
-            if let Some(st) = t.try_exit() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "{}", t.log_tail(20));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let st = t.wait_exit(T).await.unwrap();
         assert_eq!(st.code(), Some(1));
         assert!(t.log().contains("none is complete"), "{}", t.log_tail(10));
     })
@@ -444,14 +437,7 @@ async fn corrupt_backup_is_refused_and_the_tablet_keeps_its_data() {
         let mut spec = c.tablet(510, "ks", "0").unwrap();
         spec.extra = vec!["--restore-from-backup".into()];
         let mut t = c.spawn_tablet(&spec).unwrap();
-        let deadline = Instant::now() + T;
-        let st = loop {
-            if let Some(st) = t.try_exit() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "{}", t.log_tail(20));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let st = t.wait_exit(T).await.unwrap();
         assert_eq!(st.code(), Some(1));
         assert!(t.log().contains("mismatch"), "{}", t.log_tail(10));
         assert!(spec.dir.join("restore_in_progress").exists());

@@ -131,14 +131,7 @@ async fn killed_agent_loses_health_keeps_record_and_restarts_on_its_data() {
         let mut other = spec.clone();
         other.shard = "80-".into();
         let mut bad = c.spawn_tablet(&other).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(st) = bad.try_exit() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "the agent did not refuse:\n{}", bad.log_tail(10));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let status = bad.wait_exit(Duration::from_secs(30)).await.unwrap();
         assert_eq!(status.code(), Some(1));
         assert!(bad.log().contains("is registered in ks/0, not ks/80-"), "{}", bad.log_tail(5));
         let record = topo.get_tablet_info(&alias).await.unwrap().unwrap();

@@ -303,6 +303,85 @@ async fn set_paused(topo: &Topo, name: &str, paused: bool) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `schedule prune NAME [--dry-run]`: the schedule's retention rule applied now to
+/// every shard it targets (what the leader does after each backup).
+async fn prune(topo: &Topo, a: crate::cli::args::SchedulePruneArgs) -> anyhow::Result<()> {
+    use crate::coordinator::run::{backups_in_use, plan_shard_retention};
+    let storage = crate::cli::backups::open_storage(&a.storage)?;
+    let sched: Schedule = topo
+        .get(&topo.keys().schedule(&a.name))
+        .await
+        .with_context(|| format!("reading schedule {}", a.name))?
+        .with_context(|| format!("schedule {} does not exist", a.name))?
+        .value;
+    let cache = crate::coordinator::cache::Cache::load(topo).await?;
+    let snap = cache.inner.read().await;
+    let in_use = backups_in_use(&snap);
+    let shards: Vec<(String, String)> = match sched.target.split_once('/') {
+        Some((ks, shard)) => vec![(ks.to_string(), shard.to_string())],
+        None => snap
+            .shards
+            .keys()
+            .filter(|(ks, _)| *ks == sched.target)
+            .cloned()
+            .collect(),
+    };
+    drop(snap);
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    for (ks, shard) in shards {
+        let plan = plan_shard_retention(
+            storage.as_ref(),
+            &sched,
+            &ks,
+            &shard,
+            now,
+            &in_use,
+            a.incomplete_grace,
+        )
+        .await?;
+        for r in plan {
+            if !a.dry_run {
+                match topo
+                    .delete(&topo.keys().backup(&ks, &shard, &r.name), None)
+                    .await
+                {
+                    Ok(()) | Err(cairn_topo::TopoError::NoNode(_)) => {}
+                    Err(e) => return Err(e).context("removing a backup record"),
+                }
+                match storage.remove_backup(&ks, &shard, &r.name).await {
+                    Ok(()) | Err(crate::backup::storage::StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing backup {}", r.name)),
+                }
+            }
+            rows.push(serde_json::json!({
+                "keyspace": ks, "shard": shard, "name": r.name,
+                "reason": r.reason.to_string(), "removed": !a.dry_run,
+            }));
+        }
+        if !a.dry_run {
+            crate::cli::backups::refresh_latest_backup(topo, &ks, &shard).await?;
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        println!("nothing to remove");
+    } else {
+        for r in &rows {
+            println!(
+                "{} {}/{} {}: {}",
+                if a.dry_run { "would remove" } else { "removed" },
+                r["keyspace"].as_str().unwrap_or_default(),
+                r["shard"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or_default(),
+                r["reason"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,83 +461,4 @@ mod tests {
             assert!(j.get(k).is_some(), "{k} missing in {j}");
         }
     }
-}
-
-/// `schedule prune NAME [--dry-run]`: the schedule's retention rule applied now to
-/// every shard it targets (what the leader does after each backup).
-async fn prune(topo: &Topo, a: crate::cli::args::SchedulePruneArgs) -> anyhow::Result<()> {
-    use crate::coordinator::run::{backups_in_use, plan_shard_retention};
-    let storage = crate::cli::backups::open_storage(&a.storage)?;
-    let sched: Schedule = topo
-        .get(&topo.keys().schedule(&a.name))
-        .await
-        .with_context(|| format!("reading schedule {}", a.name))?
-        .with_context(|| format!("schedule {} does not exist", a.name))?
-        .value;
-    let cache = crate::coordinator::cache::Cache::load(topo).await?;
-    let snap = cache.inner.read().await;
-    let in_use = backups_in_use(&snap);
-    let shards: Vec<(String, String)> = match sched.target.split_once('/') {
-        Some((ks, shard)) => vec![(ks.to_string(), shard.to_string())],
-        None => snap
-            .shards
-            .keys()
-            .filter(|(ks, _)| *ks == sched.target)
-            .cloned()
-            .collect(),
-    };
-    drop(snap);
-    let now = chrono::Utc::now();
-    let mut rows = Vec::new();
-    for (ks, shard) in shards {
-        let plan = plan_shard_retention(
-            storage.as_ref(),
-            &sched,
-            &ks,
-            &shard,
-            now,
-            &in_use,
-            a.incomplete_grace,
-        )
-        .await?;
-        for r in plan {
-            if !a.dry_run {
-                match topo
-                    .delete(&topo.keys().backup(&ks, &shard, &r.name), None)
-                    .await
-                {
-                    Ok(()) | Err(cairn_topo::TopoError::NoNode(_)) => {}
-                    Err(e) => return Err(e).context("removing a backup record"),
-                }
-                match storage.remove_backup(&ks, &shard, &r.name).await {
-                    Ok(()) | Err(crate::backup::storage::StorageError::NotFound(_)) => {}
-                    Err(e) => return Err(e).with_context(|| format!("removing backup {}", r.name)),
-                }
-            }
-            rows.push(serde_json::json!({
-                "keyspace": ks, "shard": shard, "name": r.name,
-                "reason": r.reason.to_string(), "removed": !a.dry_run,
-            }));
-        }
-        if !a.dry_run {
-            crate::cli::backups::refresh_latest_backup(topo, &ks, &shard).await?;
-        }
-    }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else if rows.is_empty() {
-        println!("nothing to remove");
-    } else {
-        for r in &rows {
-            println!(
-                "{} {}/{} {}: {}",
-                if a.dry_run { "would remove" } else { "removed" },
-                r["keyspace"].as_str().unwrap_or_default(),
-                r["shard"].as_str().unwrap_or_default(),
-                r["name"].as_str().unwrap_or_default(),
-                r["reason"].as_str().unwrap_or_default()
-            );
-        }
-    }
-    Ok(())
 }

@@ -92,16 +92,7 @@ pub struct Shared {
 }
 
 fn default_id() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    let host = if rc == 0 {
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "coordinator".into()
-    };
-    format!("{host}-{}", std::process::id())
+    format!("{}-{}", crate::util::hostname(), std::process::id())
 }
 
 /// Entry point of `cairn coordinator`.

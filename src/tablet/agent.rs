@@ -141,17 +141,6 @@ fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
     Ok("cairn-replication".to_string())
 }
 
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 impl AgentConfig {
     pub fn from_args(args: &TabletArgs) -> anyhow::Result<Self> {
         let alias =
@@ -166,7 +155,7 @@ impl AgentConfig {
             mysql_bind_address: args.mysql_bind_address.clone(),
             hostname: args.tablet_hostname.clone().unwrap_or_else(|| {
                 if args.mysql_bind_address == "0.0.0.0" {
-                    hostname()
+                    crate::util::hostname()
                 } else {
                     args.mysql_bind_address.clone()
                 }

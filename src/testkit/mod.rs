@@ -400,6 +400,27 @@ impl TabletProcess {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// Waits for the agent to exit on its own (e.g. refusing to start); its status.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.try_exit() {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "agent {} still running after {timeout:?}:\n{}",
+                    self.spec.alias(),
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The pid mysqld wrote, if its pid file exists.
     pub fn mysqld_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.spec.dir.join("mysqld.pid"))
