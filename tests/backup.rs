@@ -208,6 +208,22 @@ async fn primary_needs_allow_primary_and_list_remove_validate() {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--allow-primary"), "{err}");
+        // A job for a tablet whose agent is down fails after the pending timeout.
+        let mut gone_spec = c.tablet(209, "ks", "0").unwrap();
+        gone_spec.extra = vec![];
+        let mut gone = c.spawn_tablet(&gone_spec).unwrap();
+        gone.wait_healthy(&topo, T).await.unwrap();
+        gone.kill9();
+        let out = c
+            .cli(&["backup", &gone_spec.alias(), "--pending-timeout", "2s"])
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("did not take the job"), "{err}");
+        let jobs: Vec<serde_json::Value> =
+            serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
+        assert!(jobs.iter().all(|j| j["state"] == "FAILED"), "{jobs:?}");
+        drop(gone);
         assert!(
             list_backups(&c, &[]).is_empty(),
             "a refused backup wrote something"
@@ -225,7 +241,9 @@ async fn primary_needs_allow_primary_and_list_remove_validate() {
         tokio::time::sleep(Duration::from_millis(1100)).await; // names have one-second resolution
         let second = c.cli_ok(&["backup", &r.spec.alias()]).unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let third = c.cli_ok(&["backup-shard", "ks/0"]).unwrap();
+        let third = c
+            .cli_ok(&["backup-shard", "ks/0"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", r.log_tail(40)));
         let names: Vec<String> = [first, second, third]
             .iter()
             .map(|s| s.trim().to_string())
@@ -355,6 +373,11 @@ async fn killed_during_builtin_backup_comes_back_and_the_backup_is_incomplete() 
             .unwrap();
         let out = c.cli(&["backup", &spec_r.alias(), "--no-wait"]).unwrap();
         assert!(out.status.success());
+        // A second backup of a tablet that is already backing up is refused.
+        let out = c.cli(&["backup", &spec_r.alias()]).unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("already running"), "{err}");
         let alias: TabletAlias = spec_r.alias().parse().unwrap();
         wait_for("the replica in BACKUP with mysqld down", T, || async {
             let info = topo.get_tablet_info(&alias).await?.unwrap();

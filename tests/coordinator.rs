@@ -584,3 +584,54 @@ async fn after_an_etcd_snapshot_restore_the_catalog_is_rebuilt() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_etcd_snapshots_land_in_storage_and_are_pruned() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let c = cluster().await;
+        let coord = c
+            .spawn_coordinator(
+                "snap",
+                &[
+                    "--topo-snapshot-cron",
+                    "* * * * * *",
+                    "--topo-snapshot-keep",
+                    "2",
+                ],
+            )
+            .unwrap();
+        wait_leader(&coord).await;
+        let dir = c.backup_root().join("_topo");
+        let names = wait_for("three snapshots taken, two kept", T, || async {
+            let (_, metrics) = coord.http_get("/metrics")?;
+            let taken = metrics
+                .lines()
+                .find(|l| l.starts_with("cairn_coordinator_topo_snapshots_total"))
+                .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            if taken < 3 {
+                return Ok(None);
+            }
+            let mut names: Vec<String> = std::fs::read_dir(&dir)?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<_, _>>()?;
+            names.sort();
+            Ok(Some(names))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", coord.log_tail(20)));
+        let dbs: Vec<&String> = names.iter().filter(|n| n.ends_with(".db")).collect();
+        let sidecars: Vec<&String> = names.iter().filter(|n| n.ends_with(".db.json")).collect();
+        assert_eq!(dbs.len(), 2, "{names:?}");
+        assert_eq!(sidecars.len(), 2, "{names:?}");
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(sidecars[1])).unwrap()).unwrap();
+        assert!(sidecar["revision"].as_i64().unwrap() > 0);
+        let db = std::fs::read(dir.join(dbs[1])).unwrap();
+        assert_eq!(sidecar["size_bytes"].as_u64().unwrap(), db.len() as u64);
+        use sha2::Digest;
+        assert_eq!(sidecar["sha256"], hex::encode(sha2::Sha256::digest(&db)));
+    })
+    .await
+    .expect("test timed out");
+}

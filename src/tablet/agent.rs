@@ -115,6 +115,8 @@ pub struct Agent {
     pub(super) http_port: u16,
     /// Fired on SIGINT/SIGTERM.
     pub(super) cancel: CancellationToken,
+    /// Serialises Health writes (collect and put together).
+    pub(super) health_writer: tokio::sync::Mutex<()>,
     /// Where backups are written and read (`None`: no storage configured).
     pub(super) storage: Option<Arc<dyn BackupStorage>>,
 }
@@ -290,6 +292,7 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
         metrics: Arc::new(AgentMetrics::default()),
         http_port,
         cancel: cancel.clone(),
+        health_writer: tokio::sync::Mutex::new(()),
         storage,
         cfg,
     });
@@ -540,6 +543,12 @@ impl Agent {
         {
             return Ok(()); // a job owns mysqld; it restores the role when done
         }
+        self.reconcile_now(shard).await
+    }
+
+    /// [`Agent::reconcile`] even while a job is marked running: what a job calls
+    /// to put the tablet back in service before it reports done.
+    pub(super) async fn reconcile_now(&self, shard: Option<Shard>) -> anyhow::Result<()> {
         let shard = match shard {
             Some(s) => s,
             None => self
@@ -690,10 +699,19 @@ impl Agent {
             updated_at: Some(Utc::now()),
             ..Health::default()
         };
-        let Ok(mysqld) = self.mysqld.try_lock() else {
-            // A job (or a reconcile) holds mysqld; report what we know without blocking.
-            h.mysqld_up = self.status.lock().map(|s| s.mysqld_up).unwrap_or(false);
-            return h;
+        let mysqld = if h.busy_job.is_some() {
+            match self.mysqld.try_lock() {
+                Ok(m) => m,
+                Err(_) => {
+                    // A job holds mysqld for its whole run: report what we know
+                    // without waiting for it.
+                    h.mysqld_up = self.status.lock().map(|s| s.mysqld_up).unwrap_or(false);
+                    return h;
+                }
+            }
+        } else {
+            // Only a reconcile can hold it, briefly.
+            self.mysqld.lock().await
         };
         if !mysqld.is_running() {
             self.metrics.mysqld_up.set(0);
@@ -741,6 +759,10 @@ impl Agent {
     }
 
     pub(super) async fn write_health(&self) {
+        // One writer at a time, each collecting inside the lock: the last Health
+        // written is always the freshest (a tick that started during a job cannot
+        // overwrite the Health written when the job ended).
+        let _one_writer = self.health_writer.lock().await;
         let h = self.collect_health().await;
         let key = self.topo.keys().health(&self.cfg.alias);
         match self.topo.put(&key, &h, Some(self.lease.id())).await {

@@ -387,7 +387,7 @@ impl Agent {
                 tokio::time::sleep(Duration::from_secs(attempt)).await;
                 continue;
             }
-            match self.reconcile(None).await {
+            match self.reconcile_now(None).await {
                 Ok(()) => {
                     self.wait_replication_running(Duration::from_secs(10)).await;
                     return Ok(());
