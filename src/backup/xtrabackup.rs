@@ -25,6 +25,9 @@ use super::storage::BackupStorage;
 use crate::tablet::flavor::{find_on_path, Flavor, UserAuth};
 use crate::tablet::mysqld::Mysqld;
 
+/// Size asked for the pipe from the backup tool.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
 /// Name of the stream inside the backup.
 const STREAM_NAME: &str = "backup.xbstream";
 
@@ -130,6 +133,12 @@ pub async fn backup(
         .stdout
         .take()
         .context("the backup tool has no stdout")?;
+    // A bigger pipe (64 KiB by default) means fewer, larger reads into the pipeline.
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a pipe fd we own; failure only leaves the default size.
+        unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+    }
     let writer = match storage.start_backup(&p.keyspace, &p.shard, &p.name).await {
         Ok(w) => w,
         Err(e) => {

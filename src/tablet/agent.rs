@@ -656,6 +656,22 @@ impl Agent {
                         .await
                         .with_context(|| format!("starting replication from {primary}"))?;
                     self.set_role(wanted);
+                    // Give the threads a moment to connect, so the Health written
+                    // next already says "replicating" (bounded: a broken primary
+                    // must not stall the agent).
+                    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                    while tokio::time::Instant::now() < deadline {
+                        let ok = mysqld
+                            .replication_status()
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| r.io_running && r.sql_running);
+                        if ok {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
             }
         }
