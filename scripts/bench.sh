@@ -47,3 +47,4 @@ if [ -z "$only" ] || [ "$only" = backup ]; then
   echo "== bench_backup"
   target/release/examples/bench_backup ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
 fi
+[ -n "$only" ] || { echo "== bench_coordinator"; cargo run -q --release --example bench_coordinator; }

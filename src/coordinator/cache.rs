@@ -213,18 +213,31 @@ impl Cache {
             };
             let Some(ev) = ev else { return };
             let mut snap = self.inner.write().await;
-            match ev {
+            // Wake the leader's loops only for what they act on: not for a Health
+            // refresh of a tablet already known to be alive (thousands a second on a
+            // big fleet) nor for keys outside the model; the loops' own tick covers
+            // the rest.
+            let wake = match ev {
                 WatchEvent::Put {
                     key,
                     value,
                     mod_revision,
                 } => {
+                    let kind = classify(&self.root, &key);
+                    let wake = match &kind {
+                        KeyKind::Health(alias) => !snap.health.contains_key(alias),
+                        KeyKind::Other => false,
+                        _ => true,
+                    };
                     snap.apply_put(&self.root, &key, &value, mod_revision);
                     snap.revision = snap.revision.max(mod_revision);
+                    wake
                 }
                 WatchEvent::Delete { key, mod_revision } => {
+                    let wake = classify(&self.root, &key) != KeyKind::Other;
                     snap.apply_delete(&self.root, &key);
                     snap.revision = snap.revision.max(mod_revision);
+                    wake
                 }
                 WatchEvent::Resync { revision, kvs } => {
                     tracing::warn!(
@@ -237,10 +250,13 @@ impl Cache {
                     }
                     fresh.revision = revision;
                     *snap = fresh;
+                    true
                 }
-            }
+            };
             drop(snap);
-            changed.notify_waiters();
+            if wake {
+                changed.notify_waiters();
+            }
         }
     }
 }

@@ -147,7 +147,17 @@ pub fn expand_target(target: &Target, current_shards: &[String]) -> Vec<(String,
 /// The first slot strictly after `after`; `None` when the pattern never fires again
 /// (croner gives up searching past year 5000).
 pub fn next_run(cron: &Cron, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after, false).ok()
+    // Slots are whole seconds: croner keeps a fraction it is given, which would make
+    // slots (the key that dedupes runs across leaders) depend on when we asked.
+    cron.find_next_occurrence(&whole_second(after), false)
+        .ok()
+        .map(whole_second)
+}
+
+/// `t` without its fraction of a second.
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    t.with_nanosecond(0).unwrap_or(t)
 }
 
 /// The slot a schedule waits for: the first slot after its last run (or creation),
@@ -190,7 +200,10 @@ pub fn due_with(schedule: &Schedule, cron: &Cron, now: DateTime<Utc>) -> Option<
         return None;
     }
     // The latest slot at or before now; at least `first`, which is a slot ≤ now.
-    let latest = cron.find_previous_occurrence(&now, true).ok()?;
+    let latest = whole_second(
+        cron.find_previous_occurrence(&whole_second(now), true)
+            .ok()?,
+    );
     Some(latest.max(first))
 }
 

@@ -110,7 +110,9 @@ async fn run_watch(
     let mut next_rev = start_revision.max(0);
     let mut backoff = reconnect_backoff();
     loop {
-        let mut opts = WatchOptions::new().with_prev_key();
+        // No prev_kv: events carry only the new value, and asking etcd for the
+        // previous one costs it a lookup per event per watcher.
+        let mut opts = WatchOptions::new();
         if prefix {
             opts = opts.with_prefix();
         }
