@@ -56,6 +56,8 @@ pub fn classify(root: &str, key: &str) -> KeyKind {
 pub struct Snapshot {
     /// Tablet records by alias string.
     pub tablets: HashMap<String, Versioned<Tablet>>,
+    /// Aliases of each shard's tablets (scheduling looks tablets up by shard).
+    pub by_shard: HashMap<(String, String), std::collections::BTreeSet<String>>,
     /// Health by alias string (present while the agent lives).
     pub health: HashMap<String, Health>,
     /// Shards by (keyspace, shard).
@@ -92,7 +94,14 @@ impl Snapshot {
         match classify(root, key) {
             KeyKind::Tablet(a) => {
                 if let Some(t) = parse::<Tablet>(key, value, bad) {
-                    self.tablets.insert(a, Versioned { value: t, version });
+                    let place = (t.keyspace.clone(), t.shard.clone());
+                    if let Some(old) = self
+                        .tablets
+                        .insert(a.clone(), Versioned { value: t, version })
+                    {
+                        self.unindex(&a, &old.value);
+                    }
+                    self.by_shard.entry(place).or_default().insert(a);
                 }
             }
             KeyKind::Health(a) => {
@@ -127,7 +136,9 @@ impl Snapshot {
     fn apply_delete(&mut self, root: &str, key: &str) {
         match classify(root, key) {
             KeyKind::Tablet(a) => {
-                self.tablets.remove(&a);
+                if let Some(old) = self.tablets.remove(&a) {
+                    self.unindex(&a, &old.value);
+                }
             }
             KeyKind::Health(a) => {
                 self.health.remove(&a);
@@ -152,17 +163,33 @@ impl Snapshot {
 
     /// The tablets of a shard with their health, sorted by alias.
     pub fn shard_tablets(&self, keyspace: &str, shard: &str) -> Vec<TabletInfo> {
-        let mut out: Vec<TabletInfo> = self
-            .tablets
+        let Some(aliases) = self
+            .by_shard
+            .get(&(keyspace.to_string(), shard.to_string()))
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<TabletInfo> = aliases
             .iter()
-            .filter(|(_, t)| t.value.keyspace == keyspace && t.value.shard == shard)
-            .map(|(a, t)| TabletInfo {
-                tablet: t.clone(),
-                health: self.health.get(a).cloned(),
+            .filter_map(|a| {
+                Some(TabletInfo {
+                    tablet: self.tablets.get(a)?.clone(),
+                    health: self.health.get(a).cloned(),
+                })
             })
             .collect();
         out.sort_by(|a, b| a.tablet.value.alias.cmp(&b.tablet.value.alias));
         out
+    }
+
+    fn unindex(&mut self, alias: &str, t: &Tablet) {
+        let place = (t.keyspace.clone(), t.shard.clone());
+        if let Some(set) = self.by_shard.get_mut(&place) {
+            set.remove(alias);
+            if set.is_empty() {
+                self.by_shard.remove(&place);
+            }
+        }
     }
 
     /// Whether the tablet's agent is alive (its Health exists).
@@ -308,6 +335,32 @@ mod tests {
             classify(r, "/cairn/global/keyspaces/ks/shards/0/locks/123"),
             KeyKind::Other
         );
+    }
+
+    #[test]
+    fn tablets_are_indexed_by_shard() {
+        let mut s = Snapshot::default();
+        let tablet = |uid: u32, shard: &str| {
+            format!(
+                r#"{{"alias":"zone1-{uid}","hostname":"h","mysql_host":"h","mysql_port":1,"port":2,
+                "keyspace":"ks","shard":"{shard}","type":"REPLICA","base_type":"REPLICA",
+                "started_at":"2026-01-01T00:00:00Z"}}"#
+            )
+        };
+        let key = |uid: u32| format!("/cairn/zone1/tablets/zone1-{uid:010}/Tablet");
+        s.apply_put("/cairn", &key(1), tablet(1, "0").as_bytes(), 1);
+        s.apply_put("/cairn", &key(2), tablet(2, "0").as_bytes(), 2);
+        s.apply_put("/cairn", &key(3), tablet(3, "80-").as_bytes(), 3);
+        assert_eq!(s.shard_tablets("ks", "0").len(), 2);
+        // A tablet re-registered elsewhere moves between shards.
+        s.apply_put("/cairn", &key(2), tablet(2, "80-").as_bytes(), 4);
+        assert_eq!(s.shard_tablets("ks", "0").len(), 1);
+        assert_eq!(s.shard_tablets("ks", "80-").len(), 2);
+        s.apply_delete("/cairn", &key(1));
+        assert!(s.shard_tablets("ks", "0").is_empty());
+        assert!(!s
+            .by_shard
+            .contains_key(&("ks".to_string(), "0".to_string())));
     }
 
     #[test]
