@@ -908,21 +908,14 @@ fn restore_one_blocking(
     let mut reader = VerifiedReader::new(stored, entry, engine, backup)?;
     let mut out = create_dest(dest).with_context(|| format!("creating {}", dest.display()))?;
     let result = (|| {
-        let mut buf = vec![0u8; buf_size_for(entry.size)];
-        loop {
-            if cancel.is_cancelled() {
-                return Err(anyhow::Error::new(Cancelled));
-            }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_to_anyhow(e)),
-            };
-            out.write_all(&buf[..n])
-                .with_context(|| format!("writing {}", dest.display()))?;
-            progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        copy_verified(
+            &mut reader,
+            &mut out,
+            buf_size_for(entry.size),
+            progress,
+            cancel,
+        )
+        .with_context(|| format!("writing {}", dest.display()))?;
         out.sync_all()
             .with_context(|| format!("fsync {}", dest.display()))
     })();
@@ -932,6 +925,33 @@ fn restore_one_blocking(
         let _ = fs::remove_file(dest);
     }
     result
+}
+
+/// Copies a verifying reader to `out` until its end, counting progress; the
+/// reader's integrity error (on its last read) ends the copy as an error.
+fn copy_verified(
+    reader: &mut impl Read,
+    out: &mut impl Write,
+    buf_size: usize,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> anyhow::Result<u64> {
+    let mut buf = vec![0u8; buf_size];
+    let mut total = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(anyhow::Error::new(Cancelled));
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_to_anyhow(e)),
+        };
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+        progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// Restores every file of a backup into `dest_dir/<Name>`, verifying each
@@ -1079,23 +1099,8 @@ pub async fn restore_stream<W: Write + Send + 'static>(
         .fetch_add(reader.entry.size, Ordering::Relaxed);
     let name = reader.entry.name.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<(W, u64)> {
-        let mut buf = vec![0u8; BUF_SIZE];
-        let mut total = 0u64;
-        loop {
-            if cancel.is_cancelled() {
-                return Err(anyhow::Error::new(Cancelled));
-            }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_to_anyhow(e)),
-            };
-            out.write_all(&buf[..n])
-                .context("writing the restored stream")?;
-            total += n as u64;
-            progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        let total = copy_verified(&mut reader, &mut out, BUF_SIZE, &progress, &cancel)
+            .context("writing the restored stream")?;
         out.flush().context("flushing the restored stream")?;
         Ok((out, total))
     })
