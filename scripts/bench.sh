@@ -6,7 +6,7 @@
 #                 mariabackup shell pipelines on a generated InnoDB data set.
 # Everything runs on loopback in temporary directories that are removed afterwards.
 #
-#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup]
+#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|coordinator]
 #
 # --size is the data set of bench_backup (default 2G; e.g. 256M for a quick run);
 # --runs the repetitions of each measurement (default: 5 for bench_tablet, 3 for
@@ -32,10 +32,10 @@ while [ $# -gt 0 ]; do
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$only" in ""|tablet|backup) ;; *) echo "bench.sh: --only takes tablet or backup" >&2; exit 2 ;; esac
+case "$only" in ""|tablet|backup|coordinator) ;; *) echo "bench.sh: --only takes tablet, backup or coordinator" >&2; exit 2 ;; esac
 
 scripts/setup.sh
-cargo build --release --bin cairn --example bench_tablet --example bench_backup
+cargo build --release --bin cairn --example bench_tablet --example bench_backup --example bench_coordinator
 
 echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(uname -srm)"
 echo "== $(mariadbd --version 2>/dev/null | head -1)"
@@ -47,4 +47,7 @@ if [ -z "$only" ] || [ "$only" = backup ]; then
   echo "== bench_backup"
   target/release/examples/bench_backup ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
 fi
-[ -n "$only" ] || { echo "== bench_coordinator"; cargo run -q --release --example bench_coordinator; }
+if [ -z "$only" ] || [ "$only" = coordinator ]; then
+  echo "== bench_coordinator"
+  target/release/examples/bench_coordinator
+fi
