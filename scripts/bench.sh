@@ -3,7 +3,9 @@
 #   bench_tablet  tablet start/restart to Health in topo, init-shard-primary and a
 #                 re-parent until the replicas follow (medians over --runs runs);
 #   bench_backup  builtin and xtrabackup backups and a restore against tar/zstd/cat/
-#                 mariabackup shell pipelines on a generated InnoDB data set.
+#                 mariabackup shell pipelines on a generated InnoDB data set;
+#   bench_coordinator  a coordinator over 10,000 synthetic tablets in 2,500 shards:
+#                 load time, memory, job creation, Health throughput, seed latency.
 # Everything runs on loopback in temporary directories that are removed afterwards.
 #
 #   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|coordinator]
