@@ -21,15 +21,16 @@ async fn shard(
     c: &Cluster,
     topo: &Topo,
     uid: u32,
-    extra: &[&str],
+    replica_env: &[(&str, &str)],
 ) -> (TabletProcess, TabletProcess) {
     let mut specs = [
         c.tablet(uid, "ks", "0").unwrap(),
         c.tablet(uid + 1, "ks", "0").unwrap(),
     ];
-    for s in specs.iter_mut() {
-        s.extra = extra.iter().map(|s| s.to_string()).collect();
-    }
+    specs[1].env = replica_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut p = c.spawn_tablet(&specs[0]).unwrap();
     let mut r = c.spawn_tablet(&specs[1]).unwrap();
     p.wait_healthy(topo, T).await.unwrap();
@@ -325,29 +326,35 @@ async fn storage_failure_mid_backup_leaves_the_replica_serving() {
     tokio::time::timeout(Duration::from_secs(300), async {
         let c = cluster().await;
         let topo = c.topo().await.unwrap();
-        let spec_p = c.tablet(300, "ks", "0").unwrap();
-        let mut spec_r = c.tablet(301, "ks", "0").unwrap();
         // The replica's storage fails after 200 KiB.
-        spec_r.env = vec![("CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES".into(), "204800".into())];
-        let mut p = c.spawn_tablet(&spec_p).unwrap();
-        let mut r = c.spawn_tablet(&spec_r).unwrap();
-        p.wait_healthy(&topo, T).await.unwrap();
-        r.wait_healthy(&topo, T).await.unwrap();
-        c.cli_ok(&["init-shard-primary", "ks/0", &spec_p.alias()]).unwrap();
-        p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000").unwrap();
-        wait_rows(&r, 2000).await;
+        let (p, r) = shard(
+            &c,
+            &topo,
+            300,
+            &[("CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES", "204800")],
+        )
+        .await;
+        let spec_r = r.spec.clone();
 
         let out = c.cli(&["backup", &spec_r.alias()]).unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("fail"), "{err}");
-        assert!(list_backups(&c, &[]).iter().all(|b| b["complete"] == false), "no complete backup may be listed");
-        assert!(topo.list_backup_records("ks", "0").await.unwrap().is_empty());
+        assert!(
+            list_backups(&c, &[]).iter().all(|b| b["complete"] == false),
+            "no complete backup may be listed"
+        );
+        assert!(topo
+            .list_backup_records("ks", "0")
+            .await
+            .unwrap()
+            .is_empty());
         // Back to REPLICA, mysqld up, replicating.
         wait_replicating(&c, &spec_r.alias()).await;
         p.sql("INSERT INTO app.t VALUES (9001, 'x')").unwrap();
         wait_rows(&r, 2001).await;
-        let jobs: Vec<serde_json::Value> = serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
+        let jobs: Vec<serde_json::Value> =
+            serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0]["state"], "FAILED");
         assert!(jobs[0]["error"].as_str().unwrap().contains("fail"));
@@ -361,16 +368,15 @@ async fn killed_during_builtin_backup_comes_back_and_the_backup_is_incomplete() 
     tokio::time::timeout(Duration::from_secs(300), async {
         let c = cluster().await;
         let topo = c.topo().await.unwrap();
-        let spec_p = c.tablet(400, "ks", "0").unwrap();
-        let mut spec_r = c.tablet(401, "ks", "0").unwrap();
         // A slow storage (100 KiB/s) so the copy is still going when the agent dies.
-        spec_r.env = vec![("CAIRN_FAULT_STORAGE_BYTES_PER_SEC".into(), "102400".into())];
-        let mut p = c.spawn_tablet(&spec_p).unwrap();
-        let mut r = c.spawn_tablet(&spec_r).unwrap();
-        p.wait_healthy(&topo, T).await.unwrap();
-        r.wait_healthy(&topo, T).await.unwrap();
-        c.cli_ok(&["init-shard-primary", "ks/0", &spec_p.alias()])
-            .unwrap();
+        let (_p, mut r) = shard(
+            &c,
+            &topo,
+            400,
+            &[("CAIRN_FAULT_STORAGE_BYTES_PER_SEC", "102400")],
+        )
+        .await;
+        let spec_r = r.spec.clone();
         let out = c.cli(&["backup", &spec_r.alias(), "--no-wait"]).unwrap();
         assert!(out.status.success());
         // A second backup of a tablet that is already backing up is refused.

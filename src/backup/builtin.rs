@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{BackupParams, EngineConfig};
-use super::manifest::{base, BackupMethod, Manifest, FORMAT_VERSION};
+use super::manifest::{base, BackupMethod, Manifest};
 use super::pipeline::{self, Progress, SourceFile};
 use super::storage::BackupStorage;
 use crate::tablet::mysqld::Mysqld;
@@ -147,29 +146,13 @@ pub async fn backup(
             return Err(e.context(format!("copying files into backup {}", p.name)));
         }
     };
-    let mut manifest = Manifest {
-        backup_name: p.name.clone(),
-        backup_method: BackupMethod::Builtin,
+    let manifest = p.manifest(
+        BackupMethod::Builtin,
         position,
-        purged_position: String::new(),
-        backup_time: p.backup_time,
-        finished_time: Utc::now(),
-        server_uuid: String::new(),
-        tablet_alias: p.alias.to_string(),
-        hostname: p.hostname.clone(),
-        keyspace: p.keyspace.clone(),
-        shard: p.shard.clone(),
-        mysql_version: version,
-        upgrade_safe: false,
-        compression_engine: p.copy.compression.engine(),
-        file_entries: vec![],
-        total_size: 0,
-        stored_size: 0,
-        stream_mode: None,
-        flavor: mysqld.flavor().name().to_string(),
-        format_version: FORMAT_VERSION,
-    };
-    manifest.set_file_entries(entries);
+        version,
+        mysqld.flavor().name(),
+        entries,
+    );
     if let Err(e) = writer.write_manifest(&manifest).await {
         let _ = writer.abort().await;
         return Err(anyhow::Error::new(e).context(format!("writing the MANIFEST of {}", p.name)));

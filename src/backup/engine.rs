@@ -107,6 +107,44 @@ pub struct BackupParams {
     pub cancel: CancellationToken,
 }
 
+impl BackupParams {
+    /// The MANIFEST of this backup, finished now, with its file entries set; the
+    /// engines fill in what differs between them.
+    pub fn manifest(
+        &self,
+        method: BackupMethod,
+        position: String,
+        mysql_version: String,
+        flavor: &str,
+        entries: Vec<super::manifest::FileEntry>,
+    ) -> Manifest {
+        let mut m = Manifest {
+            backup_name: self.name.clone(),
+            backup_method: method,
+            position,
+            purged_position: String::new(),
+            backup_time: self.backup_time,
+            finished_time: Utc::now(),
+            server_uuid: String::new(),
+            tablet_alias: self.alias.to_string(),
+            hostname: self.hostname.clone(),
+            keyspace: self.keyspace.clone(),
+            shard: self.shard.clone(),
+            mysql_version,
+            upgrade_safe: false,
+            compression_engine: self.copy.compression.engine(),
+            file_entries: vec![],
+            total_size: 0,
+            stored_size: 0,
+            stream_mode: None,
+            flavor: flavor.to_string(),
+            format_version: super::manifest::FORMAT_VERSION,
+        };
+        m.set_file_entries(entries);
+        m
+    }
+}
+
 /// Restores `manifest`'s backup, found in storage under `keyspace/shard` (where it
 /// lies now, which for a backup copied in from elsewhere may differ from what its
 /// MANIFEST says), into `staging` (created; must not exist), verifying every byte;

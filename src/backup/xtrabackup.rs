@@ -15,11 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{BackupParams, EngineConfig};
-use super::manifest::{BackupMethod, Manifest, FORMAT_VERSION};
+use super::manifest::{BackupMethod, Manifest};
 use super::pipeline::{self, Progress};
 use super::storage::BackupStorage;
 use crate::tablet::flavor::{find_on_path, Flavor, UserAuth};
@@ -196,29 +195,15 @@ pub async fn backup(
         .await);
     };
     let _ = fs::remove_dir_all(&scratch);
-    let mut manifest = Manifest {
-        backup_name: p.name.clone(),
-        backup_method: BackupMethod::Xtrabackup,
-        position: format!("{}/{gtid}", flavor.name()),
-        purged_position: String::new(),
-        backup_time: p.backup_time,
-        finished_time: Utc::now(),
-        server_uuid: String::new(),
-        tablet_alias: p.alias.to_string(),
-        hostname: p.hostname.clone(),
-        keyspace: p.keyspace.clone(),
-        shard: p.shard.clone(),
-        mysql_version: version,
-        upgrade_safe: true,
-        compression_engine: p.copy.compression.engine(),
-        file_entries: vec![],
-        total_size: 0,
-        stored_size: 0,
-        stream_mode: Some(mode.to_string()),
-        flavor: flavor.name().to_string(),
-        format_version: FORMAT_VERSION,
-    };
-    manifest.set_file_entries(vec![entry]);
+    let mut manifest = p.manifest(
+        BackupMethod::Xtrabackup,
+        format!("{}/{gtid}", flavor.name()),
+        version,
+        flavor.name(),
+        vec![entry],
+    );
+    manifest.upgrade_safe = true;
+    manifest.stream_mode = Some(mode.to_string());
     if let Err(e) = writer.write_manifest(&manifest).await {
         return Err(fail(
             anyhow::Error::new(e).context(format!("writing the MANIFEST of {}", p.name)),

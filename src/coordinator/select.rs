@@ -76,11 +76,14 @@ pub fn select_backup_tablet(tablets: &[TabletInfo], opts: &SelectOptions) -> Cho
     let mut reasons = Vec::new();
     let mut best: Option<(&TabletInfo, u64, u128)> = None;
     for t in tablets {
-        if let Some(why) = ineligible(t, opts) {
-            reasons.push((t.tablet.value.alias.clone(), why));
-            continue;
-        }
-        let h = t.health.as_ref().expect("eligible tablets have health");
+        let h = match (ineligible(t, opts), t.health.as_ref()) {
+            (None, Some(h)) => h,
+            (why, _) => {
+                let why = why.unwrap_or_else(|| "no health (agent down)".into());
+                reasons.push((t.tablet.value.alias.clone(), why));
+                continue;
+            }
+        };
         let lag = h.replication_lag_seconds.unwrap_or(u64::MAX);
         let weight = gtid_weight(h.gtid_position.as_deref());
         let better = match &best {
