@@ -77,6 +77,13 @@ async fn three_tablet_shard_replicates_from_the_primary() {
             assert!(rows[1].get(key).is_some(), "missing {key} in {}", rows[1]);
         }
         assert!(rows[1]["replication_lag_seconds"].is_u64());
+        // The agent's own HTTP endpoint.
+        let port = rows[1]["port"].as_u64().unwrap() as u16;
+        let (code, _) = cairn::testkit::http_get(port, "/healthz").unwrap();
+        assert_eq!(code, 200);
+        let (code, metrics) = cairn::testkit::http_get(port, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        assert!(metrics.contains("cairn_tablet_mysqld_up 1"), "{metrics}");
 
         let shard = c.cli_ok(&["get-shard", "commerce/0", "--json"]).unwrap();
         let shard: serde_json::Value = serde_json::from_str(&shard).unwrap();

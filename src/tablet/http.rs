@@ -2,7 +2,6 @@
 //! `/metrics` (Prometheus text). Takes an already-bound listener so the caller
 //! chooses the port (0 in tests) and publishes the real one.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -35,8 +34,8 @@ pub struct AgentMetrics {
 struct HttpState {
     /// Rendered by `/metrics`.
     registry: Registry,
-    /// Read by `/healthz`.
-    up: Arc<AtomicI64>,
+    /// `/healthz` reads the mysqld gauge from here.
+    metrics: Arc<AgentMetrics>,
 }
 
 impl AgentMetrics {
@@ -82,23 +81,9 @@ pub async fn serve(
     metrics: Arc<AgentMetrics>,
     cancel: CancellationToken,
 ) {
-    let up = Arc::new(AtomicI64::new(0));
     let state = Arc::new(HttpState {
         registry: metrics.register(),
-        up: up.clone(),
-    });
-    // Mirror the gauge into the atomic `/healthz` reads (gauges are not readable cheaply
-    // through the registry).
-    let m2 = metrics.clone();
-    let c2 = cancel.clone();
-    tokio::spawn(async move {
-        while !c2.is_cancelled() {
-            up.store(m2.mysqld_up.get(), Ordering::Relaxed);
-            tokio::select! {
-                _ = c2.cancelled() => break,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-            }
-        }
+        metrics,
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -113,7 +98,7 @@ pub async fn serve(
 }
 
 async fn healthz(State(s): State<Arc<HttpState>>) -> (StatusCode, &'static str) {
-    if s.up.load(Ordering::Relaxed) == 1 {
+    if s.metrics.mysqld_up.get() == 1 {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "mysqld down\n")
