@@ -782,7 +782,7 @@ async fn write_seed_backup(
         keyspace: ks.into(),
         shard: shard.into(),
         tablet_alias: from.to_string(),
-        engine: "builtin".into(),
+        engine: cairn_topo::BackupMethod::Builtin,
         backup_time: time,
         finished_time: Some(time),
         position: m.position.clone(),

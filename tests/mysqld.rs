@@ -7,8 +7,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cairn::tablet::flavor::UserAuth;
-use cairn::tablet::mysqld::{server_id_for_uid, Mysqld, MysqldConfig};
+use cairn::mysql::flavor::UserAuth;
+use cairn::mysql::mysqld::{server_id_for_uid, Mysqld, MysqldConfig};
 use cairn_topo::testkit::free_port;
 use mysql_async::prelude::Queryable;
 

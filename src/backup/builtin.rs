@@ -16,7 +16,7 @@ use super::engine::{BackupParams, EngineConfig};
 use super::manifest::{base, BackupMethod, Manifest};
 use super::pipeline::{self, Progress, SourceFile};
 use super::storage::BackupStorage;
-use crate::tablet::mysqld::Mysqld;
+use crate::mysql::mysqld::Mysqld;
 
 /// How long a clean mysqld shutdown may take before it is killed.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);

@@ -8,8 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::bail;
-use cairn_topo::TabletAlias;
+use cairn_topo::{StreamMode, TabletAlias};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -18,51 +17,26 @@ pub use super::pipeline::Progress;
 use super::pipeline::{Compression, CopyOptions};
 use super::storage::BackupStorage;
 use super::{builtin, xtrabackup};
-use crate::tablet::mysqld::Mysqld;
+use crate::mysql::mysqld::Mysqld;
 
-/// The engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// Stop mysqld, copy its files (Vitess's builtin).
-    Builtin,
-    /// Online, with mariabackup/xtrabackup streaming xbstream.
-    Xtrabackup,
+/// Whether the tablet leaves service (type BACKUP) while `method` runs.
+pub fn drains(method: BackupMethod) -> bool {
+    matches!(method, BackupMethod::Builtin)
 }
 
-impl Engine {
-    pub fn from_name(name: &str) -> anyhow::Result<Engine> {
-        match name {
-            "builtin" | "" => Ok(Engine::Builtin),
-            "xtrabackup" => Ok(Engine::Xtrabackup),
-            other => bail!("unknown backup engine {other:?} (builtin or xtrabackup)"),
-        }
-    }
-
-    pub fn from_method(m: BackupMethod) -> Engine {
-        match m {
-            BackupMethod::Builtin => Engine::Builtin,
-            BackupMethod::Xtrabackup => Engine::Xtrabackup,
-        }
-    }
-
-    /// Whether the tablet leaves service (type BACKUP) while the engine runs.
-    pub fn drains(self) -> bool {
-        matches!(self, Engine::Builtin)
-    }
-
-    /// Takes a backup. Builtin leaves mysqld shut down (the caller restarts it);
-    /// xtrabackup leaves it running. On error nothing complete is left in storage.
-    pub async fn backup(
-        self,
-        mysqld: &mut Mysqld,
-        storage: &dyn BackupStorage,
-        p: &BackupParams,
-        cfg: &EngineConfig,
-    ) -> anyhow::Result<Manifest> {
-        match self {
-            Engine::Builtin => builtin::backup(mysqld, storage, p).await,
-            Engine::Xtrabackup => xtrabackup::backup(mysqld, storage, p, cfg).await,
-        }
+/// Takes a backup with `method`. Builtin leaves mysqld shut down (the caller
+/// restarts it); xtrabackup leaves it running. On error nothing complete is left in
+/// storage.
+pub async fn backup(
+    method: BackupMethod,
+    mysqld: &mut Mysqld,
+    storage: &dyn BackupStorage,
+    p: &BackupParams,
+    cfg: &EngineConfig,
+) -> anyhow::Result<Manifest> {
+    match method {
+        BackupMethod::Builtin => builtin::backup(mysqld, storage, p).await,
+        BackupMethod::Xtrabackup => xtrabackup::backup(mysqld, storage, p, cfg).await,
     }
 }
 
@@ -70,7 +44,7 @@ impl Engine {
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// `--backup-engine-implementation`.
-    pub default_engine: String,
+    pub default_engine: BackupMethod,
     /// `--compression-engine` as pipeline settings.
     pub compression: Compression,
     /// `--concurrency`.
@@ -78,7 +52,7 @@ pub struct EngineConfig {
     /// `--xtrabackup-user` (default: root over the socket).
     pub xtrabackup_user: Option<String>,
     /// `--xtrabackup-stream-mode`.
-    pub xtrabackup_stream_mode: Option<String>,
+    pub xtrabackup_stream_mode: Option<StreamMode>,
     /// `--xtrabackup-root-path`.
     pub xtrabackup_root_path: Option<PathBuf>,
     /// Where engine tools write their logs and scratch files (the tablet dir).
@@ -160,14 +134,14 @@ pub async fn restore_to_staging(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    match Engine::from_method(manifest.backup_method) {
-        Engine::Builtin => {
+    match manifest.backup_method {
+        BackupMethod::Builtin => {
             builtin::restore(
                 storage, keyspace, shard, manifest, staging, cfg, progress, cancel,
             )
             .await
         }
-        Engine::Xtrabackup => {
+        BackupMethod::Xtrabackup => {
             xtrabackup::restore(
                 storage, keyspace, shard, manifest, staging, cfg, progress, cancel,
             )

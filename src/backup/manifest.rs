@@ -7,9 +7,7 @@
 //! for file names inside a backup (relative, no `..`), because both the backup and
 //! the restore side must agree on them. No IO here.
 
-use std::fmt;
-use std::str::FromStr;
-
+pub use cairn_topo::engines::{BackupMethod, CompressionEngine};
 use cairn_topo::names::{NameError, TabletAlias};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -67,115 +65,6 @@ pub enum ManifestError {
         /// Why not.
         why: String,
     },
-}
-
-/// How the backup was taken; decides which engine restores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackupMethod {
-    /// cairn's file-copy engine (mysqld stopped); Vitess's `builtin`.
-    Builtin,
-    /// A hot backup streamed by `xtrabackup`/`mariabackup`.
-    Xtrabackup,
-}
-
-impl BackupMethod {
-    /// The MANIFEST spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupMethod::Builtin => "builtin",
-            BackupMethod::Xtrabackup => "xtrabackup",
-        }
-    }
-}
-
-impl fmt::Display for BackupMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for BackupMethod {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            // Vitess writes an empty method for builtin backups.
-            "builtin" | "" => Ok(BackupMethod::Builtin),
-            "xtrabackup" => Ok(BackupMethod::Xtrabackup),
-            _ => Err(format!(
-                "unknown backup method {s:?}: expected builtin or xtrabackup"
-            )),
-        }
-    }
-}
-
-impl Serialize for BackupMethod {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for BackupMethod {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// How stored files are compressed; restore uses the engine named in the MANIFEST.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CompressionEngine {
-    /// zstd frames (possibly written by zstdmt; the format is the same).
-    Zstd,
-    /// LZ4 frame format.
-    Lz4,
-    /// Stored as is.
-    None,
-}
-
-impl CompressionEngine {
-    /// The MANIFEST and command-line spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CompressionEngine::Zstd => "zstd",
-            CompressionEngine::Lz4 => "lz4",
-            CompressionEngine::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for CompressionEngine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for CompressionEngine {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "zstd" => Ok(CompressionEngine::Zstd),
-            "lz4" => Ok(CompressionEngine::Lz4),
-            "none" => Ok(CompressionEngine::None),
-            _ => Err(format!(
-                "unsupported compression engine {s:?}: expected zstd, lz4 or none"
-            )),
-        }
-    }
-}
-
-impl Serialize for CompressionEngine {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for CompressionEngine {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 /// RFC3339 UTC with whole seconds, as Go's `time.RFC3339` (what Vitess writes);

@@ -5,6 +5,8 @@
 //! - [`storage`]: the [`storage::BackupStorage`] trait (object-store friendly,
 //!   shared as `Arc<dyn BackupStorage>`) and its `file` backend
 //!   [`storage::FileStorage`]: layout, permissions, MANIFEST-last, blobs.
+//! - [`location`]: [`StorageConfig`], which backend and where, opened into a
+//!   `dyn BackupStorage`.
 //! - [`pipeline`]: the parallel compress+hash copy into storage and the verifying
 //!   restore out of it; what makes backups fast and restores trustworthy.
 //!
@@ -13,11 +15,13 @@
 
 pub mod builtin;
 pub mod engine;
+pub mod location;
 pub mod manifest;
 pub mod pipeline;
 pub mod storage;
 pub mod xtrabackup;
 
+pub use location::StorageConfig;
 pub use manifest::{BackupMethod, CompressionEngine, FileEntry, Manifest};
 pub use pipeline::{Compression, CopyOptions, Progress, SourceFile};
 pub use storage::{BackupInfo, BackupStorage, BackupWriter, FileStorage, StorageError};

@@ -21,8 +21,9 @@ use super::engine::{BackupParams, EngineConfig};
 use super::manifest::{BackupMethod, Manifest};
 use super::pipeline::{self, Progress};
 use super::storage::BackupStorage;
-use crate::tablet::flavor::{find_on_path, Flavor, UserAuth};
-use crate::tablet::mysqld::Mysqld;
+use crate::mysql::flavor::{find_on_path, Flavor, UserAuth};
+use crate::mysql::mysqld::Mysqld;
+use cairn_topo::StreamMode;
 
 /// Size asked for the pipe from the backup tool.
 const PIPE_SIZE: libc::c_int = 1 << 20;
@@ -51,13 +52,12 @@ fn find_tool(names: &[&str], root: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// The stream mode to use, refusing what the tool cannot do.
-fn stream_mode(flavor: Flavor, asked: Option<&str>) -> anyhow::Result<&'static str> {
+fn stream_mode(flavor: Flavor, asked: Option<StreamMode>) -> anyhow::Result<&'static str> {
     match (flavor, asked) {
-        (_, None | Some("xbstream")) => Ok("xbstream"),
-        (Flavor::MariaDB, Some("tar")) => bail!(
+        (_, None | Some(StreamMode::Xbstream)) => Ok("xbstream"),
+        (Flavor::MariaDB, Some(StreamMode::Tar)) => bail!(
             "--xtrabackup-stream-mode tar is not supported by MariaDB's mariabackup (it streams xbstream only)"
         ),
-        (_, Some(other)) => bail!("unknown --xtrabackup-stream-mode {other:?}"),
     }
 }
 
@@ -85,7 +85,7 @@ pub async fn backup(
     cfg: &EngineConfig,
 ) -> anyhow::Result<Manifest> {
     let flavor = mysqld.flavor();
-    let mode = stream_mode(flavor, cfg.xtrabackup_stream_mode.as_deref())?;
+    let mode = stream_mode(flavor, cfg.xtrabackup_stream_mode)?;
     let tool = find_tool(
         flavor.backup_tool_names(),
         cfg.xtrabackup_root_path.as_deref(),
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn tar_is_refused_for_mariadb() {
-        let e = stream_mode(Flavor::MariaDB, Some("tar"))
+        let e = stream_mode(Flavor::MariaDB, Some(StreamMode::Tar))
             .unwrap_err()
             .to_string();
         assert!(e.contains("not supported by MariaDB"), "{e}");

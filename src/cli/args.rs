@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn_topo::names::{self, TabletAlias};
-use cairn_topo::TabletType;
+use cairn_topo::{BackupMethod, CompressionEngine, StreamMode, TabletType};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::util::parse_duration;
+use crate::common::parse_duration;
 
 /// cairn: backups and seeded replicas for a sharded MariaDB/MySQL fleet, coordinated
 /// through etcd.
@@ -168,37 +168,6 @@ fn parse_backup_ts(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// Backup engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EngineArg {
-    Builtin,
-    Xtrabackup,
-}
-
-impl EngineArg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineArg::Builtin => "builtin",
-            EngineArg::Xtrabackup => "xtrabackup",
-        }
-    }
-}
-
-/// Compression of stored backup files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressionArg {
-    Zstd,
-    Lz4,
-    None,
-}
-
-/// xtrabackup's stream formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StreamModeArg {
-    Tar,
-    Xbstream,
-}
-
 /// Backup storage backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StorageArg {
@@ -250,22 +219,22 @@ pub struct TabletArgs {
     #[arg(long)]
     pub tablet_hostname: Option<String>,
     /// Engine used when a job does not name one
-    #[arg(long, value_enum, default_value_t = EngineArg::Builtin)]
-    pub backup_engine_implementation: EngineArg,
+    #[arg(long, value_enum, default_value_t = BackupMethod::Builtin)]
+    pub backup_engine_implementation: BackupMethod,
     /// User the xtrabackup engine connects as
     #[arg(long)]
     pub xtrabackup_user: Option<String>,
     /// xtrabackup stream format (MariaDB's mariabackup supports xbstream only)
     #[arg(long, value_enum)]
-    pub xtrabackup_stream_mode: Option<StreamModeArg>,
+    pub xtrabackup_stream_mode: Option<StreamMode>,
     /// Directory holding xtrabackup/mariabackup (default: PATH)
     #[arg(long)]
     pub xtrabackup_root_path: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
     /// Compression of backup files
-    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
-    pub compression_engine: CompressionArg,
+    #[arg(long, value_enum, default_value_t = CompressionEngine::Zstd)]
+    pub compression_engine: CompressionEngine,
     /// Files copied in parallel by the builtin engine
     #[arg(long, default_value_t = 4)]
     pub concurrency: u32,
@@ -355,7 +324,7 @@ pub struct BackupArgs {
     pub allow_primary: bool,
     /// Engine for this backup (default: the tablet's)
     #[arg(long, value_enum)]
-    pub backup_engine: Option<EngineArg>,
+    pub backup_engine: Option<BackupMethod>,
     /// Files copied in parallel
     #[arg(long)]
     pub concurrency: Option<u32>,
@@ -381,7 +350,7 @@ pub struct BackupShardArgs {
     #[arg(long, default_value = "30s", value_parser = parse_dur)]
     pub max_lag: Duration,
     #[arg(long, value_enum)]
-    pub backup_engine: Option<EngineArg>,
+    pub backup_engine: Option<BackupMethod>,
     #[arg(long)]
     pub concurrency: Option<u32>,
     #[arg(long)]
@@ -527,7 +496,7 @@ pub struct ScheduleSetArgs {
     #[arg(long, value_parser = parse_dur)]
     pub keep_for: Option<Duration>,
     #[arg(long, value_enum)]
-    pub backup_engine: Option<EngineArg>,
+    pub backup_engine: Option<BackupMethod>,
 }
 
 /// `cairn jobs`.

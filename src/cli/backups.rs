@@ -4,38 +4,22 @@
 //! commands validate, refuse what must be refused before anything is written, then
 //! wait for the job. Listing and removal read storage joined with topo.
 
-use std::sync::Arc;
-
 use anyhow::{bail, Context};
-use cairn_topo::{BackupRecord, JobKind, JobState, Shard, TabletAlias, TabletType, Topo};
+use cairn_topo::{
+    BackupMethod, BackupRecord, Job, JobKind, JobState, Shard, TabletAlias, TabletType, Topo,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::args::{
-    BackupArgs, BackupShardArgs, ListBackupsArgs, RemoveBackupArgs, RestoreArgs, StorageArg,
-    StorageArgs,
-};
+use super::args::{BackupArgs, BackupShardArgs, ListBackupsArgs, RemoveBackupArgs, RestoreArgs};
 use super::jobs;
 use super::output::{opt, print_rows};
 use super::UsageError;
 use crate::backup::manifest::parse_backup_name;
-use crate::backup::storage::{BackupStorage, FileStorage, StorageError};
+use crate::backup::storage::{BackupStorage, StorageError};
 use crate::coordinator::select::{select_backup_tablet, Choice, SelectOptions};
 
-/// The storage the flags describe.
-pub fn open_storage(s: &StorageArgs) -> anyhow::Result<Arc<dyn BackupStorage>> {
-    match s.backup_storage_implementation {
-        StorageArg::File => {
-            let Some(root) = &s.file_backup_storage_root else {
-                return Err(UsageError(
-                    "--file-backup-storage-root is required with --backup-storage-implementation file".into(),
-                )
-                .into());
-            };
-            Ok(Arc::new(FileStorage::new(root.clone())))
-        }
-    }
-}
+pub use super::config::open_storage;
 
 async fn tablet_for_job(
     topo: &Topo,
@@ -53,7 +37,7 @@ async fn run_backup_job(
     topo: &Topo,
     alias: &TabletAlias,
     allow_primary: bool,
-    engine: Option<&str>,
+    engine: Option<BackupMethod>,
     concurrency: Option<u32>,
     no_wait: bool,
     pending_timeout: std::time::Duration,
@@ -73,9 +57,9 @@ async fn run_backup_job(
         return Err(UsageError("--concurrency must be at least 1".into()).into());
     }
     jobs::refuse_if_busy(topo, alias).await?;
-    let mut job = jobs::pending_job(JobKind::Backup, &t.keyspace, &t.shard, alias);
+    let mut job = Job::pending(JobKind::Backup, &t.keyspace, &t.shard, alias);
     job.allow_primary = allow_primary;
-    job.engine = engine.map(str::to_string);
+    job.engine = engine;
     job.concurrency = concurrency;
     job.pending_timeout_seconds = Some(pending_timeout.as_secs());
     jobs::submit(topo, &job).await?;
@@ -114,7 +98,7 @@ pub async fn backup(topo: &Topo, a: BackupArgs) -> anyhow::Result<()> {
         topo,
         &a.alias,
         a.allow_primary,
-        a.backup_engine.map(|e| e.as_str()),
+        a.backup_engine,
         a.concurrency,
         a.no_wait,
         a.pending_timeout,
@@ -156,7 +140,7 @@ pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()>
         topo,
         &alias,
         a.allow_primary,
-        a.backup_engine.map(|e| e.as_str()),
+        a.backup_engine,
         a.concurrency,
         a.no_wait,
         a.pending_timeout,
@@ -177,7 +161,7 @@ pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
         );
     }
     jobs::refuse_if_busy(topo, alias).await?;
-    let mut job = jobs::pending_job(JobKind::Restore, &t.keyspace, &t.shard, alias);
+    let mut job = Job::pending(JobKind::Restore, &t.keyspace, &t.shard, alias);
     job.backup_timestamp = a.backup_timestamp.clone();
     job.pending_timeout_seconds = Some(a.pending_timeout.as_secs());
     jobs::submit(topo, &job).await?;

@@ -7,55 +7,13 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cairn_topo::{Job, JobKind, JobProgress, JobState, TabletAlias, Topo, TopoError, Versioned};
+use cairn_topo::{Job, JobKind, JobState, TabletAlias, Topo, TopoError, Versioned};
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::args::JobsArgs;
 use super::output::{opt, print_rows};
-
-/// A fresh job id: sortable by creation time, unique by a random suffix.
-pub fn new_job_id(kind: JobKind) -> String {
-    let k = match kind {
-        JobKind::Backup => "backup",
-        JobKind::Restore => "restore",
-    };
-    format!(
-        "{}-{k}-{:08x}",
-        Utc::now().format("%Y%m%dT%H%M%S%3f"),
-        rand::random::<u32>()
-    )
-}
-
-/// A job in PENDING state for `alias`, to be completed by the caller.
-pub fn pending_job(kind: JobKind, keyspace: &str, shard: &str, alias: &TabletAlias) -> Job {
-    Job {
-        id: new_job_id(kind),
-        kind,
-        keyspace: keyspace.to_string(),
-        shard: shard.to_string(),
-        tablet_alias: alias.clone(),
-        state: JobState::Pending,
-        backup_name: None,
-        error: None,
-        created_at: Utc::now(),
-        started_at: None,
-        finished_at: None,
-        attempt: 1,
-        allow_primary: false,
-        engine: None,
-        concurrency: None,
-        backup_timestamp: None,
-        owner_lease: None,
-        schedule: None,
-        progress: JobProgress::default(),
-        pending_timeout_seconds: None,
-        scheduled_for: None,
-        retry_of: None,
-        excluded_tablets: vec![],
-    }
-}
 
 /// Refuses a second job on a tablet that already has one going.
 pub async fn refuse_if_busy(topo: &Topo, alias: &TabletAlias) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod backups;
+pub mod config;
 pub mod jobs;
 pub mod output;
 pub mod schedule;
@@ -20,11 +21,7 @@ use cairn_topo::{Topo, TopoConfig};
 
 use args::{Cli, Command, GlobalArgs, LogFormat};
 
-/// An error that is the user's fault (exit code 2), as opposed to a failed operation
-/// (exit code 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::common::UsageError;
 
 /// Prints clap's verdict: help and version to stdout with exit 0, anything else as
 /// one `error:` line with exit 2.
@@ -118,8 +115,11 @@ async fn connect_admin(g: &GlobalArgs) -> anyhow::Result<Topo> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
-        Command::Tablet(a) => crate::tablet::run(topo_config(&g), *a).await,
-        Command::Coordinator(a) => crate::coordinator::run::run(topo_config(&g), *a).await,
+        Command::Tablet(a) => crate::tablet::run(topo_config(&g), config::agent_config(&a)?).await,
+        Command::Coordinator(a) => {
+            let cfg = config::coordinator_config(&a)?;
+            crate::coordinator::run::run(topo_config(&g), cfg).await
+        }
         Command::GetTablets(a) => tablets::get_tablets(&connect_admin(&g).await?, a).await,
         Command::GetShard(a) => tablets::get_shard(&connect_admin(&g).await?, a).await,
         Command::InitShardPrimary(a) => {

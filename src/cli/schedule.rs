@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn_topo::{Schedule, Topo};
+use cairn_topo::{BackupMethod, Schedule, Topo};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -41,7 +41,7 @@ struct ValidSet {
     /// `--keep-for` in whole seconds, at least 1.
     keep_for_seconds: Option<u64>,
     /// `--backup-engine`, as stored in jobs.
-    backup_engine: Option<String>,
+    backup_engine: Option<BackupMethod>,
 }
 
 /// Checks everything `schedule set` can check without etcd; a failure is a
@@ -67,7 +67,7 @@ fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
         target,
         keep_count: a.keep_count,
         keep_for_seconds,
-        backup_engine: a.backup_engine.map(|e| e.as_str().to_string()),
+        backup_engine: a.backup_engine,
     })
 }
 
@@ -139,7 +139,7 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
                 target: v.target.to_string(),
                 keep_count: v.keep_count,
                 keep_for_seconds: v.keep_for_seconds,
-                backup_engine: v.backup_engine.clone(),
+                backup_engine: v.backup_engine,
                 paused,
                 last_run,
                 next_run: next_run(&cron, now),
@@ -179,7 +179,7 @@ pub struct ScheduleRow {
     /// `--keep-for` in seconds, for scripts.
     pub keep_for_seconds: Option<u64>,
     /// `--backup-engine`; `null` means each tablet's default.
-    pub backup_engine: Option<String>,
+    pub backup_engine: Option<BackupMethod>,
     /// Paused schedules do not fire.
     pub paused: bool,
     /// The slot of the last run (or skipped run).
@@ -208,7 +208,7 @@ pub fn row(s: &Schedule) -> ScheduleRow {
         keep_count: s.keep_count,
         keep_for: s.keep_for_seconds.map(|k| human(Duration::from_secs(k))),
         keep_for_seconds: s.keep_for_seconds,
-        backup_engine: s.backup_engine.clone(),
+        backup_engine: s.backup_engine,
         paused: s.paused,
         last_run: s.last_run,
         next_run: next,
@@ -385,7 +385,6 @@ async fn prune(topo: &Topo, a: crate::cli::args::SchedulePruneArgs) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::args::EngineArg;
 
     fn args(cron: &str, target: &str) -> ScheduleSetArgs {
         ScheduleSetArgs {
@@ -402,12 +401,12 @@ mod tests {
     fn set_input_is_validated() {
         let mut a = args("0  2 * * *", "commerce/-80");
         a.keep_for = Some(Duration::from_secs(7 * 86400));
-        a.backup_engine = Some(EngineArg::Xtrabackup);
+        a.backup_engine = Some(BackupMethod::Xtrabackup);
         let v = validate_set(&a).unwrap();
         assert_eq!(v.cron, "0 2 * * *");
         assert_eq!(v.target.to_string(), "commerce/-80");
         assert_eq!(v.keep_for_seconds, Some(604800));
-        assert_eq!(v.backup_engine.as_deref(), Some("xtrabackup"));
+        assert_eq!(v.backup_engine, Some(BackupMethod::Xtrabackup));
         for (cron, target) in [
             ("* * * *", "ks"),
             ("nope", "ks"),

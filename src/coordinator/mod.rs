@@ -4,6 +4,7 @@
 //! - [`select`]: which tablet of a shard to back up (pure, shared with `backup-shard`).
 
 pub mod cache;
+pub mod config;
 pub mod http;
 pub mod retention;
 pub mod run;

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
+pub use super::config::CoordinatorConfig;
 use super::http::{self, CoordinatorMetrics};
 use super::retention::{self, RetentionInput, Rule};
 use super::schedule;
@@ -28,42 +29,9 @@ use super::select::{select_backup_tablet, Choice, SelectOptions};
 use super::snapshot;
 use super::supervise::{self, Verdict};
 use crate::backup::storage::BackupStorage;
-use crate::cli::args::CoordinatorArgs;
-use crate::cli::jobs::pending_job;
 
 /// Jobs created at once by a keyspace-wide run.
 const JOB_CREATE_CONCURRENCY: usize = 64;
-
-/// Settings of the coordinator (its flags).
-#[derive(Debug, Clone)]
-pub struct CoordinatorConfig {
-    /// Identity in the election and on the status page.
-    pub id: String,
-    /// Leadership lease TTL: a dead or frozen leader is replaced this fast.
-    pub lease_ttl: Duration,
-    /// How often storage and the catalog are compared.
-    pub reconcile_interval: Duration,
-    /// Replicas lagging more than this are not backed up.
-    pub max_lag_seconds: u64,
-    /// Shards of a keyspace-wide run start spread over this window.
-    pub stagger_window: Duration,
-    /// A job not taken within this long is failed (agent down).
-    pub pending_timeout: Duration,
-    /// A running job is failed past this.
-    pub job_timeout: Duration,
-    /// Attempts of one scheduled backup (first try included).
-    pub max_attempts: u32,
-    /// Wait before the first retry (doubled for each further one).
-    pub retry_delay: Duration,
-    /// Finished jobs are forgotten after this long.
-    pub job_history: Duration,
-    /// Incomplete backups older than this are removed by retention.
-    pub incomplete_grace: Duration,
-    /// `--topo-snapshot-cron`.
-    pub snapshot_cron: Option<String>,
-    /// `--topo-snapshot-keep`.
-    pub snapshot_keep: u32,
-}
 
 /// State shared by the loops and the HTTP endpoints.
 pub struct Shared {
@@ -91,34 +59,14 @@ pub struct Shared {
     slots_in_progress: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
-fn default_id() -> String {
-    format!("{}-{}", crate::util::hostname(), std::process::id())
-}
-
 /// Entry point of `cairn coordinator`.
-pub async fn run(topo_cfg: TopoConfig, args: CoordinatorArgs) -> anyhow::Result<()> {
-    let storage = crate::cli::backups::open_storage(&args.storage)?;
-    if let Some(expr) = &args.topo_snapshot_cron {
-        schedule::parse_cron(expr)
-            .map_err(|e| crate::cli::UsageError(format!("--topo-snapshot-cron: {e}")))?;
-    }
-    let cfg = CoordinatorConfig {
-        id: args.id.clone().unwrap_or_else(default_id),
-        lease_ttl: args.lease_ttl,
-        reconcile_interval: args.reconcile_interval,
-        max_lag_seconds: args.max_lag.as_secs(),
-        stagger_window: args.stagger_window,
-        pending_timeout: args.pending_timeout,
-        job_timeout: args.job_timeout,
-        max_attempts: args.max_attempts.max(1),
-        retry_delay: args.retry_delay,
-        job_history: args.job_history,
-        incomplete_grace: args.incomplete_grace,
-        snapshot_cron: args.topo_snapshot_cron.clone(),
-        snapshot_keep: args.topo_snapshot_keep.max(1),
-    };
+pub async fn run(topo_cfg: TopoConfig, cfg: CoordinatorConfig) -> anyhow::Result<()> {
+    let storage = cfg
+        .storage
+        .open()
+        .context("the coordinator needs a backup storage")?;
     let cancel = CancellationToken::new();
-    crate::tablet::agent::spawn_signal_handler(cancel.clone());
+    crate::common::shutdown::spawn_signal_handler(cancel.clone());
     let topo = tokio::select! {
         t = Topo::connect(&topo_cfg, None) => t.context("connecting to etcd")?,
         _ = cancel.cancelled() => anyhow::bail!("interrupted before etcd was reachable"),
@@ -135,9 +83,9 @@ pub async fn run(topo_cfg: TopoConfig, args: CoordinatorArgs) -> anyhow::Result<
             "topology loaded"
         );
     }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.http_port))
         .await
-        .with_context(|| format!("binding the coordinator HTTP port {}", args.port))?;
+        .with_context(|| format!("binding the coordinator HTTP port {}", cfg.http_port))?;
     let port = listener.local_addr()?.port();
     let shared = Arc::new(Shared {
         topo: topo.clone(),
@@ -446,7 +394,7 @@ async fn create_scheduled_job(
     };
     let mut job = match (&choice, running) {
         (_, Some(r)) => {
-            let mut j = pending_job(JobKind::Backup, ks, shard, &r.tablet_alias);
+            let mut j = Job::pending(JobKind::Backup, ks, shard, &r.tablet_alias);
             j.state = JobState::Cancelled;
             j.error = Some(format!(
                 "skipped: backup job {} of this shard is still {:?}",
@@ -455,9 +403,9 @@ async fn create_scheduled_job(
             j.finished_at = Some(Utc::now());
             j
         }
-        (Choice::Tablet(alias), None) => pending_job(JobKind::Backup, ks, shard, alias),
+        (Choice::Tablet(alias), None) => Job::pending(JobKind::Backup, ks, shard, alias),
         (Choice::None(reasons), None) => {
-            let mut j = pending_job(JobKind::Backup, ks, shard, &placeholder);
+            let mut j = Job::pending(JobKind::Backup, ks, shard, &placeholder);
             let why: Vec<String> = reasons.iter().map(|(a, r)| format!("{a}: {r}")).collect();
             j.state = JobState::Failed;
             j.error = Some(format!(
@@ -474,7 +422,7 @@ async fn create_scheduled_job(
     };
     job.schedule = Some(sched.name.clone());
     job.scheduled_for = Some(slot);
-    job.engine = sched.backup_engine.clone();
+    job.engine = sched.backup_engine;
     job.pending_timeout_seconds = Some(shared.cfg.pending_timeout.as_secs());
     shared
         .topo
@@ -605,12 +553,12 @@ async fn retry_job(shared: &Shared, fence: &Fence, failed: &Job) -> anyhow::Resu
             }
         }
     };
-    let mut job = pending_job(JobKind::Backup, &failed.keyspace, &failed.shard, &alias);
+    let mut job = Job::pending(JobKind::Backup, &failed.keyspace, &failed.shard, &alias);
     job.attempt = failed.attempt + 1;
     job.retry_of = Some(failed.id.clone());
     job.schedule = failed.schedule.clone();
     job.scheduled_for = failed.scheduled_for;
-    job.engine = failed.engine.clone();
+    job.engine = failed.engine;
     job.concurrency = failed.concurrency;
     job.excluded_tablets = excluded;
     job.pending_timeout_seconds = failed.pending_timeout_seconds;
@@ -835,7 +783,7 @@ pub async fn reconcile_catalog(shared: &Shared, fence: &Fence) -> anyhow::Result
                 keyspace: ks.clone(),
                 shard: shard.clone(),
                 tablet_alias: m.tablet_alias.clone(),
-                engine: m.backup_method.as_str().to_string(),
+                engine: m.backup_method,
                 backup_time: m.backup_time,
                 finished_time: Some(m.finished_time),
                 position: m.position.clone(),

@@ -6,7 +6,6 @@
 //! difference. It runs when the Shard record changes (watch) and on every health
 //! tick, so a missed event or a crash at any point is repaired by the next run.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,50 +16,13 @@ use cairn_topo::{Health, Shard, Tablet, TabletAlias, TabletType, Topo, TopoConfi
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use super::config::AgentConfig;
 use super::http::{self, AgentMetrics};
-use super::mysqld::{Mysqld, MysqldConfig};
-use crate::backup::engine::{BackupParams, EngineConfig, Progress};
+use crate::backup::engine::{BackupParams, Progress};
 use crate::backup::manifest::backup_name;
-use crate::backup::pipeline::{Compression, CopyOptions};
+use crate::backup::pipeline::CopyOptions;
 use crate::backup::storage::BackupStorage;
-use crate::backup::storage::FileStorage;
-use crate::cli::args::{CompressionArg, StreamModeArg, TabletArgs};
-
-/// Settings of one agent, resolved from its flags.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// The tablet's identity.
-    pub alias: TabletAlias,
-    /// Keyspace and shard it serves.
-    pub keyspace: String,
-    pub shard: String,
-    /// Type to take when not primary and not busy.
-    pub base_type: TabletType,
-    /// mysqld's directory (data, socket, logs).
-    pub tablet_dir: PathBuf,
-    /// mysqld's TCP port and address.
-    pub mysql_port: u16,
-    pub mysql_bind_address: String,
-    /// Hostname published for replicas to connect to.
-    pub hostname: String,
-    /// Replication credentials (the password never goes to topo or logs).
-    pub repl_user: String,
-    pub repl_password: String,
-    /// Lease TTL of Health.
-    pub health_ttl: Duration,
-    /// How often Health is written and roles are reconciled.
-    pub health_interval: Duration,
-    /// InnoDB buffer pool size for mysqld.
-    pub innodb_buffer_pool_size: String,
-    /// Backup engine settings (flags).
-    pub backup: EngineConfig,
-    /// `--restore-from-backup`.
-    pub restore_from_backup: bool,
-    /// `--wait-for-backup-interval`.
-    pub wait_for_backup_interval: Duration,
-    /// `--restore-from-backup-ts`.
-    pub restore_from_backup_ts: Option<String>,
-}
+use crate::mysql::mysqld::{Mysqld, MysqldConfig};
 
 /// The role the agent has put mysqld in, as far as it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,83 +83,13 @@ pub struct Agent {
     pub(super) storage: Option<Arc<dyn BackupStorage>>,
 }
 
-fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
-    if let Some(file) = &args.replication_password_file {
-        let s = std::fs::read_to_string(file)
-            .with_context(|| format!("reading --replication-password-file {}", file.display()))?;
-        let p = s.trim_end_matches(['\n', '\r']).to_string();
-        if p.is_empty() {
-            bail!("--replication-password-file {} is empty", file.display());
-        }
-        return Ok(p);
-    }
-    if let Ok(p) = std::env::var("CAIRN_REPLICATION_PASSWORD") {
-        if !p.is_empty() {
-            return Ok(p);
-        }
-    }
-    tracing::warn!(
-        "no --replication-password-file and no CAIRN_REPLICATION_PASSWORD: using the built-in \
-         replication password; set one in production"
-    );
-    Ok("cairn-replication".to_string())
-}
-
-impl AgentConfig {
-    pub fn from_args(args: &TabletArgs) -> anyhow::Result<Self> {
-        let alias =
-            TabletAlias::new(&args.cell, args.tablet_uid).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Self {
-            alias,
-            keyspace: args.init_keyspace.clone(),
-            shard: args.init_shard.clone(),
-            base_type: args.init_tablet_type,
-            tablet_dir: args.tablet_dir.clone(),
-            mysql_port: args.mysql_port,
-            mysql_bind_address: args.mysql_bind_address.clone(),
-            hostname: args.tablet_hostname.clone().unwrap_or_else(|| {
-                if args.mysql_bind_address == "0.0.0.0" {
-                    crate::util::hostname()
-                } else {
-                    args.mysql_bind_address.clone()
-                }
-            }),
-            repl_user: args.replication_user.clone(),
-            repl_password: resolve_password(args)?,
-            health_ttl: args.health_ttl,
-            health_interval: args.health_interval,
-            innodb_buffer_pool_size: args.innodb_buffer_pool_size.clone(),
-            backup: EngineConfig {
-                default_engine: args.backup_engine_implementation.as_str().to_string(),
-                compression: match args.compression_engine {
-                    CompressionArg::Zstd => Compression::default_zstd(),
-                    CompressionArg::Lz4 => Compression::Lz4,
-                    CompressionArg::None => Compression::None,
-                },
-                concurrency: args.concurrency.max(1) as usize,
-                xtrabackup_user: args.xtrabackup_user.clone(),
-                xtrabackup_stream_mode: args.xtrabackup_stream_mode.map(|m| match m {
-                    StreamModeArg::Tar => "tar".to_string(),
-                    StreamModeArg::Xbstream => "xbstream".to_string(),
-                }),
-                xtrabackup_root_path: args.xtrabackup_root_path.clone(),
-                work_dir: args.tablet_dir.clone(),
-            },
-            restore_from_backup: args.restore_from_backup,
-            wait_for_backup_interval: args.wait_for_backup_interval,
-            restore_from_backup_ts: args.restore_from_backup_ts.clone(),
-        })
-    }
-}
-
 /// Entry point of `cairn tablet`.
-pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
-    let cfg = AgentConfig::from_args(&args)?;
+pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
     if cfg.health_ttl < Duration::from_secs(2) {
         bail!("--health-ttl must be at least 2s");
     }
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone());
+    crate::common::shutdown::spawn_signal_handler(cancel.clone());
 
     let started = Instant::now();
     tracing::info!(alias = %cfg.alias, keyspace = %cfg.keyspace, shard = %cfg.shard, "tablet agent starting");
@@ -234,15 +126,13 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
             cfg.tablet_dir.clone(),
             cfg.mysql_port,
             cfg.mysql_bind_address.clone(),
-            super::mysqld::server_id_for_uid(cfg.alias.uid),
+            crate::mysql::mysqld::server_id_for_uid(cfg.alias.uid),
         )
     };
     let mysqld = Mysqld::new(mysqld_cfg).context("preparing mysqld")?;
     let data_dir = mysqld.data_dir();
     // Without storage the tablet runs; its backup jobs fail with a clear reason.
-    let storage = args.storage.file_backup_storage_root.as_ref().map(|root| {
-        Arc::new(with_faults(FileStorage::new(root.clone()))) as Arc<dyn BackupStorage>
-    });
+    let storage = cfg.storage.open();
     if storage.is_none() && cfg.restore_from_backup {
         bail!("--restore-from-backup needs a backup storage: set --file-backup-storage-root");
     }
@@ -252,9 +142,9 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
         .await
         .context("granting the health lease")?;
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.http_port))
         .await
-        .with_context(|| format!("binding the agent HTTP port {}", args.port))?;
+        .with_context(|| format!("binding the agent HTTP port {}", cfg.http_port))?;
     let http_port = listener
         .local_addr()
         .context("reading the HTTP port")?
@@ -377,51 +267,6 @@ pub async fn run(topo_cfg: TopoConfig, args: TabletArgs) -> anyhow::Result<()> {
     }
     agent.shutdown().await;
     Ok(())
-}
-
-/// Fault injection for integration tests, from the environment (never set in
-/// production): `CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES=N` makes storage writes fail
-/// after N bytes; `CAIRN_FAULT_STORAGE_BYTES_PER_SEC=N` slows them to N bytes/s.
-fn with_faults(mut storage: FileStorage) -> FileStorage {
-    if let Some(n) = std::env::var("CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        tracing::warn!(
-            bytes = n,
-            "fault injection: storage writes fail after this many bytes"
-        );
-        storage = storage.with_fail_after_bytes(n);
-    }
-    if let Some(n) = std::env::var("CAIRN_FAULT_STORAGE_BYTES_PER_SEC")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        tracing::warn!(
-            bytes_per_sec = n,
-            "fault injection: storage writes are throttled"
-        );
-        storage = storage.with_write_throttle(n);
-    }
-    storage
-}
-
-pub(crate) fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-        }
-        cancel.cancel();
-    });
 }
 
 impl Agent {

@@ -264,16 +264,12 @@ impl Agent {
         if matches!(original, TabletType::Backup | TabletType::Restore) {
             return Err((anyhow::anyhow!("tablet is already in {original}"), None));
         }
-        let engine_name = job
-            .engine
-            .clone()
-            .unwrap_or_else(|| self.cfg.backup.default_engine.clone());
-        let engine = engine::Engine::from_name(&engine_name).map_err(|e| (e, None))?;
+        let method = job.engine.unwrap_or(self.cfg.backup.default_engine);
         let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
         let params = self.backup_params(job, progress.clone());
         let name = params.name.clone();
-        let drains = engine.drains();
+        let drains = engine::drains(method);
 
         let body = async {
             if drains {
@@ -283,9 +279,14 @@ impl Agent {
             }
             let mut mysqld = self.mysqld.lock().await;
             self.set_role(Role::Unknown);
-            let r = engine
-                .backup(&mut mysqld, self.storage()?, &params, &self.cfg.backup)
-                .await;
+            let r = engine::backup(
+                method,
+                &mut mysqld,
+                self.storage()?,
+                &params,
+                &self.cfg.backup,
+            )
+            .await;
             drop(mysqld);
             r
         };
@@ -314,7 +315,7 @@ impl Agent {
             keyspace: manifest.keyspace.clone(),
             shard: manifest.shard.clone(),
             tablet_alias: manifest.tablet_alias.clone(),
-            engine: manifest.backup_method.as_str().to_string(),
+            engine: manifest.backup_method,
             backup_time: manifest.backup_time,
             finished_time: Some(manifest.finished_time),
             position: manifest.position.clone(),

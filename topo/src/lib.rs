@@ -1,5 +1,6 @@
 //! cairn-topo: the topology model of cairn and its etcd store.
 //!
+//! - [`engines`]: the enums naming backup engines, compression and stream modes.
 //! - [`names`]: validation of keyspace, shard, cell, alias and backup names.
 //! - [`records`]: the typed JSON records (Keyspace, Shard, Tablet, Health,
 //!   BackupRecord, Job, Schedule).
@@ -12,6 +13,7 @@
 //!
 //! No MySQL and no backup code lives here.
 
+pub mod engines;
 pub mod error;
 pub mod keys;
 pub mod lease;
@@ -19,10 +21,12 @@ pub mod lock;
 pub mod names;
 pub mod records;
 pub mod store;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod typed;
 pub mod watch;
 
+pub use engines::{BackupMethod, CompressionEngine, StreamMode};
 pub use error::TopoError;
 pub use keys::Keys;
 pub use lease::{LeaseHandle, LeaseState};

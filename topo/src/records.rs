@@ -9,6 +9,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::engines::BackupMethod;
 use crate::names::TabletAlias;
 
 /// The role a tablet plays in its shard (Vitess's TabletType).
@@ -165,7 +166,7 @@ pub struct BackupRecord {
     pub keyspace: String,
     pub shard: String,
     pub tablet_alias: String,
-    pub engine: String,
+    pub engine: BackupMethod,
     pub backup_time: DateTime<Utc>,
     #[serde(default)]
     pub finished_time: Option<DateTime<Utc>>,
@@ -238,7 +239,7 @@ pub struct Job {
     pub allow_primary: bool,
     /// Engine override; `None` means the tablet's default.
     #[serde(default)]
-    pub engine: Option<String>,
+    pub engine: Option<BackupMethod>,
     /// Copy concurrency override.
     #[serde(default)]
     pub concurrency: Option<u32>,
@@ -272,6 +273,51 @@ fn one() -> u32 {
     1
 }
 
+impl Job {
+    /// A fresh job id: sortable by creation time, unique by a random suffix.
+    pub fn new_id(kind: JobKind) -> String {
+        let k = match kind {
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
+        };
+        format!(
+            "{}-{k}-{:08x}",
+            Utc::now().format("%Y%m%dT%H%M%S%3f"),
+            rand::random::<u32>()
+        )
+    }
+
+    /// A PENDING job for `alias` with a fresh id and every option at its default;
+    /// the caller fills in what it wants before writing it.
+    pub fn pending(kind: JobKind, keyspace: &str, shard: &str, alias: &TabletAlias) -> Job {
+        Job {
+            id: Job::new_id(kind),
+            kind,
+            keyspace: keyspace.to_string(),
+            shard: shard.to_string(),
+            tablet_alias: alias.clone(),
+            state: JobState::Pending,
+            backup_name: None,
+            error: None,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            attempt: 1,
+            allow_primary: false,
+            engine: None,
+            concurrency: None,
+            backup_timestamp: None,
+            owner_lease: None,
+            schedule: None,
+            progress: JobProgress::default(),
+            pending_timeout_seconds: None,
+            scheduled_for: None,
+            retry_of: None,
+            excluded_tablets: vec![],
+        }
+    }
+}
+
 /// A backup schedule (coordinator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
@@ -284,7 +330,7 @@ pub struct Schedule {
     #[serde(default)]
     pub keep_for_seconds: Option<u64>,
     #[serde(default)]
-    pub backup_engine: Option<String>,
+    pub backup_engine: Option<BackupMethod>,
     #[serde(default)]
     pub paused: bool,
     #[serde(default)]

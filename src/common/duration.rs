@@ -1,18 +1,6 @@
-//! Small helpers shared by the binary's modules.
+//! Go-style durations, as Vitess flags take them.
 
 use std::time::Duration;
-
-/// This machine's hostname (`localhost` if it cannot be read).
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
 
 /// Parses a Go-style duration as Vitess flags take them: `0`, `500ms`, `30s`, `1m30s`,
 /// `1.5h`, `2h45m`. Units: ns, us (µs), ms, s, m, h. A bare `0` is allowed; other bare
