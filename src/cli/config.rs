@@ -2,6 +2,7 @@
 //! clap structs; the layers below take these.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_topo::TabletAlias;
@@ -60,8 +61,93 @@ pub fn open_storage(s: &StorageArgs) -> anyhow::Result<Arc<dyn BackupStorage>> {
         .ok_or_else(|| UsageError("no backup storage configured".into()).into())
 }
 
+/// Refuses durations and counts that would make the agent misbehave (a zero health
+/// interval spins; a lease shorter than 2 s expires between keepalives).
+fn check_tablet_flags(a: &TabletArgs) -> Result<(), UsageError> {
+    at_least(
+        "--health-interval",
+        a.health_interval,
+        Duration::from_millis(100),
+    )?;
+    at_least("--health-ttl", a.health_ttl, Duration::from_secs(2))?;
+    if a.health_interval >= a.health_ttl {
+        return Err(UsageError(format!(
+            "--health-interval ({}) must be shorter than --health-ttl ({})",
+            human(a.health_interval),
+            human(a.health_ttl)
+        )));
+    }
+    if a.concurrency == 0 {
+        return Err(UsageError("--concurrency must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Refuses coordinator flags that contradict each other or would spin.
+fn check_coordinator_flags(a: &CoordinatorArgs) -> Result<(), UsageError> {
+    at_least("--lease-ttl", a.lease_ttl, Duration::from_secs(2))?;
+    at_least(
+        "--reconcile-interval",
+        a.reconcile_interval,
+        Duration::from_millis(100),
+    )?;
+    at_least(
+        "--pending-timeout",
+        a.pending_timeout,
+        Duration::from_secs(1),
+    )?;
+    at_least("--job-timeout", a.job_timeout, Duration::from_secs(1))?;
+    at_least("--job-history", a.job_history, Duration::from_secs(1))?;
+    if a.max_attempts == 0 {
+        return Err(UsageError(
+            "--max-attempts must be at least 1 (the first try)".into(),
+        ));
+    }
+    if a.topo_snapshot_keep == 0 {
+        return Err(UsageError("--topo-snapshot-keep must be at least 1".into()));
+    }
+    // A backup still being written is incomplete; retention must never take it for an
+    // abandoned one, so the grace outlasts any job.
+    if a.incomplete_grace <= a.job_timeout {
+        return Err(UsageError(format!(
+            "--incomplete-grace ({}) must be longer than --job-timeout ({}): a backup in \
+             flight would otherwise be pruned as abandoned",
+            human(a.incomplete_grace),
+            human(a.job_timeout)
+        )));
+    }
+    Ok(())
+}
+
+fn at_least(flag: &str, value: Duration, min: Duration) -> Result<(), UsageError> {
+    if value < min {
+        return Err(UsageError(format!(
+            "{flag} must be at least {}",
+            human(min)
+        )));
+    }
+    Ok(())
+}
+
+/// A duration spelled as a flag takes it (`100ms`, `30s`, `1m30s`, `2h30m`).
+fn human(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.as_secs() == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
+}
+
 /// The agent configuration `cairn tablet`'s flags describe.
 pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
+    check_tablet_flags(args)?;
     let alias =
         TabletAlias::new(&args.cell, args.tablet_uid).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(AgentConfig {
@@ -103,6 +189,7 @@ pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
 
 /// The coordinator configuration `cairn coordinator`'s flags describe.
 pub fn coordinator_config(args: &CoordinatorArgs) -> anyhow::Result<CoordinatorConfig> {
+    check_coordinator_flags(args)?;
     if let Some(expr) = &args.topo_snapshot_cron {
         parse_cron(expr).map_err(|e| UsageError(format!("--topo-snapshot-cron: {e}")))?;
     }
@@ -126,4 +213,123 @@ pub fn coordinator_config(args: &CoordinatorArgs) -> anyhow::Result<CoordinatorC
         storage: storage_config(&args.storage, true)?,
         http_port: args.port,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+
+    fn parse(argv: &[&str]) -> Command {
+        let mut full = vec!["cairn"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full) {
+            Ok(c) => c.command,
+            Err(e) => panic!("{argv:?} did not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn tablet_flags_are_checked() {
+        let base = [
+            "tablet",
+            "--tablet-uid",
+            "1",
+            "--init-keyspace",
+            "ks",
+            "--init-shard",
+            "0",
+            "--tablet-dir",
+            "/nonexistent",
+            "--mysql-port",
+            "1",
+        ];
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (
+                &["--health-interval", "0"],
+                Some("--health-interval must be at least 100ms"),
+            ),
+            (
+                &["--health-ttl", "1s"],
+                Some("--health-ttl must be at least 2s"),
+            ),
+            (
+                &["--health-interval", "5s", "--health-ttl", "5s"],
+                Some("--health-interval (5s) must be shorter than --health-ttl (5s)"),
+            ),
+            (
+                &["--concurrency", "0"],
+                Some("--concurrency must be at least 1"),
+            ),
+        ];
+        for (extra, want) in cases {
+            let mut argv = base.to_vec();
+            argv.extend_from_slice(extra);
+            let Command::Tablet(a) = parse(&argv) else {
+                panic!("not a tablet command")
+            };
+            let got = check_tablet_flags(&a).err().map(|e| e.0);
+            assert_eq!(got.as_deref(), *want, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn coordinator_flags_are_checked() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (
+                &["--lease-ttl", "1s"],
+                Some("--lease-ttl must be at least 2s"),
+            ),
+            (
+                &["--reconcile-interval", "0"],
+                Some("--reconcile-interval must be at least 100ms"),
+            ),
+            (
+                &["--max-attempts", "0"],
+                Some("--max-attempts must be at least 1 (the first try)"),
+            ),
+            (
+                &["--topo-snapshot-keep", "0"],
+                Some("--topo-snapshot-keep must be at least 1"),
+            ),
+            (
+                &["--job-timeout", "2h", "--incomplete-grace", "1h"],
+                Some(
+                    "--incomplete-grace (1h) must be longer than --job-timeout (2h): a backup \
+                     in flight would otherwise be pruned as abandoned",
+                ),
+            ),
+            (
+                &["--job-timeout", "2h", "--incomplete-grace", "2h30m"],
+                None,
+            ),
+        ];
+        for (extra, want) in cases {
+            let mut argv = vec!["coordinator"];
+            argv.extend_from_slice(extra);
+            let Command::Coordinator(a) = parse(&argv) else {
+                panic!("not a coordinator command")
+            };
+            let got = check_coordinator_flags(&a).err().map(|e| e.0);
+            assert_eq!(got.as_deref(), *want, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn durations_read_back_as_flags() {
+        for (d, s) in [
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_secs(2), "2s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(9000), "2h30m"),
+            (Duration::from_secs(3601), "1h0m1s"),
+        ] {
+            assert_eq!(human(d), s);
+        }
+    }
 }
