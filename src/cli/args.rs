@@ -313,52 +313,51 @@ pub struct CoordinatorArgs {
     pub topo_snapshot_keep: u32,
 }
 
+/// The flags of a backup job, shared by `backup` and `backup-shard`: the same
+/// names, defaults and meaning on both.
+#[derive(Debug, Clone, Args)]
+pub struct JobFlags {
+    /// Allow backing up a PRIMARY (backup-shard: only when no replica is eligible)
+    #[arg(long)]
+    pub allow_primary: bool,
+    /// Engine for this backup (default: the tablet's)
+    #[arg(long, value_enum)]
+    pub backup_engine: Option<BackupMethod>,
+    /// Files copied in parallel (default: the tablet's --concurrency)
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Write the job, print its id and return without waiting
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Fail a job no agent takes within this time
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub pending_timeout: Duration,
+    /// Print the outcome as JSON (job, backup_name, tablet_alias)
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `cairn backup`.
 #[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
     /// Tablet to back up (CELL-UID)
     #[arg(value_parser = parse_alias)]
     pub alias: TabletAlias,
-    /// Allow backing up a PRIMARY
-    #[arg(long)]
-    pub allow_primary: bool,
-    /// Engine for this backup (default: the tablet's)
-    #[arg(long, value_enum)]
-    pub backup_engine: Option<BackupMethod>,
-    /// Files copied in parallel
-    #[arg(long)]
-    pub concurrency: Option<u32>,
-    /// Write the job and return without waiting
-    #[arg(long)]
-    pub no_wait: bool,
-    /// Fail a job no agent takes within this time
-    #[arg(long, default_value = "30s", value_parser = parse_dur)]
-    pub pending_timeout: Duration,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub job: JobFlags,
 }
 
 /// `cairn backup-shard`.
 #[derive(Debug, Clone, Args)]
 pub struct BackupShardArgs {
+    /// Shard to back up (KEYSPACE/SHARD)
     #[arg(value_parser = parse_ks_shard)]
     pub keyspace_shard: KeyspaceShard,
-    /// Fall back to the PRIMARY when no replica is eligible
-    #[arg(long)]
-    pub allow_primary: bool,
     /// Replicas lagging more than this are not eligible
     #[arg(long, default_value = "30s", value_parser = parse_dur)]
     pub max_lag: Duration,
-    #[arg(long, value_enum)]
-    pub backup_engine: Option<BackupMethod>,
-    #[arg(long)]
-    pub concurrency: Option<u32>,
-    #[arg(long)]
-    pub no_wait: bool,
-    #[arg(long, default_value = "30s", value_parser = parse_dur)]
-    pub pending_timeout: Duration,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub job: JobFlags,
 }
 
 /// `cairn list-backups`.
@@ -633,6 +632,69 @@ mod tests {
             t.storage.file_backup_storage_root.as_deref(),
             Some(std::path::Path::new("/tmp/b"))
         );
+    }
+
+    #[test]
+    fn backup_and_backup_shard_share_the_job_flags_with_help() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let flags = |name: &str| -> Vec<(String, bool)> {
+            let sub = cli.find_subcommand(name).expect("subcommand");
+            let mut v: Vec<(String, bool)> = sub
+                .get_arguments()
+                .filter_map(|a| Some((a.get_long()?.to_string(), a.get_help().is_some())))
+                .filter(|(l, _)| !["help", "version"].contains(&l.as_str()))
+                .collect();
+            v.sort();
+            v
+        };
+        let job = [
+            "allow-primary",
+            "backup-engine",
+            "concurrency",
+            "json",
+            "no-wait",
+            "pending-timeout",
+        ];
+        for cmd in ["backup", "backup-shard"] {
+            let f = flags(cmd);
+            for name in job {
+                assert!(f.iter().any(|(l, _)| l == name), "{cmd} lacks --{name}");
+            }
+            for (l, help) in &f {
+                assert!(*help, "{cmd} --{l} has no help text");
+            }
+        }
+        let parsed = |args: &[&str]| Cli::try_parse_from(args).unwrap().command;
+        let Command::BackupShard(a) = parsed(&[
+            "cairn",
+            "backup-shard",
+            "ks/0",
+            "--allow-primary",
+            "--backup-engine",
+            "xtrabackup",
+            "--concurrency",
+            "3",
+            "--no-wait",
+            "--pending-timeout",
+            "5s",
+            "--json",
+            "--max-lag",
+            "1m",
+        ]) else {
+            panic!("not backup-shard")
+        };
+        assert!(a.job.allow_primary && a.job.no_wait && a.job.json);
+        assert_eq!(a.job.backup_engine, Some(BackupMethod::Xtrabackup));
+        assert_eq!(a.job.concurrency, Some(3));
+        assert_eq!(a.job.pending_timeout, Duration::from_secs(5));
+        assert_eq!(a.max_lag, Duration::from_secs(60));
+        let Command::Backup(b) = parsed(&["cairn", "backup", "zone1-101"]) else {
+            panic!("not backup")
+        };
+        assert!(!b.job.allow_primary && !b.job.no_wait && !b.job.json);
+        assert_eq!(b.job.pending_timeout, Duration::from_secs(30));
+        assert_eq!((b.job.backup_engine, b.job.concurrency), (None, None));
     }
 
     #[test]
