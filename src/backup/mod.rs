@@ -9,11 +9,15 @@
 //!   `dyn BackupStorage`.
 //! - [`pipeline`]: the parallel compress+hash copy into storage and the verifying
 //!   restore out of it; what makes backups fast and restores trustworthy.
+//! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
+//!   in step with storage; the one way to remove a backup (record, then data).
+//!   The one module here that talks to etcd.
 //!
 //! The engines (builtin, xtrabackup) sit on top of these and decide what to copy
 //! and when; nothing here talks to mysqld or etcd.
 
 pub mod builtin;
+pub mod catalog;
 pub mod engine;
 pub mod location;
 pub mod manifest;

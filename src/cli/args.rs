@@ -313,52 +313,51 @@ pub struct CoordinatorArgs {
     pub topo_snapshot_keep: u32,
 }
 
+/// The flags of a backup job, shared by `backup` and `backup-shard`: the same
+/// names, defaults and meaning on both.
+#[derive(Debug, Clone, Args)]
+pub struct JobFlags {
+    /// Allow backing up a PRIMARY (backup-shard: only when no replica is eligible)
+    #[arg(long)]
+    pub allow_primary: bool,
+    /// Engine for this backup (default: the tablet's)
+    #[arg(long, value_enum)]
+    pub backup_engine: Option<BackupMethod>,
+    /// Files copied in parallel (default: the tablet's --concurrency)
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Write the job, print its id and return without waiting
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Fail a job no agent takes within this time
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub pending_timeout: Duration,
+    /// Print the outcome as JSON (job, backup_name, tablet_alias)
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `cairn backup`.
 #[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
     /// Tablet to back up (CELL-UID)
     #[arg(value_parser = parse_alias)]
     pub alias: TabletAlias,
-    /// Allow backing up a PRIMARY
-    #[arg(long)]
-    pub allow_primary: bool,
-    /// Engine for this backup (default: the tablet's)
-    #[arg(long, value_enum)]
-    pub backup_engine: Option<BackupMethod>,
-    /// Files copied in parallel
-    #[arg(long)]
-    pub concurrency: Option<u32>,
-    /// Write the job and return without waiting
-    #[arg(long)]
-    pub no_wait: bool,
-    /// Fail a job no agent takes within this time
-    #[arg(long, default_value = "30s", value_parser = parse_dur)]
-    pub pending_timeout: Duration,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub job: JobFlags,
 }
 
 /// `cairn backup-shard`.
 #[derive(Debug, Clone, Args)]
 pub struct BackupShardArgs {
+    /// Shard to back up (KEYSPACE/SHARD)
     #[arg(value_parser = parse_ks_shard)]
     pub keyspace_shard: KeyspaceShard,
-    /// Fall back to the PRIMARY when no replica is eligible
-    #[arg(long)]
-    pub allow_primary: bool,
     /// Replicas lagging more than this are not eligible
     #[arg(long, default_value = "30s", value_parser = parse_dur)]
     pub max_lag: Duration,
-    #[arg(long, value_enum)]
-    pub backup_engine: Option<BackupMethod>,
-    #[arg(long)]
-    pub concurrency: Option<u32>,
-    #[arg(long)]
-    pub no_wait: bool,
-    #[arg(long, default_value = "30s", value_parser = parse_dur)]
-    pub pending_timeout: Duration,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub job: JobFlags,
 }
 
 /// `cairn list-backups`.
@@ -564,104 +563,4 @@ pub fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn norm(v: &[&str]) -> Vec<String> {
-        normalize_args(v.iter().map(|s| s.to_string()))
-    }
-
-    #[test]
-    fn vitess_spellings_become_clap_spellings() {
-        assert_eq!(
-            norm(&[
-                "cairn",
-                "tablet",
-                "-restore_from_backup",
-                "--init_shard",
-                "-80",
-                "-file_backup_storage_root=/x_y",
-                "-l",
-                "--",
-                "-a_b"
-            ]),
-            vec![
-                "cairn",
-                "tablet",
-                "--restore-from-backup",
-                "--init-shard",
-                "-80",
-                "--file-backup-storage-root=/x_y",
-                "-l",
-                "--",
-                "-a_b"
-            ]
-        );
-    }
-
-    #[test]
-    fn seed_command_line_parses() {
-        let args = norm(&[
-            "cairn",
-            "tablet",
-            "-tablet_uid",
-            "101",
-            "-init_keyspace",
-            "commerce",
-            "-init_shard",
-            "-80",
-            "-init_tablet_type",
-            "rdonly",
-            "-tablet_dir",
-            "/tmp/t",
-            "-mysql_port=17000",
-            "-backup_storage_implementation=file",
-            "-file_backup_storage_root=/tmp/b",
-            "-restore_from_backup",
-            "-wait_for_backup_interval",
-            "1h",
-        ]);
-        let cli = Cli::try_parse_from(args).unwrap();
-        let Command::Tablet(t) = cli.command else {
-            panic!("not tablet")
-        };
-        assert!(t.restore_from_backup);
-        assert_eq!(t.init_shard, "-80");
-        assert_eq!(t.init_tablet_type, TabletType::Rdonly);
-        assert_eq!(t.wait_for_backup_interval, Duration::from_secs(3600));
-        assert_eq!(
-            t.storage.file_backup_storage_root.as_deref(),
-            Some(std::path::Path::new("/tmp/b"))
-        );
-    }
-
-    #[test]
-    fn bad_names_are_usage_errors() {
-        for args in [
-            vec!["cairn", "get-shard", "commerce"],
-            vec!["cairn", "get-shard", "com merce/0"],
-            vec!["cairn", "init-shard-primary", "commerce/0", "zone1"],
-            vec!["cairn", "remove-backup", "commerce/0", ".."],
-            vec!["cairn", "get-tablets", "--keyspace", "a/b"],
-            vec![
-                "cairn",
-                "tablet",
-                "--tablet-uid",
-                "1",
-                "--init-keyspace",
-                "k",
-                "--init-shard",
-                "0",
-                "--init-tablet-type",
-                "primary",
-                "--tablet-dir",
-                "/t",
-                "--mysql-port",
-                "1",
-            ],
-        ] {
-            let e = Cli::try_parse_from(args.clone()).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{args:?}");
-        }
-    }
-}
+mod tests;

@@ -2,21 +2,24 @@
 //!
 //! Backups and restores are jobs written into topo for the tablet's agent; these
 //! commands validate, refuse what must be refused before anything is written, then
-//! wait for the job. Listing and removal read storage joined with topo.
+//! wait for the job. Listing reads storage joined with topo; removal goes through
+//! the backup catalog ([`crate::backup::catalog`]), the same path the
+//! coordinator's retention takes.
 
 use anyhow::{bail, Context};
-use cairn_topo::{
-    BackupMethod, BackupRecord, Job, JobKind, JobState, Shard, TabletAlias, TabletType, Topo,
-};
+use cairn_topo::{Job, JobKind, JobState, TabletAlias, TabletType, Topo};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::args::{BackupArgs, BackupShardArgs, ListBackupsArgs, RemoveBackupArgs, RestoreArgs};
+use super::args::{
+    BackupArgs, BackupShardArgs, JobFlags, ListBackupsArgs, RemoveBackupArgs, RestoreArgs,
+};
 use super::jobs;
 use super::output::{opt, print_rows};
 use super::UsageError;
+use crate::backup::catalog::Catalog;
 use crate::backup::manifest::parse_backup_name;
-use crate::backup::storage::{BackupStorage, StorageError};
+use crate::backup::storage::BackupStorage;
 use crate::coordinator::select::{select_backup_tablet, Choice, SelectOptions};
 
 pub use super::config::open_storage;
@@ -31,21 +34,12 @@ async fn tablet_for_job(
         .with_context(|| format!("tablet {alias} is not registered"))
 }
 
-/// Writes a backup job for `alias` and (unless `no_wait`) waits for it.
-#[allow(clippy::too_many_arguments)]
-async fn run_backup_job(
-    topo: &Topo,
-    alias: &TabletAlias,
-    allow_primary: bool,
-    engine: Option<BackupMethod>,
-    concurrency: Option<u32>,
-    no_wait: bool,
-    pending_timeout: std::time::Duration,
-    json: bool,
-) -> anyhow::Result<()> {
+/// Writes a backup job for `alias` with the command's job flags and (unless
+/// `--no-wait`) waits for it.
+async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyhow::Result<()> {
     let info = tablet_for_job(topo, alias).await?;
     let t = &info.tablet.value;
-    if t.tablet_type == TabletType::Primary && !allow_primary {
+    if t.tablet_type == TabletType::Primary && !f.allow_primary {
         bail!(
             "tablet {alias} is the PRIMARY of {}/{}: a backup would take it out of service; \
              back up a replica, or pass --allow-primary",
@@ -53,25 +47,25 @@ async fn run_backup_job(
             t.shard
         );
     }
-    if concurrency == Some(0) {
+    if f.concurrency == Some(0) {
         return Err(UsageError("--concurrency must be at least 1".into()).into());
     }
     jobs::refuse_if_busy(topo, alias).await?;
     let mut job = Job::pending(JobKind::Backup, &t.keyspace, &t.shard, alias);
-    job.allow_primary = allow_primary;
-    job.engine = engine;
-    job.concurrency = concurrency;
-    job.pending_timeout_seconds = Some(pending_timeout.as_secs());
+    job.allow_primary = f.allow_primary;
+    job.engine = f.backup_engine;
+    job.concurrency = f.concurrency;
+    job.pending_timeout_seconds = Some(f.pending_timeout.as_secs());
     jobs::submit(topo, &job).await?;
-    if no_wait {
+    if f.no_wait {
         println!("{}", job.id);
         return Ok(());
     }
-    let done = jobs::wait(topo, &job.id, pending_timeout).await?;
+    let done = jobs::wait(topo, &job.id, f.pending_timeout).await?;
     match done.state {
         JobState::Succeeded => {
             let name = done.backup_name.unwrap_or_default();
-            if json {
+            if f.json {
                 println!(
                     "{}",
                     serde_json::json!({"job": done.id, "backup_name": name, "tablet_alias": alias.to_string()})
@@ -94,17 +88,7 @@ async fn run_backup_job(
 }
 
 pub async fn backup(topo: &Topo, a: BackupArgs) -> anyhow::Result<()> {
-    run_backup_job(
-        topo,
-        &a.alias,
-        a.allow_primary,
-        a.backup_engine,
-        a.concurrency,
-        a.no_wait,
-        a.pending_timeout,
-        a.json,
-    )
-    .await
+    run_backup_job(topo, &a.alias, &a.job).await
 }
 
 pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()> {
@@ -117,7 +101,7 @@ pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()>
         bail!("shard {ks} has no tablets");
     }
     let opts = SelectOptions {
-        allow_primary: a.allow_primary,
+        allow_primary: a.job.allow_primary,
         max_lag_seconds: a.max_lag.as_secs(),
     };
     let alias = match select_backup_tablet(&tablets, &opts) {
@@ -127,7 +111,7 @@ pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()>
             bail!(
                 "no tablet of {ks} is eligible for a backup ({}){}",
                 why.join("; "),
-                if a.allow_primary {
+                if a.job.allow_primary {
                     ""
                 } else {
                     "; --allow-primary would allow the primary"
@@ -136,17 +120,7 @@ pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()>
         }
     };
     eprintln!("backing up {alias}");
-    run_backup_job(
-        topo,
-        &alias,
-        a.allow_primary,
-        a.backup_engine,
-        a.concurrency,
-        a.no_wait,
-        a.pending_timeout,
-        a.json,
-    )
-    .await
+    run_backup_job(topo, &alias, &a.job).await
 }
 
 pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
@@ -288,60 +262,17 @@ pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()>
     )
 }
 
-/// Recomputes the shard's latest complete backup from the catalog.
-pub async fn refresh_latest_backup(topo: &Topo, keyspace: &str, shard: &str) -> anyhow::Result<()> {
-    let records = topo.list_backup_records(keyspace, shard).await?;
-    let latest: Option<BackupRecord> = records.into_iter().map(|r| r.value).rfind(|r| r.complete);
-    let key = topo.keys().shard(keyspace, shard);
-    topo.update_with::<Shard, _>(&key, |cur| {
-        let Some(mut s) = cur else { return Ok(None) };
-        let name = latest.as_ref().map(|r| r.name.clone());
-        let time = latest.as_ref().map(|r| r.backup_time);
-        if s.latest_backup == name && s.latest_backup_time == time {
-            return Ok(None);
-        }
-        s.latest_backup = name;
-        s.latest_backup_time = time;
-        Ok(Some(s))
-    })
-    .await?;
-    Ok(())
-}
-
+/// Removes one backup through the catalog (its record first, then its data in
+/// storage; the shard's latest backup follows). Neither found is an error.
 pub async fn remove_backup(topo: &Topo, a: RemoveBackupArgs) -> anyhow::Result<()> {
     let storage = open_storage(&a.storage)?;
     let ks = &a.keyspace_shard;
-    let key = topo.keys().backup(&ks.keyspace, &ks.shard, &a.name);
-    let record: Option<cairn_topo::Versioned<BackupRecord>> = match topo.get(&key).await {
-        Ok(r) => r,
-        Err(cairn_topo::TopoError::BadRecord { .. }) => None,
-        Err(e) => return Err(e).context("reading the backup record"),
-    };
-    let in_storage = match storage
+    let removed = Catalog::new(topo, storage.as_ref())
         .remove_backup(&ks.keyspace, &ks.shard, &a.name)
-        .await
-    {
-        Ok(()) => true,
-        Err(StorageError::NotFound(_)) => false,
-        Err(e) => {
-            return Err(e).with_context(|| format!("removing backup {} from storage", a.name))
-        }
-    };
-    let exists_in_topo = topo
-        .list_raw(&key)
-        .await?
-        .0
-        .iter()
-        .any(|(k, _, _)| k == &key);
-    if !in_storage && record.is_none() && !exists_in_topo {
+        .await?;
+    if !removed.found() {
         bail!("backup {} of {ks} not found", a.name);
     }
-    if exists_in_topo {
-        topo.delete(&key, None)
-            .await
-            .context("removing the backup record")?;
-    }
-    refresh_latest_backup(topo, &ks.keyspace, &ks.shard).await?;
     println!("removed {} from {ks}", a.name);
     Ok(())
 }

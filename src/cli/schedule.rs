@@ -21,9 +21,12 @@ use cairn_topo::{BackupMethod, Schedule, Topo};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::args::{GlobalArgs, ScheduleCommand, ScheduleSetArgs};
+use super::args::{GlobalArgs, ScheduleCommand, SchedulePruneArgs, ScheduleSetArgs};
+use super::config::open_storage;
 use super::output::{opt, print_rows};
 use super::UsageError;
+use crate::backup::catalog::Catalog;
+use crate::coordinator::prune::{plan_shard_retention, prune_scope, prune_shard, ShardRetention};
 use crate::coordinator::retention::human;
 use crate::coordinator::schedule::{next_run, parse_cron, parse_target, upcoming, Target};
 
@@ -304,63 +307,39 @@ async fn set_paused(topo: &Topo, name: &str, paused: bool) -> anyhow::Result<()>
 }
 
 /// `schedule prune NAME [--dry-run]`: the schedule's retention rule applied now to
-/// every shard it targets (what the leader does after each backup).
-async fn prune(topo: &Topo, a: crate::cli::args::SchedulePruneArgs) -> anyhow::Result<()> {
-    use crate::coordinator::run::{backups_in_use, plan_shard_retention};
-    let storage = crate::cli::backups::open_storage(&a.storage)?;
+/// every shard it targets, by the same plan and the same catalog removal the
+/// leader uses after each backup (unfenced here: an operator's command).
+async fn prune(topo: &Topo, a: SchedulePruneArgs) -> anyhow::Result<()> {
+    let storage = open_storage(&a.storage)?;
     let sched: Schedule = topo
         .get(&topo.keys().schedule(&a.name))
         .await
         .with_context(|| format!("reading schedule {}", a.name))?
         .with_context(|| format!("schedule {} does not exist", a.name))?
         .value;
-    let cache = crate::coordinator::cache::Cache::load(topo).await?;
-    let snap = cache.inner.read().await;
-    let in_use = backups_in_use(&snap);
-    let shards: Vec<(String, String)> = match sched.target.split_once('/') {
-        Some((ks, shard)) => vec![(ks.to_string(), shard.to_string())],
-        None => snap
-            .shards
-            .keys()
-            .filter(|(ks, _)| *ks == sched.target)
-            .cloned()
-            .collect(),
-    };
-    drop(snap);
-    let now = chrono::Utc::now();
+    let scope = prune_scope(topo, &sched).await?;
+    let catalog = Catalog::new(topo, storage.as_ref());
+    let now = Utc::now();
     let mut rows = Vec::new();
-    for (ks, shard) in shards {
-        let plan = plan_shard_retention(
-            storage.as_ref(),
-            &sched,
-            &ks,
-            &shard,
+    for (ks, shard) in &scope.shards {
+        let r = ShardRetention {
+            schedule: &sched,
+            keyspace: ks,
+            shard,
             now,
-            &in_use,
-            a.incomplete_grace,
-        )
-        .await?;
-        for r in plan {
-            if !a.dry_run {
-                match topo
-                    .delete(&topo.keys().backup(&ks, &shard, &r.name), None)
-                    .await
-                {
-                    Ok(()) | Err(cairn_topo::TopoError::NoNode(_)) => {}
-                    Err(e) => return Err(e).context("removing a backup record"),
-                }
-                match storage.remove_backup(&ks, &shard, &r.name).await {
-                    Ok(()) | Err(crate::backup::storage::StorageError::NotFound(_)) => {}
-                    Err(e) => return Err(e).with_context(|| format!("removing backup {}", r.name)),
-                }
-            }
+            in_use: &scope.in_use,
+            incomplete_grace: a.incomplete_grace,
+        };
+        let removals = if a.dry_run {
+            plan_shard_retention(storage.as_ref(), &r).await?
+        } else {
+            prune_shard(&catalog, &r).await?
+        };
+        for r in removals {
             rows.push(serde_json::json!({
                 "keyspace": ks, "shard": shard, "name": r.name,
                 "reason": r.reason.to_string(), "removed": !a.dry_run,
             }));
-        }
-        if !a.dry_run {
-            crate::cli::backups::refresh_latest_backup(topo, &ks, &shard).await?;
         }
     }
     if a.json {

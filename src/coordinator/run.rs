@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cairn_topo::{
-    BackupRecord, Fence, Job, JobKind, JobState, Schedule, Shard, TabletAlias, Topo, TopoConfig,
-    TopoError,
+    Fence, Job, JobKind, JobState, Schedule, TabletAlias, Topo, TopoConfig, TopoError,
 };
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::cache::Cache;
 pub use super::config::CoordinatorConfig;
 use super::http::{self, CoordinatorMetrics};
-use super::retention::{self, RetentionInput, Rule};
+use super::prune;
+use super::reconcile;
 use super::schedule;
 use super::select::{select_backup_tablet, Choice, SelectOptions};
 use super::snapshot;
@@ -213,12 +213,12 @@ async fn lead_loops(shared: Arc<Shared>, fence: Fence, lead: CancellationToken) 
         if let Err(e) = supervisor_pass(&shared, &fence, now).await {
             log_pass_error("job supervisor", &e);
         }
-        if let Err(e) = retention_pass(&shared, &fence, now).await {
+        if let Err(e) = prune::retention_pass(&shared, &fence, now, &shared.retention_done).await {
             log_pass_error("retention", &e);
         }
         if last_reconcile.is_none_or(|t| t.elapsed() >= shared.cfg.reconcile_interval) {
             last_reconcile = Some(Instant::now());
-            if let Err(e) = reconcile_catalog(&shared, &fence).await {
+            if let Err(e) = reconcile::reconcile_catalog(&shared, &fence).await {
                 log_pass_error("catalog reconciler", &e);
             }
             if let Err(e) = forget_old_jobs(&shared, &fence, now).await {
@@ -568,302 +568,6 @@ async fn retry_job(shared: &Shared, fence: &Fence, failed: &Job) -> anyhow::Resu
         .await?;
     tracing::info!(job = %job.id, retry_of = %failed.id, attempt = job.attempt, tablet = %alias, "retrying a failed backup");
     Ok(())
-}
-
-/// After each successful scheduled backup, prunes its shard by the schedule's rule.
-async fn retention_pass(shared: &Shared, fence: &Fence, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let (work, in_use): (Vec<(Job, Schedule)>, HashSet<String>) = {
-        let s = shared.cache.inner.read().await;
-        let done = shared
-            .retention_done
-            .lock()
-            .map(|d| d.clone())
-            .unwrap_or_default();
-        let work = s
-            .jobs
-            .values()
-            .map(|v| &v.value)
-            .filter(|j| {
-                j.state == JobState::Succeeded && j.kind == JobKind::Backup && !done.contains(&j.id)
-            })
-            .filter_map(|j| {
-                let sched = s.schedules.get(j.schedule.as_deref()?)?;
-                Some((j.clone(), sched.value.clone()))
-            })
-            .collect();
-        let in_use = backups_in_use(&s);
-        (work, in_use)
-    };
-    for (job, sched) in work {
-        let removals = prune_shard(
-            shared,
-            fence,
-            &sched,
-            &job.keyspace,
-            &job.shard,
-            now,
-            &in_use,
-        )
-        .await?;
-        if !removals.is_empty() {
-            tracing::info!(schedule = %sched.name, shard = %format!("{}/{}", job.keyspace, job.shard), removed = ?removals, "retention pruned backups");
-        }
-        if let Ok(mut d) = shared.retention_done.lock() {
-            d.insert(job.id.clone());
-        }
-    }
-    Ok(())
-}
-
-/// What a schedule's retention rule would remove from one shard now: storage
-/// listed, the pure rule applied. Shared by the leader and `schedule prune`.
-pub async fn plan_shard_retention(
-    storage: &dyn BackupStorage,
-    sched: &Schedule,
-    ks: &str,
-    shard: &str,
-    now: DateTime<Utc>,
-    in_use: &HashSet<String>,
-    incomplete_grace: Duration,
-) -> anyhow::Result<Vec<retention::Removal>> {
-    let listed = storage.list_backups(ks, shard).await?;
-    let inputs: Vec<RetentionInput> = listed
-        .iter()
-        .map(|b| RetentionInput {
-            name: b.name.clone(),
-            backup_time: b
-                .manifest
-                .as_ref()
-                .map(|m| m.backup_time)
-                .or_else(|| {
-                    crate::backup::manifest::parse_backup_name(&b.name)
-                        .ok()
-                        .map(|(t, _)| t)
-                })
-                .unwrap_or(now),
-            complete: b.complete,
-        })
-        .collect();
-    let rule = Rule {
-        keep_count: sched.keep_count,
-        keep_for: sched.keep_for_seconds.map(Duration::from_secs),
-        incomplete_grace,
-    };
-    Ok(retention::plan(&inputs, rule, now, in_use))
-}
-
-/// Backups that restores are reading right now (retention keeps them).
-pub fn backups_in_use(s: &super::cache::Snapshot) -> HashSet<String> {
-    let mut in_use: HashSet<String> = s
-        .health
-        .values()
-        .filter_map(|h| h.restoring_backup.clone())
-        .collect();
-    in_use.extend(
-        s.jobs
-            .values()
-            .filter(|j| j.value.kind == JobKind::Restore && !j.value.state.is_final())
-            .filter_map(|j| j.value.backup_name.clone()),
-    );
-    in_use
-}
-
-/// Applies a schedule's retention rule to one shard (catalog first, fenced, then
-/// storage); returns the names removed.
-#[allow(clippy::too_many_arguments)]
-async fn prune_shard(
-    shared: &Shared,
-    fence: &Fence,
-    sched: &Schedule,
-    ks: &str,
-    shard: &str,
-    now: DateTime<Utc>,
-    in_use: &HashSet<String>,
-) -> anyhow::Result<Vec<String>> {
-    let plan = plan_shard_retention(
-        shared.storage.as_ref(),
-        sched,
-        ks,
-        shard,
-        now,
-        in_use,
-        shared.cfg.incomplete_grace,
-    )
-    .await?;
-    let mut removed = Vec::new();
-    for r in plan {
-        // Catalog first (fenced): a deposed leader removes nothing.
-        let key = shared.topo.keys().backup(ks, shard, &r.name);
-        match shared.topo.delete_fenced(fence, &key, None).await {
-            Ok(()) | Err(TopoError::NoNode(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        match shared.storage.remove_backup(ks, shard, &r.name).await {
-            Ok(()) | Err(crate::backup::storage::StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(backup = %r.name, reason = %r.reason, "removed by retention");
-        removed.push(r.name);
-    }
-    if !removed.is_empty() {
-        refresh_latest(shared, fence, ks, shard).await?;
-    }
-    Ok(removed)
-}
-
-/// Sets the shard's latest complete backup from storage (fenced).
-async fn refresh_latest(
-    shared: &Shared,
-    fence: &Fence,
-    ks: &str,
-    shard: &str,
-) -> anyhow::Result<()> {
-    let listed = shared.storage.list_backups(ks, shard).await?;
-    let latest = listed
-        .iter()
-        .filter(|b| b.complete)
-        .filter_map(|b| b.manifest.as_ref())
-        .max_by_key(|m| (m.backup_time, m.backup_name.clone()));
-    let (name, time) = (
-        latest.map(|m| m.backup_name.clone()),
-        latest.map(|m| m.backup_time),
-    );
-    shared
-        .topo
-        .update_with_fenced::<Shard, _>(fence, &shared.topo.keys().shard(ks, shard), |cur| {
-            let Some(mut s) = cur else { return Ok(None) };
-            if s.latest_backup == name && s.latest_backup_time == time {
-                return Ok(None);
-            }
-            s.latest_backup = name.clone();
-            s.latest_backup_time = time;
-            Ok(Some(s))
-        })
-        .await?;
-    Ok(())
-}
-
-/// Storage is the truth: every complete backup gets its record (waking tablets
-/// waiting for a seed), records whose backup is gone are removed.
-pub async fn reconcile_catalog(shared: &Shared, fence: &Fence) -> anyhow::Result<()> {
-    let mut shards: HashSet<(String, String)> = shared
-        .storage
-        .list_shards()
-        .await?
-        .into_iter()
-        .map(|d| (d.keyspace, d.shard))
-        .collect();
-    let records: HashMap<(String, String), HashSet<String>> = {
-        let s = shared.cache.inner.read().await;
-        shards.extend(s.backups.keys().cloned());
-        s.backups
-            .iter()
-            .map(|(k, m)| (k.clone(), m.keys().cloned().collect()))
-            .collect()
-    };
-    for (ks, shard) in shards {
-        let listed = shared.storage.list_backups(&ks, &shard).await?;
-        let have = records
-            .get(&(ks.clone(), shard.clone()))
-            .cloned()
-            .unwrap_or_default();
-        let complete: HashSet<&str> = listed
-            .iter()
-            .filter(|b| b.complete)
-            .map(|b| b.name.as_str())
-            .collect();
-        let mut changed = false;
-        for b in listed
-            .iter()
-            .filter(|b| b.complete && !have.contains(&b.name))
-        {
-            let Some(m) = &b.manifest else { continue };
-            let record = BackupRecord {
-                name: b.name.clone(),
-                keyspace: ks.clone(),
-                shard: shard.clone(),
-                tablet_alias: m.tablet_alias.clone(),
-                engine: m.backup_method,
-                backup_time: m.backup_time,
-                finished_time: Some(m.finished_time),
-                position: m.position.clone(),
-                size_bytes: b.size_bytes,
-                complete: true,
-            };
-            // Make sure the shard record exists (a backup copied in for a new shard).
-            ensure_shard(shared, fence, &ks, &shard).await?;
-            shared
-                .topo
-                .put_fenced(
-                    fence,
-                    &shared.topo.keys().backup(&ks, &shard, &b.name),
-                    &record,
-                    None,
-                )
-                .await?;
-            tracing::info!(backup = %b.name, shard = %format!("{ks}/{shard}"), "catalogued a backup found in storage");
-            changed = true;
-        }
-        for name in have.iter().filter(|n| !complete.contains(n.as_str())) {
-            match shared
-                .topo
-                .delete_fenced(fence, &shared.topo.keys().backup(&ks, &shard, name), None)
-                .await
-            {
-                Ok(()) | Err(TopoError::NoNode(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            tracing::info!(backup = %name, shard = %format!("{ks}/{shard}"), "removed a record whose backup is gone from storage");
-            changed = true;
-        }
-        if changed {
-            refresh_latest(shared, fence, &ks, &shard).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn ensure_shard(shared: &Shared, fence: &Fence, ks: &str, shard: &str) -> anyhow::Result<()> {
-    let exists = shared
-        .cache
-        .inner
-        .read()
-        .await
-        .shards
-        .contains_key(&(ks.to_string(), shard.to_string()));
-    if exists {
-        return Ok(());
-    }
-    let now = Utc::now();
-    let ks_rec = cairn_topo::Keyspace {
-        name: ks.to_string(),
-        created_at: now,
-    };
-    match shared
-        .topo
-        .create_fenced(fence, &shared.topo.keys().keyspace(ks), &ks_rec, None)
-        .await
-    {
-        Ok(_) | Err(TopoError::NodeExists(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let rec = Shard {
-        keyspace: ks.to_string(),
-        name: shard.to_string(),
-        primary_alias: None,
-        primary_term_start_time: None,
-        latest_backup: None,
-        latest_backup_time: None,
-        created_at: now,
-    };
-    match shared
-        .topo
-        .create_fenced(fence, &shared.topo.keys().shard(ks, shard), &rec, None)
-        .await
-    {
-        Ok(_) | Err(TopoError::NodeExists(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Deletes finished jobs older than the job history window, so the jobs prefix

@@ -1,0 +1,320 @@
+//! The backup catalog: the `BackupRecord`s in topo and each Shard record's latest
+//! backup, kept in step with backup storage. One service, used by the
+//! coordinator's leader (retention, catalog reconciler), by `schedule prune` and
+//! by `remove-backup`, so that removing a backup, deciding a shard's latest backup
+//! and creating a shard record are each written once.
+//!
+//! Owns:
+//! - the order of a removal: the record first (fenced when the leader removes, so a
+//!   deposed leader removes nothing), then the shard's latest backup, then storage.
+//!   A removal interrupted after the record is redone by running it again, or the
+//!   reconciler catalogues the backup again and the next pass removes it;
+//! - the one definition of a shard's latest backup ([`latest_backup`]);
+//! - the pure reconcile plan between storage and topo ([`plan_reconcile`]);
+//! - where "already gone" and "already there" are not errors (private helpers).
+//!
+//! May call: `cairn-topo`, `common`, and the rest of `backup` (storage). Never
+//! mysql, tablet, coordinator or cli. Decides nothing about *which* backups go:
+//! that is retention's (coordinator) or the operator's.
+
+use anyhow::Context;
+use cairn_topo::{BackupRecord, Fence, Keyspace, Shard, Topo, TopoError};
+use chrono::Utc;
+
+use super::storage::{BackupInfo, BackupStorage, StorageError};
+
+/// The catalog of one topology and one backup storage, with the leader's fence
+/// when the coordinator writes through it.
+#[derive(Clone, Copy)]
+pub struct Catalog<'a> {
+    /// Where the records and the Shard records live.
+    topo: &'a Topo,
+    /// Where the backups themselves live.
+    storage: &'a dyn BackupStorage,
+    /// The leader's fence: every topo write is refused once leadership is lost.
+    /// `None` for the admin commands, which write unfenced.
+    fence: Option<&'a Fence>,
+}
+
+/// What [`Catalog::remove_backup`] found and removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// A record (parsable or not) was in topo.
+    pub record: bool,
+    /// The backup (complete or not) was in storage.
+    pub storage: bool,
+}
+
+impl Removed {
+    /// Whether the backup existed anywhere.
+    pub fn found(&self) -> bool {
+        self.record || self.storage
+    }
+}
+
+/// What the reconciler changes in topo for one shard so that the catalog matches
+/// storage.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogDiff {
+    /// Records of complete backups that have none yet, in storage's order.
+    pub add: Vec<BackupRecord>,
+    /// Names of records whose backup is not (or no longer) complete in storage.
+    pub remove: Vec<String>,
+}
+
+impl CatalogDiff {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The shard's latest backup: the complete record with the greatest
+/// `(backup_time, name)`.
+///
+/// The source of truth is the catalog (the records in topo), not a storage
+/// listing: the Shard record is a summary of the records beside it, so both are
+/// read and written in the same store and agree whenever a reader looks; it costs
+/// one etcd range read instead of listing storage and reading every MANIFEST; and
+/// since a removal deletes the record before the data, a shard never names a
+/// backup that is being removed. A backup present in storage without a record
+/// becomes the latest once the reconciler catalogues it.
+pub fn latest_backup(records: &[BackupRecord]) -> Option<&BackupRecord> {
+    records
+        .iter()
+        .filter(|r| r.complete)
+        .max_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)))
+}
+
+/// The record of a complete backup found in storage (`None` for an incomplete
+/// one, which is never catalogued).
+pub fn record_of(keyspace: &str, shard: &str, b: &BackupInfo) -> Option<BackupRecord> {
+    let m = b.manifest.as_ref().filter(|_| b.complete)?;
+    Some(BackupRecord {
+        name: b.name.clone(),
+        keyspace: keyspace.to_string(),
+        shard: shard.to_string(),
+        tablet_alias: m.tablet_alias.clone(),
+        engine: m.backup_method,
+        backup_time: m.backup_time,
+        finished_time: Some(m.finished_time),
+        position: m.position.clone(),
+        size_bytes: b.size_bytes,
+        complete: true,
+    })
+}
+
+/// Storage is the truth for what exists: every complete backup gets a record
+/// (which wakes tablets waiting for a seed), and a record whose backup is not
+/// complete in storage (gone, or never finished) is removed. `in_topo` holds the
+/// names of the shard's records.
+pub fn plan_reconcile(
+    keyspace: &str,
+    shard: &str,
+    in_storage: &[BackupInfo],
+    in_topo: &[String],
+) -> CatalogDiff {
+    let have: std::collections::HashSet<&str> = in_topo.iter().map(String::as_str).collect();
+    let complete: std::collections::HashSet<&str> = in_storage
+        .iter()
+        .filter(|b| b.complete)
+        .map(|b| b.name.as_str())
+        .collect();
+    CatalogDiff {
+        add: in_storage
+            .iter()
+            .filter(|b| !have.contains(b.name.as_str()))
+            .filter_map(|b| record_of(keyspace, shard, b))
+            .collect(),
+        remove: in_topo
+            .iter()
+            .filter(|n| !complete.contains(n.as_str()))
+            .cloned()
+            .collect(),
+    }
+}
+
+impl<'a> Catalog<'a> {
+    /// The catalog as an admin command writes it (unfenced).
+    pub fn new(topo: &'a Topo, storage: &'a dyn BackupStorage) -> Self {
+        Catalog {
+            topo,
+            storage,
+            fence: None,
+        }
+    }
+
+    /// The catalog as the leader writes it: every topo write fenced on leadership.
+    pub fn fenced(topo: &'a Topo, storage: &'a dyn BackupStorage, fence: &'a Fence) -> Self {
+        Catalog {
+            topo,
+            storage,
+            fence: Some(fence),
+        }
+    }
+
+    /// The backup storage this catalog describes.
+    pub fn storage(&self) -> &'a dyn BackupStorage {
+        self.storage
+    }
+
+    /// Removes one backup: its record first, then the shard's latest backup is
+    /// recomputed (so the shard stops naming it before any of its data goes), then
+    /// its data in storage. A part already gone is not an error; the caller
+    /// decides whether nothing found at all is one.
+    pub async fn remove_backup(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        name: &str,
+    ) -> anyhow::Result<Removed> {
+        let key = self.topo.keys().backup(keyspace, shard, name);
+        let record = self
+            .delete_if_exists(&key)
+            .await
+            .with_context(|| format!("removing the record of backup {name}"))?;
+        self.refresh_latest(keyspace, shard).await?;
+        let storage = self
+            .remove_from_storage(keyspace, shard, name)
+            .await
+            .with_context(|| format!("removing backup {name} from storage"))?;
+        Ok(Removed { record, storage })
+    }
+
+    /// Writes the record of a backup found in storage (replacing any).
+    pub async fn add_record(&self, record: &BackupRecord) -> anyhow::Result<()> {
+        let key = self
+            .topo
+            .keys()
+            .backup(&record.keyspace, &record.shard, &record.name);
+        match self.fence {
+            Some(f) => self.topo.put_fenced(f, &key, record, None).await,
+            None => self.topo.put(&key, record, None).await,
+        }
+        .with_context(|| format!("writing the record of backup {}", record.name))?;
+        Ok(())
+    }
+
+    /// Removes a record only, leaving storage alone (its backup is already gone,
+    /// or still being written). Returns whether it was there.
+    pub async fn forget_record(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        name: &str,
+    ) -> anyhow::Result<bool> {
+        let key = self.topo.keys().backup(keyspace, shard, name);
+        self.delete_if_exists(&key)
+            .await
+            .with_context(|| format!("removing the record of backup {name}"))
+    }
+
+    /// Sets the Shard record's latest backup from the catalog (see
+    /// [`latest_backup`]); a missing Shard record is left missing.
+    pub async fn refresh_latest(&self, keyspace: &str, shard: &str) -> anyhow::Result<()> {
+        let records: Vec<BackupRecord> = self
+            .topo
+            .list_backup_records(keyspace, shard)
+            .await
+            .context("reading the backup catalog")?
+            .into_iter()
+            .map(|r| r.value)
+            .collect();
+        let latest = latest_backup(&records);
+        let name = latest.map(|r| r.name.clone());
+        let time = latest.map(|r| r.backup_time);
+        let key = self.topo.keys().shard(keyspace, shard);
+        let update = |cur: Option<Shard>| {
+            let Some(mut s) = cur else { return Ok(None) };
+            if s.latest_backup == name && s.latest_backup_time == time {
+                return Ok(None);
+            }
+            s.latest_backup = name.clone();
+            s.latest_backup_time = time;
+            Ok(Some(s))
+        };
+        match self.fence {
+            Some(f) => self.topo.update_with_fenced(f, &key, update).await,
+            None => self.topo.update_with(&key, update).await,
+        }
+        .with_context(|| format!("updating the latest backup of {keyspace}/{shard}"))?;
+        Ok(())
+    }
+
+    /// Creates the Keyspace and Shard records when missing (a backup copied into
+    /// storage for a shard topo has never seen).
+    pub async fn ensure_shard(&self, keyspace: &str, shard: &str) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let ks_rec = Keyspace {
+            name: keyspace.to_string(),
+            created_at: now,
+        };
+        self.create_if_absent(&self.topo.keys().keyspace(keyspace), &ks_rec)
+            .await
+            .with_context(|| format!("creating keyspace {keyspace}"))?;
+        let rec = Shard {
+            keyspace: keyspace.to_string(),
+            name: shard.to_string(),
+            primary_alias: None,
+            primary_term_start_time: None,
+            latest_backup: None,
+            latest_backup_time: None,
+            created_at: now,
+        };
+        self.create_if_absent(&self.topo.keys().shard(keyspace, shard), &rec)
+            .await
+            .with_context(|| format!("creating shard {keyspace}/{shard}"))?;
+        Ok(())
+    }
+
+    /// Deletes `key` (fenced when the catalog has a fence); returns whether it
+    /// was there. A key already gone is not an error.
+    async fn delete_if_exists(&self, key: &str) -> Result<bool, TopoError> {
+        // Raw, so that a record that no longer parses is still found and removed.
+        let (current, _) = self.topo.get_raw(key).await?;
+        let deleted = match self.fence {
+            Some(f) => self.topo.delete_fenced(f, key, None).await,
+            None => self.topo.delete(key, None).await,
+        };
+        match deleted {
+            Ok(()) => Ok(current.is_some()),
+            Err(TopoError::NoNode(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates `key` unless it exists (fenced when the catalog has a fence);
+    /// returns whether it was created. A key already there is not an error.
+    async fn create_if_absent<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<bool, TopoError> {
+        let created = match self.fence {
+            Some(f) => self.topo.create_fenced(f, key, value, None).await,
+            None => self.topo.create(key, value, None).await,
+        };
+        match created {
+            Ok(_) => Ok(true),
+            Err(TopoError::NodeExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a backup's data; returns whether it was there.
+    async fn remove_from_storage(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        name: &str,
+    ) -> Result<bool, StorageError> {
+        match self.storage.remove_backup(keyspace, shard, name).await {
+            Ok(()) => Ok(true),
+            Err(StorageError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

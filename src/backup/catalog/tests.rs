@@ -1,0 +1,196 @@
+//! Table tests of the catalog's pure decisions: the latest backup and the
+//! reconcile plan.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+use crate::backup::manifest::{Manifest, FORMAT_VERSION};
+use cairn_topo::{BackupMethod, CompressionEngine};
+
+fn at(sec: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, sec).unwrap()
+}
+
+fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
+    BackupRecord {
+        name: name.into(),
+        keyspace: "ks".into(),
+        shard: "0".into(),
+        tablet_alias: "zone1-0000000101".into(),
+        engine: BackupMethod::Builtin,
+        backup_time: at(sec),
+        finished_time: Some(at(sec)),
+        position: "MariaDB/0-1-1".into(),
+        size_bytes: 10,
+        complete,
+    }
+}
+
+fn manifest(name: &str, sec: u32) -> Manifest {
+    Manifest {
+        backup_name: name.into(),
+        backup_method: BackupMethod::Builtin,
+        position: "MariaDB/0-1-1".into(),
+        purged_position: String::new(),
+        backup_time: at(sec),
+        finished_time: at(sec),
+        server_uuid: String::new(),
+        tablet_alias: "zone1-0000000101".into(),
+        hostname: String::new(),
+        keyspace: "ks".into(),
+        shard: "0".into(),
+        mysql_version: String::new(),
+        upgrade_safe: false,
+        compression_engine: CompressionEngine::None,
+        file_entries: vec![],
+        total_size: 0,
+        stored_size: 0,
+        stream_mode: None,
+        flavor: "MariaDB".into(),
+        format_version: FORMAT_VERSION,
+    }
+}
+
+/// A backup in storage: complete ones carry their MANIFEST.
+fn stored(name: &str, sec: u32, complete: bool) -> BackupInfo {
+    BackupInfo {
+        name: name.into(),
+        complete,
+        manifest: complete.then(|| manifest(name, sec)),
+        size_bytes: 10,
+    }
+}
+
+#[test]
+fn latest_is_the_newest_complete_record() {
+    let cases: Vec<(&str, Vec<BackupRecord>, Option<&str>)> = vec![
+        ("empty catalog", vec![], None),
+        ("only incomplete", vec![record("a", 1, false)], None),
+        (
+            "newest by time, whatever the order",
+            vec![
+                record("b", 5, true),
+                record("a", 9, true),
+                record("c", 1, true),
+            ],
+            Some("a"),
+        ),
+        (
+            "an incomplete newer one is skipped",
+            vec![record("a", 1, true), record("b", 9, false)],
+            Some("a"),
+        ),
+        (
+            "same time: the greater name",
+            vec![record("b", 5, true), record("a", 5, true)],
+            Some("b"),
+        ),
+    ];
+    for (what, records, want) in cases {
+        assert_eq!(
+            latest_backup(&records).map(|r| r.name.as_str()),
+            want,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn reconcile_plan_follows_storage() {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // (what, in storage, records in topo, records to add, records to remove)
+    type Case<'a> = (
+        &'a str,
+        Vec<BackupInfo>,
+        Vec<String>,
+        Vec<&'a str>,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        ("both empty", vec![], vec![], vec![], vec![]),
+        (
+            "in step",
+            vec![stored("a", 1, true)],
+            names(&["a"]),
+            vec![],
+            vec![],
+        ),
+        (
+            "a complete backup without a record is added",
+            vec![stored("a", 1, true), stored("b", 2, true)],
+            names(&["a"]),
+            vec!["b"],
+            vec![],
+        ),
+        (
+            "an incomplete backup is never added",
+            vec![stored("a", 1, false)],
+            vec![],
+            vec![],
+            vec![],
+        ),
+        (
+            "a record whose backup is gone is removed",
+            vec![stored("a", 1, true)],
+            names(&["a", "gone"]),
+            vec![],
+            vec!["gone"],
+        ),
+        (
+            "a record whose backup is incomplete is removed",
+            vec![stored("a", 1, false)],
+            names(&["a"]),
+            vec![],
+            vec!["a"],
+        ),
+        (
+            "cold storage copy and a vanished one at once",
+            vec![stored("new", 3, true)],
+            names(&["old"]),
+            vec!["new"],
+            vec!["old"],
+        ),
+    ];
+    for (what, in_storage, in_topo, add, remove) in cases {
+        let diff = plan_reconcile("ks", "0", &in_storage, &in_topo);
+        let added: Vec<&str> = diff.add.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(added, add, "{what}: add");
+        assert_eq!(diff.remove, names(&remove), "{what}: remove");
+        assert_eq!(
+            diff.is_empty(),
+            add.is_empty() && remove.is_empty(),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_record_is_built_from_the_manifest() {
+    let mut b = stored("a", 7, true);
+    b.size_bytes = 1234;
+    let r = record_of("ks", "0", &b).unwrap();
+    assert_eq!(
+        r,
+        BackupRecord {
+            size_bytes: 1234,
+            ..record("a", 7, true)
+        }
+    );
+    assert_eq!(record_of("ks", "0", &stored("a", 7, false)), None);
+    // A MANIFEST without `complete` (it did not pass the storage's checks) is not enough.
+    let mut half = stored("a", 7, true);
+    half.complete = false;
+    assert_eq!(record_of("ks", "0", &half), None);
+}
+
+#[test]
+fn removed_found_anywhere() {
+    for (record, storage, found) in [
+        (false, false, false),
+        (true, false, true),
+        (false, true, true),
+        (true, true, true),
+    ] {
+        assert_eq!(Removed { record, storage }.found(), found);
+    }
+}

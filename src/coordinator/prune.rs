@@ -1,0 +1,196 @@
+//! Retention as it is carried out: after each successful scheduled backup (the
+//! leader's retention pass) and on demand (`schedule prune`). Both list the
+//! shard's backups in storage, apply the pure rule of [`super::retention`], and
+//! remove what it returns through the backup catalog
+//! ([`crate::backup::catalog::Catalog::remove_backup`]: record first, fenced when
+//! the leader removes, then storage).
+//!
+//! Owns the shard retention plan, the set of backups restores are reading, and
+//! the leader's retention pass. May call: the coordinator's cache and retention
+//! rule, and `backup` (catalog, storage, manifest names). The decision itself is
+//! [`super::retention::plan`]; here is only the IO around it.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cairn_topo::{Fence, Job, JobKind, JobState, Schedule, Topo};
+use chrono::{DateTime, Utc};
+
+use super::cache::{Cache, Snapshot};
+use super::retention::{self, Removal, RetentionInput, Rule};
+use super::run::Shared;
+use crate::backup::catalog::Catalog;
+use crate::backup::storage::BackupStorage;
+
+/// One shard under one schedule's rule, at one moment: what a retention plan
+/// needs besides storage.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardRetention<'a> {
+    /// The schedule whose `keep_count`/`keep_for` apply.
+    pub schedule: &'a Schedule,
+    /// The shard's keyspace.
+    pub keyspace: &'a str,
+    /// The shard.
+    pub shard: &'a str,
+    /// The moment ages are measured from.
+    pub now: DateTime<Utc>,
+    /// Backups restores are reading: never removed.
+    pub in_use: &'a HashSet<String>,
+    /// Incomplete backups younger than this may still be being written.
+    pub incomplete_grace: Duration,
+}
+
+/// What a schedule's retention rule would remove from one shard now: storage
+/// listed, the pure rule applied. Shared by the leader and `schedule prune`
+/// (its dry run prints exactly this).
+pub async fn plan_shard_retention(
+    storage: &dyn BackupStorage,
+    r: &ShardRetention<'_>,
+) -> anyhow::Result<Vec<Removal>> {
+    let listed = storage.list_backups(r.keyspace, r.shard).await?;
+    let inputs: Vec<RetentionInput> = listed
+        .iter()
+        .map(|b| RetentionInput {
+            name: b.name.clone(),
+            backup_time: b
+                .manifest
+                .as_ref()
+                .map(|m| m.backup_time)
+                .or_else(|| {
+                    crate::backup::manifest::parse_backup_name(&b.name)
+                        .ok()
+                        .map(|(t, _)| t)
+                })
+                .unwrap_or(r.now),
+            complete: b.complete,
+        })
+        .collect();
+    let rule = Rule {
+        keep_count: r.schedule.keep_count,
+        keep_for: r.schedule.keep_for_seconds.map(Duration::from_secs),
+        incomplete_grace: r.incomplete_grace,
+    };
+    Ok(retention::plan(&inputs, rule, r.now, r.in_use))
+}
+
+/// Applies a schedule's retention rule to one shard: the plan, then each removal
+/// through the catalog. Returns what was removed, with why. Shared by the leader
+/// (fenced catalog) and `schedule prune` (unfenced).
+pub async fn prune_shard(
+    catalog: &Catalog<'_>,
+    r: &ShardRetention<'_>,
+) -> anyhow::Result<Vec<Removal>> {
+    let plan = plan_shard_retention(catalog.storage(), r).await?;
+    for removal in &plan {
+        catalog
+            .remove_backup(r.keyspace, r.shard, &removal.name)
+            .await?;
+        tracing::info!(backup = %removal.name, reason = %removal.reason, "removed by retention");
+    }
+    Ok(plan)
+}
+
+/// Backups that restores are reading right now (retention keeps them): those
+/// tablets report restoring, and those of restore jobs not yet finished.
+pub fn backups_in_use(s: &Snapshot) -> HashSet<String> {
+    let mut in_use: HashSet<String> = s
+        .health
+        .values()
+        .filter_map(|h| h.restoring_backup.clone())
+        .collect();
+    in_use.extend(
+        s.jobs
+            .values()
+            .filter(|j| j.value.kind == JobKind::Restore && !j.value.state.is_final())
+            .filter_map(|j| j.value.backup_name.clone()),
+    );
+    in_use
+}
+
+/// Shards a schedule covers right now (a keyspace target includes shards added
+/// since the schedule was made).
+pub fn target_shards(s: &Snapshot, target: &str) -> Vec<(String, String)> {
+    match target.split_once('/') {
+        Some((ks, shard)) => vec![(ks.to_string(), shard.to_string())],
+        None => s
+            .shards
+            .keys()
+            .filter(|(ks, _)| ks == target)
+            .cloned()
+            .collect(),
+    }
+}
+
+/// What `schedule prune` reads from topo before pruning.
+#[derive(Debug, Clone, Default)]
+pub struct PruneScope {
+    /// The shards the schedule targets now.
+    pub shards: Vec<(String, String)>,
+    /// Backups restores are reading (see [`backups_in_use`]).
+    pub in_use: HashSet<String>,
+}
+
+/// Reads the topology once and says which shards `schedule prune` visits and
+/// which backups it must keep, by the same definitions the leader uses.
+pub async fn prune_scope(topo: &Topo, schedule: &Schedule) -> anyhow::Result<PruneScope> {
+    let cache = Cache::load(topo).await?;
+    let snap = cache.inner.read().await;
+    Ok(PruneScope {
+        shards: target_shards(&snap, &schedule.target),
+        in_use: backups_in_use(&snap),
+    })
+}
+
+/// The leader's retention pass: after each successful scheduled backup, prunes
+/// its shard by the schedule's rule. `done` holds the jobs already handled (in
+/// memory: running one again after a restart is harmless).
+pub async fn retention_pass(
+    shared: &Shared,
+    fence: &Fence,
+    now: DateTime<Utc>,
+    done: &Mutex<HashSet<String>>,
+) -> anyhow::Result<()> {
+    let (work, in_use): (Vec<(Job, Schedule)>, HashSet<String>) = {
+        let s = shared.cache.inner.read().await;
+        let handled = done.lock().map(|d| d.clone()).unwrap_or_default();
+        let work = s
+            .jobs
+            .values()
+            .map(|v| &v.value)
+            .filter(|j| {
+                j.state == JobState::Succeeded
+                    && j.kind == JobKind::Backup
+                    && !handled.contains(&j.id)
+            })
+            .filter_map(|j| {
+                let sched = s.schedules.get(j.schedule.as_deref()?)?;
+                Some((j.clone(), sched.value.clone()))
+            })
+            .collect();
+        (work, backups_in_use(&s))
+    };
+    let catalog = Catalog::fenced(&shared.topo, shared.storage.as_ref(), fence);
+    for (job, sched) in work {
+        let removed = prune_shard(
+            &catalog,
+            &ShardRetention {
+                schedule: &sched,
+                keyspace: &job.keyspace,
+                shard: &job.shard,
+                now,
+                in_use: &in_use,
+                incomplete_grace: shared.cfg.incomplete_grace,
+            },
+        )
+        .await?;
+        if !removed.is_empty() {
+            let names: Vec<&str> = removed.iter().map(|r| r.name.as_str()).collect();
+            tracing::info!(schedule = %sched.name, shard = %format!("{}/{}", job.keyspace, job.shard), removed = ?names, "retention pruned backups");
+        }
+        if let Ok(mut d) = done.lock() {
+            d.insert(job.id.clone());
+        }
+    }
+    Ok(())
+}
