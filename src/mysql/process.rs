@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::flavor::{find_on_path, SERVER_BINARY_NAMES};
 use super::mysqld::{euid_is_root, Mysqld};
+use crate::common::lock;
 use crate::common::wait::poll_until;
 
 /// How often start/shutdown look at the server while waiting.
@@ -383,39 +384,56 @@ impl Mysqld {
 
     /// Polls the socket until a login works, failing early if the process dies.
     async fn wait_until_ready(&self, deadline: Instant, log_from: u64) -> Result<()> {
-        let log_path = self.error_log();
-        loop {
-            let pid = match self.poll_process() {
-                ProcessState::Running(pid) => pid,
-                ProcessState::Exited(status) => {
-                    let status = status.map(|s| format!(" ({s})")).unwrap_or_default();
-                    bail!(
-                        "mysqld exited{status} before accepting connections; {} ends with:\n{}",
-                        log_path.display(),
-                        log_tail(&log_path, log_from, LOG_TAIL_LINES)
-                    );
-                }
-                ProcessState::NotTracked => bail!("mysqld is not running"),
-            };
-            let attempt = tokio::time::timeout(Duration::from_secs(2), self.conn()).await;
-            if let Ok(Ok(conn)) = attempt {
-                let _ = conn.disconnect().await;
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let why = match attempt {
-                    Ok(Err(e)) => format!("{e:#}"),
-                    _ => "login timed out".into(),
+        let log_path = &self.error_log();
+        // The pid and why the last login failed, quoted if the deadline passes.
+        let last = &std::sync::Mutex::new((0u32, String::new()));
+        let waited = poll_until(
+            "mysqld to accept connections",
+            deadline.saturating_duration_since(Instant::now()),
+            POLL,
+            None,
+            || async move {
+                let pid = match self.poll_process() {
+                    ProcessState::Running(pid) => pid,
+                    ProcessState::Exited(status) => {
+                        let status = status.map(|s| format!(" ({s})")).unwrap_or_default();
+                        return Some(Err(anyhow!(
+                            "mysqld exited{status} before accepting connections; {} ends with:\n{}",
+                            log_path.display(),
+                            log_tail(log_path, log_from, LOG_TAIL_LINES)
+                        )));
+                    }
+                    ProcessState::NotTracked => return Some(Err(anyhow!("mysqld is not running"))),
                 };
+                match tokio::time::timeout(Duration::from_secs(2), self.conn()).await {
+                    Ok(Ok(conn)) => {
+                        let _ = conn.disconnect().await;
+                        Some(Ok(()))
+                    }
+                    attempt => {
+                        let why = match attempt {
+                            Ok(Err(e)) => format!("{e:#}"),
+                            _ => "login timed out".into(),
+                        };
+                        *lock(last) = (pid, why);
+                        None
+                    }
+                }
+            },
+        )
+        .await;
+        match waited {
+            Ok(ready) => ready,
+            Err(_) => {
+                let (pid, why) = lock(last).clone();
                 bail!(
                     "mysqld (pid {pid}) did not accept connections on {} within {:?} (last attempt: {why}); {} ends with:\n{}",
                     self.socket,
                     self.config.start_timeout,
                     log_path.display(),
-                    log_tail(&log_path, log_from, LOG_TAIL_LINES)
+                    log_tail(log_path, log_from, LOG_TAIL_LINES)
                 );
             }
-            tokio::time::sleep(POLL).await;
         }
     }
 

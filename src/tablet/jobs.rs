@@ -4,6 +4,9 @@
 //!
 //! Whatever happens inside a job, the tablet ends it with mysqld up, replication
 //! resumed and its type back: the restoration runs after the job's body, not in it.
+//!
+//! Calls `backup` (engines, storage), the agent's role room, `mysql` (through the
+//! agent's mysqld), `common` and `cairn-topo`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

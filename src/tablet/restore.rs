@@ -5,7 +5,11 @@
 //! swap it in, so corrupt or missing data is never served. A marker file
 //! (`restore_in_progress`) is written before the data directory is touched and
 //! removed after the position is set; an agent that finds it at start redoes the
-//! restore.
+//! restore. Which backup, and whether to restore, start empty, wait or refuse, are
+//! pure decisions ([`choose_backup`], [`plan_seed`]) with table tests.
+//!
+//! Calls `backup` (engine, storage, MANIFEST), `mysql` (through the agent's mysqld),
+//! `common` and `cairn-topo`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
