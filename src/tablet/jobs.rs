@@ -415,7 +415,7 @@ impl Agent {
         if !is_replica {
             return;
         }
-        let running = poll_until(
+        let waited = poll_until(
             "replication after the job",
             limit,
             Duration::from_millis(100),
@@ -432,10 +432,9 @@ impl Agent {
             },
         )
         .await;
-        if running.is_ok() {
-            return;
+        if waited.is_err() {
+            tracing::warn!(?limit, "replication is not running yet after the job");
         }
-        tracing::warn!(?limit, "replication is not running yet after the job");
     }
 
     /// An in-place restore job.

@@ -21,6 +21,7 @@ use super::agent::Agent;
 use crate::common::lock;
 use crate::common::wait::poll_until;
 use crate::mysql::flavor::ReplicationStatus;
+use crate::mysql::mysqld::Mysqld;
 
 /// The role the agent has put mysqld in, as far as it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +233,7 @@ impl Agent {
     /// already does.
     async fn follow(
         &self,
-        mysqld: &crate::mysql::mysqld::Mysqld,
+        mysqld: &Mysqld,
         current: &Role,
         primary: &TabletAlias,
     ) -> anyhow::Result<()> {
