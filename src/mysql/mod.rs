@@ -1,10 +1,18 @@
 //! MySQL and MariaDB servers: the mysqld process and the SQL cairn sends it. Used by
 //! the tablet agent and by the backup engines; calls only `common` and `cairn-topo`.
 //!
+//! - [`mysqld`]: [`mysqld::Mysqld`], one tablet's server as a value (paths, flavor,
+//!   the watched process) and its [`mysqld::MysqldConfig`]; what callers hold.
+//! - [`process`]: the lifecycle of that server: initialise the data directory, start,
+//!   adopt one left running, supervise, stop.
+//! - [`sql`]: connections and queries over the socket: read-only, accounts,
+//!   replication, GTID positions (statements come from `flavor`).
 //! - [`flavor`]: what differs between MariaDB and MySQL (SQL text, tool names, GTID
-//!   spellings); pure and unit-tested.
-//! - [`mysqld`]: one mysqld: initialise, start, adopt, stop, and the SQL helpers
-//!   (replication, read-only, positions, users).
+//!   position spellings, the replication status row); pure and unit-tested.
+//! - [`gtid`]: MariaDB GTID lists: parse, format, merge; pure.
 
 pub mod flavor;
+pub mod gtid;
 pub mod mysqld;
+pub mod process;
+pub mod sql;

@@ -1,6 +1,7 @@
 //! [`AgentConfig`]: everything a tablet agent is told at start, resolved and
 //! validated by the CLI from `cairn tablet`'s flags. The agent takes this, never the
-//! flags themselves.
+//! flags themselves. Plain data; refers only to `backup`'s engine and storage
+//! settings and `cairn-topo`'s names.
 
 use std::path::PathBuf;
 use std::time::Duration;

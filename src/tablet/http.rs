@@ -1,6 +1,7 @@
 //! The agent's small HTTP endpoint: `/healthz` (200 while mysqld is up) and
 //! `/metrics` (Prometheus text). Takes an already-bound listener so the caller
-//! chooses the port (0 in tests) and publishes the real one.
+//! chooses the port (0 in tests) and publishes the real one. Calls no other module
+//! of the crate; the agent's other rooms update [`AgentMetrics`].
 
 use std::sync::Arc;
 

@@ -4,6 +4,9 @@
 //!
 //! Whatever happens inside a job, the tablet ends it with mysqld up, replication
 //! resumed and its type back: the restoration runs after the job's body, not in it.
+//!
+//! Calls `backup` (engines, storage), the agent's role room, `mysql` (through the
+//! agent's mysqld), `common` and `cairn-topo`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,8 +18,11 @@ use cairn_topo::{BackupRecord, Job, JobKind, JobState, TabletType, Versioned};
 use chrono::Utc;
 use tracing::Instrument;
 
-use super::agent::{Agent, Role};
+use super::agent::Agent;
+use super::role::Role;
 use crate::backup::engine::{self, Progress};
+use crate::common::lock;
+use crate::common::wait::poll_until;
 
 impl Agent {
     /// Jobs of this tablet left RUNNING by a previous agent (it died): failed now, so
@@ -113,7 +119,7 @@ impl Agent {
         if j.tablet_alias != self.cfg.alias || j.state != JobState::Pending {
             return;
         }
-        let busy = self.status.lock().ok().and_then(|s| s.busy_job.clone());
+        let busy = lock(&self.status).busy_job.clone();
         if let Some(other) = busy {
             if other != j.id {
                 let _ = self
@@ -135,18 +141,14 @@ impl Agent {
                 return;
             }
         }
-        if let Ok(mut s) = self.status.lock() {
-            s.busy_job = Some(taken.id.clone());
-        }
+        lock(&self.status).busy_job = Some(taken.id.clone());
         let agent = self.clone();
         let span = tracing::info_span!("job", job = %taken.id, kind = ?taken.kind);
         tokio::spawn(
             async move {
                 let id = taken.id.clone();
                 let outcome = agent.run_job(&taken).await;
-                if let Ok(mut s) = agent.status.lock() {
-                    s.busy_job = None;
-                }
+                lock(&agent.status).busy_job = None;
                 // Health first, so whoever sees the job finished also sees the tablet's
                 // fresh state (replicating again, not busy).
                 agent.write_health().await;
@@ -409,17 +411,16 @@ impl Agent {
     /// After a job, waits (bounded) until a replica's replication threads run, so
     /// the tablet is reported replicating when the job is reported done.
     async fn wait_replication_running(&self, limit: Duration) {
-        let is_replica = self
-            .status
-            .lock()
-            .map(|s| matches!(s.role, Role::Replica { .. }))
-            .unwrap_or(false);
+        let is_replica = matches!(lock(&self.status).role, Role::Replica { .. });
         if !is_replica {
             return;
         }
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            let running = {
+        let waited = poll_until(
+            "replication after the job",
+            limit,
+            Duration::from_millis(100),
+            None,
+            || async {
                 let mysqld = self.mysqld.lock().await;
                 mysqld
                     .replication_status()
@@ -427,13 +428,13 @@ impl Agent {
                     .ok()
                     .flatten()
                     .is_some_and(|r| r.io_running && r.sql_running)
-            };
-            if running {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+                    .then_some(())
+            },
+        )
+        .await;
+        if waited.is_err() {
+            tracing::warn!(?limit, "replication is not running yet after the job");
         }
-        tracing::warn!(?limit, "replication is not running yet after the job");
     }
 
     /// An in-place restore job.

@@ -1,14 +1,28 @@
 //! The tablet agent (Vitess's vttablet): one mysqld, its registration and health in
-//! topo, replication from the shard primary, and the jobs addressed to it.
+//! topo, replication from the shard primary, and the jobs addressed to it. Calls
+//! `backup`, `mysql`, `common` and `cairn-topo`; never `cli` or `coordinator`.
 //!
-//! - [`agent`]: registration, health on a lease, following the shard primary,
-//!   supervision and shutdown.
+//! - [`config`]: [`AgentConfig`], the agent's settings as the CLI resolved them.
+//! - [`agent`]: the [`agent::Agent`] its loops share, its reported status, and the
+//!   small operations all rooms use (publish the Tablet record, errors, storage).
+//! - [`startup`]: the `cairn tablet` entry point: registration, the restore-at-start
+//!   decision, the loops, and the clean stop.
+//! - [`role`]: primary or replica as the Shard record says: the pure role decision,
+//!   the thin reconcile that applies it, and the Shard watch.
+//! - [`health`]: Health on the lease, the health and lease loops, mysqld gauges.
+//! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
+//!   return the tablet to service after each.
+//! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
+//! - [`http`]: `/healthz` and `/metrics`.
 
 pub mod agent;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod restore;
+pub mod role;
+pub mod startup;
 
 use cairn_topo::TopoConfig;
 
@@ -16,5 +30,5 @@ pub use config::AgentConfig;
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(topo: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
-    agent::run(topo, cfg).await
+    startup::run(topo, cfg).await
 }

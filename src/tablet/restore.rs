@@ -5,7 +5,11 @@
 //! swap it in, so corrupt or missing data is never served. A marker file
 //! (`restore_in_progress`) is written before the data directory is touched and
 //! removed after the position is set; an agent that finds it at start redoes the
-//! restore.
+//! restore. Which backup, and whether to restore, start empty, wait or refuse, are
+//! pure decisions ([`choose_backup`], [`plan_seed`]) with table tests.
+//!
+//! Calls `backup` (engine, storage, MANIFEST), `mysql` (through the agent's mysqld),
+//! `common` and `cairn-topo`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,10 +20,12 @@ use anyhow::{bail, Context};
 use cairn_topo::watch::WatchEvent;
 use cairn_topo::TabletType;
 
-use super::agent::{Agent, Role};
+use super::agent::Agent;
+use super::role::Role;
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::{parse_backup_timestamp, Manifest};
 use crate::backup::storage::BackupInfo;
+use crate::common::lock;
 
 /// What a restore should use, decided from a storage listing.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +69,32 @@ pub fn choose_backup(
     }
 }
 
+/// What a restore at start does with a [`SeedChoice`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeedStep {
+    /// Restore this backup.
+    Restore(Box<Manifest>),
+    /// The shard has no backup and the agent does not wait: start empty.
+    StartEmpty,
+    /// Backups exist but none fits and the agent does not wait: fail, saying why.
+    Refuse(String),
+    /// Wait for a backup (`--wait-for-backup-interval` is set), saying why.
+    Wait(String),
+}
+
+/// Decides a restore at start: restore what [`choose_backup`] found; without one,
+/// start empty (no backup at all) or refuse (none complete), unless `wait` (a
+/// non-zero `--wait-for-backup-interval`), in which case wait for one. Pure.
+pub fn plan_seed(choice: SeedChoice, wait: bool) -> SeedStep {
+    match choice {
+        SeedChoice::Backup(m) => SeedStep::Restore(m),
+        SeedChoice::NoBackup if wait => SeedStep::Wait("no backup yet".to_string()),
+        SeedChoice::NoBackup => SeedStep::StartEmpty,
+        SeedChoice::NoCompleteBackup(why) if wait => SeedStep::Wait(why),
+        SeedChoice::NoCompleteBackup(why) => SeedStep::Refuse(why),
+    }
+}
+
 impl Agent {
     fn marker(&self) -> PathBuf {
         self.cfg.tablet_dir.join("restore_in_progress")
@@ -72,16 +104,9 @@ impl Agent {
         self.cfg.tablet_dir.join("data.restore-staging")
     }
 
-    /// Whether a restore at start is due: no data yet, or an interrupted restore.
-    pub(super) fn restore_needed(&self, data_dir: &Path) -> bool {
-        if self.marker().exists() {
-            tracing::warn!("a previous restore was interrupted; redoing it");
-            return true;
-        }
-        match fs::read_dir(data_dir) {
-            Ok(mut d) => d.next().is_none(),
-            Err(_) => true,
-        }
+    /// Whether a previous restore left its marker behind (it was interrupted).
+    pub(super) fn interrupted_restore(&self) -> bool {
+        self.marker().exists()
     }
 
     async fn list_backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
@@ -119,9 +144,8 @@ impl Agent {
         let waiting_since = Instant::now();
         loop {
             let backups = self.list_backups().await?;
-            let choice = choose_backup(&backups, ts);
-            let why = match choice {
-                SeedChoice::Backup(m) => {
+            let why = match plan_seed(choose_backup(&backups, ts), !wait_interval.is_zero()) {
+                SeedStep::Restore(m) => {
                     if !wait_interval.is_zero() {
                         tracing::info!(
                             backup = %m.backup_name,
@@ -132,15 +156,12 @@ impl Agent {
                     self.restore_backup_at_start(&m).await?;
                     return Ok(true);
                 }
-                SeedChoice::NoBackup if wait_interval.is_zero() => {
+                SeedStep::StartEmpty => {
                     tracing::info!("no backup of this shard exists: starting empty");
                     return Ok(false);
                 }
-                SeedChoice::NoCompleteBackup(why) if wait_interval.is_zero() => {
-                    bail!("cannot restore: {why}")
-                }
-                SeedChoice::NoBackup => "no backup yet".to_string(),
-                SeedChoice::NoCompleteBackup(why) => why,
+                SeedStep::Refuse(why) => bail!("cannot restore: {why}"),
+                SeedStep::Wait(why) => why,
             };
             tracing::info!(reason = %why, interval = ?wait_interval, "waiting for a backup to restore");
             // Wake on a backup record (a seed just finished) or at the interval (a
@@ -167,9 +188,7 @@ impl Agent {
 
     /// Publishes which backup a restore reads (or none), so retention keeps it.
     fn set_restoring(&self, name: Option<&str>) {
-        if let Ok(mut s) = self.status.lock() {
-            s.restoring = name.map(str::to_string);
-        }
+        lock(&self.status).restoring = name.map(str::to_string);
     }
 
     /// Restores `m` into the (missing, empty or half-restored) data directory and
@@ -430,5 +449,35 @@ mod tests {
             picked(choose_backup(&[info("c", 300, false)], None)),
             "incomplete"
         );
+    }
+
+    #[test]
+    fn plan_seed_table() {
+        let b = vec![info("a", 100, true)];
+        let backup = || choose_backup(&b, None);
+        let none = || SeedChoice::NoBackup;
+        let incomplete = || SeedChoice::NoCompleteBackup("why".into());
+        let step = |s: SeedStep| match s {
+            SeedStep::Restore(m) => format!("restore {}", m.backup_name),
+            SeedStep::StartEmpty => "start empty".into(),
+            SeedStep::Refuse(why) => format!("refuse: {why}"),
+            SeedStep::Wait(why) => format!("wait: {why}"),
+        };
+        // (choice, waiting allowed, step)
+        let cases = [
+            (backup(), false, "restore a"),
+            (backup(), true, "restore a"),
+            (none(), false, "start empty"),
+            (none(), true, "wait: no backup yet"),
+            (incomplete(), false, "refuse: why"),
+            (incomplete(), true, "wait: why"),
+        ];
+        for (choice, wait, want) in cases {
+            assert_eq!(
+                step(plan_seed(choice.clone(), wait)),
+                want,
+                "{choice:?}, wait {wait}"
+            );
+        }
     }
 }

@@ -1,0 +1,191 @@
+//! The tablet's Health in topo: what mysqld reports (up, GTID position, replication
+//! threads and lag), written under the agent's lease so it disappears when the agent
+//! dies; the loop that reconciles the role and rewrites Health every
+//! `health_interval`, and the one that rewrites it when a lost lease is re-granted.
+//! Also keeps the agent's mysqld gauges current.
+//!
+//! Calls `mysql` (through the agent's mysqld), `common` and `cairn-topo`.
+
+use std::sync::Arc;
+
+use cairn_topo::{Health, TabletType};
+use chrono::Utc;
+
+use super::agent::Agent;
+use super::role::Role;
+use crate::common::lock;
+
+/// Whether a tablet serves queries: mysqld answers and no job or drain has taken it
+/// out of service.
+pub(super) fn serving(mysqld_up: bool, tablet_type: TabletType) -> bool {
+    mysqld_up
+        && !matches!(
+            tablet_type,
+            TabletType::Backup | TabletType::Restore | TabletType::Drained
+        )
+}
+
+impl Agent {
+    /// Reads mysqld's state into a Health record (without waiting on a running job).
+    async fn collect_health(&self) -> Health {
+        let (tablet_type, busy_job, last_error, role, restoring) = {
+            let s = lock(&self.status);
+            (
+                s.tablet_type,
+                s.busy_job.clone(),
+                s.last_error.clone(),
+                s.role.clone(),
+                s.restoring.clone(),
+            )
+        };
+        let mut h = Health {
+            busy_job,
+            last_error,
+            restoring_backup: restoring,
+            updated_at: Some(Utc::now()),
+            ..Health::default()
+        };
+        let mysqld = if h.busy_job.is_some() {
+            match self.mysqld.try_lock() {
+                Ok(m) => m,
+                Err(_) => {
+                    // A job holds mysqld for its whole run: report what we know
+                    // without waiting for it.
+                    h.mysqld_up = lock(&self.status).mysqld_up;
+                    return h;
+                }
+            }
+        } else {
+            // Only a reconcile can hold it, briefly.
+            self.mysqld.lock().await
+        };
+        if !mysqld.is_running() {
+            self.metrics.mysqld_up.set(0);
+            return h;
+        }
+        match mysqld.position().await {
+            Ok(pos) => {
+                h.mysqld_up = true;
+                h.gtid_position = Some(pos);
+            }
+            Err(e) => {
+                h.last_error = Some(format!("mysqld not answering: {e:#}"));
+                self.metrics.mysqld_up.set(0);
+                return h;
+            }
+        }
+        if let Role::Replica { .. } = role {
+            match mysqld.replication_status().await {
+                Ok(Some(r)) => {
+                    h.replication_io_running = r.io_running;
+                    h.replication_sql_running = r.sql_running;
+                    h.replication_lag_seconds = if r.io_running && r.sql_running {
+                        r.lag_seconds
+                    } else {
+                        None
+                    };
+                    if h.last_error.is_none() {
+                        h.last_error = r.last_error;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => h.last_error = Some(format!("reading replication status: {e:#}")),
+            }
+        }
+        h.serving = serving(h.mysqld_up, tablet_type);
+        self.metrics.mysqld_up.set(h.mysqld_up as i64);
+        self.metrics
+            .replication_lag_seconds
+            .set(h.replication_lag_seconds.map_or(-1, |l| l as i64));
+        h
+    }
+
+    pub(super) async fn write_health(&self) {
+        // One writer at a time, each collecting inside the lock: the last Health
+        // written is always the freshest (a tick that started during a job cannot
+        // overwrite the Health written when the job ended).
+        let _one_writer = self.health_writer.lock().await;
+        let h = self.collect_health().await;
+        let key = self.topo.keys().health(&self.cfg.alias);
+        match self.topo.put(&key, &h, Some(self.lease.id())).await {
+            Ok(_) => {
+                self.metrics.health_writes.inc();
+            }
+            Err(e) => {
+                self.metrics.health_write_errors.inc();
+                tracing::warn!(error = %e, "cannot write Health");
+            }
+        };
+    }
+
+    /// Every `health_interval`: reconcile (supervision included) and write Health.
+    pub(super) async fn health_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.cfg.health_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reconcile(None).await {
+                self.set_error(format!("{e:#}"));
+            }
+            self.write_health().await;
+        }
+    }
+
+    /// Re-writes Health as soon as the lease is re-granted after a loss.
+    pub(super) async fn lease_loop(self: Arc<Self>) {
+        let mut rx = self.lease.subscribe();
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            let state = *rx.borrow_and_update();
+            if state.alive {
+                tracing::info!(
+                    lease = state.id,
+                    generation = state.generation,
+                    "lease (re)granted; re-registering health"
+                );
+                if let Err(e) = self.publish_tablet(self.tablet_type()).await {
+                    tracing::warn!(error = %e, "cannot refresh the tablet record");
+                }
+                self.write_health().await;
+            } else {
+                tracing::warn!("health lease lost; waiting for etcd to grant a new one");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_needs_mysqld_and_a_serving_type() {
+        use TabletType::*;
+        // (mysqld up, tablet type, serving)
+        let cases = [
+            (true, Primary, true),
+            (true, Replica, true),
+            (true, Rdonly, true),
+            (true, Spare, true),
+            (true, Experimental, true),
+            (true, Backup, false),
+            (true, Restore, false),
+            (true, Drained, false),
+            (false, Primary, false),
+            (false, Replica, false),
+        ];
+        for (up, t, want) in cases {
+            assert_eq!(serving(up, t), want, "mysqld_up {up}, type {t}");
+        }
+    }
+}
