@@ -5,10 +5,10 @@
 
 pub mod cache;
 pub mod config;
+pub mod etcd_snapshot;
 pub mod http;
 pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod select;
-pub mod snapshot;
 pub mod supervise;

@@ -22,11 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
 pub use super::config::CoordinatorConfig;
+use super::etcd_snapshot;
 use super::http::{self, CoordinatorMetrics};
 use super::retention::{self, RetentionInput, Rule};
 use super::schedule;
 use super::select::{select_backup_tablet, Choice, SelectOptions};
-use super::snapshot;
 use super::supervise::{self, Verdict};
 use crate::backup::storage::BackupStorage;
 
@@ -251,7 +251,7 @@ fn log_pass_error(pass: &str, e: &anyhow::Error) {
 
 /// Shards a schedule covers right now (a keyspace target includes shards added
 /// since the schedule was made).
-fn target_shards(s: &super::cache::Snapshot, target: &str) -> Vec<(String, String)> {
+fn target_shards(s: &super::cache::TopoView, target: &str) -> Vec<(String, String)> {
     match target.split_once('/') {
         Some((ks, shard)) => vec![(ks.to_string(), shard.to_string())],
         None => s
@@ -653,7 +653,7 @@ pub async fn plan_shard_retention(
 }
 
 /// Backups that restores are reading right now (retention keeps them).
-pub fn backups_in_use(s: &super::cache::Snapshot) -> HashSet<String> {
+pub fn backups_in_use(s: &super::cache::TopoView) -> HashSet<String> {
     let mut in_use: HashSet<String> = s
         .health
         .values()
@@ -912,8 +912,9 @@ async fn snapshot_pass(
         return Ok(());
     }
     *last = Some(now);
-    let (name, _) = snapshot::save_to_storage(&shared.topo, shared.storage.as_ref(), now).await?;
-    snapshot::prune_snapshots(shared.storage.as_ref(), shared.cfg.snapshot_keep).await?;
+    let (name, _) =
+        etcd_snapshot::save_to_storage(&shared.topo, shared.storage.as_ref(), now).await?;
+    etcd_snapshot::prune_snapshots(shared.storage.as_ref(), shared.cfg.snapshot_keep).await?;
     shared.metrics.snapshots.inc();
     tracing::info!(%name, "etcd snapshot stored");
     Ok(())
