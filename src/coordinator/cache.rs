@@ -2,6 +2,9 @@
 //! health, shard, job, schedule and backup record, loaded with one list and kept
 //! current by one prefix watch ("persist objects, rebuild relationships in memory").
 //! A compaction gap is answered by a full reload (the watch's Resync).
+//!
+//! Owns [`TopoView`], what every pass reads (distinct from an etcd snapshot, see
+//! `etcd_snapshot`). May call: `cairn-topo` (list, watch).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -2,7 +2,10 @@
 //! and keep it in a file (`cairn topo snapshot FILE`) or in backup storage under
 //! `_topo/` with a JSON sidecar (the coordinator's `--topo-snapshot-cron`), pruning
 //! old ones. Owns the snapshot stream and the `_topo/etcd-*.db` naming; storage
-//! itself is [`BackupStorage`]'s.
+//! itself is [`BackupStorage`]'s. (Not the coordinator's in-memory topology: that
+//! is [`TopoView`](super::cache::TopoView).)
+//!
+//! May call: `cairn-topo` (the snapshot stream, status), `backup` (storage).
 //!
 //! The stream's layout (etcd 3.4, checked against `etcdctl snapshot save`): the
 //! bbolt database file, then the sha256 of those bytes as the last 32 bytes. The

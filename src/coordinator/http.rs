@@ -1,6 +1,9 @@
 //! The coordinator's HTTP endpoints: `/healthz`, `/metrics` (Prometheus) and
 //! `/api/v1/status` (JSON: who leads, schedules, shards with their latest backup and
 //! its age, running jobs). Served by leader and standbys alike.
+//!
+//! Owns the metrics ([`CoordinatorMetrics`]). May call: the cache and
+//! [`Shared`] (read only), `common`.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;

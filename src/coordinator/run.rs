@@ -1,5 +1,5 @@
 //! The coordinator process: load the topology, serve the HTTP status whether
-//! leading or standing by, campaign ([`super::leader`]); while leading, run the
+//! leading or standing by, campaign (`leader.rs`); while leading, run the
 //! leader loop: one level-triggered pass after another (scheduler, job supervisor,
 //! retention, catalog reconciler, job history, etcd snapshots), every write fenced
 //! on leadership. Owns [`Shared`], the state the passes and the HTTP endpoints

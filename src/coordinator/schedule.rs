@@ -2,10 +2,12 @@
 //! target, when it fires next, whether it is due now, how its shards are spread
 //! over a short window, and which shards a target means at a given moment.
 //!
-//! Owns no IO: the coordinator's scheduler loop (src/coordinator/run.rs) reads the
-//! [`Schedule`] records and the shard list from topo and calls these; the
-//! `cairn schedule` commands use the same parsing to refuse bad input before
-//! anything is written. All times are UTC.
+//! Owns no IO: the coordinator's scheduler pass (`scheduler_pass.rs`) reads the
+//! [`Schedule`] records, jobs, shards and tablets from the cache and calls
+//! [`plan_slot`] and [`scheduled_job`]; [`target_shards`] is the one expansion of
+//! a stored target; the `cairn schedule` commands use the same parsing to refuse
+//! bad input before anything is written. All times are UTC. May call: `select`
+//! (its [`Choice`]), `cairn-topo`'s record types.
 //!
 //! When a schedule fires (see [`due`]): at the first cron slot after its last run
 //! (or its creation, when it never ran), but never before the `next_run` stored in

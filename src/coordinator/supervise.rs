@@ -22,7 +22,12 @@
 //! A failed job is retried only when it is a backup written by a schedule (a
 //! manual `cairn backup ALIAS` names its tablet, and a restore is of one tablet;
 //! neither may move) and it has not used up [`RetryPolicy::max_attempts`]. The
-//! retry waits an exponential, capped backoff from the attempt number.
+//! retry waits an exponential, capped backoff from the attempt number
+//! ([`due_retries`]); its tablet is chosen by [`plan_retry`]. Finished jobs are
+//! forgotten after the job history window ([`expired_jobs`]).
+//!
+//! May call: `select`, `cairn-topo`'s record types. The IO is in
+//! `supervisor_pass.rs` and `history.rs`.
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,3 +1,5 @@
+//! Table tests of the pure rules in [`super`].
+
 use super::*;
 use chrono::TimeZone;
 
@@ -328,6 +330,14 @@ fn shards(names: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The expected plan: slot, shards started, shards skipped (waiting or not), done.
+type WantSlot = (
+    DateTime<Utc>,
+    Vec<&'static str>,
+    Vec<(&'static str, bool)>,
+    bool,
+);
+
 #[test]
 fn slot_plan_table() {
     let hourly = "0 * * * *";
@@ -354,12 +364,7 @@ fn slot_plan_table() {
         jobs: Vec<Job>,
         window: Duration,
         // None: no plan; else (slot, started, skipped as (shard, waiting?), done)
-        want: Option<(
-            DateTime<Utc>,
-            Vec<&'static str>,
-            Vec<(&'static str, bool)>,
-            bool,
-        )>,
+        want: Option<WantSlot>,
     }
     let paused = {
         let mut s = sched(hourly, "2026-01-01T00:00:00Z", Some("2026-01-01T09:00:00Z"));
@@ -578,7 +583,8 @@ fn scheduled_job_table() {
         j
     };
     // (what, jobs, choice, state, tablet, error fragment)
-    let rows: Vec<(&str, Vec<Job>, Choice, JobState, String, Option<&str>)> = vec![
+    type Row<'a> = (&'a str, Vec<Job>, Choice, JobState, String, Option<&'a str>);
+    let rows: Vec<Row> = vec![
         (
             "a tablet was chosen",
             vec![],

@@ -1,3 +1,5 @@
+//! Table tests of the pure rules in [`super`].
+
 use super::*;
 
 fn at(s: i64) -> DateTime<Utc> {
@@ -277,7 +279,8 @@ fn due_retries_table() {
         j
     };
     // (what, jobs, now, ids due)
-    let rows: Vec<(&str, Vec<Job>, DateTime<Utc>, Vec<&str>)> = vec![
+    type Row<'a> = (&'a str, Vec<Job>, DateTime<Utc>, Vec<&'a str>);
+    let rows: Vec<Row> = vec![
         (
             "backoff not passed",
             vec![failed("a", 1, Some(0))],
