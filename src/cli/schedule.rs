@@ -317,15 +317,7 @@ async fn prune(topo: &Topo, a: crate::cli::args::SchedulePruneArgs) -> anyhow::R
     let cache = crate::coordinator::cache::Cache::load(topo).await?;
     let snap = cache.inner.read().await;
     let in_use = backups_in_use(&snap);
-    let shards: Vec<(String, String)> = match sched.target.split_once('/') {
-        Some((ks, shard)) => vec![(ks.to_string(), shard.to_string())],
-        None => snap
-            .shards
-            .keys()
-            .filter(|(ks, _)| *ks == sched.target)
-            .cloned()
-            .collect(),
-    };
+    let shards = crate::coordinator::schedule::target_shards(&sched.target, snap.shards.keys());
     drop(snap);
     let now = chrono::Utc::now();
     let mut rows = Vec::new();

@@ -455,4 +455,6 @@ pub fn snapshot_due(
 }
 
 #[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
 mod tests;
