@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn::backup::storage::{BackupStorage, FileStorage};
-use cairn::coordinator::snapshot::{prune_snapshots, save_to_storage, Sidecar, TOPO_DIR};
+use cairn::coordinator::etcd_snapshot::{prune_snapshots, save_to_storage, Sidecar, TOPO_DIR};
 use cairn::testkit::Cluster;
 use cairn_topo::testkit::free_port;
 use cairn_topo::{Schedule, Tablet, TabletType, Topo, TopoConfig};

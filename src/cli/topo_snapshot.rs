@@ -6,7 +6,7 @@
 use anyhow::Context;
 
 use super::args::{GlobalArgs, TopoCommand};
-use crate::coordinator::snapshot::save_to_file;
+use crate::coordinator::etcd_snapshot::save_to_file;
 
 /// Runs one `topo` subcommand.
 pub async fn run(g: &GlobalArgs, cmd: TopoCommand) -> anyhow::Result<()> {

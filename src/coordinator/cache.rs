@@ -2,6 +2,9 @@
 //! health, shard, job, schedule and backup record, loaded with one list and kept
 //! current by one prefix watch ("persist objects, rebuild relationships in memory").
 //! A compaction gap is answered by a full reload (the watch's Resync).
+//!
+//! Owns [`TopoView`], what every pass reads (distinct from an etcd snapshot, see
+//! `etcd_snapshot`). May call: `cairn-topo` (list, watch).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -53,7 +56,7 @@ pub fn classify(root: &str, key: &str) -> KeyKind {
 
 /// The picture itself.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub struct TopoView {
     /// Tablet records by alias string.
     pub tablets: HashMap<String, Versioned<Tablet>>,
     /// Aliases of each shard's tablets (scheduling looks tablets up by shard).
@@ -74,7 +77,7 @@ pub struct Snapshot {
     pub bad_records: u64,
 }
 
-impl Snapshot {
+impl TopoView {
     fn apply_put(&mut self, root: &str, key: &str, value: &[u8], version: i64) {
         fn parse<T: serde::de::DeserializeOwned>(
             key: &str,
@@ -202,7 +205,7 @@ impl Snapshot {
 #[derive(Clone)]
 pub struct Cache {
     /// The picture; readers take the read lock briefly.
-    pub inner: Arc<RwLock<Snapshot>>,
+    pub inner: Arc<RwLock<TopoView>>,
     /// `--topo-root`, to classify keys.
     root: String,
 }
@@ -211,7 +214,7 @@ impl Cache {
     /// Loads everything under the root; returns the cache and starts nothing.
     pub async fn load(topo: &Topo) -> anyhow::Result<Cache> {
         let root = topo.keys().root().to_string();
-        let mut snap = Snapshot::default();
+        let mut snap = TopoView::default();
         let (kvs, rev) = topo.list_raw(&topo.keys().all()).await?;
         for (k, v, ver) in kvs {
             snap.apply_put(&root, &k, &v, ver);
@@ -271,7 +274,7 @@ impl Cache {
                         revision,
                         "topology watch had a gap; reloading the whole picture"
                     );
-                    let mut fresh = Snapshot::default();
+                    let mut fresh = TopoView::default();
                     for (k, v, ver) in kvs {
                         fresh.apply_put(&self.root, &k, &v, ver);
                     }
@@ -339,7 +342,7 @@ mod tests {
 
     #[test]
     fn tablets_are_indexed_by_shard() {
-        let mut s = Snapshot::default();
+        let mut s = TopoView::default();
         let tablet = |uid: u32, shard: &str| {
             format!(
                 r#"{{"alias":"zone1-{uid}","hostname":"h","mysql_host":"h","mysql_port":1,"port":2,
@@ -365,7 +368,7 @@ mod tests {
 
     #[test]
     fn garbage_is_counted_and_skipped() {
-        let mut s = Snapshot::default();
+        let mut s = TopoView::default();
         s.apply_put("/cairn", "/cairn/global/jobs/j1", b"{nope", 5);
         assert_eq!(s.bad_records, 1);
         assert!(s.jobs.is_empty());

@@ -1,5 +1,7 @@
 //! [`CoordinatorConfig`]: everything a coordinator is told at start, resolved and
 //! validated by the CLI from `cairn coordinator`'s flags.
+//!
+//! Plain data; may call `backup` (the storage it opens) and `common`.
 
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! The coordinator's HTTP endpoints: `/healthz`, `/metrics` (Prometheus) and
 //! `/api/v1/status` (JSON: who leads, schedules, shards with their latest backup and
 //! its age, running jobs). Served by leader and standbys alike.
+//!
+//! Owns the metrics ([`CoordinatorMetrics`]). May call: the cache and
+//! [`Shared`] (read only), `common`.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -114,7 +117,7 @@ impl CoordinatorMetrics {
         if !job.state.is_final() || job.kind != cairn_topo::JobKind::Backup {
             return;
         }
-        let Ok(mut c) = counted.lock() else { return };
+        let mut c = crate::common::lock(counted);
         if !c.insert(job.id.clone()) {
             return;
         }
@@ -218,7 +221,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
                    "bytes_done": x.progress.bytes_done, "bytes_total": x.progress.bytes_total})
         })
         .collect();
-    let leader = shared.leader_id.lock().ok().and_then(|g| g.clone());
+    let leader = crate::common::lock(&shared.leader_id).clone();
     Json(json!({
         "id": shared.cfg.id,
         "is_leader": shared.is_leader.load(Ordering::SeqCst),

@@ -1,19 +1,51 @@
 //! The cluster-wide coordinator: election, scheduler, replica selection, job
 //! supervision, retention, catalog reconciliation, etcd snapshots, HTTP status.
 //!
-//! - [`select`]: which tablet of a shard to back up (pure, shared with `backup-shard`).
+//! It may call `backup` (storage), `common` and `cairn-topo`; never `tablet` or
+//! `cli`. Decisions are pure functions over plain data (the rules below, each with
+//! table tests); the passes around them read the cache, call a rule, apply it.
+//!
+//! Entry and shared state:
+//! - [`run`]: `cairn coordinator`: [`run::Shared`] and the leader loop.
+//! - `leader`: the campaign: lead, lose leadership, campaign again.
+//! - [`config`]: [`CoordinatorConfig`](config::CoordinatorConfig), built by the CLI.
+//! - [`cache`]: the watched in-memory topology, [`TopoView`](cache::TopoView).
+//! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status`.
+//!
+//! Passes of the leader loop (IO, thin):
+//! - `scheduler_pass`: due schedule slots into jobs.
+//! - `supervisor_pass`: failing stuck jobs, writing retries.
+//! - `history`: forgetting old finished jobs.
+//! - `snapshot_pass`: etcd snapshots on the snapshot cron.
 //! - [`prune`]: retention carried out, by the leader after each scheduled backup
 //!   and by `schedule prune`, through the backup catalog.
-//! - [`reconcile`]: the leader's catalog reconciler (topo's records follow storage).
+//! - [`reconcile`]: the catalog reconciler (topo's records follow storage).
+//!
+//! Pure rules:
+//! - [`schedule`]: cron, targets and their shards, when a schedule is due, the
+//!   slot plan ([`schedule::plan_slot`]), the scheduled job, the stagger.
+//! - [`supervise`]: what to do with a job, which retries are due, the retry's
+//!   tablet, which jobs the history forgets.
+//! - [`select`]: which tablet of a shard to back up (shared with `backup-shard`).
+//! - [`retention`]: which backups a schedule's rule removes.
+//!
+//! etcd snapshots:
+//! - [`etcd_snapshot`]: streaming, verifying, storing and pruning etcd snapshots
+//!   (also `cairn topo snapshot`).
 
 pub mod cache;
 pub mod config;
+pub mod etcd_snapshot;
+mod history;
 pub mod http;
+mod leader;
 pub mod prune;
 pub mod reconcile;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+mod scheduler_pass;
 pub mod select;
-pub mod snapshot;
+mod snapshot_pass;
 pub mod supervise;
+mod supervisor_pass;

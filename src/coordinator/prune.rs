@@ -17,9 +17,10 @@ use std::time::Duration;
 use cairn_topo::{Fence, Job, JobKind, JobState, Schedule, Topo};
 use chrono::{DateTime, Utc};
 
-use super::cache::{Cache, Snapshot};
+use super::cache::{Cache, TopoView};
 use super::retention::{self, Removal, RetentionInput, Rule};
 use super::run::Shared;
+use super::schedule;
 use crate::backup::catalog::Catalog;
 use crate::backup::storage::BackupStorage;
 
@@ -93,7 +94,7 @@ pub async fn prune_shard(
 
 /// Backups that restores are reading right now (retention keeps them): those
 /// tablets report restoring, and those of restore jobs not yet finished.
-pub fn backups_in_use(s: &Snapshot) -> HashSet<String> {
+pub fn backups_in_use(s: &TopoView) -> HashSet<String> {
     let mut in_use: HashSet<String> = s
         .health
         .values()
@@ -106,20 +107,6 @@ pub fn backups_in_use(s: &Snapshot) -> HashSet<String> {
             .filter_map(|j| j.value.backup_name.clone()),
     );
     in_use
-}
-
-/// Shards a schedule covers right now (a keyspace target includes shards added
-/// since the schedule was made).
-pub fn target_shards(s: &Snapshot, target: &str) -> Vec<(String, String)> {
-    match target.split_once('/') {
-        Some((ks, shard)) => vec![(ks.to_string(), shard.to_string())],
-        None => s
-            .shards
-            .keys()
-            .filter(|(ks, _)| ks == target)
-            .cloned()
-            .collect(),
-    }
 }
 
 /// What `schedule prune` reads from topo before pruning.
@@ -137,7 +124,7 @@ pub async fn prune_scope(topo: &Topo, schedule: &Schedule) -> anyhow::Result<Pru
     let cache = Cache::load(topo).await?;
     let snap = cache.inner.read().await;
     Ok(PruneScope {
-        shards: target_shards(&snap, &schedule.target),
+        shards: schedule::target_shards(&schedule.target, snap.shards.keys()),
         in_use: backups_in_use(&snap),
     })
 }

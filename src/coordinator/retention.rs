@@ -1,7 +1,7 @@
 //! Retention: which backups of one shard a schedule's rule removes. One pure
 //! function ([`plan`]) over plain data; the coordinator runs it after each
 //! successful scheduled backup and deletes what it returns (or only prints it, as
-//! a dry run). Owns no IO.
+//! a dry run). Owns no IO and calls nothing but the standard library.
 //!
 //! The rules, in order of precedence:
 //! 1. A backup in `in_use` (a running restore reads it) is never removed.

@@ -2,10 +2,12 @@
 //! target, when it fires next, whether it is due now, how its shards are spread
 //! over a short window, and which shards a target means at a given moment.
 //!
-//! Owns no IO: the coordinator's scheduler loop (src/coordinator/run.rs) reads the
-//! [`Schedule`] records and the shard list from topo and calls these; the
-//! `cairn schedule` commands use the same parsing to refuse bad input before
-//! anything is written. All times are UTC.
+//! Owns no IO: the coordinator's scheduler pass (`scheduler_pass.rs`) reads the
+//! [`Schedule`] records, jobs, shards and tablets from the cache and calls
+//! [`plan_slot`] and [`scheduled_job`]; [`target_shards`] is the one expansion of
+//! a stored target; the `cairn schedule` commands use the same parsing to refuse
+//! bad input before anything is written. All times are UTC. May call: `select`
+//! (its [`Choice`]), `cairn-topo`'s record types.
 //!
 //! When a schedule fires (see [`due`]): at the first cron slot after its last run
 //! (or its creation, when it never ran), but never before the `next_run` stored in
@@ -17,11 +19,15 @@
 use std::time::Duration;
 
 use cairn_topo::names::{validate_keyspace, validate_shard};
-use cairn_topo::Schedule;
+use std::collections::HashSet;
+
+use cairn_topo::{Job, JobKind, JobState, Schedule, TabletAlias};
 use chrono::{DateTime, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 pub use croner::Cron;
 use sha2::{Digest, Sha256};
+
+use super::select::Choice;
 
 /// A schedule's cron expression or target that cannot be used; the message says
 /// what is wrong and what is expected, in one line.
@@ -144,6 +150,39 @@ pub fn expand_target(target: &Target, current_shards: &[String]) -> Vec<(String,
     }
 }
 
+impl Target {
+    /// A target as stored in a schedule record, read without validation (the
+    /// record was validated when written; one edited by hand is taken at its
+    /// word): `KS/SHARD` (split at the first slash) is a shard, anything else a
+    /// keyspace.
+    pub fn stored(s: &str) -> Target {
+        match s.split_once('/') {
+            Some((ks, shard)) => Target::Shard {
+                keyspace: ks.to_string(),
+                shard: shard.to_string(),
+            },
+            None => Target::Keyspace(s.to_string()),
+        }
+    }
+}
+
+/// The shards a stored schedule target covers now, given every (keyspace, shard)
+/// topo knows: [`Target::stored`] then [`expand_target`]. The one expansion the
+/// scheduler, retention and `schedule prune` use; sorted.
+pub fn target_shards<'a>(
+    target: &str,
+    known: impl IntoIterator<Item = &'a (String, String)>,
+) -> Vec<(String, String)> {
+    let target = Target::stored(target);
+    let ks = target.keyspace();
+    let current: Vec<String> = known
+        .into_iter()
+        .filter(|(k, _)| k == ks)
+        .map(|(_, shard)| shard.clone())
+        .collect();
+    expand_target(&target, &current)
+}
+
 /// The first slot strictly after `after`; `None` when the pattern never fires again
 /// (croner gives up searching past year 5000).
 pub fn next_run(cron: &Cron, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -238,290 +277,184 @@ pub fn stagger(schedule_name: &str, keyspace: &str, shard: &str, window: Duratio
     Duration::from_millis(u64::try_from(offset).unwrap_or(0))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    fn sched(cron: &str, created: &str, last_run: Option<&str>) -> Schedule {
-        Schedule {
-            name: "nightly".into(),
-            cron: cron.into(),
-            target: "commerce".into(),
-            keep_count: None,
-            keep_for_seconds: None,
-            backup_engine: None,
-            paused: false,
-            last_run: last_run.map(t),
-            next_run: None,
-            created_at: t(created),
-        }
-    }
-
-    #[test]
-    fn cron_with_five_or_six_fields() {
-        let five = parse_cron("30 2 * * *").unwrap();
-        assert_eq!(
-            next_run(&five, t("2026-01-01T00:00:00Z")),
-            Some(t("2026-01-01T02:30:00Z"))
-        );
-        let six = parse_cron("15 30 2 * * *").unwrap();
-        assert_eq!(
-            next_run(&six, t("2026-01-01T00:00:00Z")),
-            Some(t("2026-01-01T02:30:15Z"))
-        );
-        let every_10s = parse_cron("*/10 * * * * *").unwrap();
-        assert_eq!(
-            next_run(&every_10s, t("2026-01-01T00:00:05Z")),
-            Some(t("2026-01-01T00:00:10Z"))
-        );
-        // Strictly after.
-        assert_eq!(
-            next_run(&five, t("2026-01-01T02:30:00Z")),
-            Some(t("2026-01-02T02:30:00Z"))
-        );
-        assert!(parse_cron("0 3 * * MON-FRI").is_ok());
-    }
-
-    #[test]
-    fn bad_cron_is_refused_with_a_reason() {
-        for (expr, needle) in [
-            ("* * * *", "4 fields"),
-            ("", "0 fields"),
-            ("* * * * * * *", "7 fields"),
-            ("garbage", "1 fields"),
-            ("a b c d e", "invalid cron"),
-            ("61 * * * *", "invalid cron"),
-            ("* 25 * * *", "invalid cron"),
-            ("0 0 30 2 *", "never fires"),
-            ("@daily x y z w", "nicknames"),
-        ] {
-            let e = parse_cron(expr).unwrap_err().to_string();
-            assert!(e.contains(needle), "{expr:?}: {e}");
-            assert!(!e.contains('\n'), "{e}");
-        }
-    }
-
-    #[test]
-    fn targets() {
-        assert_eq!(
-            parse_target("commerce").unwrap(),
-            Target::Keyspace("commerce".into())
-        );
-        let s = parse_target("commerce/-80").unwrap();
-        assert_eq!(
-            s,
-            Target::Shard {
-                keyspace: "commerce".into(),
-                shard: "-80".into()
-            }
-        );
-        assert_eq!(s.to_string(), "commerce/-80");
-        assert_eq!(s.keyspace(), "commerce");
-        for bad in ["", "a/b/c", "com merce", "ks/", "/0", "ks/8 0", "k-s"] {
-            assert!(parse_target(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn keyspace_targets_expand_to_the_current_shards() {
-        let ks = Target::Keyspace("commerce".into());
-        let now = vec!["80-".to_string(), "-80".to_string()];
-        assert_eq!(
-            expand_target(&ks, &now),
-            vec![
-                ("commerce".to_string(), "-80".to_string()),
-                ("commerce".to_string(), "80-".to_string())
-            ]
-        );
-        // A shard added later is part of the next run.
-        let later = vec!["-80".to_string(), "80-".to_string(), "c0-".to_string()];
-        assert_eq!(expand_target(&ks, &later).len(), 3);
-        assert!(expand_target(&ks, &[]).is_empty());
-        let one = parse_target("commerce/0").unwrap();
-        assert_eq!(
-            expand_target(&one, &[]),
-            vec![("commerce".to_string(), "0".to_string())]
-        );
-    }
-
-    #[test]
-    fn due_table() {
-        // (cron, created, last_run, stored next_run, paused, now, expected slot)
-        type Row = (
-            &'static str,
-            &'static str,
-            Option<&'static str>,
-            Option<&'static str>,
-            bool,
-            &'static str,
-            Option<&'static str>,
-        );
-        let rows: &[Row] = &[
-            // Never ran, first slot after creation not reached yet.
-            (
-                "0 2 * * *",
-                "2026-01-01T03:00:00Z",
-                None,
-                None,
-                false,
-                "2026-01-02T01:59:59Z",
-                None,
-            ),
-            // Never ran, first slot reached exactly.
-            (
-                "0 2 * * *",
-                "2026-01-01T03:00:00Z",
-                None,
-                None,
-                false,
-                "2026-01-02T02:00:00Z",
-                Some("2026-01-02T02:00:00Z"),
-            ),
-            // Ran at the last slot: not due until the next.
-            (
-                "0 2 * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-02T02:00:00Z"),
-                None,
-                false,
-                "2026-01-02T23:00:00Z",
-                None,
-            ),
-            // Three days without a coordinator: one run, for the latest missed slot.
-            (
-                "0 2 * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-02T02:00:00Z"),
-                None,
-                false,
-                "2026-01-05T12:00:00Z",
-                Some("2026-01-05T02:00:00Z"),
-            ),
-            // Hourly, missed many: latest slot at or before now.
-            (
-                "0 * * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-01T01:00:00Z"),
-                None,
-                false,
-                "2026-01-01T07:59:59Z",
-                Some("2026-01-01T07:00:00Z"),
-            ),
-            // Paused: never due.
-            (
-                "0 * * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-01T01:00:00Z"),
-                None,
-                true,
-                "2026-01-01T07:59:59Z",
-                None,
-            ),
-            // Stored next_run postpones (set/resume at 07:30): the 07:00 slot is not made up.
-            (
-                "0 * * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-01T01:00:00Z"),
-                Some("2026-01-01T08:00:00Z"),
-                false,
-                "2026-01-01T07:59:59Z",
-                None,
-            ),
-            (
-                "0 * * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-01T01:00:00Z"),
-                Some("2026-01-01T08:00:00Z"),
-                false,
-                "2026-01-01T08:00:01Z",
-                Some("2026-01-01T08:00:00Z"),
-            ),
-            // A stale stored next_run (earlier than the slot after last_run) never
-            // makes a schedule due again.
-            (
-                "0 * * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-01T05:00:00Z"),
-                Some("2026-01-01T02:00:00Z"),
-                false,
-                "2026-01-01T05:30:00Z",
-                None,
-            ),
-            // Seconds.
-            (
-                "*/10 * * * * *",
-                "2026-01-01T00:00:00Z",
-                Some("2026-01-01T00:00:10Z"),
-                None,
-                false,
-                "2026-01-01T00:00:35Z",
-                Some("2026-01-01T00:00:30Z"),
-            ),
-        ];
-        for (i, (cron, created, last, stored, paused, now, want)) in rows.iter().enumerate() {
-            let mut s = sched(cron, created, *last);
-            s.next_run = stored.map(t);
-            s.paused = *paused;
-            assert_eq!(due(&s, t(now)).unwrap(), want.map(t), "row {i}");
-        }
-    }
-
-    #[test]
-    fn a_recorded_run_is_not_due_again_until_the_next_slot() {
-        let cron = parse_cron("0 2 * * *").unwrap();
-        let mut s = sched("0 2 * * *", "2026-01-01T00:00:00Z", None);
-        let now = t("2026-01-09T10:00:00Z");
-        let slot = due_with(&s, &cron, now).unwrap();
-        assert_eq!(slot, t("2026-01-09T02:00:00Z"));
-        record_run(&mut s, &cron, slot);
-        assert_eq!(s.last_run, Some(slot));
-        assert_eq!(s.next_run, Some(t("2026-01-10T02:00:00Z")));
-        assert_eq!(due_with(&s, &cron, now), None);
-        assert_eq!(due_with(&s, &cron, t("2026-01-10T01:59:59Z")), None);
-        assert_eq!(
-            due_with(&s, &cron, t("2026-01-10T02:00:00Z")),
-            Some(t("2026-01-10T02:00:00Z"))
-        );
-        assert_eq!(upcoming(&s, &cron), Some(t("2026-01-10T02:00:00Z")));
-    }
-
-    #[test]
-    fn unparsable_stored_cron_is_an_error_naming_the_schedule() {
-        let s = sched("nope", "2026-01-01T00:00:00Z", None);
-        let e = due(&s, Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap()).unwrap_err();
-        assert!(e.to_string().contains("schedule nightly"), "{e}");
-    }
-
-    #[test]
-    fn stagger_is_deterministic_within_the_window_and_spreads() {
-        let w = Duration::from_secs(60);
-        let a = stagger("nightly", "commerce", "-80", w);
-        assert_eq!(a, stagger("nightly", "commerce", "-80", w));
-        assert!(a < w);
-        assert_eq!(
-            stagger("nightly", "commerce", "-80", Duration::ZERO),
-            Duration::ZERO
-        );
-        // Different shards of a keyspace land on different seconds (with 16 shards
-        // in a minute some may share one, but not all of them).
-        let shards: Vec<String> = (0..16).map(|i| format!("{:02x}-", i * 16)).collect();
-        let secs: std::collections::HashSet<u64> = shards
-            .iter()
-            .map(|s| stagger("nightly", "commerce", s, w).as_secs())
-            .collect();
-        assert!(secs.len() > 8, "{secs:?}");
-        for s in &shards {
-            assert!(stagger("nightly", "commerce", s, w) < w);
-        }
-        // Separators matter.
-        assert_ne!(
-            stagger("a", "bc", "0", Duration::from_secs(3600)),
-            stagger("ab", "c", "0", Duration::from_secs(3600))
-        );
-    }
+/// What the scheduler does for one schedule in one pass ([`plan_slot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotPlan {
+    /// The slot being run: the pinned slot, else the latest due one (a stretch of
+    /// missed slots is made up by this one run).
+    pub slot: DateTime<Utc>,
+    /// Every shard the target covers now.
+    pub shards: Vec<(String, String)>,
+    /// Shards whose job is created now, with their stagger delay after the slot.
+    pub start: Vec<(String, String, Duration)>,
+    /// Shards not started in this pass, and why.
+    pub skip: Vec<(String, String, SlotSkip)>,
+    /// Every shard has its job once `start` is created: record the run (`last_run`)
+    /// and unpin the slot. Otherwise pin the slot, so it stays the slot until its
+    /// last shard started even if the cron moves on meanwhile.
+    pub done: bool,
 }
+
+/// Why a shard of a slot is not started in this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotSkip {
+    /// A job of this schedule and slot exists already (this leader or an earlier
+    /// one created it): runs are deduplicated by the jobs themselves.
+    AlreadyStarted,
+    /// Its stagger delay has not passed yet; started on a later pass.
+    Waiting {
+        /// When it may start.
+        until: DateTime<Utc>,
+    },
+}
+
+/// The scheduler's decision for one schedule at `now`, over plain data:
+/// - paused: nothing (`None`);
+/// - the slot is `pinned` (a slot whose shards are still being started; ignored
+///   once `last_run` reached it), else the slot [`due_with`] gives, else nothing;
+/// - each shard of `shards` that has no job of this schedule and slot in `jobs` is
+///   started once its [`stagger`] delay passed; the stagger window is
+///   `stagger_window`, but never more than half the schedule's period.
+pub fn plan_slot(
+    schedule: &Schedule,
+    cron: &Cron,
+    now: DateTime<Utc>,
+    pinned: Option<DateTime<Utc>>,
+    shards: Vec<(String, String)>,
+    jobs: &[Job],
+    stagger_window: Duration,
+) -> Option<SlotPlan> {
+    if schedule.paused {
+        return None;
+    }
+    let pinned = pinned.filter(|p| schedule.last_run.is_none_or(|l| l < *p));
+    let slot = pinned.or_else(|| due_with(schedule, cron, now))?;
+    // Spread shards over the window, but never past half the schedule's period.
+    let period = next_run(cron, slot)
+        .map(|n| (n - slot).to_std().unwrap_or_default())
+        .unwrap_or(stagger_window);
+    let window = stagger_window.min(period / 2);
+    let started: HashSet<(&str, &str)> = jobs
+        .iter()
+        .filter(|j| {
+            j.schedule.as_deref() == Some(schedule.name.as_str()) && j.scheduled_for == Some(slot)
+        })
+        .map(|j| (j.keyspace.as_str(), j.shard.as_str()))
+        .collect();
+    let mut start = Vec::new();
+    let mut skip = Vec::new();
+    for (ks, shard) in &shards {
+        if started.contains(&(ks.as_str(), shard.as_str())) {
+            skip.push((ks.clone(), shard.clone(), SlotSkip::AlreadyStarted));
+            continue;
+        }
+        let delay = stagger(&schedule.name, ks, shard, window);
+        let until = slot + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        if now < until {
+            skip.push((ks.clone(), shard.clone(), SlotSkip::Waiting { until }));
+        } else {
+            start.push((ks.clone(), shard.clone(), delay));
+        }
+    }
+    let done = !skip
+        .iter()
+        .any(|(_, _, why)| matches!(why, SlotSkip::Waiting { .. }));
+    Some(SlotPlan {
+        slot,
+        shards,
+        start,
+        skip,
+        done,
+    })
+}
+
+/// One run of a schedule on one shard, as the scheduler starts it.
+#[derive(Debug, Clone)]
+pub struct ScheduledRun<'a> {
+    /// The schedule.
+    pub schedule: &'a Schedule,
+    /// The slot it runs for.
+    pub slot: DateTime<Utc>,
+    /// The shard's keyspace.
+    pub keyspace: &'a str,
+    /// The shard.
+    pub shard: &'a str,
+    /// How long the job may stay PENDING (written into the job).
+    pub pending_timeout: Duration,
+}
+
+/// The job a scheduled run writes, chosen over plain data:
+/// - a backup job of the shard is still running (in `jobs`): a CANCELLED job
+///   saying so, on that job's tablet;
+/// - else a tablet was chosen: a PENDING job for it;
+/// - else a FAILED job listing why each tablet was passed over ("no tablets"
+///   when the shard has none), on the placeholder tablet `none-0`.
+///
+/// Either way the job carries the schedule, the slot, the schedule's engine and
+/// the pending timeout, so the run is deduplicated and visible in the history.
+pub fn scheduled_job(
+    run: &ScheduledRun<'_>,
+    jobs: &[Job],
+    choice: &Choice,
+    now: DateTime<Utc>,
+) -> Job {
+    let (ks, shard) = (run.keyspace, run.shard);
+    let running = jobs.iter().find(|j| {
+        j.kind == JobKind::Backup && j.keyspace == ks && j.shard == shard && !j.state.is_final()
+    });
+    let mut job = match (choice, running) {
+        (_, Some(r)) => {
+            let mut j = Job::pending(JobKind::Backup, ks, shard, &r.tablet_alias);
+            j.state = JobState::Cancelled;
+            j.error = Some(format!(
+                "skipped: backup job {} of this shard is still {:?}",
+                r.id, r.state
+            ));
+            j.finished_at = Some(now);
+            j
+        }
+        (Choice::Tablet(alias), None) => Job::pending(JobKind::Backup, ks, shard, alias),
+        (Choice::None(reasons), None) => {
+            let placeholder = TabletAlias {
+                cell: "none".into(),
+                uid: 0,
+            };
+            let mut j = Job::pending(JobKind::Backup, ks, shard, &placeholder);
+            let why: Vec<String> = reasons.iter().map(|(a, r)| format!("{a}: {r}")).collect();
+            j.state = JobState::Failed;
+            j.error = Some(format!(
+                "no eligible tablet ({})",
+                if why.is_empty() {
+                    "no tablets".into()
+                } else {
+                    why.join("; ")
+                }
+            ));
+            j.finished_at = Some(now);
+            j
+        }
+    };
+    job.schedule = Some(run.schedule.name.clone());
+    job.scheduled_for = Some(run.slot);
+    job.engine = run.schedule.backup_engine;
+    job.pending_timeout_seconds = Some(run.pending_timeout.as_secs());
+    job
+}
+
+/// When the coordinator's etcd snapshot cron (`--topo-snapshot-cron`) is due: its
+/// first slot after the last snapshot (or after the leader started, before the
+/// first one) has come. `None` while it has not (or never will).
+pub fn snapshot_due(
+    cron: &Cron,
+    started: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let slot = next_run(cron, last.unwrap_or(started))?;
+    (slot <= now).then_some(slot)
+}
+
+#[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,8 @@
 //! position, then the lowest alias (a stable order). The PRIMARY is a fallback only
 //! when allowed. Why each tablet was passed over is reported, so "no tablet
 //! available" always says why.
+//!
+//! Owns no IO; calls only `cairn-topo`'s record types.
 
 use cairn_topo::typed::TabletInfo;
 use cairn_topo::{TabletAlias, TabletType};

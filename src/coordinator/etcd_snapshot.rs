@@ -2,7 +2,10 @@
 //! and keep it in a file (`cairn topo snapshot FILE`) or in backup storage under
 //! `_topo/` with a JSON sidecar (the coordinator's `--topo-snapshot-cron`), pruning
 //! old ones. Owns the snapshot stream and the `_topo/etcd-*.db` naming; storage
-//! itself is [`BackupStorage`]'s.
+//! itself is [`BackupStorage`]'s. (Not the coordinator's in-memory topology: that
+//! is [`TopoView`](super::cache::TopoView).)
+//!
+//! May call: `cairn-topo` (the snapshot stream, status), `backup` (storage).
 //!
 //! The stream's layout (etcd 3.4, checked against `etcdctl snapshot save`): the
 //! bbolt database file, then the sha256 of those bytes as the last 32 bytes. The
@@ -310,14 +313,14 @@ fn is_snapshot_name(name: &str) -> bool {
 
 /// Hands what the producer writes to a reader that fails instead of ending when
 /// the producer failed, so storage never keeps a snapshot that did not verify.
-struct VerifiedReader {
+struct SnapshotHashReader {
     /// The bytes, through an in-memory pipe.
     inner: tokio::io::DuplexStream,
     /// Set by the producer before it closes the pipe: `true` once verified.
     verified: Arc<Mutex<Option<bool>>>,
 }
 
-impl AsyncRead for VerifiedReader {
+impl AsyncRead for SnapshotHashReader {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -326,7 +329,7 @@ impl AsyncRead for VerifiedReader {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
-                let verified = self.verified.lock().map(|g| *g).unwrap_or(None);
+                let verified = *crate::common::lock(&self.verified);
                 if verified == Some(true) {
                     Poll::Ready(Ok(()))
                 } else {
@@ -351,15 +354,13 @@ pub async fn save_to_storage(
     let name = snapshot_name(now);
     let (mut writer, reader) = tokio::io::duplex(1 << 20);
     let verified = Arc::new(Mutex::new(None));
-    let reader = VerifiedReader {
+    let reader = SnapshotHashReader {
         inner: reader,
         verified: verified.clone(),
     };
     let produce = async {
         let r = save_snapshot(topo, &mut writer).await;
-        if let Ok(mut g) = verified.lock() {
-            *g = Some(r.is_ok());
-        }
+        *crate::common::lock(&verified) = Some(r.is_ok());
         let _ = writer.shutdown().await;
         drop(writer);
         r

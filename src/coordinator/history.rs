@@ -1,0 +1,41 @@
+//! The job history pass of the leader loop: deletes the finished jobs
+//! [`supervise::expired_jobs`] picks, so the jobs prefix does not grow without
+//! bound (a daily keyspace-wide run adds a job per shard). Each delete is fenced
+//! and conditional on the job's version, so a job that changed is kept.
+//!
+//! May call: the pure rule in `supervise`, `cairn-topo` (fenced deletes).
+
+use cairn_topo::{Fence, TopoError};
+use chrono::{DateTime, Utc};
+
+use super::run::Shared;
+use super::supervise;
+
+/// Deletes finished jobs older than the job history window (`--job-history`).
+pub(super) async fn forget_old_jobs(
+    shared: &Shared,
+    fence: &Fence,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let old = {
+        let s = shared.cache.inner.read().await;
+        supervise::expired_jobs(s.jobs.values(), now, shared.cfg.job_history)
+    };
+    for (id, version) in old {
+        let deleted = shared
+            .topo
+            .delete_fenced(fence, &shared.topo.keys().job(&id), Some(version))
+            .await;
+        gone_or_changed_is_fine(deleted)?;
+    }
+    Ok(())
+}
+
+/// A conditional delete whose key is already gone, or changed since it was read,
+/// has nothing left to do: both are success here.
+fn gone_or_changed_is_fine(r: Result<(), TopoError>) -> Result<(), TopoError> {
+    match r {
+        Ok(()) | Err(TopoError::NoNode(_)) | Err(TopoError::BadVersion(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

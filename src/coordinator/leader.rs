@@ -1,0 +1,97 @@
+//! The coordinator's campaign: get a lease, campaign for the election key, lead
+//! until the key or the lease is lost, campaign again; until cancelled. While
+//! standing by it shows who leads (for the status page); while leading it runs
+//! [`super::run::lead_loops`] with the leadership's fence.
+//!
+//! May call: `cairn-topo` (leases, election), `common`, and the leader loop in
+//! [`super::run`]. No decisions live here: it only follows the election.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::run::{lead_loops, Shared};
+use crate::common::lock;
+
+/// Campaigns, leads until leadership is lost, campaigns again; until cancelled.
+pub(super) async fn campaign_loop(shared: Arc<Shared>, cancel: CancellationToken) {
+    let prefix = shared.topo.keys().election();
+    let ttl = shared.cfg.lease_ttl.as_secs().max(2) as i64;
+    while !cancel.is_cancelled() {
+        let lease = match shared.topo.lease(ttl).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot get a lease to campaign with; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        // Show who leads while we stand by.
+        let watcher = {
+            let shared = shared.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                while !cancel.is_cancelled() {
+                    if let Ok(l) = shared.topo.leader(&prefix_of(&shared)).await {
+                        *lock(&shared.leader_id) = l;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        };
+        let leadership = tokio::select! {
+            _ = cancel.cancelled() => {
+                watcher.abort();
+                let _ = lease.revoke().await;
+                return;
+            }
+            l = shared.topo.campaign(&prefix, &shared.cfg.id, lease.id()) => l,
+        };
+        watcher.abort();
+        let leadership = match leadership {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "campaign failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        tracing::info!(id = %shared.cfg.id, "became the leader");
+        shared.is_leader.store(true, Ordering::SeqCst);
+        shared.metrics.is_leader.set(1);
+        *lock(&shared.leader_id) = Some(shared.cfg.id.clone());
+        let lead = cancel.child_token();
+        let fence = leadership.fence();
+        let tasks = tokio::spawn(lead_loops(shared.clone(), fence, lead.clone()));
+        let mut lease_state = lease.subscribe();
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            r = leadership.lost() => tracing::warn!(result = ?r.err(), "leadership lost: our election key is gone"),
+            _ = async {
+                loop {
+                    if lease_state.changed().await.is_err() || !lease_state.borrow().alive {
+                        break;
+                    }
+                }
+            } => tracing::warn!("leadership lost: the lease expired"),
+        }
+        lead.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tasks).await;
+        shared.is_leader.store(false, Ordering::SeqCst);
+        shared.metrics.is_leader.set(0);
+        if cancel.is_cancelled() {
+            let _ = leadership.resign().await;
+            let _ = lease.revoke().await;
+            return;
+        }
+        drop(lease);
+    }
+}
+
+fn prefix_of(shared: &Shared) -> String {
+    shared.topo.keys().election()
+}

@@ -1,0 +1,109 @@
+//! The job supervisor pass of the leader loop: counts finished jobs in the
+//! metrics, fails the jobs [`supervise::judge`] condemns (tablet gone, agent
+//! restarted, timeouts), and writes the retries [`supervise::due_retries`] and
+//! [`supervise::plan_retry`] decide, all fenced.
+//!
+//! May call: the pure rules (`supervise`, `select`), `cairn-topo` (fenced writes),
+//! `common`.
+
+use std::collections::HashSet;
+
+use cairn_topo::{Fence, Job, JobState};
+use chrono::{DateTime, Utc};
+
+use super::run::Shared;
+use super::select::SelectOptions;
+use super::supervise::{self, RetryPlan, Verdict};
+
+/// Fails jobs whose tablet died or that ran too long, and creates the retries of
+/// failed scheduled backups (whoever failed them) on another eligible tablet once
+/// their backoff passed.
+pub(super) async fn supervisor_pass(
+    shared: &Shared,
+    fence: &Fence,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let (jobs, health, registered): (Vec<Job>, HashSet<String>, HashSet<String>) = {
+        let s = shared.cache.inner.read().await;
+        (
+            s.jobs.values().map(|v| v.value.clone()).collect(),
+            s.health.keys().cloned().collect(),
+            s.tablets.keys().cloned().collect(),
+        )
+    };
+    let timeouts = supervise::Timeouts {
+        pending: shared.cfg.pending_timeout,
+        running: shared.cfg.job_timeout,
+        ..supervise::Timeouts::default()
+    };
+    let policy = supervise::RetryPolicy {
+        max_attempts: shared.cfg.max_attempts,
+        base_delay: shared.cfg.retry_delay,
+        ..supervise::RetryPolicy::default()
+    };
+    for job in &jobs {
+        shared.metrics.count_outcome(job, &shared.counted);
+        let alias = job.tablet_alias.to_string();
+        // The cache does not see leases; an agent that restarted fails its own
+        // orphaned jobs at start, so "Health present" stands for "same agent".
+        let view = supervise::TabletView {
+            registered: registered.contains(&alias),
+            health_lease: health
+                .contains(&alias)
+                .then(|| job.owner_lease.unwrap_or(0)),
+        };
+        match supervise::judge(job, &view, now, &timeouts, &policy) {
+            Verdict::Leave => {}
+            Verdict::Fail { reason } | Verdict::FailAndRetry { reason, .. } => {
+                fail_job(shared, fence, job, &reason).await?
+            }
+        }
+    }
+    let select = SelectOptions {
+        allow_primary: false,
+        max_lag_seconds: shared.cfg.max_lag_seconds,
+    };
+    for failed in supervise::due_retries(&jobs, &policy, now) {
+        let plan = {
+            let s = shared.cache.inner.read().await;
+            supervise::plan_retry(
+                failed,
+                &s.shard_tablets(&failed.keyspace, &failed.shard),
+                &select,
+            )
+        };
+        match plan {
+            RetryPlan::Create(job) => {
+                shared
+                    .topo
+                    .create_fenced(fence, &shared.topo.keys().job(&job.id), &*job, None)
+                    .await?;
+                tracing::info!(job = %job.id, retry_of = %failed.id, attempt = job.attempt, tablet = %job.tablet_alias, "retrying a failed backup");
+            }
+            RetryPlan::Later => {} // no tablet is eligible; a later pass tries again
+        }
+    }
+    Ok(())
+}
+
+/// Marks a job FAILED with the supervisor's reason (fenced; a job that became
+/// final meanwhile is left as it is).
+async fn fail_job(shared: &Shared, fence: &Fence, job: &Job, reason: &str) -> anyhow::Result<()> {
+    let key = shared.topo.keys().job(&job.id);
+    let reason = reason.to_string();
+    shared
+        .topo
+        .update_with_fenced::<Job, _>(fence, &key, |cur| {
+            let Some(mut j) = cur else { return Ok(None) };
+            if j.state.is_final() {
+                return Ok(None);
+            }
+            j.state = JobState::Failed;
+            j.error = Some(reason.clone());
+            j.finished_at = Some(Utc::now());
+            Ok(Some(j))
+        })
+        .await?;
+    tracing::warn!(job = %job.id, tablet = %job.tablet_alias, %reason, "job failed by the supervisor");
+    Ok(())
+}
