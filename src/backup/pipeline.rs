@@ -1113,7 +1113,7 @@ pub async fn restore_stream<W: Write + Send + 'static>(
 mod tests {
     use super::*;
     use crate::backup::manifest::{BackupMethod, FORMAT_VERSION};
-    use crate::backup::storage::{FileStorage, MANIFEST_FILE};
+    use crate::backup::storage::{FaultConfig, FaultyStorage, FileStorage, MANIFEST_FILE};
     use chrono::Utc;
     use rand::{Rng, RngCore, SeedableRng};
 
@@ -1207,7 +1207,7 @@ mod tests {
     }
 
     async fn backup(
-        st: &FileStorage,
+        st: &dyn BackupStorage,
         src: Vec<SourceFile>,
         c: Compression,
     ) -> anyhow::Result<Manifest> {
@@ -1458,7 +1458,10 @@ mod tests {
     async fn storage_failure_midway_fails_and_abort_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let src = make_source(&tmp.path().join("src"));
-        let st = FileStorage::new(tmp.path().join("store")).with_fail_after_bytes(4 << 20);
+        let st = FaultyStorage::new(
+            FileStorage::new(tmp.path().join("store")),
+            FaultConfig::fail_after(4 << 20),
+        );
         let err = backup(&st, src, Compression::None).await.unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("injected storage failure"), "{msg}");
