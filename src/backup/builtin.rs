@@ -3,6 +3,9 @@
 //! through the compression/hashing pipeline, write the MANIFEST last. Restarting
 //! mysqld and resuming replication belong to the caller, which does them whatever
 //! happened here.
+//!
+//! May call: [`super::pipeline`], [`super::storage`], [`super::manifest`],
+//! [`crate::mysql`] (the mysqld it backs up).
 
 use std::fs;
 use std::path::Path;

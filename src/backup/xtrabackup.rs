@@ -7,6 +7,9 @@
 //! The tool logs in as `--xtrabackup-user`; for an account other than the OS user
 //! a fresh random password is set before each run and handed over in `MYSQL_PWD`,
 //! so no password is stored or shown on a command line.
+//!
+//! May call: [`super::pipeline`], [`super::storage`], [`super::manifest`],
+//! [`crate::mysql`] (the mysqld, its flavor and tools).
 
 use std::fs;
 use std::io::Write;

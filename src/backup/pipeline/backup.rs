@@ -3,7 +3,7 @@
 //! Returns the MANIFEST's file entries; writing the MANIFEST, or aborting, is
 //! the engine's decision.
 //!
-//! May call: [`super::encode`], [`crate::backup::storage`],
+//! May call: `encode`, [`crate::backup::storage`],
 //! [`crate::backup::manifest`].
 
 use std::fs::File;

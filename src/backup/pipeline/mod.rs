@@ -20,7 +20,7 @@
 //!   an [`IntegrityError`] naming the file, and the partly written file is removed.
 //!
 //! The rooms:
-//! - [`encode`]: the compressor and hasher in front of storage, and the zstdmt
+//! - `encode`: the compressor and hasher in front of storage, and the zstdmt
 //!   worker budget (blocking, one attempt at a time).
 //! - [`backup`]: files and streams into a [`BackupWriter`](super::storage::BackupWriter),
 //!   parallel, largest first, retrying storage errors.

@@ -1,7 +1,7 @@
 //! The `file` backend, [`FileStorage`]: backups and blobs as a directory tree on a
 //! local or mounted filesystem, in the layout the storage module describes. The
-//! backup under construction is [`super::file_writer`]'s; the owner-only
-//! primitives are [`super::disk`]'s.
+//! backup under construction is `file_writer`'s; the owner-only
+//! primitives are `disk`'s.
 //!
 //! May call: the storage module, [`crate::backup::manifest`], `cairn-topo`'s
 //! name rules.

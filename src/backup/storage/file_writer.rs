@@ -2,7 +2,7 @@
 //! bookkeeping that makes the MANIFEST really last (every file finished with the
 //! size the MANIFEST claims, none still open, nothing after it).
 //!
-//! May call: the storage module and its [`super::disk`] primitives,
+//! May call: the storage module and its `disk` primitives,
 //! [`crate::backup::manifest`], [`crate::common`].
 
 use std::collections::HashMap;

@@ -2,10 +2,10 @@
 //! trait the engines, the tablet and the coordinator use, its errors, the listing
 //! types and the name rules every backend applies. The backends live beside it.
 //!
-//! - [`file`]: the `file` backend [`FileStorage`] (layout, permissions, blobs);
-//!   [`file_writer`] is its backup under construction (MANIFEST-last bookkeeping),
-//!   [`disk`] the owner-only file-system primitives both use.
-//! - `fault` (feature `fault-injection` only): [`FaultyStorage`], a wrapper over
+//! - [`mod@file`]: the `file` backend [`FileStorage`] (layout, permissions, blobs);
+//!   `file_writer` is its backup under construction (MANIFEST-last bookkeeping),
+//!   `disk` the owner-only file-system primitives both use.
+//! - `fault` (feature `fault-injection` only): `FaultyStorage`, a wrapper over
 //!   any backend whose writes fail after N bytes or are throttled, for tests.
 //!
 //! Layout (see CONTRACT.md, "Backup storage"):
