@@ -239,8 +239,9 @@ pub async fn open_stream(from: StoredBackup<'_>) -> anyhow::Result<VerifiedReade
 
 /// Pipes the verified, decompressed stream of a backup into `out` (e.g. the
 /// stdin of `mbstream -x`) and returns `out` and the bytes written. The hash is
-/// only known at the end: on an error (an [`IntegrityError`](super::IntegrityError) root for corrupt
-/// data) the consumer has already seen garbage and must be treated as failed.
+/// only known at the end: on an error (an
+/// [`IntegrityError`](super::IntegrityError) root for corrupt data) the consumer
+/// has already seen garbage and must be treated as failed.
 pub async fn restore_stream<W: Write + Send + 'static>(
     from: StoredBackup<'_>,
     mut out: W,
