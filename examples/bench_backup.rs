@@ -1003,11 +1003,13 @@ async fn main() -> anyhow::Result<()> {
                 let (c0, _) = cpu_times();
                 let t0 = Instant::now();
                 pipeline::restore_files(
-                    &store,
-                    KS,
-                    SHARD,
-                    &zm.backup_name,
-                    &zm,
+                    pipeline::StoredBackup {
+                        storage: &store,
+                        keyspace: KS,
+                        shard: SHARD,
+                        name: &zm.backup_name,
+                        manifest: &zm,
+                    },
                     &dest,
                     o.concurrency,
                     Progress::new(),

@@ -3,18 +3,19 @@
 //! through the compression/hashing pipeline, write the MANIFEST last. Restarting
 //! mysqld and resuming replication belong to the caller, which does them whatever
 //! happened here.
+//!
+//! May call: [`super::pipeline`], [`super::storage`], [`super::manifest`],
+//! [`crate::mysql`] (the mysqld it backs up).
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
-use super::engine::{BackupParams, EngineConfig};
+use super::engine::{BackupParams, RestoreParams};
 use super::manifest::{base, BackupMethod, Manifest};
-use super::pipeline::{self, Progress, SourceFile};
+use super::pipeline::{self, SourceFile};
 use super::storage::BackupStorage;
 use crate::mysql::mysqld::Mysqld;
 
@@ -160,28 +161,14 @@ pub async fn backup(
     Ok(manifest)
 }
 
-/// Restores a builtin backup: every file verified into `staging`.
-#[allow(clippy::too_many_arguments)]
-pub async fn restore(
-    storage: &dyn BackupStorage,
-    keyspace: &str,
-    shard: &str,
-    manifest: &Manifest,
-    staging: &Path,
-    cfg: &EngineConfig,
-    progress: Arc<Progress>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
+/// Restores a builtin backup: every file verified into `p.staging`.
+pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     pipeline::restore_files(
-        storage,
-        keyspace,
-        shard,
-        &manifest.backup_name,
-        manifest,
-        staging,
-        cfg.concurrency,
-        progress,
-        cancel,
+        p.stored(),
+        p.staging,
+        p.cfg.concurrency,
+        p.progress,
+        p.cancel,
     )
     .await
 }

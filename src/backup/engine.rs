@@ -2,6 +2,9 @@
 //! the two operations every engine has: take a backup of a mysqld, and restore a
 //! backup into a staging directory that becomes a data directory.
 //!
+//! May call: the engines ([`super::builtin`], [`super::xtrabackup`]), the
+//! pipeline, storage and MANIFEST types, [`crate::mysql`].
+//!
 //! The agent owns the bracket around a backup (tablet type, replication, restarting
 //! mysqld whatever happens); an engine only does its body.
 
@@ -14,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::manifest::{BackupMethod, Manifest};
 pub use super::pipeline::Progress;
-use super::pipeline::{Compression, CopyOptions};
+use super::pipeline::{Compression, CopyOptions, StoredBackup};
 use super::storage::BackupStorage;
 use super::{builtin, xtrabackup};
 use crate::mysql::mysqld::Mysqld;
@@ -119,33 +122,46 @@ impl BackupParams {
     }
 }
 
-/// Restores `manifest`'s backup, found in storage under `keyspace/shard` (where it
-/// lies now, which for a backup copied in from elsewhere may differ from what its
-/// MANIFEST says), into `staging` (created; must not exist), verifying every byte;
-/// on success `staging` is a data directory mysqld can start on.
-#[allow(clippy::too_many_arguments)]
-pub async fn restore_to_staging(
-    storage: &dyn BackupStorage,
-    keyspace: &str,
-    shard: &str,
-    manifest: &Manifest,
-    staging: &Path,
-    cfg: &EngineConfig,
-    progress: Arc<Progress>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    match manifest.backup_method {
-        BackupMethod::Builtin => {
-            builtin::restore(
-                storage, keyspace, shard, manifest, staging, cfg, progress, cancel,
-            )
-            .await
+/// One restore to run: `manifest`'s backup, found in storage under
+/// `keyspace/shard` (where it lies now, which for a backup copied in from
+/// elsewhere may differ from what its MANIFEST says), into `staging`.
+pub struct RestoreParams<'a> {
+    /// The storage holding the backup.
+    pub storage: &'a dyn BackupStorage,
+    /// The keyspace directory it lies under.
+    pub keyspace: &'a str,
+    /// The shard directory it lies under.
+    pub shard: &'a str,
+    /// Its MANIFEST (its name is the backup's directory name).
+    pub manifest: &'a Manifest,
+    /// Where the data directory is built; created, must not exist.
+    pub staging: &'a Path,
+    /// The tablet's engine settings (concurrency, tool paths, work dir).
+    pub cfg: &'a EngineConfig,
+    /// Shared with the job's progress reporter.
+    pub progress: Arc<Progress>,
+    /// Fired when the agent stops.
+    pub cancel: CancellationToken,
+}
+
+impl<'a> RestoreParams<'a> {
+    /// The backup to read, as the pipeline takes it.
+    pub fn stored(&self) -> StoredBackup<'a> {
+        StoredBackup {
+            storage: self.storage,
+            keyspace: self.keyspace,
+            shard: self.shard,
+            name: &self.manifest.backup_name,
+            manifest: self.manifest,
         }
-        BackupMethod::Xtrabackup => {
-            xtrabackup::restore(
-                storage, keyspace, shard, manifest, staging, cfg, progress, cancel,
-            )
-            .await
-        }
+    }
+}
+
+/// Restores the backup `p` names into `p.staging`, verifying every byte; on
+/// success `staging` is a data directory mysqld can start on.
+pub async fn restore_to_staging(p: RestoreParams<'_>) -> anyhow::Result<()> {
+    match p.manifest.backup_method {
+        BackupMethod::Builtin => builtin::restore(p).await,
+        BackupMethod::Xtrabackup => xtrabackup::restore(p).await,
     }
 }

@@ -1,6 +1,9 @@
 //! Where backups live: [`StorageConfig`], built by the CLI from the storage flags and
 //! opened here into the backend the tablets, the coordinator and the admin commands
 //! share. Adding a backend means a variant here and a module beside `storage`.
+//!
+//! May call: [`super::storage`] (and, in builds with the `fault-injection` feature,
+//! its fault wrapper); nothing above backup.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,36 +33,39 @@ impl StorageConfig {
     pub fn open(&self) -> Option<Arc<dyn BackupStorage>> {
         match self {
             StorageConfig::None => None,
-            StorageConfig::File { root } => {
-                let storage = FileStorage::new(root.clone());
-                #[cfg(feature = "fault-injection")]
-                let storage = with_faults(storage);
-                Some(Arc::new(storage))
-            }
+            StorageConfig::File { root } => Some(with_faults(FileStorage::new(root.clone()))),
         }
     }
+}
+
+/// Without the `fault-injection` feature (every real build): the backend as is.
+#[cfg(not(feature = "fault-injection"))]
+fn with_faults<S: BackupStorage + 'static>(storage: S) -> Arc<dyn BackupStorage> {
+    Arc::new(storage)
 }
 
 /// Fault injection for integration tests, compiled only with the `fault-injection`
 /// feature (never in a release build): `CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES=N`
 /// makes storage writes fail after N bytes; `CAIRN_FAULT_STORAGE_BYTES_PER_SEC=N`
-/// slows them to N bytes/s.
+/// slows them to N bytes/s. Without either, the backend as is.
 #[cfg(feature = "fault-injection")]
-fn with_faults(mut storage: FileStorage) -> FileStorage {
-    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = var("CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES") {
+fn with_faults<S: BackupStorage + 'static>(storage: S) -> Arc<dyn BackupStorage> {
+    use super::storage::{FaultConfig, FaultyStorage};
+    let faults = FaultConfig::from_env();
+    if faults.is_empty() {
+        return Arc::new(storage);
+    }
+    if let Some(n) = faults.fail_after_bytes {
         tracing::warn!(
             bytes = n,
             "fault injection: storage writes fail after this many bytes"
         );
-        storage = storage.with_fail_after_bytes(n);
     }
-    if let Some(n) = var("CAIRN_FAULT_STORAGE_BYTES_PER_SEC") {
+    if let Some(n) = faults.bytes_per_sec {
         tracing::warn!(
             bytes_per_sec = n,
             "fault injection: storage writes are throttled"
         );
-        storage = storage.with_write_throttle(n);
     }
-    storage
+    Arc::new(FaultyStorage::new(storage, faults))
 }

@@ -6,6 +6,8 @@
 //! Also owns backup names (`YYYY-MM-DD.HHMMSS.<tablet-alias>`, UTC) and the rule
 //! for file names inside a backup (relative, no `..`), because both the backup and
 //! the restore side must agree on them. No IO here.
+//!
+//! May call: `cairn-topo` (engine enums, names); nothing else of the crate.
 
 pub use cairn_topo::engines::{BackupMethod, CompressionEngine};
 use cairn_topo::names::{NameError, TabletAlias};

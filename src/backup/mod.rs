@@ -1,20 +1,34 @@
-//! Backups: where they are stored, what describes them, and how bytes move.
+//! Backups: where they are stored, what describes them, how bytes move, and the
+//! engines that take and restore them. This layer may call only [`crate::mysql`],
+//! [`crate::common`] and `cairn-topo`; the tablet agent, the coordinator and the
+//! CLI call it, never the other way round.
 //!
 //! - [`manifest`]: the MANIFEST document (Vitess field names), backup names and
 //!   timestamps, the rule for file names inside a backup. Pure, no IO.
 //! - [`storage`]: the [`storage::BackupStorage`] trait (object-store friendly,
-//!   shared as `Arc<dyn BackupStorage>`) and its `file` backend
-//!   [`storage::FileStorage`]: layout, permissions, MANIFEST-last, blobs.
+//!   shared as `Arc<dyn BackupStorage>`), its errors and name rules, and its
+//!   backends: `file` ([`storage::FileStorage`]: layout, permissions,
+//!   MANIFEST-last, blobs) and, in test builds only, the fault-injecting wrapper.
 //! - [`location`]: [`StorageConfig`], which backend and where, opened into a
 //!   `dyn BackupStorage`.
 //! - [`pipeline`]: the parallel compress+hash copy into storage and the verifying
-//!   restore out of it; what makes backups fast and restores trustworthy.
+//!   restore out of it (`encode`, `backup`, `verify` with the one
+//!   [`pipeline::VerifiedReader`], `restore`); what makes backups fast and
+//!   restores trustworthy.
+//! - [`engine`]: the engines as the tablet agent sees them: which engine, its
+//!   settings, [`engine::BackupParams`] / [`engine::RestoreParams`], backup and
+//!   restore-to-staging dispatched to the engine.
+//! - [`builtin`]: the builtin engine: mysqld shut down, the data directory copied
+//!   file by file.
+//! - [`xtrabackup`]: the xtrabackup engine: `mariabackup --stream` piped through
+//!   the pipeline while mysqld serves; restore through `mbstream -x` and
+//!   `--prepare`.
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
 //!
-//! The engines (builtin, xtrabackup) sit on top of these and decide what to copy
-//! and when; nothing here talks to mysqld or etcd.
+//! The engines sit on top of storage and the pipeline and decide what to copy and
+//! when; only they talk to mysqld, and only the catalog talks to etcd.
 
 pub mod builtin;
 pub mod catalog;
@@ -28,4 +42,6 @@ pub mod xtrabackup;
 pub use location::StorageConfig;
 pub use manifest::{BackupMethod, CompressionEngine, FileEntry, Manifest};
 pub use pipeline::{Compression, CopyOptions, Progress, SourceFile};
-pub use storage::{BackupInfo, BackupStorage, BackupWriter, FileStorage, StorageError};
+pub use storage::{
+    BackupInfo, BackupStorage, BackupWriter, FileStorage, StorageError, StorageResultExt,
+};

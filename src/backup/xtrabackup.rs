@@ -7,19 +7,20 @@
 //! The tool logs in as `--xtrabackup-user`; for an account other than the OS user
 //! a fresh random password is set before each run and handed over in `MYSQL_PWD`,
 //! so no password is stored or shown on a command line.
+//!
+//! May call: [`super::pipeline`], [`super::storage`], [`super::manifest`],
+//! [`crate::mysql`] (the mysqld, its flavor and tools).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use tokio_util::sync::CancellationToken;
 
-use super::engine::{BackupParams, EngineConfig};
+use super::engine::{BackupParams, EngineConfig, RestoreParams};
 use super::manifest::{BackupMethod, Manifest};
-use super::pipeline::{self, Progress};
+use super::pipeline;
 use super::storage::BackupStorage;
 use crate::mysql::flavor::{find_on_path, Flavor, UserAuth};
 use crate::mysql::mysqld::Mysqld;
@@ -213,19 +214,18 @@ pub async fn backup(
     Ok(manifest)
 }
 
-/// Restores an xtrabackup backup into `staging`: verified stream into
+/// Restores an xtrabackup backup into `p.staging`: verified stream into
 /// `mbstream -x`, then `--prepare`.
-#[allow(clippy::too_many_arguments)]
-pub async fn restore(
-    storage: &dyn BackupStorage,
-    keyspace: &str,
-    shard: &str,
-    manifest: &Manifest,
-    staging: &Path,
-    cfg: &EngineConfig,
-    progress: Arc<Progress>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
+    let from = p.stored();
+    let RestoreParams {
+        manifest,
+        staging,
+        cfg,
+        progress,
+        cancel,
+        ..
+    } = p;
     if manifest
         .stream_mode
         .as_deref()
@@ -261,17 +261,7 @@ pub async fn restore(
         .spawn()
         .with_context(|| format!("running {}", unpacker.display()))?;
     let stdin = unpack.stdin.take().context("mbstream has no stdin")?;
-    let piped = pipeline::restore_stream(
-        storage,
-        keyspace,
-        shard,
-        &manifest.backup_name,
-        manifest,
-        stdin,
-        progress,
-        cancel,
-    )
-    .await;
+    let piped = pipeline::restore_stream(from, stdin, progress, cancel).await;
     let piped = piped.and_then(|(mut stdin, _)| {
         stdin.flush().context("flushing into mbstream")?;
         drop(stdin);

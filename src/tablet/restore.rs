@@ -217,16 +217,16 @@ impl Agent {
         let started = Instant::now();
         let progress = Arc::new(Progress::default());
         tracing::info!(backup = %m.backup_name, engine = %m.backup_method, "restoring");
-        engine::restore_to_staging(
-            self.storage()?,
-            &self.cfg.keyspace,
-            &self.cfg.shard,
-            m,
-            &staging,
-            &self.cfg.backup,
+        engine::restore_to_staging(engine::RestoreParams {
+            storage: self.storage()?,
+            keyspace: &self.cfg.keyspace,
+            shard: &self.cfg.shard,
+            manifest: m,
+            staging: &staging,
+            cfg: &self.cfg.backup,
             progress,
-            self.cancel.clone(),
-        )
+            cancel: self.cancel.clone(),
+        })
         .await
         .with_context(|| format!("restoring backup {}", m.backup_name))?;
         let data = mysqld.data_dir();
@@ -289,16 +289,16 @@ impl Agent {
         staging: &Path,
         progress: Arc<Progress>,
     ) -> anyhow::Result<String> {
-        let restored = engine::restore_to_staging(
-            self.storage()?,
-            &self.cfg.keyspace,
-            &self.cfg.shard,
-            m,
+        let restored = engine::restore_to_staging(engine::RestoreParams {
+            storage: self.storage()?,
+            keyspace: &self.cfg.keyspace,
+            shard: &self.cfg.shard,
+            manifest: m,
             staging,
-            &self.cfg.backup,
+            cfg: &self.cfg.backup,
             progress,
-            self.cancel.clone(),
-        )
+            cancel: self.cancel.clone(),
+        })
         .await;
         if let Err(e) = restored {
             let _ = remove_dir_if_exists(staging);

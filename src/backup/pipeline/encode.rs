@@ -1,0 +1,241 @@
+//! The compressor and hasher in front of storage: one attempt at storing one
+//! file or stream, blocking, on a worker thread. The [`Stored`] stats come from
+//! this attempt's own hasher, so a retried file never carries a stale hash; an
+//! [`AttemptError`] says whether a retry can help. Also the bounded pool of
+//! zstdmt workers the big files of one copy share.
+//!
+//! May call: the pipeline's types, [`crate::backup::storage::FileSink`].
+
+use std::io::{self, BufWriter, Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::{Cancelled, Compression, Progress};
+use crate::backup::storage::FileSink;
+
+/// Stats of one stored file, taken from the attempt that stored it.
+#[derive(Debug)]
+pub(super) struct Stored {
+    /// Original bytes read.
+    pub(super) size: u64,
+    /// Bytes that reached storage.
+    pub(super) stored_size: u64,
+    /// Hex sha256 of exactly those bytes.
+    pub(super) hash: String,
+}
+
+/// Why a single attempt failed; decides whether a retry can help.
+#[derive(Debug)]
+pub(super) enum AttemptError {
+    /// Reading the source failed: retrying would read the same thing.
+    Source(anyhow::Error),
+    /// Storage (or the compressor writing into it) failed: worth a retry.
+    Sink(anyhow::Error),
+    /// Cancelled.
+    Cancelled,
+}
+
+impl AttemptError {
+    pub(super) fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            AttemptError::Source(e) | AttemptError::Sink(e) => e,
+            AttemptError::Cancelled => anyhow::Error::new(Cancelled),
+        }
+    }
+}
+
+/// Bounded pool of zstdmt workers shared by the files of one copy.
+#[derive(Debug)]
+pub(super) struct ThreadBudget {
+    /// Workers not lent out.
+    free: AtomicU32,
+}
+
+impl ThreadBudget {
+    /// A pool of `threads` workers.
+    pub(super) fn new(threads: u32) -> Arc<Self> {
+        Arc::new(Self {
+            free: AtomicU32::new(threads),
+        })
+    }
+
+    /// Takes up to `want` workers (maybe 0).
+    pub(super) fn take(self: &Arc<Self>, want: u32) -> ThreadLease {
+        let mut got = 0;
+        let _ = self
+            .free
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                got = f.min(want);
+                Some(f - got)
+            });
+        ThreadLease {
+            budget: self.clone(),
+            n: got,
+        }
+    }
+}
+
+/// Workers lent to one file; returned on drop.
+pub(super) struct ThreadLease {
+    /// The pool to return them to.
+    budget: Arc<ThreadBudget>,
+    /// How many.
+    pub(super) n: u32,
+}
+
+impl Drop for ThreadLease {
+    fn drop(&mut self) {
+        self.budget.free.fetch_add(self.n, Ordering::SeqCst);
+    }
+}
+
+/// Hashes and counts what passes into storage; remembers storage errors so they
+/// can be told from compressor errors.
+struct HashingSink {
+    /// The storage file.
+    inner: Box<dyn FileSink>,
+    /// sha256 of the bytes accepted by `inner`.
+    hasher: Sha256,
+    /// Bytes accepted by `inner`.
+    count: u64,
+}
+
+impl Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        // Hash exactly what storage accepted, nothing more.
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The compressor in front of storage.
+enum Encoder {
+    /// No compression.
+    Plain(BufWriter<HashingSink>),
+    /// zstd (single- or multithreaded).
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<HashingSink>>),
+    /// LZ4 frames.
+    Lz4(lz4_flex::frame::FrameEncoder<BufWriter<HashingSink>>),
+}
+
+impl Encoder {
+    fn new(
+        sink: HashingSink,
+        compression: Compression,
+        mt_workers: u32,
+        buf_size: usize,
+    ) -> io::Result<Self> {
+        let buffered = BufWriter::with_capacity(buf_size, sink);
+        Ok(match compression {
+            Compression::None => Encoder::Plain(buffered),
+            Compression::Zstd { level, .. } => {
+                let mut enc = zstd::stream::write::Encoder::new(buffered, level)?;
+                if mt_workers > 0 {
+                    enc.multithread(mt_workers)?;
+                }
+                Encoder::Zstd(enc)
+            }
+            Compression::Lz4 => {
+                let info = lz4_flex::frame::FrameInfo::new()
+                    .block_size(lz4_flex::frame::BlockSize::Max4MB)
+                    .block_mode(lz4_flex::frame::BlockMode::Independent);
+                Encoder::Lz4(lz4_flex::frame::FrameEncoder::with_frame_info(
+                    info, buffered,
+                ))
+            }
+        })
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.write_all(buf),
+            Encoder::Zstd(w) => w.write_all(buf),
+            Encoder::Lz4(w) => w.write_all(buf),
+        }
+    }
+
+    /// Ends the compressed stream and flushes everything into the sink.
+    fn finish(self) -> io::Result<HashingSink> {
+        let buffered = match self {
+            Encoder::Plain(w) => w,
+            Encoder::Zstd(w) => w.finish()?,
+            Encoder::Lz4(w) => w.finish().map_err(io::Error::other)?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// Copies `reader` through the compressor into `sink`. Blocking; runs on a
+/// worker thread. The returned stats come from this attempt's own hasher.
+pub(super) fn compress_into(
+    reader: &mut dyn Read,
+    sink: Box<dyn FileSink>,
+    compression: Compression,
+    mt_workers: u32,
+    buf_size: usize,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Stored, AttemptError> {
+    let sink = HashingSink {
+        inner: sink,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let mut enc = Encoder::new(sink, compression, mt_workers, buf_size)
+        .map_err(|e| AttemptError::Sink(anyhow!(e).context("setting up the compressor")))?;
+    let mut buf = vec![0u8; buf_size];
+    let mut size = 0u64;
+    let result = (|| {
+        loop {
+            if cancel.is_cancelled() {
+                return Err(AttemptError::Cancelled);
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(AttemptError::Source(anyhow!(e).context("reading"))),
+            };
+            enc.write_all(&buf[..n])
+                .map_err(|e| AttemptError::Sink(anyhow!(e).context("writing to storage")))?;
+            size += n as u64;
+            progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let sink = enc
+            .finish()
+            .map_err(|e| AttemptError::Sink(anyhow!(e).context("writing to storage")))?;
+        let HashingSink {
+            inner,
+            hasher,
+            count,
+        } = sink;
+        let stored = inner
+            .finish()
+            .map_err(|e| AttemptError::Sink(anyhow!(e).context("finishing the stored file")))?;
+        if stored != count {
+            return Err(AttemptError::Sink(anyhow!(
+                "storage reports {stored} bytes stored, the pipeline wrote {count}"
+            )));
+        }
+        Ok(Stored {
+            size,
+            stored_size: count,
+            hash: hex::encode(hasher.finalize()),
+        })
+    })();
+    if result.is_err() {
+        // This attempt's bytes no longer count: a retry reads them again.
+        progress.bytes_done.fetch_sub(size, Ordering::Relaxed);
+    }
+    result
+}

@@ -1,0 +1,280 @@
+//! A backup under construction in the `file` backend: its stored files and the
+//! bookkeeping that makes the MANIFEST really last (every file finished with the
+//! size the MANIFEST claims, none still open, nothing after it).
+//!
+//! May call: the storage module and its `disk` primitives,
+//! [`crate::backup::manifest`], [`crate::common`].
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use super::disk::{blocking, create_file_0600, fsync_dir, remove_backup_dir};
+use super::{
+    validate_stored_name, BackupWriter, FileSink, StorageError, StorageResult, MANIFEST_FILE,
+    MANIFEST_TMP,
+};
+use crate::backup::manifest::Manifest;
+use crate::common::lock;
+
+/// State of one stored file of a backup under construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileState {
+    /// A sink exists and is being written.
+    Open,
+    /// Finished and fsynced with this many bytes.
+    Finished(u64),
+    /// The sink was dropped without `finish` (failed attempt).
+    Abandoned,
+}
+
+/// Bookkeeping that lets `write_manifest` check it is really last.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// Every stored file created so far and where it stands.
+    files: HashMap<String, FileState>,
+    /// Set once the MANIFEST is in place: no more files.
+    manifest_written: bool,
+    /// Set by `abort`: nothing more may be written.
+    aborted: bool,
+}
+
+/// A backup being written into a [`FileStorage`](super::FileStorage).
+pub(super) struct FileBackupWriter {
+    /// The backup's name.
+    name: String,
+    /// `backup ks/shard/name`, for messages.
+    label: String,
+    /// The backup directory.
+    dir: PathBuf,
+    /// Its parent, fsynced so the backup directory's entry is durable.
+    shard_dir: PathBuf,
+    /// Keyspace, checked against the MANIFEST.
+    keyspace: String,
+    /// Shard, checked against the MANIFEST.
+    shard: String,
+    /// Files created and their states, shared with the sinks. A panic elsewhere
+    /// cannot leave this map inconsistent, so a poisoned lock is recovered.
+    state: Arc<Mutex<WriterState>>,
+}
+
+impl FileBackupWriter {
+    /// The writer of a backup whose directory `dir` (below `shard_dir`) was just
+    /// created; `label` is `backup ks/shard/name`, for messages.
+    pub(super) fn new(
+        name: &str,
+        label: String,
+        dir: PathBuf,
+        shard_dir: PathBuf,
+        keyspace: &str,
+        shard: &str,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            label,
+            dir,
+            shard_dir,
+            keyspace: keyspace.to_string(),
+            shard: shard.to_string(),
+            state: Arc::new(Mutex::new(WriterState::default())),
+        }
+    }
+}
+
+impl BackupWriter for FileBackupWriter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn create_file<'a>(
+        &'a self,
+        stored_name: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Box<dyn FileSink>>> {
+        Box::pin(async move {
+            validate_stored_name(stored_name)?;
+            {
+                let mut st = lock(&self.state);
+                if st.aborted || st.manifest_written {
+                    return Err(StorageError::Misuse(format!(
+                        "{}: cannot create file {stored_name} after the backup was {}",
+                        self.label,
+                        if st.aborted { "aborted" } else { "completed" }
+                    )));
+                }
+                if st.files.get(stored_name) == Some(&FileState::Open) {
+                    return Err(StorageError::Misuse(format!(
+                        "{}: file {stored_name} is already being written",
+                        self.label
+                    )));
+                }
+                st.files.insert(stored_name.to_string(), FileState::Open);
+            }
+            let path = self.dir.join(stored_name);
+            let p = path.clone();
+            let opened = blocking(move || {
+                create_file_0600(&p, false)
+                    .map_err(|e| StorageError::io(format!("creating {}", p.display()), e))
+            })
+            .await;
+            match opened {
+                Ok(file) => Ok(Box::new(FileStorageSink {
+                    file,
+                    path,
+                    stored_name: stored_name.to_string(),
+                    written: 0,
+                    finished: false,
+                    state: self.state.clone(),
+                }) as Box<dyn FileSink>),
+                Err(e) => {
+                    lock(&self.state)
+                        .files
+                        .insert(stored_name.to_string(), FileState::Abandoned);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn write_manifest<'a>(&'a self, manifest: &'a Manifest) -> BoxFuture<'a, StorageResult<()>> {
+        Box::pin(async move {
+            let misuse = |why: String| StorageError::Misuse(format!("{}: {why}", self.label));
+            if manifest.backup_name != self.name
+                || manifest.keyspace != self.keyspace
+                || manifest.shard != self.shard
+            {
+                return Err(misuse(format!(
+                    "MANIFEST names backup {}/{}/{}",
+                    manifest.keyspace, manifest.shard, manifest.backup_name
+                )));
+            }
+            let json = manifest
+                .to_json()
+                .map_err(|source| StorageError::Manifest {
+                    backup: self.label.clone(),
+                    source,
+                })?;
+            {
+                let st = lock(&self.state);
+                if st.aborted {
+                    return Err(misuse("backup was aborted".into()));
+                }
+                if st.manifest_written {
+                    return Err(misuse("MANIFEST already written".into()));
+                }
+                if let Some((n, _)) = st.files.iter().find(|(_, s)| **s == FileState::Open) {
+                    return Err(misuse(format!(
+                        "file {n} is still being written; the MANIFEST must be last"
+                    )));
+                }
+                for e in &manifest.file_entries {
+                    match st.files.get(&e.stored_name) {
+                        Some(FileState::Finished(n)) if *n == e.stored_size => {}
+                        Some(FileState::Finished(n)) => {
+                            return Err(misuse(format!(
+                                "MANIFEST says file {} ({}) has {} stored bytes, storage wrote {n}",
+                                e.stored_name, e.name, e.stored_size
+                            )))
+                        }
+                        _ => {
+                            return Err(misuse(format!(
+                                "MANIFEST lists file {} ({}) which was not stored completely",
+                                e.stored_name, e.name
+                            )))
+                        }
+                    }
+                }
+            }
+            let dir = self.dir.clone();
+            let shard_dir = self.shard_dir.clone();
+            blocking(move || {
+                // The data files' directory entries must be durable before the
+                // MANIFEST can vouch for them.
+                fsync_dir(&dir)?;
+                let tmp = dir.join(MANIFEST_TMP);
+                let write = || -> io::Result<()> {
+                    let mut f = create_file_0600(&tmp, false)?;
+                    f.write_all(&json)?;
+                    f.sync_all()?;
+                    fs::rename(&tmp, dir.join(MANIFEST_FILE))
+                };
+                if let Err(e) = write() {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(StorageError::io(
+                        format!("writing MANIFEST in {}", dir.display()),
+                        e,
+                    ));
+                }
+                fsync_dir(&dir)?;
+                fsync_dir(&shard_dir)
+            })
+            .await?;
+            lock(&self.state).manifest_written = true;
+            Ok(())
+        })
+    }
+
+    fn abort(&self) -> BoxFuture<'_, StorageResult<()>> {
+        Box::pin(async move {
+            lock(&self.state).aborted = true;
+            let dir = self.dir.clone();
+            blocking(move || remove_backup_dir(&dir)).await
+        })
+    }
+}
+
+/// A stored file being written into a [`FileStorage`](super::FileStorage) backup.
+struct FileStorageSink {
+    /// The open file.
+    file: File,
+    /// Its path, for messages.
+    path: PathBuf,
+    /// Its stored name, the key into the writer's state.
+    stored_name: String,
+    /// Bytes written so far.
+    written: u64,
+    /// Set by `finish`, so Drop knows the file was not abandoned.
+    finished: bool,
+    /// The writer's bookkeeping.
+    state: Arc<Mutex<WriterState>>,
+}
+
+impl Write for FileStorageSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl FileSink for FileStorageSink {
+    fn finish(mut self: Box<Self>) -> StorageResult<u64> {
+        self.file
+            .sync_all()
+            .map_err(|e| StorageError::io(format!("fsync {}", self.path.display()), e))?;
+        self.finished = true;
+        lock(&self.state)
+            .files
+            .insert(self.stored_name.clone(), FileState::Finished(self.written));
+        Ok(self.written)
+    }
+}
+
+impl Drop for FileStorageSink {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut st = lock(&self.state);
+            if st.files.get(&self.stored_name) == Some(&FileState::Open) {
+                st.files
+                    .insert(self.stored_name.clone(), FileState::Abandoned);
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Backup storage, the trait side: the object-store-friendly [`BackupStorage`]
+//! trait the engines, the tablet and the coordinator use, its errors, the listing
+//! types and the name rules every backend applies. The backends live beside it.
+//!
+//! - [`mod@file`]: the `file` backend [`FileStorage`] (layout, permissions, blobs);
+//!   `file_writer` is its backup under construction (MANIFEST-last bookkeeping),
+//!   `disk` the owner-only file-system primitives both use.
+//! - `fault` (feature `fault-injection` only): `FaultyStorage`, a wrapper over
+//!   any backend whose writes fail after N bytes or are throttled, for tests.
+//!
+//! Layout (see CONTRACT.md, "Backup storage"):
+//! `<root>/<keyspace>/<shard>/<backup-name>/{0,1,…,MANIFEST}`, plus opaque blobs
+//! (etcd snapshots) under `<root>/_topo/`. A backup directory without a MANIFEST
+//! is incomplete and never restored; the MANIFEST is written last, atomically,
+//! after every data file is durable. Files are 0600 and directories 0700,
+//! whatever the umask. Every name is validated before it becomes a path.
+//!
+//! The control operations are async (an object store is remote); the data path
+//! ([`FileSink`], [`BackupStorage::open_file`]) is plain blocking `Read`/`Write`,
+//! because the copy pipeline runs compression and hashing on blocking threads
+//! anyway and a blocking file descriptor is the fastest way to feed them.
+//!
+//! May call: [`super::manifest`], `cairn-topo`'s name rules; nothing above backup.
+
+use std::io::{self, Read, Write};
+
+use cairn_topo::names::{validate_backup_name, validate_keyspace, validate_shard, NameError};
+use futures::future::BoxFuture;
+use tokio::io::AsyncRead;
+
+use super::manifest::{Manifest, ManifestError};
+
+mod disk;
+#[cfg(feature = "fault-injection")]
+mod fault;
+pub mod file;
+mod file_writer;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use disk::create_dirs_0700;
+#[cfg(feature = "fault-injection")]
+pub use fault::{FaultConfig, FaultyStorage};
+pub use file::FileStorage;
+
+/// Name of the document that makes a backup complete.
+pub const MANIFEST_FILE: &str = "MANIFEST";
+/// Temporary name the MANIFEST is written under before its atomic rename.
+const MANIFEST_TMP: &str = "MANIFEST.tmp";
+/// Top-level directories reserved for blobs; never a keyspace in this storage.
+pub const BLOB_DIRS: &[&str] = &["_topo"];
+/// Mode of every file cairn creates in storage: readable by its owner only.
+const FILE_MODE: u32 = 0o600;
+/// Mode of every directory cairn creates in storage.
+const DIR_MODE: u32 = 0o700;
+
+/// What can go wrong in storage. `NotFound` and `AlreadyExists` are distinct so
+/// callers can act on them (a name collision, a backup removed meanwhile).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A keyspace, shard, backup, stored-file or blob name that failed validation.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// The named backup, file or blob does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The named backup or blob exists already; nothing was overwritten.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// An operating-system error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, on which path.
+        context: String,
+        /// The underlying error (its text is part of the message).
+        source: io::Error,
+    },
+    /// A MANIFEST that does not parse.
+    #[error("MANIFEST of backup {backup}: {source}")]
+    Manifest {
+        /// `ks/shard/name` of the backup.
+        backup: String,
+        /// Why it does not parse.
+        source: ManifestError,
+    },
+    /// The API was used out of order (e.g. a file created after the MANIFEST).
+    #[error("{0}")]
+    Misuse(String),
+}
+
+impl StorageError {
+    fn io(context: impl Into<String>, source: io::Error) -> Self {
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for storage results.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// One backup as listed from storage.
+#[derive(Debug, Clone)]
+pub struct BackupInfo {
+    /// The backup's directory name, `YYYY-MM-DD.HHMMSS.<alias>` for cairn's own.
+    pub name: String,
+    /// True when the MANIFEST is present and parses: only then may it be restored.
+    pub complete: bool,
+    /// The parsed MANIFEST, when complete.
+    pub manifest: Option<Manifest>,
+    /// Bytes the backup occupies in storage (all its files, MANIFEST included).
+    pub size_bytes: u64,
+}
+
+/// A keyspace/shard directory present in storage (for reconciliation).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ShardDir {
+    /// Keyspace name.
+    pub keyspace: String,
+    /// Shard name.
+    pub shard: String,
+}
+
+/// A blob as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// The blob's name within its directory.
+    pub name: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+}
+
+/// What [`BackupStorage::put_blob`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobWritten {
+    /// Bytes stored.
+    pub size_bytes: u64,
+    /// Hex sha256 of the stored bytes, computed while writing.
+    pub sha256: String,
+}
+
+/// Writer of one stored file of a backup under construction. Blocking; used
+/// from the pipeline's worker threads.
+pub trait FileSink: Write + Send {
+    /// Flushes, makes the file durable (fsync) and returns the bytes stored. A sink
+    /// dropped without `finish` counts as abandoned and must not be referenced by
+    /// the MANIFEST.
+    fn finish(self: Box<Self>) -> StorageResult<u64>;
+}
+
+/// A backup being written. Thread-safe: many files may be written in parallel.
+pub trait BackupWriter: Send + Sync {
+    /// The backup's name.
+    fn name(&self) -> &str;
+
+    /// Creates (or, after an abandoned attempt, recreates) the stored file
+    /// `stored_name` (a plain file name such as `0`).
+    fn create_file<'a>(
+        &'a self,
+        stored_name: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Box<dyn FileSink>>>;
+
+    /// Writes the MANIFEST, last and atomically; afterwards the backup is complete
+    /// and no more files may be created. Fails if a file is still being written or
+    /// an entry names a file that was not finished with that `StoredSize`.
+    fn write_manifest<'a>(&'a self, manifest: &'a Manifest) -> BoxFuture<'a, StorageResult<()>>;
+
+    /// Removes everything written so far, the directory included.
+    fn abort(&self) -> BoxFuture<'_, StorageResult<()>>;
+}
+
+/// A backup storage backend, shared as `Arc<dyn BackupStorage>`.
+pub trait BackupStorage: Send + Sync {
+    /// Every keyspace/shard that has a directory, sorted.
+    fn list_shards(&self) -> BoxFuture<'_, StorageResult<Vec<ShardDir>>>;
+
+    /// The backups of a shard, oldest (lowest name) first, incomplete ones included.
+    /// A shard with no directory has no backups.
+    fn list_backups<'a>(
+        &'a self,
+        keyspace: &'a str,
+        shard: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Vec<BackupInfo>>>;
+
+    /// Starts a new backup; `AlreadyExists` if one of that name exists (never
+    /// overwritten).
+    fn start_backup<'a>(
+        &'a self,
+        keyspace: &'a str,
+        shard: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Box<dyn BackupWriter>>>;
+
+    /// Removes a backup; its MANIFEST goes first, so a half-removed backup is never
+    /// taken for a complete one. `NotFound` if absent.
+    fn remove_backup<'a>(
+        &'a self,
+        keyspace: &'a str,
+        shard: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, StorageResult<()>>;
+
+    /// Reads and parses a backup's MANIFEST; `NotFound` if absent.
+    fn read_manifest<'a>(
+        &'a self,
+        keyspace: &'a str,
+        shard: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Manifest>>;
+
+    /// Opens a stored file for reading (blocking reads).
+    fn open_file<'a>(
+        &'a self,
+        keyspace: &'a str,
+        shard: &'a str,
+        name: &'a str,
+        stored_name: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Box<dyn Read + Send>>>;
+
+    /// Stores a blob under a reserved directory (see [`BLOB_DIRS`]), atomically;
+    /// `AlreadyExists` if a blob of that name exists.
+    fn put_blob<'a>(
+        &'a self,
+        dir: &'a str,
+        name: &'a str,
+        reader: Box<dyn AsyncRead + Send + Unpin + 'a>,
+    ) -> BoxFuture<'a, StorageResult<BlobWritten>>;
+
+    /// The blobs of a directory, sorted by name; empty if it does not exist.
+    fn list_blobs<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, StorageResult<Vec<BlobInfo>>>;
+
+    /// Opens a blob for reading.
+    fn open_blob<'a>(
+        &'a self,
+        dir: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Box<dyn AsyncRead + Send + Unpin>>>;
+
+    /// Removes a blob; `NotFound` if absent.
+    fn remove_blob<'a>(&'a self, dir: &'a str, name: &'a str) -> BoxFuture<'a, StorageResult<()>>;
+}
+
+/// Validates a stored file name: a plain file name (`[A-Za-z0-9._-]{1,128}`, not
+/// `.`/`..`), and not one of the MANIFEST's names.
+pub fn validate_stored_name(s: &str) -> Result<(), NameError> {
+    validate_backup_name(s)
+        .map_err(|e| NameError(e.0.replacen("backup name", "stored file name", 1)))?;
+    if s == MANIFEST_FILE || s == MANIFEST_TMP {
+        return Err(NameError(format!(
+            "invalid stored file name {s:?}: reserved for the MANIFEST"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates a blob directory: one of [`BLOB_DIRS`].
+pub fn validate_blob_dir(s: &str) -> Result<(), NameError> {
+    if BLOB_DIRS.contains(&s) {
+        Ok(())
+    } else {
+        Err(NameError(format!(
+            "invalid blob directory {s:?}: expected one of {BLOB_DIRS:?}"
+        )))
+    }
+}
+
+/// Validates a blob name: `[A-Za-z0-9._-]{1,128}` starting with a letter or digit
+/// (names starting with `.` are temporary files).
+pub fn validate_blob_name(s: &str) -> Result<(), NameError> {
+    validate_backup_name(s).map_err(|e| NameError(e.0.replacen("backup name", "blob name", 1)))?;
+    if !s.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(NameError(format!(
+            "invalid blob name {s:?}: must start with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_shard_path(keyspace: &str, shard: &str) -> Result<(), NameError> {
+    validate_keyspace(keyspace)?;
+    if BLOB_DIRS.contains(&keyspace) {
+        return Err(NameError(format!(
+            "invalid keyspace {keyspace:?}: reserved in backup storage"
+        )));
+    }
+    validate_shard(shard)
+}
+
+/// What callers do with a storage result when "absent" is as good as done (a
+/// backup or blob removed meanwhile, by someone else).
+pub trait StorageResultExt<T> {
+    /// `Ok(None)` for [`StorageError::NotFound`], `Ok(Some(v))` for success, any
+    /// other error unchanged. `remove_backup(..).await.ignore_not_found()?` removes
+    /// a backup unless it is already gone.
+    fn ignore_not_found(self) -> StorageResult<Option<T>>;
+}
+
+impl<T> StorageResultExt<T> for StorageResult<T> {
+    fn ignore_not_found(self) -> StorageResult<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
