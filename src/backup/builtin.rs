@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::engine::{BackupParams, RestoreParams};
 use super::manifest::{base, BackupMethod, Manifest};
+use super::params::{BackupParams, RestoreParams};
 use super::pipeline::{self, SourceFile};
 use super::storage::BackupStorage;
 use crate::mysql::mysqld::Mysqld;

@@ -2,22 +2,15 @@
 //! the two operations every engine has: take a backup of a mysqld, and restore a
 //! backup into a staging directory that becomes a data directory.
 //!
-//! May call: the engines ([`super::builtin`], [`super::xtrabackup`]), the
-//! pipeline, storage and MANIFEST types, [`crate::mysql`].
+//! May call: the engines ([`super::builtin`], [`super::xtrabackup`]), their
+//! parameters ([`super::params`]), storage and MANIFEST types, [`crate::mysql`].
 //!
 //! The agent owns the bracket around a backup (tablet type, replication, restarting
 //! mysqld whatever happens); an engine only does its body.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use cairn_topo::{StreamMode, TabletAlias};
-use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
-
 use super::manifest::{BackupMethod, Manifest};
+pub use super::params::{BackupParams, EngineConfig, RestoreParams};
 pub use super::pipeline::Progress;
-use super::pipeline::{Compression, CopyOptions, StoredBackup};
 use super::storage::BackupStorage;
 use super::{builtin, xtrabackup};
 use crate::mysql::mysqld::Mysqld;
@@ -40,120 +33,6 @@ pub async fn backup(
     match method {
         BackupMethod::Builtin => builtin::backup(mysqld, storage, p).await,
         BackupMethod::Xtrabackup => xtrabackup::backup(mysqld, storage, p, cfg).await,
-    }
-}
-
-/// Engine settings of a tablet (its flags).
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// `--backup-engine-implementation`.
-    pub default_engine: BackupMethod,
-    /// `--compression-engine` as pipeline settings.
-    pub compression: Compression,
-    /// `--concurrency`.
-    pub concurrency: usize,
-    /// `--xtrabackup-user` (default: root over the socket).
-    pub xtrabackup_user: Option<String>,
-    /// `--xtrabackup-stream-mode`.
-    pub xtrabackup_stream_mode: Option<StreamMode>,
-    /// `--xtrabackup-root-path`.
-    pub xtrabackup_root_path: Option<PathBuf>,
-    /// Where engine tools write their logs and scratch files (the tablet dir).
-    pub work_dir: PathBuf,
-}
-
-/// One backup to take.
-#[derive(Debug, Clone)]
-pub struct BackupParams {
-    /// Where it belongs.
-    pub keyspace: String,
-    pub shard: String,
-    /// Who takes it.
-    pub alias: TabletAlias,
-    /// Host of the tablet, for the MANIFEST.
-    pub hostname: String,
-    /// `YYYY-MM-DD.HHMMSS.<alias>`.
-    pub name: String,
-    /// The name's timestamp.
-    pub backup_time: DateTime<Utc>,
-    /// Copy settings of this job.
-    pub copy: CopyOptions,
-    /// Shared with the job's progress reporter.
-    pub progress: Arc<Progress>,
-    /// Fired when the agent stops.
-    pub cancel: CancellationToken,
-}
-
-impl BackupParams {
-    /// The MANIFEST of this backup, finished now, with its file entries set; the
-    /// engines fill in what differs between them.
-    pub fn manifest(
-        &self,
-        method: BackupMethod,
-        position: String,
-        mysql_version: String,
-        flavor: &str,
-        entries: Vec<super::manifest::FileEntry>,
-    ) -> Manifest {
-        let mut m = Manifest {
-            backup_name: self.name.clone(),
-            backup_method: method,
-            position,
-            purged_position: String::new(),
-            backup_time: self.backup_time,
-            finished_time: Utc::now(),
-            server_uuid: String::new(),
-            tablet_alias: self.alias.to_string(),
-            hostname: self.hostname.clone(),
-            keyspace: self.keyspace.clone(),
-            shard: self.shard.clone(),
-            mysql_version,
-            upgrade_safe: false,
-            compression_engine: self.copy.compression.engine(),
-            file_entries: vec![],
-            total_size: 0,
-            stored_size: 0,
-            stream_mode: None,
-            flavor: flavor.to_string(),
-            format_version: super::manifest::FORMAT_VERSION,
-        };
-        m.set_file_entries(entries);
-        m
-    }
-}
-
-/// One restore to run: `manifest`'s backup, found in storage under
-/// `keyspace/shard` (where it lies now, which for a backup copied in from
-/// elsewhere may differ from what its MANIFEST says), into `staging`.
-pub struct RestoreParams<'a> {
-    /// The storage holding the backup.
-    pub storage: &'a dyn BackupStorage,
-    /// The keyspace directory it lies under.
-    pub keyspace: &'a str,
-    /// The shard directory it lies under.
-    pub shard: &'a str,
-    /// Its MANIFEST (its name is the backup's directory name).
-    pub manifest: &'a Manifest,
-    /// Where the data directory is built; created, must not exist.
-    pub staging: &'a Path,
-    /// The tablet's engine settings (concurrency, tool paths, work dir).
-    pub cfg: &'a EngineConfig,
-    /// Shared with the job's progress reporter.
-    pub progress: Arc<Progress>,
-    /// Fired when the agent stops.
-    pub cancel: CancellationToken,
-}
-
-impl<'a> RestoreParams<'a> {
-    /// The backup to read, as the pipeline takes it.
-    pub fn stored(&self) -> StoredBackup<'a> {
-        StoredBackup {
-            storage: self.storage,
-            keyspace: self.keyspace,
-            shard: self.shard,
-            name: &self.manifest.backup_name,
-            manifest: self.manifest,
-        }
     }
 }
 

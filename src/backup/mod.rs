@@ -18,6 +18,8 @@
 //! - [`engine`]: the engines as the tablet agent sees them: which engine, its
 //!   settings, [`engine::BackupParams`] / [`engine::RestoreParams`], backup and
 //!   restore-to-staging dispatched to the engine.
+//! - [`params`]: what an engine is given: [`params::EngineConfig`],
+//!   [`params::BackupParams`], [`params::RestoreParams`].
 //! - [`builtin`]: the builtin engine: mysqld shut down, the data directory copied
 //!   file by file.
 //! - [`xtrabackup`]: the xtrabackup engine: `mariabackup --stream` piped through
@@ -35,6 +37,7 @@ pub mod catalog;
 pub mod engine;
 pub mod location;
 pub mod manifest;
+pub mod params;
 pub mod pipeline;
 pub mod storage;
 pub mod xtrabackup;

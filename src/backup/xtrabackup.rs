@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
-use super::engine::{BackupParams, EngineConfig, RestoreParams};
 use super::manifest::{BackupMethod, Manifest};
+use super::params::{BackupParams, EngineConfig, RestoreParams};
 use super::pipeline;
 use super::storage::BackupStorage;
 use crate::mysql::flavor::{find_on_path, Flavor, UserAuth};

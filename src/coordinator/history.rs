@@ -8,7 +8,7 @@
 use cairn_topo::{Fence, TopoError};
 use chrono::{DateTime, Utc};
 
-use super::run::Shared;
+use super::shared::Shared;
 use super::supervise;
 
 /// Deletes finished jobs older than the job history window (`--job-history`).

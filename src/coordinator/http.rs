@@ -2,161 +2,21 @@
 //! `/api/v1/status` (JSON: who leads, schedules, shards with their latest backup and
 //! its age, running jobs). Served by leader and standbys alike.
 //!
-//! Owns the metrics ([`CoordinatorMetrics`]). May call: the cache and
-//! [`Shared`] (read only), `common`.
+//! May call: the cache, [`super::metrics`] and [`Shared`] (read only), `common`.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use cairn_topo::{Job, JobState};
 use chrono::Utc;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::cache::Cache;
-use super::run::Shared;
-
-/// Labels of per-shard series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ShardLabels {
-    /// Keyspace of the shard.
-    pub keyspace: String,
-    /// Shard name.
-    pub shard: String,
-}
-
-/// What the coordinator exposes.
-pub struct CoordinatorMetrics {
-    /// 1 while this process leads.
-    pub is_leader: Gauge,
-    /// Backups that succeeded, per shard.
-    pub backups_succeeded: Family<ShardLabels, Counter>,
-    /// Backups that failed, per shard.
-    pub backups_failed: Family<ShardLabels, Counter>,
-    /// Seconds since the shard's latest complete backup.
-    pub seconds_since_last_backup: Family<ShardLabels, Gauge>,
-    /// Duration of finished jobs, seconds.
-    pub job_duration_seconds: Histogram,
-    /// Bytes stored by successful backups (from the catalog).
-    pub bytes_backed_up: Counter,
-    /// etcd snapshots taken.
-    pub snapshots: Counter,
-}
-
-impl Default for CoordinatorMetrics {
-    fn default() -> Self {
-        Self {
-            is_leader: Gauge::default(),
-            backups_succeeded: Family::default(),
-            backups_failed: Family::default(),
-            seconds_since_last_backup: Family::default(),
-            job_duration_seconds: Histogram::new([
-                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
-            ]),
-            bytes_backed_up: Counter::default(),
-            snapshots: Counter::default(),
-        }
-    }
-}
-
-impl CoordinatorMetrics {
-    fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("cairn_coordinator");
-        r.register(
-            "is_leader",
-            "1 while this coordinator leads",
-            self.is_leader.clone(),
-        );
-        r.register(
-            "backups_succeeded",
-            "Backups that succeeded",
-            self.backups_succeeded.clone(),
-        );
-        r.register(
-            "backups_failed",
-            "Backups that failed",
-            self.backups_failed.clone(),
-        );
-        r.register(
-            "seconds_since_last_backup",
-            "Seconds since the shard's latest complete backup",
-            self.seconds_since_last_backup.clone(),
-        );
-        r.register(
-            "job_duration_seconds",
-            "Duration of finished jobs",
-            self.job_duration_seconds.clone(),
-        );
-        r.register(
-            "bytes_backed_up",
-            "Bytes stored by successful backups",
-            self.bytes_backed_up.clone(),
-        );
-        r.register(
-            "topo_snapshots",
-            "etcd snapshots taken",
-            self.snapshots.clone(),
-        );
-        r
-    }
-
-    /// Counts a finished backup job once.
-    pub fn count_outcome(&self, job: &Job, counted: &Mutex<HashSet<String>>) {
-        if !job.state.is_final() || job.kind != cairn_topo::JobKind::Backup {
-            return;
-        }
-        let mut c = crate::common::lock(counted);
-        if !c.insert(job.id.clone()) {
-            return;
-        }
-        let labels = ShardLabels {
-            keyspace: job.keyspace.clone(),
-            shard: job.shard.clone(),
-        };
-        match job.state {
-            JobState::Succeeded => {
-                self.backups_succeeded.get_or_create(&labels).inc();
-                self.bytes_backed_up.inc_by(job.progress.bytes_done);
-            }
-            JobState::Failed => {
-                self.backups_failed.get_or_create(&labels).inc();
-            }
-            _ => {}
-        }
-        if let (Some(s), Some(f)) = (job.started_at, job.finished_at) {
-            self.job_duration_seconds
-                .observe((f - s).num_milliseconds().max(0) as f64 / 1000.0);
-        }
-    }
-
-    /// Recomputes the gauges from the cache.
-    pub async fn refresh(&self, cache: &Cache) {
-        let s = cache.inner.read().await;
-        let now = Utc::now();
-        for ((ks, shard), v) in &s.shards {
-            if let Some(t) = v.value.latest_backup_time {
-                self.seconds_since_last_backup
-                    .get_or_create(&ShardLabels {
-                        keyspace: ks.clone(),
-                        shard: shard.clone(),
-                    })
-                    .set((now - t).num_seconds());
-            }
-        }
-    }
-}
+use super::shared::Shared;
 
 /// Serves until `cancel` fires.
 pub async fn serve(

@@ -1,18 +1,23 @@
 //! The coordinator's campaign: get a lease, campaign for the election key, lead
 //! until the key or the lease is lost, campaign again; until cancelled. While
 //! standing by it shows who leads (for the status page); while leading it runs
-//! [`super::run::lead_loops`] with the leadership's fence.
+//! [`lead_loops`] with the leadership's fence: one level-triggered pass after
+//! another (scheduler, job supervisor, retention, catalog reconciler, job history,
+//! etcd snapshots), every write fenced on leadership.
 //!
-//! May call: `cairn-topo` (leases, election), `common`, and the leader loop in
-//! [`super::run`]. No decisions live here: it only follows the election.
+//! May call: `cairn-topo` (leases, election), `common`, [`super::shared`] and the
+//! passes. No decisions live here: it follows the election and runs the passes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use cairn_topo::{Fence, TopoError};
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::run::{lead_loops, Shared};
+use super::shared::Shared;
+use super::{history, prune, reconcile, scheduler_pass, snapshot_pass, supervisor_pass};
 use crate::common::lock;
 
 /// Campaigns, leads until leadership is lost, campaigns again; until cancelled.
@@ -94,4 +99,57 @@ pub(super) async fn campaign_loop(shared: Arc<Shared>, cancel: CancellationToken
 
 fn prefix_of(shared: &Shared) -> String {
     shared.topo.keys().election()
+}
+
+/// The leader's loops; they stop when `lead` fires.
+pub(super) async fn lead_loops(shared: Arc<Shared>, fence: Fence, lead: CancellationToken) {
+    let mut last_reconcile: Option<Instant> = None;
+    let mut last_snapshot_slot: Option<DateTime<Utc>> = None;
+    let started = Utc::now();
+    loop {
+        if lead.is_cancelled() {
+            return;
+        }
+        let now = Utc::now();
+        if let Err(e) = scheduler_pass::scheduler_pass(&shared, &fence, now).await {
+            log_pass_error("scheduler", &e);
+        }
+        if let Err(e) = supervisor_pass::supervisor_pass(&shared, &fence, now).await {
+            log_pass_error("job supervisor", &e);
+        }
+        if let Err(e) = prune::retention_pass(&shared, &fence, now, &shared.retention_done).await {
+            log_pass_error("retention", &e);
+        }
+        if last_reconcile.is_none_or(|t| t.elapsed() >= shared.cfg.reconcile_interval) {
+            last_reconcile = Some(Instant::now());
+            if let Err(e) = reconcile::reconcile_catalog(&shared, &fence).await {
+                log_pass_error("catalog reconciler", &e);
+            }
+            if let Err(e) = history::forget_old_jobs(&shared, &fence, now).await {
+                log_pass_error("job history", &e);
+            }
+        }
+        if let Some(expr) = &shared.cfg.snapshot_cron {
+            if let Err(e) =
+                snapshot_pass::snapshot_pass(&shared, expr, started, &mut last_snapshot_slot, now)
+                    .await
+            {
+                log_pass_error("etcd snapshot", &e);
+            }
+        }
+        shared.metrics.refresh(&shared.cache).await;
+        tokio::select! {
+            _ = lead.cancelled() => return,
+            _ = shared.changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+fn log_pass_error(pass: &str, e: &anyhow::Error) {
+    if let Some(TopoError::Fenced(_)) = e.downcast_ref::<TopoError>() {
+        tracing::warn!(pass, "write refused: no longer the leader");
+    } else {
+        tracing::warn!(pass, error = %format!("{e:#}"), "pass failed; retrying on the next tick");
+    }
 }

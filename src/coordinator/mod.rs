@@ -6,11 +6,14 @@
 //! table tests); the passes around them read the cache, call a rule, apply it.
 //!
 //! Entry and shared state:
-//! - [`run`]: `cairn coordinator`: [`run::Shared`] and the leader loop.
-//! - `leader`: the campaign: lead, lose leadership, campaign again.
+//! - [`run`]: `cairn coordinator`: loads the topology, serves HTTP, campaigns.
+//! - [`shared`]: [`shared::Shared`], the state the loop, passes and HTTP share.
+//! - `leader`: the campaign (lead, lose leadership, campaign again) and the
+//!   leader loop that runs the passes below while leading.
 //! - [`config`]: [`CoordinatorConfig`](config::CoordinatorConfig), built by the CLI.
 //! - [`cache`]: the watched in-memory topology, [`TopoView`](cache::TopoView).
 //! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status`.
+//! - [`metrics`]: the Prometheus metrics the passes update and `/metrics` renders.
 //!
 //! Passes of the leader loop (IO, thin):
 //! - `scheduler_pass`: due schedule slots into jobs.
@@ -39,6 +42,7 @@ pub mod etcd_snapshot;
 mod history;
 pub mod http;
 mod leader;
+pub mod metrics;
 pub mod prune;
 pub mod reconcile;
 pub mod retention;
@@ -46,6 +50,7 @@ pub mod run;
 pub mod schedule;
 mod scheduler_pass;
 pub mod select;
+pub mod shared;
 mod snapshot_pass;
 pub mod supervise;
 mod supervisor_pass;

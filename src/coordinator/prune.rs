@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 
 use super::cache::{Cache, TopoView};
 use super::retention::{self, Removal, RetentionInput, Rule};
-use super::run::Shared;
 use super::schedule;
+use super::shared::Shared;
 use crate::backup::catalog::Catalog;
 use crate::backup::storage::BackupStorage;
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use cairn_topo::Fence;
 
-use super::run::Shared;
+use super::shared::Shared;
 use crate::backup::catalog::{plan_reconcile, Catalog};
 
 /// A shard, as `(keyspace, shard)`.

@@ -1,15 +1,12 @@
 //! The coordinator process: load the topology, serve the HTTP status whether
-//! leading or standing by, campaign (`leader.rs`); while leading, run the
-//! leader loop: one level-triggered pass after another (scheduler, job supervisor,
-//! retention, catalog reconciler, job history, etcd snapshots), every write fenced
-//! on leadership. Owns [`Shared`], the state the passes and the HTTP endpoints
-//! share, and (for now) the retention and catalog passes.
+//! leading or standing by, and campaign (`leader.rs`), which runs the leader loop
+//! while leading.
 //!
 //! Each pass reads the watched [`Cache`], asks a pure planner what should be, and
 //! applies the difference, so a pass interrupted by a crash or a lost election is
 //! simply run again by whoever leads next.
 //!
-//! May call: the passes and pure rules of this module, `backup` (storage),
+//! May call: the cache, the leader, the HTTP endpoints and [`Shared`], `backup` (storage),
 //! `common`, `cairn-topo`; never `tablet` or `cli`.
 
 use std::collections::{HashMap, HashSet};
@@ -18,41 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cairn_topo::{Fence, Topo, TopoConfig, TopoError};
-use chrono::{DateTime, Utc};
+use cairn_topo::{Topo, TopoConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
 pub use super::config::CoordinatorConfig;
-use super::http::{self, CoordinatorMetrics};
-use super::{history, leader, prune, reconcile, scheduler_pass, snapshot_pass, supervisor_pass};
-use crate::backup::storage::BackupStorage;
-
-/// State shared by the loops and the HTTP endpoints.
-pub struct Shared {
-    /// The topology store.
-    pub topo: Topo,
-    /// Flags.
-    pub cfg: CoordinatorConfig,
-    /// Watched picture of the topology.
-    pub cache: Cache,
-    /// Backup storage (read, pruned, reconciled).
-    pub storage: Arc<dyn BackupStorage>,
-    /// Whether this process leads now.
-    pub is_leader: AtomicBool,
-    /// Who leads, as far as we know.
-    pub leader_id: Mutex<Option<String>>,
-    /// Prometheus metrics.
-    pub metrics: Arc<CoordinatorMetrics>,
-    /// Notified when the cache changes.
-    pub changed: Arc<tokio::sync::Notify>,
-    /// Successful jobs whose retention already ran (in memory: rerunning is harmless).
-    retention_done: Mutex<HashSet<String>>,
-    /// Jobs whose outcome is already counted in the metrics.
-    pub(super) counted: Mutex<HashSet<String>>,
-    /// Schedule slots whose shards are still being started, by schedule name.
-    pub(super) slots_in_progress: Mutex<HashMap<String, DateTime<Utc>>>,
-}
+use super::http;
+use super::leader;
+use super::metrics::CoordinatorMetrics;
+pub use super::shared::Shared;
 
 /// Entry point of `cairn coordinator`.
 pub async fn run(topo_cfg: TopoConfig, cfg: CoordinatorConfig) -> anyhow::Result<()> {
@@ -105,57 +76,4 @@ pub async fn run(topo_cfg: TopoConfig, cfg: CoordinatorConfig) -> anyhow::Result
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("coordinator stopped");
     Ok(())
-}
-
-/// The leader's loops; they stop when `lead` fires.
-pub(super) async fn lead_loops(shared: Arc<Shared>, fence: Fence, lead: CancellationToken) {
-    let mut last_reconcile: Option<Instant> = None;
-    let mut last_snapshot_slot: Option<DateTime<Utc>> = None;
-    let started = Utc::now();
-    loop {
-        if lead.is_cancelled() {
-            return;
-        }
-        let now = Utc::now();
-        if let Err(e) = scheduler_pass::scheduler_pass(&shared, &fence, now).await {
-            log_pass_error("scheduler", &e);
-        }
-        if let Err(e) = supervisor_pass::supervisor_pass(&shared, &fence, now).await {
-            log_pass_error("job supervisor", &e);
-        }
-        if let Err(e) = prune::retention_pass(&shared, &fence, now, &shared.retention_done).await {
-            log_pass_error("retention", &e);
-        }
-        if last_reconcile.is_none_or(|t| t.elapsed() >= shared.cfg.reconcile_interval) {
-            last_reconcile = Some(Instant::now());
-            if let Err(e) = reconcile::reconcile_catalog(&shared, &fence).await {
-                log_pass_error("catalog reconciler", &e);
-            }
-            if let Err(e) = history::forget_old_jobs(&shared, &fence, now).await {
-                log_pass_error("job history", &e);
-            }
-        }
-        if let Some(expr) = &shared.cfg.snapshot_cron {
-            if let Err(e) =
-                snapshot_pass::snapshot_pass(&shared, expr, started, &mut last_snapshot_slot, now)
-                    .await
-            {
-                log_pass_error("etcd snapshot", &e);
-            }
-        }
-        shared.metrics.refresh(&shared.cache).await;
-        tokio::select! {
-            _ = lead.cancelled() => return,
-            _ = shared.changed.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
-fn log_pass_error(pass: &str, e: &anyhow::Error) {
-    if let Some(TopoError::Fenced(_)) = e.downcast_ref::<TopoError>() {
-        tracing::warn!(pass, "write refused: no longer the leader");
-    } else {
-        tracing::warn!(pass, error = %format!("{e:#}"), "pass failed; retrying on the next tick");
-    }
 }

@@ -12,9 +12,9 @@
 use cairn_topo::{Fence, Job, JobState, Schedule};
 use chrono::{DateTime, Utc};
 
-use super::run::Shared;
 use super::schedule::{self, Cron, InvalidSchedule, ScheduledRun, SlotPlan};
 use super::select::{select_backup_tablet, SelectOptions};
+use super::shared::Shared;
 use crate::common::lock;
 
 /// Jobs created at once by a keyspace-wide run.

@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 
 use super::etcd_snapshot;
-use super::run::Shared;
 use super::schedule;
+use super::shared::Shared;
 
 /// Takes an etcd snapshot into storage when the snapshot cron is due; `last` is
 /// when the previous one was taken by this leader (`started` before the first).

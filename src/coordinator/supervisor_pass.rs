@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use cairn_topo::{Fence, Job, JobState};
 use chrono::{DateTime, Utc};
 
-use super::run::Shared;
 use super::select::SelectOptions;
+use super::shared::Shared;
 use super::supervise::{self, RetryPlan, Verdict};
 
 /// Fails jobs whose tablet died or that ran too long, and creates the retries of

@@ -19,13 +19,13 @@
 //! serving, and the next agent adopts it. Calls only [`super::flavor`] and `common`.
 
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use super::flavor::{DetectedServer, Flavor};
-use super::process::ServerProcess;
 
 /// Longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
 pub const SOCKET_PATH_MAX: usize = 107;
@@ -100,6 +100,15 @@ pub struct Mysqld {
     pub(super) socket: String,
     /// The watched server process; behind a lock so `is_running(&self)` can reap.
     pub(super) process: Mutex<Option<ServerProcess>>,
+}
+
+/// The server process this `Mysqld` is watching.
+#[derive(Debug)]
+pub(crate) enum ServerProcess {
+    /// Spawned by us: `try_wait` reaps it when it exits.
+    Child(Child),
+    /// Found running (pid file or /proc) and adopted; watched through /proc.
+    Adopted(u32),
 }
 
 pub(super) fn euid_is_root() -> bool {

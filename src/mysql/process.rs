@@ -7,13 +7,13 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::flavor::{find_on_path, SERVER_BINARY_NAMES};
-use super::mysqld::{euid_is_root, Mysqld};
+use super::mysqld::{euid_is_root, Mysqld, ServerProcess};
 use crate::common::lock;
 use crate::common::wait::poll_until;
 
@@ -22,15 +22,6 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Lines of a log quoted in an error.
 const LOG_TAIL_LINES: usize = 25;
-
-/// The server process this `Mysqld` is watching.
-#[derive(Debug)]
-pub(crate) enum ServerProcess {
-    /// Spawned by us: `try_wait` reaps it when it exits.
-    Child(Child),
-    /// Found running (pid file or /proc) and adopted; watched through /proc.
-    Adopted(u32),
-}
 
 impl ServerProcess {
     fn pid(&self) -> u32 {

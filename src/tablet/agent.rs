@@ -12,19 +12,35 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use cairn_topo::lease::LeaseHandle;
-use cairn_topo::{Tablet, TabletType, Topo};
+use cairn_topo::{Tablet, TabletAlias, TabletType, Topo};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::AgentConfig;
 use super::http::AgentMetrics;
-use super::role::Role;
 use crate::backup::engine::{BackupParams, Progress};
 use crate::backup::manifest::backup_name;
 use crate::backup::pipeline::CopyOptions;
 use crate::backup::storage::BackupStorage;
 use crate::common::lock;
 use crate::mysql::mysqld::Mysqld;
+
+/// The role the agent has put mysqld in, as far as it knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Nothing configured yet (fresh start): the next reconcile decides.
+    Unknown,
+    /// Writable, no replication.
+    Primary,
+    /// Read-only, replicating from this primary.
+    Replica {
+        primary: TabletAlias,
+        host: String,
+        port: u16,
+    },
+    /// Read-only, no primary known yet.
+    Orphan,
+}
 
 /// What the agent reports and decides on; guarded by a std mutex, never held across
 /// an await.

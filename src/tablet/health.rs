@@ -12,7 +12,7 @@ use cairn_topo::{Health, TabletType};
 use chrono::Utc;
 
 use super::agent::Agent;
-use super::role::Role;
+use super::agent::Role;
 use crate::common::lock;
 
 /// Whether a tablet serves queries: mysqld answers and no job or drain has taken it

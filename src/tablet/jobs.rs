@@ -19,7 +19,7 @@ use chrono::Utc;
 use tracing::Instrument;
 
 use super::agent::Agent;
-use super::role::Role;
+use super::agent::Role;
 use crate::backup::engine::{self, Progress};
 use crate::common::lock;
 use crate::common::wait::poll_until;

@@ -21,7 +21,7 @@ use cairn_topo::watch::WatchEvent;
 use cairn_topo::TabletType;
 
 use super::agent::Agent;
-use super::role::Role;
+use super::agent::Role;
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::{parse_backup_timestamp, Manifest};
 use crate::backup::storage::BackupInfo;

@@ -17,28 +17,11 @@ use anyhow::Context;
 use cairn_topo::watch::WatchEvent;
 use cairn_topo::{Shard, Tablet, TabletAlias, TabletType};
 
-use super::agent::Agent;
+use super::agent::{Agent, Role};
 use crate::common::lock;
 use crate::common::wait::poll_until;
 use crate::mysql::flavor::ReplicationStatus;
 use crate::mysql::mysqld::Mysqld;
-
-/// The role the agent has put mysqld in, as far as it knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Role {
-    /// Nothing configured yet (fresh start): the next reconcile decides.
-    Unknown,
-    /// Writable, no replication.
-    Primary,
-    /// Read-only, replicating from this primary.
-    Replica {
-        primary: TabletAlias,
-        host: String,
-        port: u16,
-    },
-    /// Read-only, no primary known yet.
-    Orphan,
-}
 
 /// What the Shard record asks of this tablet, given the role mysqld is in.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,10 +15,10 @@ use anyhow::{bail, Context};
 use cairn_topo::{Tablet, TabletType, Topo, TopoConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::agent::Role;
 use super::agent::{Agent, Status};
 use super::config::AgentConfig;
 use super::http::{self, AgentMetrics};
-use super::role::Role;
 use crate::common::lock;
 use crate::mysql::mysqld::{server_id_for_uid, Mysqld, MysqldConfig};
 

@@ -1,0 +1,41 @@
+//! [`Shared`]: the state the coordinator's leader loop, its passes and the HTTP
+//! endpoints share. Plain data and handles; no behaviour, so every pass can import
+//! it without importing the loop that runs the passes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use cairn_topo::Topo;
+use chrono::{DateTime, Utc};
+
+use super::cache::Cache;
+use super::config::CoordinatorConfig;
+use super::metrics::CoordinatorMetrics;
+use crate::backup::storage::BackupStorage;
+
+/// State shared by the loops and the HTTP endpoints.
+pub struct Shared {
+    /// The topology store.
+    pub topo: Topo,
+    /// Flags.
+    pub cfg: CoordinatorConfig,
+    /// Watched picture of the topology.
+    pub cache: Cache,
+    /// Backup storage (read, pruned, reconciled).
+    pub storage: Arc<dyn BackupStorage>,
+    /// Whether this process leads now.
+    pub is_leader: AtomicBool,
+    /// Who leads, as far as we know.
+    pub leader_id: Mutex<Option<String>>,
+    /// Prometheus metrics.
+    pub metrics: Arc<CoordinatorMetrics>,
+    /// Notified when the cache changes.
+    pub changed: Arc<tokio::sync::Notify>,
+    /// Successful jobs whose retention already ran (in memory: rerunning is harmless).
+    pub(super) retention_done: Mutex<HashSet<String>>,
+    /// Jobs whose outcome is already counted in the metrics.
+    pub(super) counted: Mutex<HashSet<String>>,
+    /// Schedule slots whose shards are still being started, by schedule name.
+    pub(super) slots_in_progress: Mutex<HashMap<String, DateTime<Utc>>>,
+}
