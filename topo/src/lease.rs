@@ -18,8 +18,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::conn::Topo;
 use crate::error::{Result, TopoError};
-use crate::store::{next_delay, reconnect_backoff, with_timeout, Topo};
+use crate::retry::{next_delay, reconnect_backoff, with_timeout};
 
 /// The lease as the keepalive loop last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::conn::{key_string, Topo};
 use crate::error::Result;
-use crate::store::{key_string, next_delay, reconnect_backoff, with_timeout, Topo};
+use crate::retry::{next_delay, reconnect_backoff, with_timeout};
 
 /// One change seen by a watch.
 #[derive(Debug, Clone, PartialEq)]
