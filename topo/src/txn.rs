@@ -83,7 +83,21 @@ impl Topo {
     /// One conditional transaction: the fence's compares and the key condition
     /// guard the write; when they fail, the else branch reads the key and the
     /// fence key in the same revision, so the error names the real cause.
+    ///
+    /// The transaction's future is boxed: it is large, and every write (and the
+    /// callers' futures around it) would otherwise carry it inline.
     pub(crate) async fn cas(
+        &self,
+        key: &str,
+        cond: Cond,
+        write: Write,
+        fence: Option<&Fence>,
+    ) -> Result<i64> {
+        Box::pin(self.cas_unboxed(key, cond, write, fence)).await
+    }
+
+    /// [`Topo::cas`], inline.
+    async fn cas_unboxed(
         &self,
         key: &str,
         cond: Cond,

@@ -176,26 +176,6 @@ async fn election_fences_a_deposed_leader() {
             .unwrap();
         assert_eq!(got.value, 12);
 
-        // The idempotent writes are fenced too.
-        let other = "/test/global/jobs/j2";
-        assert!(matches!(
-            topo.fenced(&old_fence)
-                .create_if_absent(other, &1, None)
-                .await,
-            Err(TopoError::Fenced(_))
-        ));
-        assert!(matches!(
-            topo.fenced(&old_fence).delete_if_exists(job).await,
-            Err(TopoError::Fenced(_))
-        ));
-        let leader = topo.fenced(&fence2);
-        assert!(leader.create_if_absent(other, &1, None).await.unwrap());
-        assert!(!leader.create_if_absent(other, &2, None).await.unwrap());
-        assert_eq!(topo.get::<i32>(other).await.unwrap().unwrap().value, 1);
-        assert!(leader.delete_if_exists(other).await.unwrap());
-        assert!(!leader.delete_if_exists(other).await.unwrap());
-        assert!(topo.get::<i32>(other).await.unwrap().is_none());
-
         // The first candidate queues again behind the new leader.
         let (t1, p1, id1) = (topo.clone(), prefix.clone(), lease1.id());
         let again = tokio::spawn(async move { t1.campaign(&p1, "coord-1", id1).await });
@@ -265,6 +245,41 @@ async fn an_abandoned_campaign_leaves_no_key_behind() {
         .await;
         one.resign().await.unwrap();
         assert_eq!(topo.leader(&prefix).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_writes_are_fenced_too() {
+    within(60, async {
+        let (_etcd, topo) = setup().await;
+        let prefix = topo.keys().election();
+        let key = "/test/global/jobs/j2";
+        let lease = topo.lease(10).await.unwrap();
+        let leader = topo.campaign(&prefix, "coord-1", lease.id()).await.unwrap();
+        let fence = leader.fence();
+
+        let fenced = topo.fenced(&fence);
+        assert!(fenced.create_if_absent(key, &1, None).await.unwrap());
+        assert!(!fenced.create_if_absent(key, &2, None).await.unwrap());
+        assert_eq!(topo.get::<i32>(key).await.unwrap().unwrap().value, 1);
+        assert!(fenced.delete_if_exists(key).await.unwrap());
+        assert!(!fenced.delete_if_exists(key).await.unwrap());
+        assert!(topo.get::<i32>(key).await.unwrap().is_none());
+
+        topo.put(key, &3, None).await.unwrap();
+        leader.resign().await.unwrap();
+        assert!(matches!(
+            topo.fenced(&fence)
+                .create_if_absent("/test/global/jobs/j3", &1, None)
+                .await,
+            Err(TopoError::Fenced(_))
+        ));
+        assert!(matches!(
+            topo.fenced(&fence).delete_if_exists(key).await,
+            Err(TopoError::Fenced(_))
+        ));
+        assert_eq!(topo.get::<i32>(key).await.unwrap().unwrap().value, 3);
     })
     .await;
 }
