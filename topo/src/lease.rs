@@ -10,6 +10,8 @@
 //! revoked best-effort (so its keys cannot outlive our belief that they are
 //! gone), a new one is granted as soon as etcd answers, and the new state is
 //! announced so the owner re-puts its ephemeral keys.
+//!
+//! Calls [`crate::conn`] (the client) and [`crate::retry`] (deadlines, backoff).
 
 use std::time::Duration;
 

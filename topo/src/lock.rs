@@ -9,6 +9,10 @@
 //! A leader's writes are fenced: [`Fence`] carries the compare "my election key
 //! still has my create revision", which the store adds to the write's
 //! transaction, so a deposed leader cannot write even if it has not noticed yet.
+//! The fence itself is a plain condition of [`crate::txn`], re-exported here.
+//!
+//! Calls [`crate::lease`], [`crate::watch`], the store and [`crate::fenced`]
+//! writes, [`crate::conn`] and [`crate::retry`].
 
 use std::time::Duration;
 
