@@ -157,7 +157,7 @@ fn default_for<T: Default>(_fix: impl FnOnce(T)) -> T {
 
 /// Number of keys under `prefix`: a count-only range, no keys or values travel.
 async fn count_keys(topo: &Topo, prefix: &str) -> anyhow::Result<i64> {
-    let mut c = topo.client();
+    let mut c = topo.raw_client_for_tests();
     let opts = default_for(|o| {
         let mut c = c.clone();
         drop(c.get("", Some(o)));
@@ -169,7 +169,7 @@ async fn count_keys(topo: &Topo, prefix: &str) -> anyhow::Result<i64> {
 
 /// Deletes every key under `prefix` in one request.
 async fn delete_prefix(topo: &Topo, prefix: &str) -> anyhow::Result<()> {
-    let mut c = topo.client();
+    let mut c = topo.raw_client_for_tests();
     let opts = default_for(|o| {
         let mut c = c.clone();
         drop(c.delete("", Some(o)));

@@ -254,7 +254,7 @@ async fn bad_names_and_garbage_records_get_clear_errors() {
         assert_eq!(count_keys().await, before, "bad input wrote to etcd");
 
         // Garbage written by hand: skipped by lists, a clear error when read directly.
-        let mut raw = topo.client();
+        let mut raw = topo.raw_client_for_tests();
         raw.put(
             "/cairn/zone1/tablets/zone1-0000000009/Tablet",
             "{not json",

@@ -197,41 +197,27 @@ pub async fn save_snapshot<W: AsyncWrite + Unpin>(
     topo: &Topo,
     out: &mut W,
 ) -> Result<SnapshotInfo, SnapshotError> {
-    let mut client = topo.client();
-    let deadline = topo.request_timeout();
-    let status = tokio::time::timeout(deadline, client.status())
-        .await
-        .map_err(|_| SnapshotError::Timeout(format!("status: no answer within {deadline:?}")))?
-        .map_err(TopoError::from)?;
-    let mut revision = status.header().map_or(0, |h| h.revision());
-    let mut stream = tokio::time::timeout(deadline, client.snapshot())
-        .await
-        .map_err(|_| SnapshotError::Timeout(format!("no stream within {deadline:?}")))?
-        .map_err(TopoError::from)?;
+    let mut stream = topo.snapshot().await.map_err(|e| match e {
+        TopoError::Timeout(m) => SnapshotError::Timeout(m),
+        e => SnapshotError::Etcd(e),
+    })?;
     let mut v = Verifier::default();
-    let mut first = true;
     loop {
-        let msg = tokio::time::timeout(IDLE_TIMEOUT, stream.message())
+        let chunk = tokio::time::timeout(IDLE_TIMEOUT, stream.next_chunk())
             .await
             .map_err(|_| {
                 SnapshotError::Timeout(format!(
                     "nothing received for {IDLE_TIMEOUT:?} after {} bytes",
                     v.total
                 ))
-            })?
-            .map_err(TopoError::from)?;
-        let Some(msg) = msg else { break };
-        if first {
-            first = false;
-            if let Some(r) = msg.header().map(|h| h.revision()).filter(|r| *r > 0) {
-                revision = r;
-            }
-        }
-        out.write_all(msg.blob())
+            })??;
+        let Some(chunk) = chunk else { break };
+        out.write_all(&chunk)
             .await
             .map_err(io_err("writing the snapshot"))?;
-        v.push(msg.blob(), msg.remaining_bytes());
+        v.push(&chunk, stream.remaining_bytes());
     }
+    let revision = stream.revision();
     out.flush().await.map_err(io_err("writing the snapshot"))?;
     let (size_bytes, sha256) = v.finish()?;
     Ok(SnapshotInfo {

@@ -1,5 +1,7 @@
 //! Typed topology errors: the outcomes callers branch on (exists, missing, lost a
-//! race, fenced off) kept apart from connection trouble, which may be retried.
+//! race, fenced off) kept apart from connection trouble, which may be retried
+//! (the classification, [`TopoError::is_transient`], lives in [`crate::retry`]).
+//! Depends on nothing else of the crate.
 
 /// What can go wrong talking to the topology.
 #[derive(Debug, thiserror::Error)]
@@ -36,39 +38,6 @@ pub enum TopoError {
     /// Bad configuration (files, endpoints).
     #[error("{0}")]
     Config(String),
-}
-
-impl TopoError {
-    /// Whether retrying the same call may succeed (connection trouble, timeouts).
-    /// Answers from etcd that will not change on retry (bad arguments, permission
-    /// denied, lease not found, compacted revision) are not transient.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            TopoError::Timeout(_) => true,
-            TopoError::Etcd(e) => match e {
-                etcd_client::Error::GRpcStatus(s) => is_transient_code(s.code()),
-                etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-                _ => false,
-            },
-            _ => false,
-        }
-    }
-}
-
-/// gRPC codes that mean "the server could not answer now" rather than "no".
-/// `Unknown` is what a connection torn down mid-call looks like (h2 protocol error).
-fn is_transient_code(code: tonic::Code) -> bool {
-    use tonic::Code;
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::Unknown
-            | Code::DeadlineExceeded
-            | Code::Cancelled
-            | Code::Aborted
-            | Code::Internal
-            | Code::ResourceExhausted
-    )
 }
 
 pub type Result<T, E = TopoError> = std::result::Result<T, E>;

@@ -10,6 +10,8 @@
 //! revoked best-effort (so its keys cannot outlive our belief that they are
 //! gone), a new one is granted as soon as etcd answers, and the new state is
 //! announced so the owner re-puts its ephemeral keys.
+//!
+//! Calls [`crate::conn`] (the client) and [`crate::retry`] (deadlines, backoff).
 
 use std::time::Duration;
 
@@ -18,8 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::conn::Topo;
 use crate::error::{Result, TopoError};
-use crate::store::{next_delay, reconnect_backoff, with_timeout, Topo};
+use crate::retry::{next_delay, reconnect_backoff, with_timeout};
 
 /// The lease as the keepalive loop last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,10 @@
 //! A leader's writes are fenced: [`Fence`] carries the compare "my election key
 //! still has my create revision", which the store adds to the write's
 //! transaction, so a deposed leader cannot write even if it has not noticed yet.
+//! The fence itself is a plain condition of [`crate::txn`], re-exported here.
+//!
+//! Calls [`crate::lease`], [`crate::watch`], the store and [`crate::fenced`]
+//! writes, [`crate::conn`] and [`crate::retry`].
 
 use std::time::Duration;
 
@@ -19,52 +23,15 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::conn::{key_string, Topo};
 use crate::error::{Result, TopoError};
 use crate::lease::LeaseHandle;
-use crate::store::{key_string, map_lease_error, Topo};
+use crate::retry::map_lease_error;
+pub use crate::txn::Fence;
 use crate::watch::WatchEvent;
 
 /// TTL of a shard lock's lease: how long a crashed holder blocks the shard.
 pub const SHARD_LOCK_TTL_SECS: i64 = 30;
-
-/// The condition under which a leader's writes may happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    /// The leader's election key.
-    key: String,
-    /// Its create revision when leadership was won; a re-created key (a new
-    /// term) has another one, so an old fence fails.
-    create_revision: i64,
-}
-
-impl Fence {
-    /// A fence on `key` having been created at `create_revision`.
-    pub fn new(key: impl Into<String>, create_revision: i64) -> Self {
-        Self {
-            key: key.into(),
-            create_revision,
-        }
-    }
-
-    /// The key whose existence the fence requires.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// The create revision the key must still have.
-    pub fn create_revision(&self) -> i64 {
-        self.create_revision
-    }
-
-    /// The compares to add to a transaction.
-    pub fn compares(&self) -> Vec<Compare> {
-        vec![Compare::create_revision(
-            self.key.as_str(),
-            CompareOp::Equal,
-            self.create_revision,
-        )]
-    }
-}
 
 /// What a shard lock key holds, for an operator reading it with etcdctl.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,7 +168,8 @@ impl Leadership {
     pub async fn resign(self) -> Result<()> {
         match self
             .topo
-            .delete_fenced(&self.fence(), &self.key, None)
+            .fenced(&self.fence())
+            .delete(&self.key, None)
             .await
         {
             Ok(()) | Err(TopoError::Fenced(_)) => Ok(()),
@@ -533,13 +501,5 @@ mod tests {
             "backup, since t"
         );
         assert_eq!(describe_holder(br#""coord-1""#), "coord-1");
-    }
-
-    #[test]
-    fn fence_compares_the_create_revision() {
-        let f = Fence::new("/e/1", 42);
-        assert_eq!(f.key(), "/e/1");
-        assert_eq!(f.create_revision(), 42);
-        assert_eq!(f.compares().len(), 1);
     }
 }

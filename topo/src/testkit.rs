@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::store::TopoConfig;
+use crate::conn::TopoConfig;
 
 /// A port that was free a moment ago on 127.0.0.1 (bind to port 0, read it, drop).
 /// Callers that spawn a server on it must retry on a bind failure (the port can be

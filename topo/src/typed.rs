@@ -2,15 +2,19 @@
 //! their health, shards, keyspaces, backup records, jobs and schedules. Each call is
 //! one or two etcd round trips; callers that need more (the coordinator) keep their
 //! own watched cache.
+//!
+//! Calls [`crate::store`] and [`crate::keys`] (keys are parsed with [`crate::keys::Keys::parse`]).
 
 use std::collections::HashMap;
 
 use chrono::Utc;
 
+use crate::codec::{decode_versioned, Versioned};
+use crate::conn::Topo;
 use crate::error::{Result, TopoError};
+use crate::keys::TopoKey;
 use crate::names::TabletAlias;
 use crate::records::{BackupRecord, Health, Job, Keyspace, Schedule, Shard, Tablet};
-use crate::store::{Topo, Versioned};
 
 /// A tablet record with its (possibly absent) health.
 #[derive(Debug, Clone)]
@@ -37,17 +41,6 @@ impl TabletInfo {
     }
 }
 
-/// Splits `<root>/<cell>/tablets/<alias>/<leaf>` into (alias, leaf).
-fn tablet_key_parts<'a>(root: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
-    let rest = key.strip_prefix(root)?.strip_prefix('/')?;
-    let mut parts = rest.split('/');
-    let (cell, t, alias, leaf) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if cell == "global" || t != "tablets" || parts.next().is_some() {
-        return None;
-    }
-    Some((alias, leaf))
-}
-
 impl Topo {
     /// Every tablet of every cell, with health, optionally filtered; sorted by alias.
     pub async fn list_tablets(
@@ -55,26 +48,24 @@ impl Topo {
         keyspace: Option<&str>,
         shard: Option<&str>,
     ) -> Result<Vec<TabletInfo>> {
-        let root = self.keys().root().to_string();
         let (raw, _) = self.list_raw(&self.keys().all()).await?;
-        let mut tablets: HashMap<String, Versioned<Tablet>> = HashMap::new();
-        let mut healths: HashMap<String, Health> = HashMap::new();
+        let mut tablets: HashMap<TabletAlias, Versioned<Tablet>> = HashMap::new();
+        let mut healths: HashMap<TabletAlias, Health> = HashMap::new();
         for (key, bytes, version) in raw {
-            let Some((alias, leaf)) = tablet_key_parts(&root, &key) else {
-                continue;
-            };
-            match leaf {
-                "Tablet" => match serde_json::from_slice::<Tablet>(&bytes) {
-                    Ok(t) => {
-                        tablets.insert(alias.to_string(), Versioned { value: t, version });
+            match self.keys().parse(&key) {
+                Some(TopoKey::Tablet(alias)) => {
+                    match decode_versioned::<Tablet>(&key, &bytes, version) {
+                        Ok(t) => {
+                            tablets.insert(alias, t);
+                        }
+                        Err(e) => {
+                            tracing::warn!(%key, error = %e, "skipping tablet record that does not parse")
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(%key, error = %e, "skipping tablet record that does not parse")
-                    }
-                },
-                "Health" => match serde_json::from_slice::<Health>(&bytes) {
+                }
+                Some(TopoKey::Health(alias)) => match serde_json::from_slice::<Health>(&bytes) {
                     Ok(h) => {
-                        healths.insert(alias.to_string(), h);
+                        healths.insert(alias, h);
                     }
                     Err(e) => {
                         tracing::warn!(%key, error = %e, "skipping health record that does not parse")
@@ -229,30 +220,5 @@ impl Topo {
             .collect();
         out.sort_by(|a, b| a.value.name.cmp(&b.value.name));
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tablet_keys_are_recognised() {
-        assert_eq!(
-            tablet_key_parts("/cairn", "/cairn/zone1/tablets/zone1-0000000101/Tablet"),
-            Some(("zone1-0000000101", "Tablet"))
-        );
-        assert_eq!(
-            tablet_key_parts("/cairn", "/cairn/global/keyspaces/ks/Keyspace"),
-            None
-        );
-        assert_eq!(
-            tablet_key_parts("/cairn", "/cairnx/zone1/tablets/a/Tablet"),
-            None
-        );
-        assert_eq!(
-            tablet_key_parts("/cairn", "/cairn/zone1/tablets/a/b/Tablet"),
-            None
-        );
     }
 }

@@ -6,14 +6,19 @@
 //! Progress notifications are not used to advance the resume point: etcd 3.4.23
 //! may send them for watchers that have not caught up (fixed in 3.4.24), which
 //! would skip events on a resume.
+//!
+//! Calls [`crate::conn`] (the client), [`crate::retry`] (deadlines, reconnect
+//! backoff) and the store's raw reads (to re-read after a compaction). The typed
+//! layer on top is [`crate::record_watch`].
 
 use etcd_client::{EventType, WatchOptions, WatchResponse};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::conn::{key_string, Topo};
 use crate::error::Result;
-use crate::store::{key_string, next_delay, reconnect_backoff, with_timeout, Topo};
+use crate::retry::{next_delay, reconnect_backoff, with_timeout};
 
 /// One change seen by a watch.
 #[derive(Debug, Clone, PartialEq)]

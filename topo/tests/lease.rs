@@ -65,7 +65,7 @@ async fn lease_lost_while_etcd_is_frozen_is_regranted_after_thaw() {
         // The new lease works; the old one is gone.
         let k = "/test/zone1/tablets/zone1-0000000101/Health";
         topo.put(k, &"serving", Some(new.id)).await.unwrap();
-        let raw = topo.client();
+        let raw = topo.raw_client_for_tests();
         eventually(10, "old lease expired or revoked", || {
             let mut raw = raw.clone();
             async move {

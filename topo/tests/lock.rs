@@ -72,7 +72,7 @@ async fn lock_is_released_when_the_holders_lease_is_revoked_or_expires() {
             .lock_shard("ks", "0", "first", Duration::from_secs(5))
             .await
             .unwrap();
-        let mut raw = topo.client();
+        let mut raw = topo.raw_client_for_tests();
         raw.lease_revoke(first.lease_id()).await.unwrap();
         let second = topo
             .lock_shard_with_ttl("ks", "0", "second", Duration::from_secs(5), 2)
@@ -128,11 +128,11 @@ async fn election_fences_a_deposed_leader() {
         assert!(!two.is_finished(), "the second candidate must wait");
 
         let old_fence = one.fence();
-        let v = topo.create_fenced(&old_fence, job, &1, None).await.unwrap();
-        let v = topo.update_fenced(&old_fence, job, &2, v).await.unwrap();
+        let v = topo.fenced(&old_fence).create(job, &1, None).await.unwrap();
+        let v = topo.fenced(&old_fence).update(job, &2, v).await.unwrap();
         // The fence and the version are checked separately.
         assert!(matches!(
-            topo.update_fenced(&old_fence, job, &3, v - 1).await,
+            topo.fenced(&old_fence).update(job, &3, v - 1).await,
             Err(TopoError::BadVersion(_))
         ));
 
@@ -149,26 +149,28 @@ async fn election_fences_a_deposed_leader() {
 
         // The deposed leader's writes are refused, whatever they are.
         assert!(matches!(
-            topo.update_fenced(&old_fence, job, &4, v).await,
+            topo.fenced(&old_fence).update(job, &4, v).await,
             Err(TopoError::Fenced(_))
         ));
         assert!(matches!(
-            topo.put_fenced(&old_fence, job, &4, None).await,
+            topo.fenced(&old_fence).put(job, &4, None).await,
             Err(TopoError::Fenced(_))
         ));
         assert!(matches!(
-            topo.delete_fenced(&old_fence, job, None).await,
+            topo.fenced(&old_fence).delete(job, None).await,
             Err(TopoError::Fenced(_))
         ));
         assert!(matches!(
-            topo.update_with_fenced::<i32, _>(&old_fence, job, |n| Ok(n.map(|n| n + 1)))
+            topo.fenced(&old_fence)
+                .update_with::<i32, _>(job, |n| Ok(n.map(|n| n + 1)))
                 .await,
             Err(TopoError::Fenced(_))
         ));
         assert_eq!(topo.get::<i32>(job).await.unwrap().unwrap().value, 2);
         let fence2 = two.fence();
         let got = topo
-            .update_with_fenced::<i32, _>(&fence2, job, |n| Ok(n.map(|n| n + 10)))
+            .fenced(&fence2)
+            .update_with::<i32, _>(job, |n| Ok(n.map(|n| n + 10)))
             .await
             .unwrap()
             .unwrap();
@@ -191,7 +193,7 @@ async fn election_fences_a_deposed_leader() {
             .unwrap();
         assert!(!two.is_held().await.unwrap());
         assert!(matches!(
-            topo.put_fenced(&fence2, job, &5, None).await,
+            topo.fenced(&fence2).put(job, &5, None).await,
             Err(TopoError::Fenced(_))
         ));
         let again = tokio::time::timeout(Duration::from_secs(5), again)
@@ -203,7 +205,8 @@ async fn election_fences_a_deposed_leader() {
             topo.leader(&prefix).await.unwrap().as_deref(),
             Some("coord-1")
         );
-        topo.put_fenced(&again.fence(), job, &6, None)
+        topo.fenced(&again.fence())
+            .put(job, &6, None)
             .await
             .unwrap();
 
@@ -242,6 +245,41 @@ async fn an_abandoned_campaign_leaves_no_key_behind() {
         .await;
         one.resign().await.unwrap();
         assert_eq!(topo.leader(&prefix).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_writes_are_fenced_too() {
+    within(60, async {
+        let (_etcd, topo) = setup().await;
+        let prefix = topo.keys().election();
+        let key = "/test/global/jobs/j2";
+        let lease = topo.lease(10).await.unwrap();
+        let leader = topo.campaign(&prefix, "coord-1", lease.id()).await.unwrap();
+        let fence = leader.fence();
+
+        let fenced = topo.fenced(&fence);
+        assert!(fenced.create_if_absent(key, &1, None).await.unwrap());
+        assert!(!fenced.create_if_absent(key, &2, None).await.unwrap());
+        assert_eq!(topo.get::<i32>(key).await.unwrap().unwrap().value, 1);
+        assert!(fenced.delete_if_exists(key).await.unwrap());
+        assert!(!fenced.delete_if_exists(key).await.unwrap());
+        assert!(topo.get::<i32>(key).await.unwrap().is_none());
+
+        topo.put(key, &3, None).await.unwrap();
+        leader.resign().await.unwrap();
+        assert!(matches!(
+            topo.fenced(&fence)
+                .create_if_absent("/test/global/jobs/j3", &1, None)
+                .await,
+            Err(TopoError::Fenced(_))
+        ));
+        assert!(matches!(
+            topo.fenced(&fence).delete_if_exists(key).await,
+            Err(TopoError::Fenced(_))
+        ));
+        assert_eq!(topo.get::<i32>(key).await.unwrap().unwrap().value, 3);
     })
     .await;
 }

@@ -130,7 +130,7 @@ async fn garbage_record_is_bad_record_for_get_and_skipped_by_list() {
             .await
             .unwrap();
         let bad = format!("{dir}b");
-        let mut raw = topo.client();
+        let mut raw = topo.raw_client_for_tests();
         raw.put(bad.as_str(), vec![0xff, b'{', b'x'], None)
             .await
             .unwrap();
@@ -239,7 +239,7 @@ async fn unary_calls_time_out_on_a_frozen_etcd() {
 async fn connects_with_user_and_password_file() {
     within(60, async {
         let (etcd, topo) = setup().await;
-        let mut raw = topo.client();
+        let mut raw = topo.raw_client_for_tests();
         raw.user_add("root", "rootpw", None).await.unwrap();
         raw.user_grant_role("root", "root").await.unwrap();
         raw.user_add("cairn", "s3cret", None).await.unwrap();
@@ -287,7 +287,7 @@ async fn connects_with_user_and_password_file() {
 async fn large_lists_are_paged_and_complete() {
     within(120, async {
         let (_etcd, topo) = setup().await;
-        let mut client = topo.client();
+        let mut client = topo.raw_client_for_tests();
         let n = 2 * cairn_topo::store::LIST_PAGE as usize + 321;
         let ops: Vec<etcd_client::TxnOp> = (0..n)
             .map(|i| {
@@ -313,6 +313,53 @@ async fn large_lists_are_paged_and_complete() {
         let typed = topo.list::<Rec>("/test/big/").await.unwrap();
         assert_eq!(typed.len(), n);
         assert_eq!(typed[n - 1].1.value.n, (n - 1) as u64);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_if_absent_and_delete_if_exists_are_idempotent() {
+    within(60, async {
+        let (_etcd, topo) = setup().await;
+        let k = "/test/global/jobs/idem";
+        assert!(topo.create_if_absent(k, &1, None).await.unwrap());
+        assert!(!topo.create_if_absent(k, &2, None).await.unwrap());
+        assert_eq!(topo.get::<i32>(k).await.unwrap().unwrap().value, 1);
+        assert!(topo.delete_if_exists(k).await.unwrap());
+        assert!(!topo.delete_if_exists(k).await.unwrap());
+        assert!(topo.get::<i32>(k).await.unwrap().is_none());
+
+        // On a lease: the created key goes with it.
+        let lease = topo.lease(10).await.unwrap();
+        assert!(topo
+            .create_if_absent(k, &3, Some(lease.id()))
+            .await
+            .unwrap());
+        lease.revoke().await.unwrap();
+        assert!(topo.get::<i32>(k).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_streams_the_database_and_its_hash() {
+    within(60, async {
+        let (_etcd, topo) = setup().await;
+        let rev = topo.put("/test/global/jobs/s", &1, None).await.unwrap();
+        let mut stream = topo.snapshot().await.unwrap();
+        let mut bytes = Vec::new();
+        let mut expected = None;
+        while let Some(chunk) = stream.next_chunk().await.unwrap() {
+            if expected.is_none() && !chunk.is_empty() {
+                expected = Some(chunk.len() as u64 + stream.remaining_bytes());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        assert!(stream.revision() >= rev, "{} < {rev}", stream.revision());
+        // The database, then its sha256 (32 bytes).
+        assert!(bytes.len() > 32);
+        let db = expected.expect("a non-empty chunk") as usize;
+        assert_eq!(bytes.len(), db + 32);
     })
     .await;
 }

@@ -168,7 +168,7 @@ async fn watch_from_a_compacted_revision_reports_a_resync() {
         topo.delete(&format!("{dir}c"), None).await.unwrap();
         let last_a = topo.put(&format!("{dir}a"), &20, None).await.unwrap();
         let (_, now) = topo.list_with_revision::<i32>(dir).await.unwrap();
-        let mut raw = topo.client();
+        let mut raw = topo.raw_client_for_tests();
         raw.compact(now, None).await.unwrap();
 
         let mut w = topo.watch(dir, true, first + 1);
