@@ -18,10 +18,11 @@
 //! that is retention's (coordinator) or the operator's.
 
 use anyhow::Context;
+use cairn_topo::Fenced;
 use cairn_topo::{BackupRecord, Fence, Keyspace, Shard, Topo, TopoError};
 use chrono::Utc;
 
-use super::storage::{BackupInfo, BackupStorage, StorageError};
+use super::storage::{BackupInfo, BackupStorage, StorageError, StorageResultExt};
 
 /// The catalog of one topology and one backup storage, with the leader's fence
 /// when the coordinator writes through it.
@@ -187,11 +188,10 @@ impl<'a> Catalog<'a> {
             .topo
             .keys()
             .backup(&record.keyspace, &record.shard, &record.name);
-        match self.fence {
-            Some(f) => self.topo.put_fenced(f, &key, record, None).await,
-            None => self.topo.put(&key, record, None).await,
-        }
-        .with_context(|| format!("writing the record of backup {}", record.name))?;
+        self.writer()
+            .put(&key, record, None)
+            .await
+            .with_context(|| format!("writing the record of backup {}", record.name))?;
         Ok(())
     }
 
@@ -233,11 +233,10 @@ impl<'a> Catalog<'a> {
             s.latest_backup_time = time;
             Ok(Some(s))
         };
-        match self.fence {
-            Some(f) => self.topo.update_with_fenced(f, &key, update).await,
-            None => self.topo.update_with(&key, update).await,
-        }
-        .with_context(|| format!("updating the latest backup of {keyspace}/{shard}"))?;
+        self.writer()
+            .update_with(&key, update)
+            .await
+            .with_context(|| format!("updating the latest backup of {keyspace}/{shard}"))?;
         Ok(())
     }
 
@@ -267,20 +266,15 @@ impl<'a> Catalog<'a> {
         Ok(())
     }
 
-    /// Deletes `key` (fenced when the catalog has a fence); returns whether it
-    /// was there. A key already gone is not an error.
+    /// The writes of this catalog: fenced when it has a fence.
+    fn writer(&self) -> Fenced<'_> {
+        self.topo.writer(self.fence)
+    }
+
+    /// Deletes `key` if it exists (fenced when the catalog has a fence); returns
+    /// whether it was there. A record that no longer parses is still removed.
     async fn delete_if_exists(&self, key: &str) -> Result<bool, TopoError> {
-        // Raw, so that a record that no longer parses is still found and removed.
-        let (current, _) = self.topo.get_raw(key).await?;
-        let deleted = match self.fence {
-            Some(f) => self.topo.delete_fenced(f, key, None).await,
-            None => self.topo.delete(key, None).await,
-        };
-        match deleted {
-            Ok(()) => Ok(current.is_some()),
-            Err(TopoError::NoNode(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.writer().delete_if_exists(key).await
     }
 
     /// Creates `key` unless it exists (fenced when the catalog has a fence);
@@ -290,15 +284,7 @@ impl<'a> Catalog<'a> {
         key: &str,
         value: &T,
     ) -> Result<bool, TopoError> {
-        let created = match self.fence {
-            Some(f) => self.topo.create_fenced(f, key, value, None).await,
-            None => self.topo.create(key, value, None).await,
-        };
-        match created {
-            Ok(_) => Ok(true),
-            Err(TopoError::NodeExists(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.writer().create_if_absent(key, value, None).await
     }
 
     /// Removes a backup's data; returns whether it was there.
@@ -308,11 +294,11 @@ impl<'a> Catalog<'a> {
         shard: &str,
         name: &str,
     ) -> Result<bool, StorageError> {
-        match self.storage.remove_backup(keyspace, shard, name).await {
-            Ok(()) => Ok(true),
-            Err(StorageError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.storage
+            .remove_backup(keyspace, shard, name)
+            .await
+            .ignore_not_found()
+            .map(|r| r.is_some())
     }
 }
 

@@ -12,47 +12,10 @@ use std::sync::Arc;
 use cairn_topo::typed::TabletInfo;
 use cairn_topo::watch::WatchEvent;
 use cairn_topo::{
-    BackupRecord, Health, Job, Schedule, Shard, Tablet, TabletAlias, Topo, Versioned,
+    BackupRecord, Health, Job, Keys, Schedule, Shard, Tablet, TabletAlias, Topo, TopoKey, Versioned,
 };
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
-
-/// Which record a key holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyKind {
-    Tablet(String),
-    Health(String),
-    Shard(String, String),
-    Backup(String, String, String),
-    Job(String),
-    Schedule(String),
-    Other,
-}
-
-/// Classifies a key under `root` (pure).
-pub fn classify(root: &str, key: &str) -> KeyKind {
-    let Some(rest) = key.strip_prefix(root).and_then(|r| r.strip_prefix('/')) else {
-        return KeyKind::Other;
-    };
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        ["global", "keyspaces", ks, "shards", shard, "Shard"] => {
-            KeyKind::Shard(ks.to_string(), shard.to_string())
-        }
-        ["global", "keyspaces", ks, "shards", shard, "backups", name] => {
-            KeyKind::Backup(ks.to_string(), shard.to_string(), name.to_string())
-        }
-        ["global", "jobs", id] => KeyKind::Job(id.to_string()),
-        ["global", "schedules", name] => KeyKind::Schedule(name.to_string()),
-        [cell, "tablets", alias, "Tablet"] if *cell != "global" => {
-            KeyKind::Tablet(alias.to_string())
-        }
-        [cell, "tablets", alias, "Health"] if *cell != "global" => {
-            KeyKind::Health(alias.to_string())
-        }
-        _ => KeyKind::Other,
-    }
-}
 
 /// The picture itself.
 #[derive(Debug, Default)]
@@ -78,7 +41,7 @@ pub struct TopoView {
 }
 
 impl TopoView {
-    fn apply_put(&mut self, root: &str, key: &str, value: &[u8], version: i64) {
+    fn apply_put(&mut self, keys: &Keys, key: &str, value: &[u8], version: i64) {
         fn parse<T: serde::de::DeserializeOwned>(
             key: &str,
             value: &[u8],
@@ -94,8 +57,12 @@ impl TopoView {
             }
         }
         let bad = &mut self.bad_records;
-        match classify(root, key) {
-            KeyKind::Tablet(a) => {
+        let Some(parsed) = keys.parse(key) else {
+            return;
+        };
+        match parsed {
+            TopoKey::Tablet(alias) => {
+                let a = alias.to_string();
                 if let Some(t) = parse::<Tablet>(key, value, bad) {
                     let place = (t.keyspace.clone(), t.shard.clone());
                     if let Some(old) = self
@@ -107,60 +74,80 @@ impl TopoView {
                     self.by_shard.entry(place).or_default().insert(a);
                 }
             }
-            KeyKind::Health(a) => {
+            TopoKey::Health(alias) => {
+                let a = alias.to_string();
                 if let Some(h) = parse::<Health>(key, value, bad) {
                     self.health.insert(a, h);
                 }
             }
-            KeyKind::Shard(ks, s) => {
+            TopoKey::Shard {
+                keyspace: ks,
+                shard: s,
+            } => {
                 if let Some(v) = parse::<Shard>(key, value, bad) {
                     self.shards.insert((ks, s), Versioned { value: v, version });
                 }
             }
-            KeyKind::Backup(ks, s, name) => {
+            TopoKey::Backup {
+                keyspace: ks,
+                shard: s,
+                name,
+            } => {
                 if let Some(v) = parse::<BackupRecord>(key, value, bad) {
                     self.backups.entry((ks, s)).or_default().insert(name, v);
                 }
             }
-            KeyKind::Job(id) => {
+            TopoKey::Job(id) => {
                 if let Some(v) = parse::<Job>(key, value, bad) {
                     self.jobs.insert(id, Versioned { value: v, version });
                 }
             }
-            KeyKind::Schedule(name) => {
+            TopoKey::Schedule(name) => {
                 if let Some(v) = parse::<Schedule>(key, value, bad) {
                     self.schedules.insert(name, Versioned { value: v, version });
                 }
             }
-            KeyKind::Other => {}
+            TopoKey::Keyspace { .. } => {}
         }
     }
 
-    fn apply_delete(&mut self, root: &str, key: &str) {
-        match classify(root, key) {
-            KeyKind::Tablet(a) => {
+    fn apply_delete(&mut self, keys: &Keys, key: &str) {
+        let Some(parsed) = keys.parse(key) else {
+            return;
+        };
+        match parsed {
+            TopoKey::Tablet(alias) => {
+                let a = alias.to_string();
                 if let Some(old) = self.tablets.remove(&a) {
                     self.unindex(&a, &old.value);
                 }
             }
-            KeyKind::Health(a) => {
+            TopoKey::Health(alias) => {
+                let a = alias.to_string();
                 self.health.remove(&a);
             }
-            KeyKind::Shard(ks, s) => {
+            TopoKey::Shard {
+                keyspace: ks,
+                shard: s,
+            } => {
                 self.shards.remove(&(ks, s));
             }
-            KeyKind::Backup(ks, s, name) => {
+            TopoKey::Backup {
+                keyspace: ks,
+                shard: s,
+                name,
+            } => {
                 if let Some(m) = self.backups.get_mut(&(ks, s)) {
                     m.remove(&name);
                 }
             }
-            KeyKind::Job(id) => {
+            TopoKey::Job(id) => {
                 self.jobs.remove(&id);
             }
-            KeyKind::Schedule(name) => {
+            TopoKey::Schedule(name) => {
                 self.schedules.remove(&name);
             }
-            KeyKind::Other => {}
+            TopoKey::Keyspace { .. } => {}
         }
     }
 
@@ -206,23 +193,23 @@ impl TopoView {
 pub struct Cache {
     /// The picture; readers take the read lock briefly.
     pub inner: Arc<RwLock<TopoView>>,
-    /// `--topo-root`, to classify keys.
-    root: String,
+    /// The key layout under `--topo-root`, to tell which record a key holds.
+    keys: Keys,
 }
 
 impl Cache {
     /// Loads everything under the root; returns the cache and starts nothing.
     pub async fn load(topo: &Topo) -> anyhow::Result<Cache> {
-        let root = topo.keys().root().to_string();
+        let keys = topo.keys().clone();
         let mut snap = TopoView::default();
         let (kvs, rev) = topo.list_raw(&topo.keys().all()).await?;
         for (k, v, ver) in kvs {
-            snap.apply_put(&root, &k, &v, ver);
+            snap.apply_put(&keys, &k, &v, ver);
         }
         snap.revision = rev;
         Ok(Cache {
             inner: Arc::new(RwLock::new(snap)),
-            root,
+            keys,
         })
     }
 
@@ -253,19 +240,21 @@ impl Cache {
                     value,
                     mod_revision,
                 } => {
-                    let kind = classify(&self.root, &key);
-                    let wake = match &kind {
-                        KeyKind::Health(alias) => !snap.health.contains_key(alias),
-                        KeyKind::Other => false,
-                        _ => true,
+                    let wake = match self.keys.parse(&key) {
+                        Some(TopoKey::Health(alias)) => {
+                            !snap.health.contains_key(&alias.to_string())
+                        }
+                        Some(TopoKey::Keyspace { .. }) | None => false,
+                        Some(_) => true,
                     };
-                    snap.apply_put(&self.root, &key, &value, mod_revision);
+                    snap.apply_put(&self.keys, &key, &value, mod_revision);
                     snap.revision = snap.revision.max(mod_revision);
                     wake
                 }
                 WatchEvent::Delete { key, mod_revision } => {
-                    let wake = classify(&self.root, &key) != KeyKind::Other;
-                    snap.apply_delete(&self.root, &key);
+                    let wake =
+                        !matches!(self.keys.parse(&key), Some(TopoKey::Keyspace { .. }) | None);
+                    snap.apply_delete(&self.keys, &key);
                     snap.revision = snap.revision.max(mod_revision);
                     wake
                 }
@@ -276,7 +265,7 @@ impl Cache {
                     );
                     let mut fresh = TopoView::default();
                     for (k, v, ver) in kvs {
-                        fresh.apply_put(&self.root, &k, &v, ver);
+                        fresh.apply_put(&self.keys, &k, &v, ver);
                     }
                     fresh.revision = revision;
                     *snap = fresh;
@@ -296,51 +285,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_classified() {
-        let r = "/cairn";
-        assert_eq!(
-            classify(r, "/cairn/zone1/tablets/zone1-0000000001/Tablet"),
-            KeyKind::Tablet("zone1-0000000001".into())
-        );
-        assert_eq!(
-            classify(r, "/cairn/zone1/tablets/zone1-0000000001/Health"),
-            KeyKind::Health("zone1-0000000001".into())
-        );
-        assert_eq!(
-            classify(r, "/cairn/global/keyspaces/ks/shards/-80/Shard"),
-            KeyKind::Shard("ks".into(), "-80".into())
-        );
-        assert_eq!(
-            classify(r, "/cairn/global/keyspaces/ks/shards/0/backups/b1"),
-            KeyKind::Backup("ks".into(), "0".into(), "b1".into())
-        );
-        assert_eq!(
-            classify(r, "/cairn/global/jobs/j1"),
-            KeyKind::Job("j1".into())
-        );
-        assert_eq!(
-            classify(r, "/cairn/global/schedules/s"),
-            KeyKind::Schedule("s".into())
-        );
-        assert_eq!(
-            classify(r, "/cairn/global/keyspaces/ks/Keyspace"),
-            KeyKind::Other
-        );
-        assert_eq!(
-            classify(r, "/cairn/global/tablets/x/Tablet"),
-            KeyKind::Other
-        );
-        assert_eq!(
-            classify(r, "/cairnx/zone1/tablets/a/Tablet"),
-            KeyKind::Other
-        );
-        assert_eq!(
-            classify(r, "/cairn/global/keyspaces/ks/shards/0/locks/123"),
-            KeyKind::Other
-        );
-    }
-
-    #[test]
     fn tablets_are_indexed_by_shard() {
         let mut s = TopoView::default();
         let tablet = |uid: u32, shard: &str| {
@@ -351,15 +295,25 @@ mod tests {
             )
         };
         let key = |uid: u32| format!("/cairn/zone1/tablets/zone1-{uid:010}/Tablet");
-        s.apply_put("/cairn", &key(1), tablet(1, "0").as_bytes(), 1);
-        s.apply_put("/cairn", &key(2), tablet(2, "0").as_bytes(), 2);
-        s.apply_put("/cairn", &key(3), tablet(3, "80-").as_bytes(), 3);
+        s.apply_put(&Keys::new("/cairn"), &key(1), tablet(1, "0").as_bytes(), 1);
+        s.apply_put(&Keys::new("/cairn"), &key(2), tablet(2, "0").as_bytes(), 2);
+        s.apply_put(
+            &Keys::new("/cairn"),
+            &key(3),
+            tablet(3, "80-").as_bytes(),
+            3,
+        );
         assert_eq!(s.shard_tablets("ks", "0").len(), 2);
         // A tablet re-registered elsewhere moves between shards.
-        s.apply_put("/cairn", &key(2), tablet(2, "80-").as_bytes(), 4);
+        s.apply_put(
+            &Keys::new("/cairn"),
+            &key(2),
+            tablet(2, "80-").as_bytes(),
+            4,
+        );
         assert_eq!(s.shard_tablets("ks", "0").len(), 1);
         assert_eq!(s.shard_tablets("ks", "80-").len(), 2);
-        s.apply_delete("/cairn", &key(1));
+        s.apply_delete(&Keys::new("/cairn"), &key(1));
         assert!(s.shard_tablets("ks", "0").is_empty());
         assert!(!s
             .by_shard
@@ -369,9 +323,9 @@ mod tests {
     #[test]
     fn garbage_is_counted_and_skipped() {
         let mut s = TopoView::default();
-        s.apply_put("/cairn", "/cairn/global/jobs/j1", b"{nope", 5);
+        s.apply_put(&Keys::new("/cairn"), "/cairn/global/jobs/j1", b"{nope", 5);
         assert_eq!(s.bad_records, 1);
         assert!(s.jobs.is_empty());
-        s.apply_delete("/cairn", "/cairn/global/jobs/j1");
+        s.apply_delete(&Keys::new("/cairn"), "/cairn/global/jobs/j1");
     }
 }

@@ -24,7 +24,8 @@ pub(super) async fn forget_old_jobs(
     for (id, version) in old {
         let deleted = shared
             .topo
-            .delete_fenced(fence, &shared.topo.keys().job(&id), Some(version))
+            .fenced(fence)
+            .delete(&shared.topo.keys().job(&id), Some(version))
             .await;
         gone_or_changed_is_fine(deleted)?;
     }

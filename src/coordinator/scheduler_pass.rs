@@ -135,7 +135,8 @@ async fn apply(shared: &Shared, fence: &Fence, work: SlotWork) -> anyhow::Result
     let key = shared.topo.keys().schedule(&sched.name);
     shared
         .topo
-        .update_with_fenced::<Schedule, _>(fence, &key, |cur| {
+        .fenced(fence)
+        .update_with::<Schedule, _>(&key, |cur| {
             let Some(mut s) = cur else { return Ok(None) };
             if s.last_run.is_some_and(|l| l >= slot) {
                 return Ok(None);
@@ -157,7 +158,8 @@ async fn create_job(
 ) -> anyhow::Result<()> {
     shared
         .topo
-        .create_fenced(fence, &shared.topo.keys().job(&job.id), job, None)
+        .fenced(fence)
+        .create(&shared.topo.keys().job(&job.id), job, None)
         .await?;
     match job.state {
         JobState::Pending => {

@@ -76,7 +76,8 @@ pub(super) async fn supervisor_pass(
             RetryPlan::Create(job) => {
                 shared
                     .topo
-                    .create_fenced(fence, &shared.topo.keys().job(&job.id), &*job, None)
+                    .fenced(fence)
+                    .create(&shared.topo.keys().job(&job.id), &*job, None)
                     .await?;
                 tracing::info!(job = %job.id, retry_of = %failed.id, attempt = job.attempt, tablet = %job.tablet_alias, "retrying a failed backup");
             }
@@ -93,7 +94,8 @@ async fn fail_job(shared: &Shared, fence: &Fence, job: &Job, reason: &str) -> an
     let reason = reason.to_string();
     shared
         .topo
-        .update_with_fenced::<Job, _>(fence, &key, |cur| {
+        .fenced(fence)
+        .update_with::<Job, _>(&key, |cur| {
             let Some(mut j) = cur else { return Ok(None) };
             if j.state.is_final() {
                 return Ok(None);

@@ -19,8 +19,9 @@ use crate::txn::Fence;
 pub struct Fenced<'a> {
     /// The store written to.
     topo: &'a Topo,
-    /// The condition every write carries.
-    fence: Fence,
+    /// The condition every write carries (`None`: a plain writer, see
+    /// [`Topo::writer`]).
+    fence: Option<Fence>,
 }
 
 impl Topo {
@@ -28,72 +29,24 @@ impl Topo {
     pub fn fenced(&self, fence: &Fence) -> Fenced<'_> {
         Fenced {
             topo: self,
-            fence: fence.clone(),
+            fence: Some(fence.clone()),
         }
     }
 
-    /// deprecated: use `Topo::fenced`.
-    pub async fn create_fenced<T: Serialize>(
-        &self,
-        fence: &Fence,
-        key: &str,
-        value: &T,
-        lease: Option<i64>,
-    ) -> Result<i64> {
-        self.fenced(fence).create(key, value, lease).await
-    }
-
-    /// deprecated: use `Topo::fenced`.
-    pub async fn update_fenced<T: Serialize>(
-        &self,
-        fence: &Fence,
-        key: &str,
-        value: &T,
-        version: i64,
-    ) -> Result<i64> {
-        self.fenced(fence).update(key, value, version).await
-    }
-
-    /// deprecated: use `Topo::fenced`.
-    pub async fn put_fenced<T: Serialize>(
-        &self,
-        fence: &Fence,
-        key: &str,
-        value: &T,
-        lease: Option<i64>,
-    ) -> Result<i64> {
-        self.fenced(fence).put(key, value, lease).await
-    }
-
-    /// deprecated: use `Topo::fenced`.
-    pub async fn delete_fenced(
-        &self,
-        fence: &Fence,
-        key: &str,
-        version: Option<i64>,
-    ) -> Result<()> {
-        self.fenced(fence).delete(key, version).await
-    }
-
-    /// deprecated: use `Topo::fenced`.
-    pub async fn update_with_fenced<T, F>(
-        &self,
-        fence: &Fence,
-        key: &str,
-        f: F,
-    ) -> Result<Option<Versioned<T>>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnMut(Option<T>) -> Result<Option<T>>,
-    {
-        self.fenced(fence).update_with(key, f).await
+    /// A writer fenced when `fence` is given and plain otherwise, for code shared
+    /// by the leader (fenced) and the admin commands (not).
+    pub fn writer(&self, fence: Option<&Fence>) -> Fenced<'_> {
+        Fenced {
+            topo: self,
+            fence: fence.cloned(),
+        }
     }
 }
 
 impl Fenced<'_> {
-    /// The fence every write carries.
-    pub fn fence(&self) -> &Fence {
-        &self.fence
+    /// The fence every write carries, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 
     /// [`Topo::create`] while the fence holds.
@@ -104,25 +57,27 @@ impl Fenced<'_> {
         lease: Option<i64>,
     ) -> Result<i64> {
         self.topo
-            .create_in(Some(&self.fence), key, value, lease)
+            .create_in(self.fence.as_ref(), key, value, lease)
             .await
     }
 
     /// [`Topo::update`] while the fence holds.
     pub async fn update<T: Serialize>(&self, key: &str, value: &T, version: i64) -> Result<i64> {
         self.topo
-            .update_in(Some(&self.fence), key, value, version)
+            .update_in(self.fence.as_ref(), key, value, version)
             .await
     }
 
     /// [`Topo::put`] while the fence holds.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T, lease: Option<i64>) -> Result<i64> {
-        self.topo.put_in(Some(&self.fence), key, value, lease).await
+        self.topo
+            .put_in(self.fence.as_ref(), key, value, lease)
+            .await
     }
 
     /// [`Topo::delete`] while the fence holds.
     pub async fn delete(&self, key: &str, version: Option<i64>) -> Result<()> {
-        self.topo.delete_in(Some(&self.fence), key, version).await
+        self.topo.delete_in(self.fence.as_ref(), key, version).await
     }
 
     /// [`Topo::create_if_absent`] while the fence holds.
@@ -133,13 +88,15 @@ impl Fenced<'_> {
         lease: Option<i64>,
     ) -> Result<bool> {
         self.topo
-            .create_if_absent_in(Some(&self.fence), key, value, lease)
+            .create_if_absent_in(self.fence.as_ref(), key, value, lease)
             .await
     }
 
     /// [`Topo::delete_if_exists`] while the fence holds.
     pub async fn delete_if_exists(&self, key: &str) -> Result<bool> {
-        self.topo.delete_if_exists_in(Some(&self.fence), key).await
+        self.topo
+            .delete_if_exists_in(self.fence.as_ref(), key)
+            .await
     }
 
     /// [`Topo::update_with`] whose write happens only while the fence holds.
@@ -148,6 +105,6 @@ impl Fenced<'_> {
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> Result<Option<T>>,
     {
-        self.topo.update_with_in(key, f, Some(&self.fence)).await
+        self.topo.update_with_in(key, f, self.fence.as_ref()).await
     }
 }
