@@ -19,9 +19,9 @@
 
 use anyhow::Context;
 use cairn_topo::Fenced;
-use cairn_topo::{BackupRecord, Fence, Keyspace, Shard, Topo, TopoError};
-use chrono::Utc;
+use cairn_topo::{BackupRecord, Fence, Shard, Topo, TopoError};
 
+use super::manifest::Manifest;
 use super::storage::{BackupInfo, BackupStorage, StorageError, StorageResultExt};
 
 /// The catalog of one topology and one backup storage, with the leader's fence
@@ -93,6 +93,16 @@ pub fn record_of(keyspace: &str, shard: &str, b: &BackupInfo) -> Option<BackupRe
     let m = b.manifest.as_ref().filter(|_| b.complete)?;
     Some(BackupRecord {
         name: b.name.clone(),
+        ..complete_record(keyspace, shard, m, b.size_bytes)
+    })
+}
+
+/// The record of the complete backup `m` describes, stored under `keyspace/shard`
+/// (where it lies, which for a backup copied in may differ from its MANIFEST) in
+/// `size_bytes`.
+pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u64) -> BackupRecord {
+    BackupRecord {
+        name: m.backup_name.clone(),
         keyspace: keyspace.to_string(),
         shard: shard.to_string(),
         tablet_alias: m.tablet_alias.clone(),
@@ -100,9 +110,9 @@ pub fn record_of(keyspace: &str, shard: &str, b: &BackupInfo) -> Option<BackupRe
         backup_time: m.backup_time,
         finished_time: Some(m.finished_time),
         position: m.position.clone(),
-        size_bytes: b.size_bytes,
+        size_bytes,
         complete: true,
-    })
+    }
 }
 
 /// Storage is the truth for what exists: every complete backup gets a record
@@ -243,26 +253,10 @@ impl<'a> Catalog<'a> {
     /// Creates the Keyspace and Shard records when missing (a backup copied into
     /// storage for a shard topo has never seen).
     pub async fn ensure_shard(&self, keyspace: &str, shard: &str) -> anyhow::Result<()> {
-        let now = Utc::now();
-        let ks_rec = Keyspace {
-            name: keyspace.to_string(),
-            created_at: now,
-        };
-        self.create_if_absent(&self.topo.keys().keyspace(keyspace), &ks_rec)
+        self.writer()
+            .ensure_keyspace_shard(keyspace, shard)
             .await
-            .with_context(|| format!("creating keyspace {keyspace}"))?;
-        let rec = Shard {
-            keyspace: keyspace.to_string(),
-            name: shard.to_string(),
-            primary_alias: None,
-            primary_term_start_time: None,
-            latest_backup: None,
-            latest_backup_time: None,
-            created_at: now,
-        };
-        self.create_if_absent(&self.topo.keys().shard(keyspace, shard), &rec)
-            .await
-            .with_context(|| format!("creating shard {keyspace}/{shard}"))?;
+            .with_context(|| format!("creating keyspace/shard {keyspace}/{shard}"))?;
         Ok(())
     }
 
@@ -275,16 +269,6 @@ impl<'a> Catalog<'a> {
     /// whether it was there. A record that no longer parses is still removed.
     async fn delete_if_exists(&self, key: &str) -> Result<bool, TopoError> {
         self.writer().delete_if_exists(key).await
-    }
-
-    /// Creates `key` unless it exists (fenced when the catalog has a fence);
-    /// returns whether it was created. A key already there is not an error.
-    async fn create_if_absent<T: serde::Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-    ) -> Result<bool, TopoError> {
-        self.writer().create_if_absent(key, value, None).await
     }
 
     /// Removes a backup's data; returns whether it was there.

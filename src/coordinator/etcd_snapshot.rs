@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::backup::storage::{BackupStorage, StorageError};
+use crate::backup::storage::{BackupStorage, StorageError, StorageResultExt};
 
 /// Length of etcd's trailing integrity hash (sha256).
 const HASH_LEN: usize = 32;
@@ -429,10 +429,11 @@ pub async fn prune_snapshots(
     let names: Vec<String> = blobs.into_iter().map(|b| b.name).collect();
     let doomed = prune_plan(&names, keep);
     for n in &doomed {
-        match storage.remove_blob(TOPO_DIR, n).await {
-            Ok(()) | Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(storage_err(format!("removing {TOPO_DIR}/{n}"))(e)),
-        }
+        storage
+            .remove_blob(TOPO_DIR, n)
+            .await
+            .ignore_not_found()
+            .map_err(storage_err(format!("removing {TOPO_DIR}/{n}")))?;
     }
     Ok(doomed)
 }

@@ -23,6 +23,7 @@ use super::schedule;
 use super::shared::Shared;
 use crate::backup::catalog::Catalog;
 use crate::backup::storage::BackupStorage;
+use crate::common::lock;
 
 /// One shard under one schedule's rule, at one moment: what a retention plan
 /// needs besides storage.
@@ -140,7 +141,7 @@ pub async fn retention_pass(
 ) -> anyhow::Result<()> {
     let (work, in_use): (Vec<(Job, Schedule)>, HashSet<String>) = {
         let s = shared.cache.inner.read().await;
-        let handled = done.lock().map(|d| d.clone()).unwrap_or_default();
+        let handled = lock(done).clone();
         let work = s
             .jobs
             .values()
@@ -175,9 +176,7 @@ pub async fn retention_pass(
             let names: Vec<&str> = removed.iter().map(|r| r.name.as_str()).collect();
             tracing::info!(schedule = %sched.name, shard = %format!("{}/{}", job.keyspace, job.shard), removed = ?names, "retention pruned backups");
         }
-        if let Ok(mut d) = done.lock() {
-            d.insert(job.id.clone());
-        }
+        lock(done).insert(job.id.clone());
     }
     Ok(())
 }

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn_topo::watch::WatchEvent;
-use cairn_topo::{BackupRecord, Job, JobKind, JobState, TabletType, Versioned};
+use cairn_topo::RecordEvent;
+use cairn_topo::{BackupRecord, Job, JobKind, JobState, TabletType, TopoError, Versioned};
 use chrono::Utc;
 use tracing::Instrument;
 
 use super::agent::Agent;
 use super::agent::Role;
+use crate::backup::catalog::{complete_record, Catalog};
 use crate::backup::engine::{self, Progress};
 use crate::common::lock;
 use crate::common::wait::poll_until;
@@ -55,20 +56,28 @@ impl Agent {
         }
     }
 
-    /// Watches the jobs prefix and runs the jobs addressed to this tablet.
+    /// Watches the jobs prefix and runs the jobs addressed to this tablet. An etcd
+    /// that cannot be listed is retried with backoff: the job runner never ends
+    /// quietly while Health stays green.
     pub(super) async fn job_loop(self: Arc<Self>) {
         let prefix = self.topo.keys().jobs_prefix();
-        let (initial, rev) = match self.topo.list_with_revision::<Job>(&prefix).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list jobs; the job runner is not running");
-                return;
+        let mut pause = Duration::from_millis(200);
+        let (initial, mut watch) = loop {
+            match self.topo.list_and_watch::<Job>(&prefix).await {
+                Ok(x) => break x,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "cannot list jobs; retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
             }
         };
         for (_, j) in initial {
             self.consider(j).await;
         }
-        let mut watch = self.topo.watch(&prefix, true, rev + 1);
         loop {
             let ev = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -76,40 +85,26 @@ impl Agent {
             };
             match ev {
                 None => return,
-                Some(WatchEvent::Put {
-                    key,
-                    value,
-                    mod_revision,
-                }) => match serde_json::from_slice::<Job>(&value) {
-                    Ok(job) => {
-                        self.consider(Versioned {
-                            value: job,
-                            version: mod_revision,
-                        })
-                        .await
-                    }
-                    Err(e) => {
-                        tracing::warn!(%key, error = %e, "ignoring a job record that does not parse")
-                    }
-                },
-                Some(WatchEvent::Delete { .. }) => {}
-                Some(WatchEvent::Resync { kvs, .. }) => {
-                    for (key, value, version) in kvs {
-                        match serde_json::from_slice::<Job>(&value) {
-                            Ok(job) => {
-                                self.consider(Versioned {
-                                    value: job,
-                                    version,
-                                })
-                                .await
-                            }
-                            Err(e) => {
-                                tracing::warn!(%key, error = %e, "ignoring a job record that does not parse")
-                            }
-                        }
+                Some(RecordEvent::Put { key, record }) => self.consider_decoded(&key, record).await,
+                Some(RecordEvent::Delete { .. }) => {}
+                Some(RecordEvent::Resync { records, .. }) => {
+                    for (key, record) in records {
+                        self.consider_decoded(&key, record).await;
                     }
                 }
             }
+        }
+    }
+
+    /// [`Self::consider`] for a record from a watch, which may not parse.
+    async fn consider_decoded(
+        self: &Arc<Self>,
+        key: &str,
+        record: Result<Versioned<Job>, TopoError>,
+    ) {
+        match record {
+            Ok(job) => self.consider(job).await,
+            Err(e) => tracing::warn!(%key, error = %e, "ignoring a job record that does not parse"),
         }
     }
 
@@ -312,18 +307,12 @@ impl Agent {
             }
         };
         self.metrics.job_bytes.inc_by(manifest.total_size);
-        let record = BackupRecord {
-            name: manifest.backup_name.clone(),
-            keyspace: manifest.keyspace.clone(),
-            shard: manifest.shard.clone(),
-            tablet_alias: manifest.tablet_alias.clone(),
-            engine: manifest.backup_method,
-            backup_time: manifest.backup_time,
-            finished_time: Some(manifest.finished_time),
-            position: manifest.position.clone(),
-            size_bytes: manifest.stored_size,
-            complete: true,
-        };
+        let record = complete_record(
+            &manifest.keyspace,
+            &manifest.shard,
+            &manifest,
+            manifest.stored_size,
+        );
         if let Err(e) = self.record_backup(&record).await {
             // The backup is in storage with its MANIFEST; the coordinator's reconciler
             // will add the record. Still report it.
@@ -337,28 +326,11 @@ impl Agent {
 
     /// Writes the BackupRecord and moves the shard's latest backup forward.
     async fn record_backup(&self, record: &BackupRecord) -> anyhow::Result<()> {
-        let key = self
-            .topo
-            .keys()
-            .backup(&record.keyspace, &record.shard, &record.name);
-        self.topo
-            .put(&key, record, None)
+        let catalog = Catalog::new(&self.topo, self.storage()?);
+        catalog.add_record(record).await?;
+        catalog
+            .refresh_latest(&record.keyspace, &record.shard)
             .await
-            .context("writing the backup record")?;
-        let shard_key = self.topo.keys().shard(&record.keyspace, &record.shard);
-        self.topo
-            .update_with::<cairn_topo::Shard, _>(&shard_key, |cur| {
-                let Some(mut s) = cur else { return Ok(None) };
-                if s.latest_backup_time.is_some_and(|t| t > record.backup_time) {
-                    return Ok(None);
-                }
-                s.latest_backup = Some(record.name.clone());
-                s.latest_backup_time = Some(record.backup_time);
-                Ok(Some(s))
-            })
-            .await
-            .context("updating the shard's latest backup")?;
-        Ok(())
     }
 
     /// mysqld up, role reconciled (replication restarted), type back to `original`

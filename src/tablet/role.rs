@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_topo::watch::WatchEvent;
+use cairn_topo::RecordEvent;
 use cairn_topo::{Shard, Tablet, TabletAlias, TabletType};
 
 use super::agent::{Agent, Role};
@@ -292,7 +292,7 @@ impl Agent {
     /// Watches the Shard record and reconciles on every change.
     pub(super) async fn shard_watch_loop(self: Arc<Self>) {
         let key = self.topo.keys().shard(&self.cfg.keyspace, &self.cfg.shard);
-        let mut watch = self.topo.watch(&key, false, 0);
+        let mut watch = self.topo.watch_records::<Shard>(&key, 0);
         loop {
             let ev = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -300,20 +300,18 @@ impl Agent {
             };
             let shard = match ev {
                 None => return,
-                Some(WatchEvent::Put { value, .. }) => {
-                    match serde_json::from_slice::<Shard>(&value) {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            tracing::warn!(%key, error = %e, "ignoring shard record that does not parse");
-                            continue;
-                        }
+                Some(RecordEvent::Put { record, .. }) => match record {
+                    Ok(s) => Some(s.value),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "ignoring shard record that does not parse");
+                        continue;
                     }
-                }
-                Some(WatchEvent::Delete { .. }) => {
+                },
+                Some(RecordEvent::Delete { .. }) => {
                     tracing::warn!(%key, "the shard record was deleted");
                     continue;
                 }
-                Some(WatchEvent::Resync { .. }) => None,
+                Some(RecordEvent::Resync { .. }) => None,
             };
             if let Err(e) = self.reconcile(shard).await {
                 self.set_error(format!("{e:#}"));

@@ -43,7 +43,12 @@ impl Topo {
     }
 }
 
-impl Fenced<'_> {
+impl<'a> Fenced<'a> {
+    /// The store this writer writes to.
+    pub fn topo(&self) -> &'a Topo {
+        self.topo
+    }
+
     /// The fence every write carries, if any.
     pub fn fence(&self) -> Option<&Fence> {
         self.fence.as_ref()

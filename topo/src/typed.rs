@@ -12,6 +12,7 @@ use chrono::Utc;
 use crate::codec::{decode_versioned, Versioned};
 use crate::conn::Topo;
 use crate::error::{Result, TopoError};
+use crate::fenced::Fenced;
 use crate::keys::TopoKey;
 use crate::names::TabletAlias;
 use crate::records::{BackupRecord, Health, Job, Keyspace, Schedule, Shard, Tablet};
@@ -109,44 +110,7 @@ impl Topo {
 
     /// Creates the keyspace and shard records when missing (idempotent, race-safe).
     pub async fn ensure_keyspace_shard(&self, ks: &str, shard: &str) -> Result<Versioned<Shard>> {
-        let now = Utc::now();
-        match self
-            .create(
-                &self.keys().keyspace(ks),
-                &Keyspace {
-                    name: ks.to_string(),
-                    created_at: now,
-                },
-                None,
-            )
-            .await
-        {
-            Ok(_) | Err(TopoError::NodeExists(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let record = Shard {
-            keyspace: ks.to_string(),
-            name: shard.to_string(),
-            primary_alias: None,
-            primary_term_start_time: None,
-            latest_backup: None,
-            latest_backup_time: None,
-            created_at: now,
-        };
-        match self
-            .create(&self.keys().shard(ks, shard), &record, None)
-            .await
-        {
-            Ok(version) => Ok(Versioned {
-                value: record,
-                version,
-            }),
-            Err(TopoError::NodeExists(_)) => self
-                .get_shard(ks, shard)
-                .await?
-                .ok_or_else(|| TopoError::NoNode(self.keys().shard(ks, shard))),
-            Err(e) => Err(e),
-        }
+        self.writer(None).ensure_keyspace_shard(ks, shard).await
     }
 
     /// Keyspace names, sorted.
@@ -220,5 +184,35 @@ impl Topo {
             .collect();
         out.sort_by(|a, b| a.value.name.cmp(&b.value.name));
         Ok(out)
+    }
+}
+
+impl Fenced<'_> {
+    /// Creates the keyspace and shard records when missing (idempotent, race-safe;
+    /// fenced when this writer is). Returns the Shard record as it stands.
+    pub async fn ensure_keyspace_shard(&self, ks: &str, shard: &str) -> Result<Versioned<Shard>> {
+        let keys = self.topo().keys();
+        let now = Utc::now();
+        let keyspace = Keyspace {
+            name: ks.to_string(),
+            created_at: now,
+        };
+        self.create_if_absent(&keys.keyspace(ks), &keyspace, None)
+            .await?;
+        let record = Shard {
+            keyspace: ks.to_string(),
+            name: shard.to_string(),
+            primary_alias: None,
+            primary_term_start_time: None,
+            latest_backup: None,
+            latest_backup_time: None,
+            created_at: now,
+        };
+        let key = keys.shard(ks, shard);
+        self.create_if_absent(&key, &record, None).await?;
+        self.topo()
+            .get_shard(ks, shard)
+            .await?
+            .ok_or(TopoError::NoNode(key))
     }
 }
