@@ -178,6 +178,15 @@ impl Mysqld {
         .await
     }
 
+    /// Both replication threads are running (false when it cannot be read).
+    pub async fn replication_running(&self) -> bool {
+        self.replication_status()
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.io_running && r.sql_running)
+    }
+
     /// Replication state, or `None` when the server is not configured as a replica.
     pub async fn replication_status(&self) -> Result<Option<ReplicationStatus>> {
         let rows: Vec<Row> = self.query(self.flavor.replication_status_sql()).await?;

@@ -393,13 +393,11 @@ impl Agent {
             Duration::from_millis(100),
             None,
             || async {
-                let mysqld = self.mysqld.lock().await;
-                mysqld
-                    .replication_status()
+                self.mysqld
+                    .lock()
                     .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.io_running && r.sql_running)
+                    .replication_running()
+                    .await
                     .then_some(())
             },
         )

@@ -271,15 +271,7 @@ impl Agent {
             Duration::from_millis(500),
             Duration::from_millis(20),
             None,
-            || async {
-                mysqld
-                    .replication_status()
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.io_running && r.sql_running)
-                    .then_some(())
-            },
+            || async { mysqld.replication_running().await.then_some(()) },
         )
         .await;
         Ok(())
