@@ -29,7 +29,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cairn::testkit::{cairn_binary, Cluster, TabletProcess, TabletSpec, Wait};
+use cairn::testkit::{cairn_binary, Cluster, TabletProcess, TabletSpec, Wait, WaitError};
 use cairn_topo::{Health, TabletAlias, Topo};
 use chrono::{DateTime, Utc};
 use clap::Parser;
@@ -91,7 +91,10 @@ async fn wait_serving(
             }
         })
         .await;
-    waited.map_err(|e| anyhow::anyhow!("{e:#}:\n{}", t.log_tail(30)))
+    match waited {
+        Err(e) if e.is::<WaitError>() => bail!("{e}:\n{}", t.log_tail(30)),
+        other => other,
+    }
 }
 
 /// Waits until the Health record of `spec` is gone (its lease was revoked or expired).

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn::testkit::{Cluster, CoordinatorProcess, Wait};
+use cairn::testkit::{Cluster, CoordinatorProcess, Wait, WaitError};
 use cairn_topo::{Job, JobState, Topo};
 use chrono::{DateTime, Timelike, Utc};
 
@@ -66,7 +66,7 @@ pub async fn schedule_run(
         .await;
     let all_jobs = match waited {
         Ok(at) => at,
-        Err(e) if e.is::<cairn::common::wait::WaitError>() => bail!(
+        Err(e) if e.is::<WaitError>() => bail!(
             "only {} of {shards} jobs after {WAIT:?}:\n{}",
             last_count.get(),
             coord.log_tail(20)

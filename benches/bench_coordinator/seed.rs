@@ -5,13 +5,13 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use cairn::backup::manifest::{
     backup_name, base, BackupMethod, CompressionEngine, FileEntry, Manifest, FORMAT_VERSION,
     HASH_ALGORITHM_SHA256,
 };
 use cairn::backup::storage::{BackupStorage, FileStorage};
-use cairn::testkit::{Cluster, TabletProcess, Wait};
+use cairn::testkit::{Cluster, TabletProcess, Wait, WaitError};
 use cairn_topo::{BackupRecord, Topo};
 use chrono::{Timelike, Utc};
 
@@ -110,20 +110,25 @@ pub async fn seed_round(
             .fail_fast()
             .until(|| {
                 let waiting = a.log().contains("waiting for a backup to restore");
-                let exited = a.try_exit();
-                let tail = a.log_tail(20);
-                let alias = a.spec.alias();
+                let exited = match a.try_exit() {
+                    Some(st) if !waiting => Some(anyhow!(
+                        "agent {} exited ({st}):\n{}",
+                        a.spec.alias(),
+                        a.log_tail(20)
+                    )),
+                    _ => None,
+                };
                 async move {
                     match exited {
-                        _ if waiting => Ok(Some(())),
-                        Some(st) => bail!("agent {alias} exited ({st}):\n{tail}"),
-                        None => Ok(None),
+                        Some(e) => Err(e),
+                        None => Ok(waiting.then_some(())),
                     }
                 }
             })
             .await;
-        if let Err(e) = waited {
-            bail!("{e:#}:\n{}", a.log_tail(20));
+        match waited {
+            Err(e) if e.is::<WaitError>() => bail!("{e}:\n{}", a.log_tail(20)),
+            other => other?,
         }
     }
     let storage = FileStorage::new(c.backup_root());

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use cairn::common::wait::WaitError;
-use cairn::testkit::Wait;
+use cairn::testkit::{Wait, WaitError};
 use cairn_topo::Topo;
 
 use super::probe::{etcd_fsyncs, etcd_revision, status};

@@ -27,6 +27,8 @@ use cairn_topo::testkit::EtcdServer;
 use cairn_topo::{Topo, TopoConfig};
 use tempfile::TempDir;
 
+/// What a [`Wait`] that timed out fails with (unless a retried check failed).
+pub use crate::common::wait::WaitError;
 pub use coordinator::CoordinatorProcess;
 pub use http::http_get;
 pub use tablet::{mysql_client, TabletProcess, TabletSpec};

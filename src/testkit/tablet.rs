@@ -10,8 +10,7 @@ use anyhow::{bail, Context};
 use cairn_topo::testkit::free_port;
 use cairn_topo::Topo;
 
-use super::{Cluster, Wait};
-use crate::common::wait::WaitError;
+use super::{Cluster, Wait, WaitError};
 
 impl Cluster {
     /// Describes a tablet to spawn; `spawn_tablet` starts it.
