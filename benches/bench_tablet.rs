@@ -38,7 +38,7 @@ use common::{loadavg, median};
 
 /// Tablet start/restart and re-parent times (medians over runs).
 #[derive(Parser, Debug)]
-#[command(name = "bench_tablet")]
+#[command(name = "bench_tablet", bin_name = "bench_tablet")]
 struct Opts {
     /// Runs of every measurement.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]

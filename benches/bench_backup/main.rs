@@ -65,7 +65,7 @@ const MIB: f64 = (1u64 << 20) as f64;
 
 /// cairn's backup and restore pipeline against shell pipelines, side by side.
 #[derive(Parser, Debug)]
-#[command(name = "bench_backup")]
+#[command(name = "bench_backup", bin_name = "bench_backup")]
 struct Opts {
     /// Size of the generated data set: BYTES with an optional K, M or G (at least 16M).
     #[arg(long, default_value = "2G", value_parser = parse_size)]
@@ -74,7 +74,7 @@ struct Opts {
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     concurrency: usize,
     /// Runs of every pass (medians are reported).
-    #[arg(long = "runs", default_value_t = 3, value_parser = at_least_one)]
+    #[arg(long = "runs", value_name = "N", default_value_t = 3, value_parser = at_least_one)]
     reps: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]

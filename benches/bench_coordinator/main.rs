@@ -104,7 +104,7 @@ const SCHEDULE: &str = "bench-all";
 /// A coordinator over a synthetic topology: load, memory, job creation, Health
 /// throughput, seed latency.
 #[derive(Parser, Debug)]
-#[command(name = "bench_coordinator")]
+#[command(name = "bench_coordinator", bin_name = "bench_coordinator")]
 struct Opts {
     /// Shards of the synthetic topology (4 tablets each), 1..=9999.
     #[arg(long, default_value_t = 2500, value_parser = clap::value_parser!(u16).range(1..=9999))]
