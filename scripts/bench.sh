@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the benchmarks in release mode and prints their figures:
+# Runs the benchmarks (benches/) in release mode and prints their figures:
 #   bench_tablet  tablet start/restart to Health in topo, init-shard-primary and a
 #                 re-parent until the replicas follow (medians over --runs runs);
 #   bench_backup  builtin and xtrabackup backups and a restore against tar/zstd/cat/
@@ -37,19 +37,36 @@ done
 case "$only" in ""|tablet|backup|coordinator) ;; *) echo "bench.sh: --only takes tablet, backup or coordinator" >&2; exit 2 ;; esac
 
 scripts/setup.sh
-cargo build --release --bin cairn --example bench_tablet --example bench_backup --example bench_coordinator
+# The benchmarks are bench targets (benches/, harness = false): build them and take
+# each one's executable from cargo's own report instead of guessing its hashed name.
+# The cairn binary they start is built last, as `cargo build` builds it.
+bench_json="$(cargo bench --no-run --message-format=json-render-diagnostics)"
+cargo build --release --bin cairn
+bench_exe() {
+  printf '%s\n' "$bench_json" \
+    | grep '"reason":"compiler-artifact"' \
+    | grep '"kind":\["bench"\]' \
+    | grep "\"name\":\"$1\"" \
+    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' \
+    | tail -n 1
+}
+tablet_exe="$(bench_exe bench_tablet)" backup_exe="$(bench_exe bench_backup)" coordinator_exe="$(bench_exe bench_coordinator)"
+for exe in "$tablet_exe" "$backup_exe" "$coordinator_exe"; do
+  [ -n "$exe" ] && [ -x "$exe" ] || { echo "bench.sh: cargo reported no executable for a benchmark" >&2; exit 1; }
+done
+export CAIRN_BIN="$PWD/target/release/cairn"
 
 echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(uname -srm)"
 echo "== $(mariadbd --version 2>/dev/null | head -1)"
 if [ -z "$only" ] || [ "$only" = tablet ]; then
   echo "== bench_tablet"
-  target/release/examples/bench_tablet ${runs:+--runs "$runs"}
+  "$tablet_exe" ${runs:+--runs "$runs"}
 fi
 if [ -z "$only" ] || [ "$only" = backup ]; then
   echo "== bench_backup"
-  target/release/examples/bench_backup ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
+  "$backup_exe" ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
 fi
 if [ -z "$only" ] || [ "$only" = coordinator ]; then
   echo "== bench_coordinator"
-  target/release/examples/bench_coordinator
+  "$coordinator_exe"
 fi

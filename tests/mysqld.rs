@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use cairn::mysql::flavor::UserAuth;
 use cairn::mysql::mysqld::{server_id_for_uid, Mysqld, MysqldConfig};
+use cairn::testkit::{wait_for, Wait};
 use cairn_topo::testkit::free_port;
 use mysql_async::prelude::Queryable;
 
@@ -105,11 +106,12 @@ impl TestServer {
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(what, timeout, || {
+        let done = f();
+        async move { Ok(done.then_some(())) }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,15 +374,15 @@ async fn primary_to_replica_by_gtid() {
         rm.start_replication_from("127.0.0.1", pm.port(), "repl", "wrong'pw")
             .await
             .unwrap();
-        let mut st = None;
-        for _ in 0..100 {
-            st = rm.replication_status().await.unwrap();
-            if st.as_ref().is_some_and(|s| s.last_error.is_some()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let st = st.unwrap();
+        let st = Wait::new("a replication error", Duration::from_secs(10))
+            .every(Duration::from_millis(100))
+            .fail_fast()
+            .until(|| async {
+                let st = rm.replication_status().await?;
+                Ok(st.filter(|s| s.last_error.is_some()))
+            })
+            .await
+            .unwrap();
         assert!(!st.io_running, "{st:?}");
         let e = st.last_error.unwrap();
         assert!(e.contains("IO thread") && !e.contains("wrong'pw"), "{e}");

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn::backup::storage::{BackupStorage, FileStorage};
 use cairn::coordinator::etcd_snapshot::{prune_snapshots, save_to_storage, Sidecar, TOPO_DIR};
-use cairn::testkit::Cluster;
+use cairn::testkit::{Cluster, Wait};
 use cairn_topo::testkit::free_port;
 use cairn_topo::{Schedule, Tablet, TabletType, Topo, TopoConfig};
 use chrono::{DateTime, Timelike, Utc};
@@ -437,27 +437,35 @@ impl RestoredEtcd {
                 connect_timeout: Duration::from_secs(1),
                 ..TopoConfig::default()
             };
-            let started = Instant::now();
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if Topo::connect(&cfg, Some(Duration::from_secs(1)))
-                    .await
-                    .is_ok()
-                {
-                    return RestoredEtcd {
-                        child,
-                        endpoint,
-                        _dir: dir,
-                    };
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "restored etcd did not answer: {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            // Some(true): answering; Some(false): the process exited.
+            let up = Wait::new("the restored etcd to answer", Duration::from_secs(30))
+                .every(Duration::from_millis(100))
+                .until(|| {
+                    let exited = matches!(child.try_wait(), Ok(Some(_)));
+                    let cfg = &cfg;
+                    async move {
+                        if exited {
+                            return Ok(Some(false));
+                        }
+                        Ok(Topo::connect(cfg, Some(Duration::from_secs(1)))
+                            .await
+                            .is_ok()
+                            .then_some(true))
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "restored etcd did not answer ({e}): {}",
+                        std::fs::read_to_string(&log_path).unwrap_or_default()
+                    )
+                });
+            if up {
+                return RestoredEtcd {
+                    child,
+                    endpoint,
+                    _dir: dir,
+                };
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -21,14 +21,32 @@
 //! and on every shard change, and polled every 20 ms here, so figures that wait on a
 //! Health refresh carry up to a second of that interval.
 //!
-//! `cargo run --release --example bench_tablet -- [--runs N]`
+//! `cargo bench --bench bench_tablet -- [--runs N]` (or scripts/bench.sh)
 
+mod common;
+
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cairn::testkit::{cairn_binary, Cluster, TabletProcess, TabletSpec};
+use cairn::testkit::{cairn_binary, Cluster, TabletProcess, TabletSpec, Wait, WaitError};
 use cairn_topo::{Health, TabletAlias, Topo};
 use chrono::{DateTime, Utc};
+use clap::Parser;
+
+use common::{loadavg, median};
+
+/// Tablet start/restart and re-parent times (medians over runs).
+#[derive(Parser, Debug)]
+#[command(name = "bench_tablet", bin_name = "bench_tablet")]
+struct Opts {
+    /// Runs of every measurement.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
 
 const T: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(20);
@@ -49,28 +67,33 @@ async fn wait_serving(
     since: DateTime<Utc>,
 ) -> anyhow::Result<Instant> {
     let alias = alias_of(&t.spec)?;
-    let deadline = Instant::now() + T;
-    loop {
-        if let Some(st) = t.try_exit() {
-            bail!(
-                "agent {} exited ({st}):\n{}",
-                t.spec.alias(),
-                t.log_tail(30)
-            );
-        }
-        if let Some(h) = health(topo, &alias).await? {
-            if h.mysqld_up && h.serving && h.updated_at.is_some_and(|u| u >= since) {
-                return Ok(Instant::now());
+    let waited = Wait::new(format!("{} healthy", t.spec.alias()), T)
+        .every(POLL)
+        .fail_fast()
+        .until(|| {
+            let exited = t.try_exit().map(|st| {
+                anyhow::anyhow!(
+                    "agent {} exited ({st}):\n{}",
+                    t.spec.alias(),
+                    t.log_tail(30)
+                )
+            });
+            let alias = &alias;
+            async move {
+                if let Some(e) = exited {
+                    return Err(e);
+                }
+                let h = health(topo, alias).await?;
+                let serving = h.is_some_and(|h| {
+                    h.mysqld_up && h.serving && h.updated_at.is_some_and(|u| u >= since)
+                });
+                Ok(serving.then(Instant::now))
             }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} not healthy within {T:?}:\n{}",
-                t.spec.alias(),
-                t.log_tail(30)
-            );
-        }
-        tokio::time::sleep(POLL).await;
+        })
+        .await;
+    match waited {
+        Err(e) if e.is::<WaitError>() => bail!("{e}:\n{}", t.log_tail(30)),
+        other => other,
     }
 }
 
@@ -78,12 +101,12 @@ async fn wait_serving(
 async fn wait_health_gone(topo: &Topo, spec: &TabletSpec) -> anyhow::Result<Duration> {
     let alias = alias_of(spec)?;
     let started = Instant::now();
-    while health(topo, &alias).await?.is_some() {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("Health of {} still present 30s after SIGTERM", spec.alias());
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let what = format!("Health of {} to go after SIGTERM", spec.alias());
+    Wait::new(what, Duration::from_secs(30))
+        .every(POLL)
+        .fail_fast()
+        .until(|| async { Ok(health(topo, &alias).await?.is_none().then_some(())) })
+        .await?;
     Ok(started.elapsed())
 }
 
@@ -129,48 +152,46 @@ async fn reparent(
     ))?;
     let port = primary.spec.mysql_port;
     // Per replica: when mysqld showed it following, when topo did too.
-    let mut mysqld_at: Vec<Option<f64>> = vec![None; replicas.len()];
-    let mut topo_at: Vec<Option<f64>> = vec![None; replicas.len()];
-    let deadline = t0 + T;
-    while topo_at.iter().any(Option::is_none) {
-        for (i, r) in replicas.iter().enumerate() {
-            if topo_at[i].is_some() {
-                continue;
-            }
-            if mysqld_at[i].is_none() {
-                let following = slave_status(r) == Some((port, true, true))
-                    && r.sql(&format!(
-                        "SELECT COUNT(*) FROM benchdb.t WHERE id = {row_id}"
-                    ))
-                    .is_ok_and(|s| s.trim() == "1");
-                if !following {
+    let mysqld_at: Vec<Cell<Option<f64>>> = vec![Cell::new(None); replicas.len()];
+    let topo_at: Vec<Cell<Option<f64>>> = vec![Cell::new(None); replicas.len()];
+    let waited = Wait::new(format!("replicas following {}", primary.spec.alias()), T)
+        .every(POLL)
+        .fail_fast()
+        .until(|| async {
+            for (i, r) in replicas.iter().enumerate() {
+                if topo_at[i].get().is_some() {
                     continue;
                 }
-                mysqld_at[i] = Some(t0.elapsed().as_secs_f64());
+                if mysqld_at[i].get().is_none() {
+                    let following = slave_status(r) == Some((port, true, true))
+                        && r.sql(&format!(
+                            "SELECT COUNT(*) FROM benchdb.t WHERE id = {row_id}"
+                        ))
+                        .is_ok_and(|s| s.trim() == "1");
+                    if !following {
+                        continue;
+                    }
+                    mysqld_at[i].set(Some(t0.elapsed().as_secs_f64()));
+                }
+                let h = health(topo, &alias_of(&r.spec)?).await?;
+                if h.is_some_and(|h| h.replicating() && h.updated_at.is_some_and(|u| u >= since)) {
+                    topo_at[i].set(Some(t0.elapsed().as_secs_f64()));
+                }
             }
-            let h = health(topo, &alias_of(&r.spec)?).await?;
-            if h.is_some_and(|h| h.replicating() && h.updated_at.is_some_and(|u| u >= since)) {
-                topo_at[i] = Some(t0.elapsed().as_secs_f64());
-            }
-        }
-        if Instant::now() > deadline {
-            let which: Vec<String> = replicas
-                .iter()
-                .zip(&topo_at)
-                .filter(|(_, d)| d.is_none())
-                .map(|(r, _)| format!("{}:\n{}", r.spec.alias(), r.log_tail(20)))
-                .collect();
-            bail!(
-                "replicas not following {} within {T:?}: {}",
-                primary.spec.alias(),
-                which.join("\n")
-            );
-        }
-        if topo_at.iter().any(Option::is_none) {
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(topo_at.iter().all(|t| t.get().is_some()).then_some(()))
+        })
+        .await;
+    if let Err(e) = waited {
+        let which: Vec<String> = replicas
+            .iter()
+            .zip(&topo_at)
+            .filter(|(_, d)| d.get().is_none())
+            .map(|(r, _)| format!("{}:\n{}", r.spec.alias(), r.log_tail(20)))
+            .collect();
+        bail!("{e:#}: {}", which.join("\n"));
     }
-    let max = |v: &[Option<f64>]| v.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
+    let max =
+        |v: &[Cell<Option<f64>>]| v.iter().filter_map(Cell::get).fold(0.0f64, |a, b| a.max(b));
     Ok((cmd, max(&mysqld_at), max(&topo_at)))
 }
 
@@ -194,11 +215,7 @@ impl Samples {
             let mut s = vs.clone();
             s.sort_by(|a, b| a.total_cmp(b));
             let n = s.len();
-            let median = if n % 2 == 1 {
-                s[n / 2]
-            } else {
-                (s[n / 2 - 1] + s[n / 2]) / 2.0
-            };
+            let median = median(&s);
             println!(
                 "{what:<66} {n:>4} {median:>8.2} {:>8.2} {:>8.2}",
                 s[0],
@@ -293,36 +310,12 @@ async fn one_run(c: &Cluster, topo: &Topo, r: u32, out: &mut Samples) -> anyhow:
     Ok(())
 }
 
-/// The 1, 5 and 15 minute load averages: other work on the machine skews figures.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut runs = 5u32;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => {
-                runs = args
-                    .next()
-                    .context("--runs needs a value")?
-                    .parse()
-                    .context("--runs")?
-            }
-            "-h" | "--help" => {
-                println!("usage: bench_tablet [--runs N]");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?} (usage: bench_tablet [--runs N])"),
-        }
+    if common::skipped_under_cargo_test("bench_tablet") {
+        return Ok(());
     }
-    if runs == 0 {
-        bail!("--runs must be at least 1");
-    }
+    let runs = Opts::parse().runs;
     let c = Cluster::start(cairn_binary()?).await?;
     let topo = c.topo().await?;
     println!(
