@@ -383,11 +383,12 @@ async fn retention_keeps_the_rule_and_the_newest() {
             "catalog follows storage"
         );
 
-        // A dry run of a stricter rule shows what would go and removes nothing.
+        // A dry run of a stricter rule for the same schedule (a schedule prunes only
+        // its own backups) shows what would go and removes nothing.
         c.cli_ok(&[
             "schedule",
             "set",
-            "strict",
+            "r",
             "--cron",
             "0 0 1 1 *",
             "--target",
@@ -400,7 +401,7 @@ async fn retention_keeps_the_rule_and_the_newest() {
             &c.cli_ok(&[
                 "schedule",
                 "prune",
-                "strict",
+                "r",
                 "--dry-run",
                 "--json",
                 "--file-backup-storage-root",
@@ -420,7 +421,7 @@ async fn retention_keeps_the_rule_and_the_newest() {
         c.cli_ok(&[
             "schedule",
             "prune",
-            "strict",
+            "r",
             "--file-backup-storage-root",
             &root,
         ])

@@ -134,6 +134,7 @@ pub fn manifest_for(name: &str, compression: Compression, entries: Vec<FileEntry
         hostname: "localhost".into(),
         keyspace: KS.into(),
         shard: SHARD.into(),
+        schedule: None,
         mysql_version: String::new(),
         upgrade_safe: false,
         compression_engine: compression.engine(),

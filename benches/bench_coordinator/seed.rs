@@ -49,6 +49,7 @@ async fn write_seed_backup(
         hostname: "bench".into(),
         keyspace: ks.into(),
         shard: shard.into(),
+        schedule: None,
         mysql_version: String::new(),
         upgrade_safe: false,
         compression_engine: CompressionEngine::None,
@@ -80,6 +81,7 @@ async fn write_seed_backup(
         position: m.position.clone(),
         size_bytes: stored,
         complete: true,
+        schedule: None,
     })
 }
 

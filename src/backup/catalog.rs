@@ -112,6 +112,7 @@ pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u6
         position: m.position.clone(),
         size_bytes,
         complete: true,
+        schedule: m.schedule.clone(),
     }
 }
 

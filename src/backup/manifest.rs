@@ -152,6 +152,11 @@ pub struct Manifest {
     /// Shard the data belongs to.
     #[serde(rename = "Shard")]
     pub shard: String,
+    /// The schedule whose job took the backup: only that schedule's retention
+    /// rule may prune it. Absent for a manual backup, and in MANIFESTs written
+    /// before the field existed (those count as manual).
+    #[serde(rename = "Schedule", default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// Server version string; a restore refuses an incompatible server.
     #[serde(rename = "MySQLVersion", default)]
     pub mysql_version: String,
@@ -345,6 +350,7 @@ mod tests {
             hostname: "host".into(),
             keyspace: "commerce".into(),
             shard: "-80".into(),
+            schedule: None,
             mysql_version: "10.11.6-MariaDB".into(),
             upgrade_safe: false,
             compression_engine: CompressionEngine::Zstd,
@@ -445,6 +451,23 @@ mod tests {
         let back = Manifest::from_json(json.as_bytes()).unwrap();
         assert_eq!(back, m);
         back.check_restorable().unwrap();
+    }
+
+    #[test]
+    fn the_owning_schedule_is_recorded_and_absent_means_manual() {
+        let manual = sample();
+        let json = String::from_utf8(manual.to_json().unwrap()).unwrap();
+        assert!(!json.contains("Schedule"), "{json}");
+        let mut owned = sample();
+        owned.schedule = Some("hourly".into());
+        let json = String::from_utf8(owned.to_json().unwrap()).unwrap();
+        assert!(json.contains("\"Schedule\": \"hourly\""), "{json}");
+        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), owned);
+        // A MANIFEST written before the field existed reads as manual.
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v.as_object_mut().unwrap().remove("Schedule");
+        let old: Manifest = serde_json::from_value(v).unwrap();
+        assert_eq!(old.schedule, None);
     }
 
     #[test]

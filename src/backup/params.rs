@@ -48,6 +48,9 @@ pub struct BackupParams {
     pub name: String,
     /// The name's timestamp.
     pub backup_time: DateTime<Utc>,
+    /// The schedule whose job this is (`None` for a manual backup): recorded in
+    /// the MANIFEST, so that only that schedule's retention rule prunes it.
+    pub schedule: Option<String>,
     /// Copy settings of this job.
     pub copy: CopyOptions,
     /// Shared with the job's progress reporter.
@@ -79,6 +82,7 @@ impl BackupParams {
             hostname: self.hostname.clone(),
             keyspace: self.keyspace.clone(),
             shard: self.shard.clone(),
+            schedule: self.schedule.clone(),
             mysql_version,
             upgrade_safe: false,
             compression_engine: self.copy.compression.engine(),

@@ -174,6 +174,9 @@ pub struct BackupRow {
     pub complete: bool,
     /// Whether topo has a BackupRecord for it (the catalog).
     pub in_topo: bool,
+    /// The schedule that took it (only its retention rule prunes it); `null` for
+    /// a manual backup and for one without a MANIFEST.
+    pub schedule: Option<String>,
 }
 
 /// Storage joined with topo's catalog, oldest first.
@@ -210,6 +213,7 @@ pub async fn backup_rows(
                     size_bytes: b.size_bytes,
                     complete: true,
                     in_topo: in_topo.contains(&b.name),
+                    schedule: m.schedule.clone(),
                 },
                 _ => BackupRow {
                     name: b.name.clone(),
@@ -226,6 +230,7 @@ pub async fn backup_rows(
                     size_bytes: b.size_bytes,
                     complete: false,
                     in_topo: in_topo.contains(&b.name),
+                    schedule: None,
                 },
             }
         })

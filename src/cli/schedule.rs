@@ -328,6 +328,7 @@ async fn prune(topo: &Topo, a: SchedulePruneArgs) -> anyhow::Result<()> {
             shard,
             now,
             in_use: &scope.in_use,
+            in_flight: &scope.in_flight,
             incomplete_grace: a.incomplete_grace,
         };
         let removals = if a.dry_run {

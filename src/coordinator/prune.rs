@@ -8,7 +8,9 @@
 //! Owns the shard retention plan, the set of backups restores are reading, and
 //! the leader's retention pass. May call: the coordinator's cache and retention
 //! rule, and `backup` (catalog, storage, manifest names). The decision itself is
-//! [`super::retention::plan`]; here is only the IO around it.
+//! [`super::retention::owned_by`] and [`super::retention::plan`]; here is only
+//! the IO around it, and what they are fed: each backup's owning schedule (from
+//! its MANIFEST) and whether a RUNNING backup job names it ([`backups_in_flight`]).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -39,6 +41,8 @@ pub struct ShardRetention<'a> {
     pub now: DateTime<Utc>,
     /// Backups restores are reading: never removed.
     pub in_use: &'a HashSet<String>,
+    /// Backups RUNNING backup jobs are writing: never removed.
+    pub in_flight: &'a HashSet<String>,
     /// Incomplete backups younger than this may still be being written.
     pub incomplete_grace: Duration,
 }
@@ -66,8 +70,11 @@ pub async fn plan_shard_retention(
                 })
                 .unwrap_or(r.now),
             complete: b.complete,
+            schedule: b.manifest.as_ref().and_then(|m| m.schedule.clone()),
+            in_flight: r.in_flight.contains(&b.name),
         })
         .collect();
+    let inputs = retention::owned_by(&inputs, &r.schedule.name);
     let rule = Rule {
         keep_count: r.schedule.keep_count,
         keep_for: r.schedule.keep_for_seconds.map(Duration::from_secs),
@@ -110,6 +117,17 @@ pub fn backups_in_use(s: &TopoView) -> HashSet<String> {
     in_use
 }
 
+/// Backups being written right now (retention keeps them whatever their age):
+/// those named by RUNNING backup jobs. An agent names its backup in the same
+/// write that takes the job, before anything is stored.
+pub fn backups_in_flight(s: &TopoView) -> HashSet<String> {
+    s.jobs
+        .values()
+        .filter(|j| j.value.kind == JobKind::Backup && j.value.state == JobState::Running)
+        .filter_map(|j| j.value.backup_name.clone())
+        .collect()
+}
+
 /// What `schedule prune` reads from topo before pruning.
 #[derive(Debug, Clone, Default)]
 pub struct PruneScope {
@@ -117,6 +135,8 @@ pub struct PruneScope {
     pub shards: Vec<(String, String)>,
     /// Backups restores are reading (see [`backups_in_use`]).
     pub in_use: HashSet<String>,
+    /// Backups being written (see [`backups_in_flight`]).
+    pub in_flight: HashSet<String>,
 }
 
 /// Reads the topology once and says which shards `schedule prune` visits and
@@ -127,6 +147,7 @@ pub async fn prune_scope(topo: &Topo, schedule: &Schedule) -> anyhow::Result<Pru
     Ok(PruneScope {
         shards: schedule::target_shards(&schedule.target, snap.shards.keys()),
         in_use: backups_in_use(&snap),
+        in_flight: backups_in_flight(&snap),
     })
 }
 
@@ -139,7 +160,7 @@ pub async fn retention_pass(
     now: DateTime<Utc>,
     done: &Mutex<HashSet<String>>,
 ) -> anyhow::Result<()> {
-    let (work, in_use): (Vec<(Job, Schedule)>, HashSet<String>) = {
+    let (work, in_use, in_flight): (Vec<(Job, Schedule)>, HashSet<String>, HashSet<String>) = {
         let s = shared.cache.inner.read().await;
         let handled = lock(done).clone();
         let work = s
@@ -156,7 +177,7 @@ pub async fn retention_pass(
                 Some((j.clone(), sched.value.clone()))
             })
             .collect();
-        (work, backups_in_use(&s))
+        (work, backups_in_use(&s), backups_in_flight(&s))
     };
     let catalog = Catalog::fenced(&shared.topo, shared.storage.as_ref(), fence);
     for (job, sched) in work {
@@ -168,6 +189,7 @@ pub async fn retention_pass(
                 shard: &job.shard,
                 now,
                 in_use: &in_use,
+                in_flight: &in_flight,
                 incomplete_grace: shared.cfg.incomplete_grace,
             },
         )
@@ -179,4 +201,42 @@ pub async fn retention_pass(
         lock(done).insert(job.id.clone());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_topo::{TabletAlias, Versioned};
+
+    /// Only a RUNNING backup job's backup is in flight: not one still PENDING
+    /// (nothing stored yet), finished, or read by a restore.
+    #[test]
+    fn in_flight_is_what_running_backup_jobs_name() {
+        let alias: TabletAlias = "zone1-101".parse().unwrap();
+        let mut view = TopoView::default();
+        for (id, kind, state, name) in [
+            ("a", JobKind::Backup, JobState::Running, Some("writing")),
+            ("b", JobKind::Backup, JobState::Pending, None),
+            ("c", JobKind::Backup, JobState::Succeeded, Some("done")),
+            ("d", JobKind::Backup, JobState::Failed, Some("abandoned")),
+            ("e", JobKind::Restore, JobState::Running, Some("read")),
+            ("f", JobKind::Backup, JobState::Cancelled, Some("cancelled")),
+        ] {
+            let mut j = Job::pending(kind, "ks", "0", &alias);
+            j.id = id.into();
+            j.state = state;
+            j.backup_name = name.map(str::to_string);
+            view.jobs.insert(
+                id.into(),
+                Versioned {
+                    value: j,
+                    version: 1,
+                },
+            );
+        }
+        let want: HashSet<String> = ["writing".to_string()].into();
+        assert_eq!(backups_in_flight(&view), want);
+        let want: HashSet<String> = ["read".to_string()].into();
+        assert_eq!(backups_in_use(&view), want);
+    }
 }

@@ -1,10 +1,20 @@
-//! Retention: which backups of one shard a schedule's rule removes. One pure
-//! function ([`plan`]) over plain data; the coordinator runs it after each
-//! successful scheduled backup and deletes what it returns (or only prints it, as
-//! a dry run). Owns no IO and calls nothing but the standard library.
+//! Retention: which backups of one shard a schedule's rule removes. Two pure
+//! functions over plain data: [`owned_by`] picks what the schedule may consider,
+//! [`plan`] applies its rule to that; the coordinator runs them after each
+//! successful scheduled backup and deletes what they return (or only prints it,
+//! as a dry run). Owns no IO and calls nothing but the standard library.
 //!
-//! The rules, in order of precedence:
-//! 1. A backup in `in_use` (a running restore reads it) is never removed.
+//! Ownership comes first ([`owned_by`]): a schedule considers only the complete
+//! backups it took (its name in their MANIFEST), plus the incomplete ones, which
+//! record no owner and fall only under the grace period. Manual backups (no
+//! schedule recorded, including every MANIFEST written before ownership was
+//! recorded) and other schedules' backups are never removed by a schedule: only
+//! `remove-backup` removes them. The newest complete backup of the shard stays
+//! protected: it is either this schedule's newest (rule 2) or not considered.
+//!
+//! The rules of [`plan`], in order of precedence:
+//! 1. A backup in `in_use` (a running restore reads it) or in flight (a RUNNING
+//!    backup job names it: still being written) is never removed.
 //! 2. The newest complete backup is never removed, whatever the rule says.
 //! 3. Complete backups: with neither `keep_count` nor `keep_for`, none is removed.
 //!    Otherwise the candidates are those older than `keep_for` (every one when
@@ -12,7 +22,8 @@
 //!    than `keep_count` complete backups would remain (any number when only
 //!    `keep_for` is set). In-use backups count as remaining.
 //! 4. Incomplete backups (no MANIFEST) older than `incomplete_grace` are removed:
-//!    the grace covers a backup still being written. Younger ones are left.
+//!    abandoned. The grace covers a backup whose job's state is not known here;
+//!    one in flight is kept whatever its age (rule 1). Younger ones are left.
 //!
 //! Age is `now - backup_time`; a backup time in the future (clock skew) is age 0.
 
@@ -33,6 +44,22 @@ pub struct RetentionInput {
     /// Whether its MANIFEST is present: only complete backups count toward
     /// `keep_count` and only incomplete ones fall under the grace period.
     pub complete: bool,
+    /// The schedule that took it (its MANIFEST's `Schedule`); `None` for a
+    /// manual backup or one without a MANIFEST. See [`owned_by`].
+    pub schedule: Option<String>,
+    /// A RUNNING backup job names it: it is being written, never abandoned.
+    pub in_flight: bool,
+}
+
+/// The backups of the shard that `schedule`'s rule may consider, for [`plan`]:
+/// the complete ones it owns and every incomplete one. See the module
+/// documentation.
+pub fn owned_by(backups: &[RetentionInput], schedule: &str) -> Vec<RetentionInput> {
+    backups
+        .iter()
+        .filter(|b| !b.complete || b.schedule.as_deref() == Some(schedule))
+        .cloned()
+        .collect()
 }
 
 /// A schedule's retention rule.
@@ -137,6 +164,7 @@ pub fn plan(
     let mut sorted: Vec<&RetentionInput> = backups.iter().collect();
     sorted.sort_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)));
     let mut out: Vec<(DateTime<Utc>, Removal)> = Vec::new();
+    let kept = |b: &RetentionInput| in_use.contains(&b.name) || b.in_flight;
 
     let complete: Vec<&RetentionInput> = sorted.iter().copied().filter(|b| b.complete).collect();
     if rule.keep_count.is_some() || rule.keep_for.is_some() {
@@ -147,7 +175,7 @@ pub fn plan(
             if remaining <= floor {
                 break;
             }
-            if Some(b.name.as_str()) == newest || in_use.contains(&b.name) {
+            if Some(b.name.as_str()) == newest || kept(b) {
                 continue;
             }
             let a = age(now, b.backup_time);
@@ -171,7 +199,7 @@ pub fn plan(
 
     for b in sorted.iter().filter(|b| !b.complete) {
         let a = age(now, b.backup_time);
-        if a > rule.incomplete_grace && !in_use.contains(&b.name) {
+        if a > rule.incomplete_grace && !kept(b) {
             out.push((
                 b.backup_time,
                 Removal {
@@ -188,6 +216,8 @@ pub fn plan(
     out.into_iter().map(|(_, r)| r).collect()
 }
 
+#[cfg(test)]
+mod ownership_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +236,8 @@ mod tests {
             name: name.into(),
             backup_time: now() - chrono::Duration::seconds((days_old * DAY) as i64),
             complete,
+            schedule: None,
+            in_flight: false,
         }
     }
 
@@ -376,6 +408,8 @@ mod tests {
             name: "skewed".into(),
             backup_time: now() + chrono::Duration::hours(5),
             complete: false,
+            schedule: None,
+            in_flight: false,
         };
         assert!(plan(&[future], rule(None, None), now(), &HashSet::new()).is_empty());
     }

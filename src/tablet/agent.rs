@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use cairn_topo::lease::LeaseHandle;
 use cairn_topo::{Tablet, TabletAlias, TabletType, Topo};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::config::AgentConfig;
 use super::http::AgentMetrics;
 use crate::backup::engine::{BackupParams, Progress};
-use crate::backup::manifest::backup_name;
+use crate::backup::manifest::{backup_name, parse_backup_name};
 use crate::backup::pipeline::CopyOptions;
 use crate::backup::storage::BackupStorage;
 use crate::common::lock;
@@ -108,14 +108,30 @@ impl Agent {
             .context("this tablet has no backup storage configured (--file-backup-storage-root)")
     }
 
-    /// The parameters of a backup job on this tablet.
+    /// A fresh backup name for this tablet and its start time (whole seconds).
+    pub(super) fn new_backup_name(&self) -> (String, DateTime<Utc>) {
+        let now = Utc::now();
+        let backup_time = now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64);
+        (backup_name(backup_time, &self.cfg.alias), backup_time)
+    }
+
+    /// The parameters of a backup job on this tablet: the backup is the one the
+    /// job names (the agent names it when it takes the job, so retention sees the
+    /// backup in flight), else a freshly named one; the job's schedule goes into
+    /// the MANIFEST.
     pub(super) fn backup_params(
         &self,
         job: &cairn_topo::Job,
         progress: Arc<Progress>,
     ) -> BackupParams {
-        let now = Utc::now();
-        let backup_time = now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64);
+        let (name, backup_time) = job
+            .backup_name
+            .as_deref()
+            .and_then(|n| match parse_backup_name(n) {
+                Ok((t, alias)) if alias == self.cfg.alias => Some((n.to_string(), t)),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.new_backup_name());
         let mut copy = CopyOptions {
             compression: self.cfg.backup.compression,
             concurrency: self.cfg.backup.concurrency,
@@ -129,8 +145,9 @@ impl Agent {
             shard: self.cfg.shard.clone(),
             alias: self.cfg.alias.clone(),
             hostname: self.cfg.hostname.clone(),
-            name: backup_name(backup_time, &self.cfg.alias),
+            name,
             backup_time,
+            schedule: job.schedule.clone(),
             copy,
             progress,
             cancel: self.cancel.clone(),

@@ -123,11 +123,16 @@ impl Agent {
             }
             return;
         }
-        // Take it: PENDING → RUNNING, only if nobody changed it meanwhile.
+        // Take it: PENDING → RUNNING, only if nobody changed it meanwhile. A backup
+        // is named in the same write, so from the moment anything of it can be in
+        // storage a RUNNING job names it and retention leaves it alone.
         let mut taken = j.clone();
         taken.state = JobState::Running;
         taken.started_at = Some(Utc::now());
         taken.owner_lease = Some(self.lease.id());
+        if taken.kind == JobKind::Backup {
+            taken.backup_name = Some(self.new_backup_name().0);
+        }
         let key = self.topo.keys().job(&j.id);
         match self.topo.update(&key, &taken, job.version).await {
             Ok(_) => {}

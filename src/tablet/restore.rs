@@ -406,6 +406,7 @@ mod tests {
                 hostname: String::new(),
                 keyspace: "ks".into(),
                 shard: "0".into(),
+                schedule: None,
                 mysql_version: String::new(),
                 upgrade_safe: false,
                 compression_engine: CompressionEngine::Zstd,

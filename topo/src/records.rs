@@ -173,6 +173,11 @@ pub struct BackupRecord {
     pub position: String,
     pub size_bytes: u64,
     pub complete: bool,
+    /// The schedule that took the backup (from its MANIFEST): only its retention
+    /// rule prunes it. `None` for a manual backup, and in records written before
+    /// the field existed.
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 /// What a job does.
@@ -221,7 +226,9 @@ pub struct Job {
     pub shard: String,
     pub tablet_alias: TabletAlias,
     pub state: JobState,
-    /// The backup written (backup) or read (restore).
+    /// The backup written (backup) or read (restore). A backup is named when its
+    /// agent takes the job (PENDING → RUNNING), before anything is stored, so a
+    /// RUNNING backup job always names the backup in flight.
     #[serde(default)]
     pub backup_name: Option<String>,
     #[serde(default)]

@@ -23,6 +23,7 @@ fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
         position: "MariaDB/0-1-1".into(),
         size_bytes: 10,
         complete,
+        schedule: None,
     }
 }
 
@@ -39,6 +40,7 @@ fn manifest(name: &str, sec: u32) -> Manifest {
         hostname: String::new(),
         keyspace: "ks".into(),
         shard: "0".into(),
+        schedule: None,
         mysql_version: String::new(),
         upgrade_safe: false,
         compression_engine: CompressionEngine::None,
@@ -177,6 +179,15 @@ fn a_record_is_built_from_the_manifest() {
         }
     );
     assert_eq!(record_of("ks", "0", &stored("a", 7, false)), None);
+    // The owning schedule goes from the MANIFEST into the record.
+    let mut owned = stored("a", 7, true);
+    if let Some(m) = owned.manifest.as_mut() {
+        m.schedule = Some("hourly".into());
+    }
+    assert_eq!(
+        record_of("ks", "0", &owned).and_then(|r| r.schedule),
+        Some("hourly".into())
+    );
     // A MANIFEST without `complete` (it did not pass the storage's checks) is not enough.
     let mut half = stored("a", 7, true);
     half.complete = false;

@@ -83,6 +83,7 @@ fn manifest_for(entries: Vec<FileEntry>, engine: CompressionEngine) -> Manifest 
         hostname: String::new(),
         keyspace: "ks".into(),
         shard: "0".into(),
+        schedule: None,
         mysql_version: String::new(),
         upgrade_safe: false,
         compression_engine: engine,

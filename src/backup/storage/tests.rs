@@ -29,6 +29,7 @@ fn manifest(ks: &str, shard: &str, name: &str, entries: Vec<FileEntry>) -> Manif
         hostname: String::new(),
         keyspace: ks.into(),
         shard: shard.into(),
+        schedule: None,
         mysql_version: String::new(),
         upgrade_safe: false,
         compression_engine: CompressionEngine::None,
