@@ -217,13 +217,20 @@ async fn manifest_is_last_and_checked() {
     w.write_manifest(&m).await.unwrap();
     assert!(w.write_manifest(&m).await.is_err());
     assert!(st.list_backups("ks", "0").await.unwrap()[0].complete);
-    // A MANIFEST that does not parse lists as incomplete.
+    // A MANIFEST that does not parse lists as unreadable, with why.
     fs::write(
         tmp.path().join("ks/0").join(NAME1).join(MANIFEST_FILE),
         b"{",
     )
     .unwrap();
-    assert!(!st.list_backups("ks", "0").await.unwrap()[0].complete);
+    let l = st.list_backups("ks", "0").await.unwrap();
+    assert!(!l[0].complete);
+    assert_eq!(l[0].state, BackupState::Unreadable);
+    assert!(
+        l[0].error.as_deref().unwrap_or("").contains("MANIFEST"),
+        "{:?}",
+        l[0].error
+    );
     assert!(matches!(
         st.read_manifest("ks", "0", NAME1).await,
         Err(StorageError::Manifest { .. })
