@@ -8,7 +8,8 @@
 //! Owns the shard retention plan, the set of backups restores are reading, and
 //! the leader's retention pass. May call: the coordinator's cache and retention
 //! rule, and `backup` (catalog, storage, manifest names). The decision itself is
-//! [`super::retention::plan`]; here is only the IO around it.
+//! [`super::retention::plan`]; here is only the IO around it. Unreadable backups
+//! (see [`crate::backup::storage::BackupState`]) are never removed here.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -65,9 +66,14 @@ pub async fn plan_shard_retention(
                         .map(|(t, _)| t)
                 })
                 .unwrap_or(r.now),
-            complete: b.complete,
+            state: b.state,
         })
         .collect();
+    for b in listed.iter().filter(|b| b.is_unreadable()) {
+        tracing::warn!(backup = %b.name, shard = %format!("{}/{}", r.keyspace, r.shard),
+            error = b.error.as_deref().unwrap_or(""),
+            "unreadable MANIFEST: retention keeps this backup and does not count it; remove it with remove-backup once understood");
+    }
     let rule = Rule {
         keep_count: r.schedule.keep_count,
         keep_for: r.schedule.keep_for_seconds.map(Duration::from_secs),
@@ -131,7 +137,9 @@ pub async fn prune_scope(topo: &Topo, schedule: &Schedule) -> anyhow::Result<Pru
 }
 
 /// The leader's retention pass: after each successful scheduled backup, prunes
-/// its shard by the schedule's rule. `done` holds the jobs already handled (in
+/// its shard by the schedule's rule. A shard that fails is logged, counted
+/// (`pass_items_skipped{pass="retention"}`) and retried on the next pass; the
+/// others go on. `done` holds the jobs already handled (in
 /// memory: running one again after a restart is harmless).
 pub async fn retention_pass(
     shared: &Shared,
@@ -160,7 +168,7 @@ pub async fn retention_pass(
     };
     let catalog = Catalog::fenced(&shared.topo, shared.storage.as_ref(), fence);
     for (job, sched) in work {
-        let removed = prune_shard(
+        let pruned = prune_shard(
             &catalog,
             &ShardRetention {
                 schedule: &sched,
@@ -171,7 +179,18 @@ pub async fn retention_pass(
                 incomplete_grace: shared.cfg.incomplete_grace,
             },
         )
-        .await?;
+        .await;
+        let removed = match pruned {
+            Ok(removed) => removed,
+            Err(e) if super::reconcile::lost_leadership(&e) => return Err(e),
+            Err(e) => {
+                // One failing shard never stops the others; retried next pass.
+                shared.metrics.count_skipped("retention");
+                tracing::warn!(schedule = %sched.name, shard = %format!("{}/{}", job.keyspace, job.shard),
+                    error = format!("{e:#}"), "retention skipped a shard; retrying on the next pass");
+                continue;
+            }
+        };
         if !removed.is_empty() {
             let names: Vec<&str> = removed.iter().map(|r| r.name.as_str()).collect();
             tracing::info!(schedule = %sched.name, shard = %format!("{}/{}", job.keyspace, job.shard), removed = ?names, "retention pruned backups");
