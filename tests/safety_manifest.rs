@@ -327,8 +327,7 @@ async fn unreadable_manifests_are_kept_listed_and_never_restored() {
         let log = seeded.log();
         let restored: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains(" restored") || l.contains("restored "))
-            .filter(|l| l.contains("backup="))
+            .filter(|l| l.contains(": restored backup="))
             .collect();
         assert!(
             restored.iter().any(|l| l.contains(good.as_str())),
