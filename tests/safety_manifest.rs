@@ -4,7 +4,8 @@
 //! incomplete-grace period, keeps its catalog record, does not count as the
 //! newest complete backup, is listed with its error, counted in the metrics and
 //! the status, and is never restored: a seeding tablet restores the older good
-//! backup and has every row.
+//! backup and has every row. On the way, a catalog entry under a reserved
+//! keyspace is skipped by the reconciler without stopping its pass.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -173,6 +174,16 @@ async fn unreadable_manifests_are_kept_listed_and_never_restored() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", coord.log_tail(30)));
 
+        // A catalog entry under a reserved keyspace (it sorts before `ks`): the
+        // reconciler logs, counts and skips it, and goes on with `ks/0`.
+        let mut stray = topo.list_backup_records("ks", "0").await.unwrap()[0]
+            .value
+            .clone();
+        stray.keyspace = "_topo".into();
+        topo.put(&topo.keys().backup("_topo", "0", &stray.name), &stray, None)
+            .await
+            .unwrap();
+
         // Three newer backups whose MANIFEST goes bad: two catalogued first (a
         // brief I/O error or an upgrade after they were recorded), one garbage.
         let alias = tablets[1].spec.alias();
@@ -219,6 +230,11 @@ async fn unreadable_manifests_are_kept_listed_and_never_restored() {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", coord.log_tail(30)));
+        let (_, body) = coord.http_get("/metrics").unwrap();
+        assert!(
+            body.contains("cairn_coordinator_pass_items_skipped_total{pass=\"reconcile\"}"),
+            "{body}"
+        );
         let status = coord.status().unwrap();
         let listed = status["unreadable_backups"].as_array().unwrap();
         assert_eq!(listed.len(), 3, "{status}");
