@@ -3,10 +3,14 @@
 //! a pass cut short (crash, lost election) is finished by the next one, on
 //! whichever coordinator leads then.
 //!
-//! Owns only the pass. The plan is [`crate::backup::catalog::plan_reconcile`]
-//! (pure, storage is the truth for what exists); the writes go through the
-//! leader's fenced [`Catalog`]. May call: the coordinator's cache and `backup`
-//! (catalog, storage).
+//! Owns the pass, the report of each shard's unreadable backups to the metrics
+//! (the pass lists every shard anyway), and the rule that one failing shard is
+//! logged, counted and skipped while a lost leadership ends the pass
+//! ([`lost_leadership`], shared with retention). The plan is
+//! [`crate::backup::catalog::plan_reconcile`] (pure, storage is the truth for
+//! what exists; records of unreadable backups stay); the writes go through the
+//! leader's fenced [`Catalog`]. May call: the coordinator's cache and metrics,
+//! and `backup` (catalog, storage).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -116,4 +120,37 @@ async fn reconcile_shard(
     }
     catalog.refresh_latest(ks, shard).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+    use cairn_topo::TopoError;
+
+    #[test]
+    fn only_a_refused_fenced_write_ends_the_pass() {
+        let fenced: anyhow::Result<()> = Err(TopoError::Fenced("k".into())).context("writing");
+        assert!(lost_leadership(&fenced.unwrap_err()));
+        let other: anyhow::Result<()> = Err(TopoError::NoNode("k".into())).context("writing");
+        assert!(!lost_leadership(&other.unwrap_err()));
+        assert!(!lost_leadership(&anyhow::anyhow!("listing failed")));
+    }
+
+    #[test]
+    fn unreadable_backups_are_reported_with_their_error() {
+        let listed = vec![
+            BackupInfo::incomplete("a", 1),
+            BackupInfo::unreadable("b", "bad JSON", 1),
+        ];
+        assert_eq!(
+            unreadable_of("ks", "0", &listed),
+            vec![UnreadableBackup {
+                keyspace: "ks".into(),
+                shard: "0".into(),
+                name: "b".into(),
+                error: "bad JSON".into(),
+            }]
+        );
+    }
 }
