@@ -59,7 +59,8 @@ impl Removed {
 pub struct CatalogDiff {
     /// Records of complete backups that have none yet, in storage's order.
     pub add: Vec<BackupRecord>,
-    /// Names of records whose backup is not (or no longer) complete in storage.
+    /// Names of records whose backup is gone or incomplete in storage (never
+    /// an unreadable one's).
     pub remove: Vec<String>,
 }
 
@@ -118,8 +119,8 @@ pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u6
 
 /// Storage is the truth for what exists: every complete backup gets a record
 /// (which wakes tablets waiting for a seed), and a record whose backup is not
-/// complete in storage (gone, or never finished) is removed. `in_topo` holds the
-/// names of the shard's records.
+/// in storage (gone, or never finished) is removed; the record of an unreadable
+/// backup stays. `in_topo` holds the names of the shard's records.
 pub fn plan_reconcile(
     keyspace: &str,
     shard: &str,
@@ -127,9 +128,11 @@ pub fn plan_reconcile(
     in_topo: &[String],
 ) -> CatalogDiff {
     let have: std::collections::HashSet<&str> = in_topo.iter().map(String::as_str).collect();
-    let complete: std::collections::HashSet<&str> = in_storage
+    // An unreadable backup keeps its record: it may be good data behind a
+    // passing I/O error or a newer MANIFEST, and only an operator removes it.
+    let kept: std::collections::HashSet<&str> = in_storage
         .iter()
-        .filter(|b| b.complete)
+        .filter(|b| b.complete || b.is_unreadable())
         .map(|b| b.name.as_str())
         .collect();
     CatalogDiff {
@@ -140,7 +143,7 @@ pub fn plan_reconcile(
             .collect(),
         remove: in_topo
             .iter()
-            .filter(|n| !complete.contains(n.as_str()))
+            .filter(|n| !kept.contains(n.as_str()))
             .cloned()
             .collect(),
     }

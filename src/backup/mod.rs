@@ -46,5 +46,6 @@ pub use location::StorageConfig;
 pub use manifest::{BackupMethod, CompressionEngine, FileEntry, Manifest};
 pub use pipeline::{Compression, CopyOptions, Progress, SourceFile};
 pub use storage::{
-    BackupInfo, BackupStorage, BackupWriter, FileStorage, StorageError, StorageResultExt,
+    BackupInfo, BackupState, BackupStorage, BackupWriter, FileStorage, StorageError,
+    StorageResultExt,
 };

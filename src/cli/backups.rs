@@ -19,7 +19,7 @@ use super::output::{opt, print_rows};
 use super::UsageError;
 use crate::backup::catalog::Catalog;
 use crate::backup::manifest::parse_backup_name;
-use crate::backup::storage::BackupStorage;
+use crate::backup::storage::{BackupState, BackupStorage};
 use crate::coordinator::select::{select_backup_tablet, Choice, SelectOptions};
 
 pub use super::config::open_storage;
@@ -171,7 +171,13 @@ pub struct BackupRow {
     pub finished_time: Option<DateTime<Utc>>,
     pub position: String,
     pub size_bytes: u64,
+    /// `state == "complete"`: the backup may be restored.
     pub complete: bool,
+    /// `complete`, `incomplete` (no MANIFEST) or `unreadable` (a MANIFEST that
+    /// cannot be read, parsed or restored: kept, never restored automatically).
+    pub state: BackupState,
+    /// Why an unreadable backup is unreadable; `null` otherwise.
+    pub error: Option<String>,
     /// Whether topo has a BackupRecord for it (the catalog).
     pub in_topo: bool,
     /// The schedule that took it (only its retention rule prunes it); `null` for
@@ -200,8 +206,10 @@ pub async fn backup_rows(
         .into_iter()
         .map(|b| {
             let parsed = parse_backup_name(&b.name).ok();
+            let in_topo = in_topo.contains(&b.name);
             match &b.manifest {
-                Some(m) if b.complete => BackupRow {
+                // Complete, or parsed but not restorable: what the MANIFEST says.
+                Some(m) => BackupRow {
                     name: b.name.clone(),
                     keyspace: keyspace.to_string(),
                     shard: shard.to_string(),
@@ -211,11 +219,13 @@ pub async fn backup_rows(
                     finished_time: Some(m.finished_time),
                     position: m.position.clone(),
                     size_bytes: b.size_bytes,
-                    complete: true,
-                    in_topo: in_topo.contains(&b.name),
+                    complete: b.complete,
+                    state: b.state,
+                    error: b.error.clone(),
+                    in_topo,
                     schedule: m.schedule.clone(),
                 },
-                _ => BackupRow {
+                None => BackupRow {
                     name: b.name.clone(),
                     keyspace: keyspace.to_string(),
                     shard: shard.to_string(),
@@ -229,7 +239,9 @@ pub async fn backup_rows(
                     position: String::new(),
                     size_bytes: b.size_bytes,
                     complete: false,
-                    in_topo: in_topo.contains(&b.name),
+                    state: b.state,
+                    error: b.error.clone(),
+                    in_topo,
                     schedule: None,
                 },
             }
@@ -252,7 +264,9 @@ pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()>
     }
     print_rows(
         a.json,
-        &["NAME", "TABLET", "ENGINE", "COMPLETE", "SIZE", "POSITION"],
+        &[
+            "NAME", "TABLET", "ENGINE", "COMPLETE", "SIZE", "POSITION", "STATE", "ERROR",
+        ],
         &rows,
         |r| {
             vec![
@@ -262,6 +276,8 @@ pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()>
                 if r.complete { "yes" } else { "no" }.to_string(),
                 r.size_bytes.to_string(),
                 opt(&Some(&r.position).filter(|p| !p.is_empty())),
+                r.state.as_str().to_string(),
+                opt(&r.error),
             ]
         },
     )

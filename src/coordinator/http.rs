@@ -1,6 +1,8 @@
 //! The coordinator's HTTP endpoints: `/healthz`, `/metrics` (Prometheus) and
-//! `/api/v1/status` (JSON: who leads, schedules, shards with their latest backup and
-//! its age, running jobs). Served by leader and standbys alike.
+//! `/api/v1/status` (JSON: who leads, schedules, shards with their latest backup,
+//! its age and their count of unreadable backups, running jobs, and the
+//! unreadable backups with their errors as this coordinator's reconciler last saw
+//! them, so on the leader). Served by leader and standbys alike.
 //!
 //! May call: the cache, [`super::metrics`] and [`Shared`] (read only), `common`.
 
@@ -61,13 +63,19 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
                    "last_run": x.last_run, "next_run": x.next_run})
         })
         .collect();
+    let unreadable = shared.metrics.unreadable();
     let shards: Vec<_> = s
         .shards
         .iter()
         .map(|((ks, shard), v)| {
+            let n = unreadable
+                .iter()
+                .filter(|u| &u.keyspace == ks && &u.shard == shard)
+                .count();
             json!({"keyspace": ks, "shard": shard, "primary": v.value.primary_alias,
                    "latest_backup": v.value.latest_backup,
-                   "latest_backup_age_seconds": v.value.latest_backup_time.map(|t| (now - t).num_seconds())})
+                   "latest_backup_age_seconds": v.value.latest_backup_time.map(|t| (now - t).num_seconds()),
+                   "unreadable_backups": n})
         })
         .collect();
     let jobs: Vec<_> = s
@@ -91,5 +99,6 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "schedules": schedules,
         "shards": shards,
         "jobs": jobs,
+        "unreadable_backups": unreadable,
     }))
 }

@@ -1,9 +1,10 @@
 //! The coordinator's Prometheus metrics ([`CoordinatorMetrics`]): backups
 //! succeeded and failed, seconds since each shard's latest backup, job durations,
-//! bytes backed up, leadership. Updated by the passes and refreshed from the cache;
-//! rendered by [`super::http`].
+//! bytes backed up, leadership, unreadable backups per shard (as the catalog
+//! reconciler last saw them) and the items a leader pass skipped. Updated by the
+//! passes and refreshed from the cache; rendered by [`super::http`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use cairn_topo::{Job, JobState};
@@ -26,6 +27,27 @@ pub struct ShardLabels {
     pub shard: String,
 }
 
+/// Labels of the per-pass series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassLabels {
+    /// The leader pass (`retention`, `reconcile`).
+    pub pass: String,
+}
+
+/// A backup whose MANIFEST is present but cannot be read, parsed or restored,
+/// as the reconciler last listed it (also in `/api/v1/status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnreadableBackup {
+    /// Keyspace of the shard.
+    pub keyspace: String,
+    /// Shard name.
+    pub shard: String,
+    /// The backup's name.
+    pub name: String,
+    /// Why it is unreadable.
+    pub error: String,
+}
+
 /// What the coordinator exposes.
 pub struct CoordinatorMetrics {
     /// 1 while this process leads.
@@ -42,6 +64,12 @@ pub struct CoordinatorMetrics {
     pub bytes_backed_up: Counter,
     /// etcd snapshots taken.
     pub snapshots: Counter,
+    /// Backups with an unreadable MANIFEST, per shard (kept, never restored).
+    pub unreadable_backups: Family<ShardLabels, Gauge>,
+    /// Items (a shard, a job) a leader pass logged and skipped, per pass.
+    pub pass_items_skipped: Family<PassLabels, Counter>,
+    /// The unreadable backups themselves, per shard, for `/api/v1/status`.
+    unreadable: Mutex<BTreeMap<(String, String), Vec<UnreadableBackup>>>,
 }
 
 impl Default for CoordinatorMetrics {
@@ -56,6 +84,9 @@ impl Default for CoordinatorMetrics {
             ]),
             bytes_backed_up: Counter::default(),
             snapshots: Counter::default(),
+            unreadable_backups: Family::default(),
+            pass_items_skipped: Family::default(),
+            unreadable: Mutex::default(),
         }
     }
 }
@@ -98,7 +129,58 @@ impl CoordinatorMetrics {
             "etcd snapshots taken",
             self.snapshots.clone(),
         );
+        r.register(
+            "unreadable_backups",
+            "Backups whose MANIFEST cannot be read, parsed or restored (kept, never restored)",
+            self.unreadable_backups.clone(),
+        );
+        r.register(
+            "pass_items_skipped",
+            "Items (shards, jobs) a leader pass could not handle, logged and skipped",
+            self.pass_items_skipped.clone(),
+        );
         r
+    }
+
+    /// Records the unreadable backups of one shard (the whole list, replacing
+    /// the previous one; empty when there are none any more).
+    pub fn set_unreadable(&self, keyspace: &str, shard: &str, list: Vec<UnreadableBackup>) {
+        let labels = ShardLabels {
+            keyspace: keyspace.to_string(),
+            shard: shard.to_string(),
+        };
+        let key = (keyspace.to_string(), shard.to_string());
+        let mut all = crate::common::lock(&self.unreadable);
+        if list.is_empty() && !all.contains_key(&key) {
+            // Never had any: no series for it.
+            return;
+        }
+        self.unreadable_backups
+            .get_or_create(&labels)
+            .set(list.len() as i64);
+        if list.is_empty() {
+            all.remove(&key);
+        } else {
+            all.insert(key, list);
+        }
+    }
+
+    /// Every unreadable backup last seen, by shard then name.
+    pub fn unreadable(&self) -> Vec<UnreadableBackup> {
+        crate::common::lock(&self.unreadable)
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Counts one item a leader pass skipped.
+    pub fn count_skipped(&self, pass: &str) {
+        self.pass_items_skipped
+            .get_or_create(&PassLabels {
+                pass: pass.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a finished backup job once.

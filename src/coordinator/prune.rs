@@ -11,6 +11,8 @@
 //! [`super::retention::owned_by`] and [`super::retention::plan`]; here is only
 //! the IO around it, and what they are fed: each backup's owning schedule (from
 //! its MANIFEST) and whether a RUNNING backup job names it ([`backups_in_flight`]).
+//! Unreadable backups (see [`crate::backup::storage::BackupState`]) are never
+//! removed here.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -69,12 +71,17 @@ pub async fn plan_shard_retention(
                         .map(|(t, _)| t)
                 })
                 .unwrap_or(r.now),
-            complete: b.complete,
+            state: b.state,
             schedule: b.manifest.as_ref().and_then(|m| m.schedule.clone()),
             in_flight: r.in_flight.contains(&b.name),
         })
         .collect();
     let inputs = retention::owned_by(&inputs, &r.schedule.name);
+    for b in listed.iter().filter(|b| b.is_unreadable()) {
+        tracing::warn!(backup = %b.name, shard = %format!("{}/{}", r.keyspace, r.shard),
+            error = b.error.as_deref().unwrap_or(""),
+            "unreadable MANIFEST: retention keeps this backup and does not count it; remove it with remove-backup once understood");
+    }
     let rule = Rule {
         keep_count: r.schedule.keep_count,
         keep_for: r.schedule.keep_for_seconds.map(Duration::from_secs),
@@ -152,7 +159,9 @@ pub async fn prune_scope(topo: &Topo, schedule: &Schedule) -> anyhow::Result<Pru
 }
 
 /// The leader's retention pass: after each successful scheduled backup, prunes
-/// its shard by the schedule's rule. `done` holds the jobs already handled (in
+/// its shard by the schedule's rule. A shard that fails is logged, counted
+/// (`pass_items_skipped{pass="retention"}`) and retried on the next pass; the
+/// others go on. `done` holds the jobs already handled (in
 /// memory: running one again after a restart is harmless).
 pub async fn retention_pass(
     shared: &Shared,
@@ -181,7 +190,7 @@ pub async fn retention_pass(
     };
     let catalog = Catalog::fenced(&shared.topo, shared.storage.as_ref(), fence);
     for (job, sched) in work {
-        let removed = prune_shard(
+        let pruned = prune_shard(
             &catalog,
             &ShardRetention {
                 schedule: &sched,
@@ -193,7 +202,18 @@ pub async fn retention_pass(
                 incomplete_grace: shared.cfg.incomplete_grace,
             },
         )
-        .await?;
+        .await;
+        let removed = match pruned {
+            Ok(removed) => removed,
+            Err(e) if super::reconcile::lost_leadership(&e) => return Err(e),
+            Err(e) => {
+                // One failing shard never stops the others; retried next pass.
+                shared.metrics.count_skipped("retention");
+                tracing::warn!(schedule = %sched.name, shard = %format!("{}/{}", job.keyspace, job.shard),
+                    error = format!("{e:#}"), "retention skipped a shard; retrying on the next pass");
+                continue;
+            }
+        };
         if !removed.is_empty() {
             let names: Vec<&str> = removed.iter().map(|r| r.name.as_str()).collect();
             tracing::info!(schedule = %sched.name, shard = %format!("{}/{}", job.keyspace, job.shard), removed = ?names, "retention pruned backups");

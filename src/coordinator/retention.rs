@@ -24,14 +24,24 @@
 //! 4. Incomplete backups (no MANIFEST) older than `incomplete_grace` are removed:
 //!    abandoned. The grace covers a backup whose job's state is not known here;
 //!    one in flight is kept whatever its age (rule 1). Younger ones are left.
+//! 5. Unreadable backups (a MANIFEST that cannot be read, parsed or restored)
+//!    are never removed, and never count as complete: they neither protect
+//!    themselves as "the newest complete" nor count toward `keep_count`, so older
+//!    restorable backups stay. Only an operator removes them.
 //!
+//! "Complete" here is the storage listing's [`BackupState::Complete`], which is
+//! exactly what restore accepts ([`crate::backup::storage::BackupInfo::classify`]).
 //! Age is `now - backup_time`; a backup time in the future (clock skew) is age 0.
+//!
+//! Calls nothing but the standard library, `chrono` and backup's [`BackupState`].
 
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+pub use crate::backup::storage::BackupState;
 
 /// One backup of the shard, as retention needs to see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +51,10 @@ pub struct RetentionInput {
     /// When the backup was taken (from its MANIFEST, or its name when incomplete):
     /// the age the rule compares and the order "oldest first" uses.
     pub backup_time: DateTime<Utc>,
-    /// Whether its MANIFEST is present: only complete backups count toward
-    /// `keep_count` and only incomplete ones fall under the grace period.
-    pub complete: bool,
+    /// Complete, incomplete or unreadable: only complete backups count toward
+    /// `keep_count`, only incomplete ones fall under the grace period, and
+    /// unreadable ones are never removed.
+    pub state: BackupState,
     /// The schedule that took it (its MANIFEST's `Schedule`); `None` for a
     /// manual backup or one without a MANIFEST. See [`owned_by`].
     pub schedule: Option<String>,
@@ -52,12 +63,12 @@ pub struct RetentionInput {
 }
 
 /// The backups of the shard that `schedule`'s rule may consider, for [`plan`]:
-/// the complete ones it owns and every incomplete one. See the module
-/// documentation.
+/// the complete ones it owns and every other one (incomplete: only the grace
+/// applies; unreadable: never removed). See the module documentation.
 pub fn owned_by(backups: &[RetentionInput], schedule: &str) -> Vec<RetentionInput> {
     backups
         .iter()
-        .filter(|b| !b.complete || b.schedule.as_deref() == Some(schedule))
+        .filter(|b| b.state != BackupState::Complete || b.schedule.as_deref() == Some(schedule))
         .cloned()
         .collect()
 }
@@ -166,7 +177,11 @@ pub fn plan(
     let mut out: Vec<(DateTime<Utc>, Removal)> = Vec::new();
     let kept = |b: &RetentionInput| in_use.contains(&b.name) || b.in_flight;
 
-    let complete: Vec<&RetentionInput> = sorted.iter().copied().filter(|b| b.complete).collect();
+    let complete: Vec<&RetentionInput> = sorted
+        .iter()
+        .copied()
+        .filter(|b| b.state == BackupState::Complete)
+        .collect();
     if rule.keep_count.is_some() || rule.keep_for.is_some() {
         let newest = complete.last().map(|b| b.name.as_str());
         let floor = rule.keep_count.unwrap_or(0) as usize;
@@ -197,7 +212,7 @@ pub fn plan(
         }
     }
 
-    for b in sorted.iter().filter(|b| !b.complete) {
+    for b in sorted.iter().filter(|b| b.state == BackupState::Incomplete) {
         let a = age(now, b.backup_time);
         if a > rule.incomplete_grace && !kept(b) {
             out.push((
@@ -230,12 +245,26 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    /// A backup `days` old (fractional allowed via hours), named by its age.
+    /// A backup `days` old, complete or incomplete.
     fn b(name: &str, days_old: u64, complete: bool) -> RetentionInput {
+        let state = if complete {
+            BackupState::Complete
+        } else {
+            BackupState::Incomplete
+        };
+        with_state(name, days_old, state)
+    }
+
+    /// A backup `days` old whose MANIFEST is unreadable (or unrestorable).
+    fn u(name: &str, days_old: u64) -> RetentionInput {
+        with_state(name, days_old, BackupState::Unreadable)
+    }
+
+    fn with_state(name: &str, days_old: u64, state: BackupState) -> RetentionInput {
         RetentionInput {
             name: name.into(),
             backup_time: now() - chrono::Duration::seconds((days_old * DAY) as i64),
-            complete,
+            state,
             schedule: None,
             in_flight: false,
         }
@@ -375,6 +404,34 @@ mod tests {
                 want: vec!["i1"],
             },
             Row {
+                what: "unreadable past the grace period is kept",
+                backups: vec![u("bad", 9), b("c", 0, true)],
+                rule: rule(Some(1), Some(1)),
+                in_use: vec![],
+                want: vec![],
+            },
+            Row {
+                what: "an unreadable newest does not protect itself while restorable ones go",
+                backups: vec![b("a", 5, true), b("b", 3, true), u("bad", 0)],
+                rule: rule(None, Some(1)),
+                in_use: vec![],
+                want: vec!["a"],
+            },
+            Row {
+                what: "unreadable ones do not count toward keep_count",
+                backups: vec![b("a", 5, true), b("b", 3, true), u("x", 2), u("y", 1)],
+                rule: rule(Some(2), None),
+                in_use: vec![],
+                want: vec![],
+            },
+            Row {
+                what: "only unreadable ones: nothing goes, whatever the rule",
+                backups: vec![u("x", 30), u("y", 20)],
+                rule: rule(Some(1), Some(1)),
+                in_use: vec![],
+                want: vec![],
+            },
+            Row {
                 what: "empty",
                 backups: vec![],
                 rule: rule(Some(1), Some(1)),
@@ -407,7 +464,7 @@ mod tests {
         let future = RetentionInput {
             name: "skewed".into(),
             backup_time: now() + chrono::Duration::hours(5),
-            complete: false,
+            state: BackupState::Incomplete,
             schedule: None,
             in_flight: false,
         };

@@ -48,19 +48,18 @@ pub fn choose_backup(
     }
     let best = backups
         .iter()
-        .filter(|b| b.complete)
-        .filter_map(|b| b.manifest.as_ref())
-        .filter(|m| m.check_restorable().is_ok())
+        .filter_map(BackupInfo::restorable_manifest)
         .filter(|m| at_or_before.is_none_or(|t| m.backup_time <= t))
         .max_by(|a, b| (a.backup_time, &a.backup_name).cmp(&(b.backup_time, &b.backup_name)));
     match best {
         Some(m) => SeedChoice::Backup(Box::new(m.clone())),
         None => {
             let complete = backups.iter().filter(|b| b.complete).count();
+            let unreadable = backups.iter().filter(|b| b.is_unreadable()).count();
             let why = match at_or_before {
                 Some(t) if complete > 0 => format!("no complete backup at or before {}", t.format("%Y-%m-%d.%H%M%S")),
                 _ => format!(
-                    "{} backup(s) exist but none is complete (no MANIFEST): refusing to start empty",
+                    "{} backup(s) exist but none is complete ({unreadable} with an unreadable MANIFEST, the rest without one): refusing to start empty",
                     backups.len()
                 ),
             };
@@ -391,10 +390,12 @@ mod tests {
 
     fn info(name: &str, secs: i64, complete: bool) -> BackupInfo {
         let t = Utc.timestamp_opt(secs, 0).unwrap();
-        BackupInfo {
-            name: name.into(),
-            complete,
-            manifest: complete.then(|| Manifest {
+        if !complete {
+            return BackupInfo::incomplete(name, 1);
+        }
+        BackupInfo::with_manifest(
+            name,
+            Manifest {
                 backup_name: name.into(),
                 backup_method: BackupMethod::Builtin,
                 position: "MariaDB/0-1-1".into(),
@@ -416,9 +417,9 @@ mod tests {
                 stream_mode: None,
                 flavor: "MariaDB".into(),
                 format_version: FORMAT_VERSION,
-            }),
-            size_bytes: 1,
-        }
+            },
+            1,
+        )
     }
 
     fn picked(c: SeedChoice) -> String {
@@ -450,6 +451,16 @@ mod tests {
             picked(choose_backup(&[info("c", 300, false)], None)),
             "incomplete"
         );
+        // Never an unreadable or unrestorable one, however new.
+        let mut newer = info("d", 400, true).manifest.unwrap();
+        newer.format_version = FORMAT_VERSION + 1;
+        let b = vec![
+            info("a", 100, true),
+            BackupInfo::unreadable("e", "garbage", 1),
+            BackupInfo::with_manifest("d", newer, 1),
+        ];
+        assert_eq!(picked(choose_backup(&b, None)), "a");
+        assert_eq!(picked(choose_backup(&b[1..], None)), "incomplete");
     }
 
     #[test]

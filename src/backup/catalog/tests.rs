@@ -55,11 +55,10 @@ fn manifest(name: &str, sec: u32) -> Manifest {
 
 /// A backup in storage: complete ones carry their MANIFEST.
 fn stored(name: &str, sec: u32, complete: bool) -> BackupInfo {
-    BackupInfo {
-        name: name.into(),
-        complete,
-        manifest: complete.then(|| manifest(name, sec)),
-        size_bytes: 10,
+    if complete {
+        BackupInfo::with_manifest(name, manifest(name, sec), 10)
+    } else {
+        BackupInfo::incomplete(name, 10)
     }
 }
 
@@ -144,6 +143,20 @@ fn reconcile_plan_follows_storage() {
             names(&["a"]),
             vec![],
             vec!["a"],
+        ),
+        (
+            "a record whose MANIFEST is unreadable is kept",
+            vec![BackupInfo::unreadable("a", "EIO", 10)],
+            names(&["a"]),
+            vec![],
+            vec![],
+        ),
+        (
+            "an unreadable backup is never added",
+            vec![BackupInfo::unreadable("a", "EIO", 10)],
+            vec![],
+            vec![],
+            vec![],
         ),
         (
             "cold storage copy and a vanished one at once",

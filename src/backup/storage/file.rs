@@ -159,14 +159,8 @@ impl BackupStorage for FileStorage {
                 let mut out = Vec::with_capacity(names.len());
                 for name in names {
                     let bdir = dir.join(&name);
-                    let manifest = match read_manifest_at(&bdir, &format!("{label}/{name}")) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(backup = %format!("{label}/{name}"), error = %e,
-                                "unreadable MANIFEST; listing the backup as incomplete");
-                            None
-                        }
-                    };
+                    let label = format!("{label}/{name}");
+                    let read = read_manifest_at(&bdir, &label);
                     let size_bytes = match dir_size(&bdir) {
                         Ok(s) => s,
                         // Removed while we were listing it: skip.
@@ -177,12 +171,12 @@ impl BackupStorage for FileStorage {
                         }
                         Err(e) => return Err(e),
                     };
-                    out.push(BackupInfo {
-                        name,
-                        complete: manifest.is_some(),
-                        manifest,
-                        size_bytes,
-                    });
+                    let info = BackupInfo::classify(name, read, size_bytes);
+                    if let Some(error) = &info.error {
+                        tracing::warn!(backup = %label, %error,
+                            "unreadable MANIFEST: the backup is kept, never restored");
+                    }
+                    out.push(info);
                 }
                 Ok(out)
             })

@@ -11,7 +11,9 @@
 //! Layout (see CONTRACT.md, "Backup storage"):
 //! `<root>/<keyspace>/<shard>/<backup-name>/{0,1,…,MANIFEST}`, plus opaque blobs
 //! (etcd snapshots) under `<root>/_topo/`. A backup directory without a MANIFEST
-//! is incomplete and never restored; the MANIFEST is written last, atomically,
+//! is incomplete and never restored; one whose MANIFEST cannot be read, parsed or
+//! restored is unreadable ([`BackupState`]): kept, never restored, reported. The
+//! MANIFEST is written last, atomically,
 //! after every data file is durable. Files are 0600 and directories 0700,
 //! whatever the umask. Every name is validated before it becomes a path.
 //!
@@ -100,17 +102,116 @@ impl StorageError {
 /// Shorthand for storage results.
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// One backup as listed from storage.
+/// What a backup's MANIFEST says about it, as listed from storage. Three states,
+/// because "not finished" and "cannot be understood" call for opposite actions:
+/// an incomplete backup past its grace period is abandoned and may be removed,
+/// an unreadable one may be perfectly good data (a brief I/O error, a MANIFEST
+/// written by a newer cairn) and is never removed or restored automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupState {
+    /// The MANIFEST is present, parses and passes [`Manifest::check_restorable`]:
+    /// the backup may be restored, and it counts for retention.
+    Complete,
+    /// No MANIFEST: still being written, or abandoned.
+    Incomplete,
+    /// A MANIFEST is present but cannot be read, does not parse, or is one this
+    /// version of cairn would refuse to restore. Kept, never restored, reported.
+    Unreadable,
+}
+
+impl BackupState {
+    /// `complete`, `incomplete` or `unreadable`: the spelling in JSON and tables.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackupState::Complete => "complete",
+            BackupState::Incomplete => "incomplete",
+            BackupState::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// One backup as listed from storage. Build it with [`BackupInfo::classify`] (or
+/// the shorthands beside it), which keeps `state`, `complete` and `error` in step.
 #[derive(Debug, Clone)]
 pub struct BackupInfo {
     /// The backup's directory name, `YYYY-MM-DD.HHMMSS.<alias>` for cairn's own.
     pub name: String,
-    /// True when the MANIFEST is present and parses: only then may it be restored.
+    /// Complete, incomplete or unreadable; see [`BackupState`].
+    pub state: BackupState,
+    /// `state == Complete`: only then may it be restored or count for retention.
     pub complete: bool,
-    /// The parsed MANIFEST, when complete.
+    /// The parsed MANIFEST: always when complete, also when unreadable because it
+    /// parses but cannot be restored (then for display only).
     pub manifest: Option<Manifest>,
+    /// Why the backup is unreadable (`None` unless `state == Unreadable`).
+    pub error: Option<String>,
     /// Bytes the backup occupies in storage (all its files, MANIFEST included).
     pub size_bytes: u64,
+}
+
+impl BackupInfo {
+    /// The one decision of a backup's state, from what reading its MANIFEST gave:
+    /// `Ok(None)` (absent) is incomplete; an error (I/O or parse) is unreadable;
+    /// a parsed MANIFEST is complete exactly when it is restorable
+    /// ([`Manifest::check_restorable`], the check restore makes), unreadable
+    /// otherwise. Retention and restore both read the result, so "complete" for
+    /// one is "restorable" for the other. Pure.
+    pub fn classify(
+        name: impl Into<String>,
+        read: StorageResult<Option<Manifest>>,
+        size_bytes: u64,
+    ) -> Self {
+        let name = name.into();
+        let (state, manifest, error) = match read {
+            Ok(None) => (BackupState::Incomplete, None, None),
+            Ok(Some(m)) => match m.check_restorable() {
+                Ok(()) => (BackupState::Complete, Some(m), None),
+                Err(e) => (BackupState::Unreadable, Some(m), Some(e.to_string())),
+            },
+            Err(e) => (BackupState::Unreadable, None, Some(e.to_string())),
+        };
+        BackupInfo {
+            name,
+            complete: state == BackupState::Complete,
+            state,
+            manifest,
+            error,
+            size_bytes,
+        }
+    }
+
+    /// A backup without a MANIFEST.
+    pub fn incomplete(name: impl Into<String>, size_bytes: u64) -> Self {
+        Self::classify(name, Ok(None), size_bytes)
+    }
+
+    /// A backup whose MANIFEST could not be read or parsed, with why.
+    pub fn unreadable(name: impl Into<String>, error: impl Into<String>, size_bytes: u64) -> Self {
+        BackupInfo {
+            name: name.into(),
+            state: BackupState::Unreadable,
+            complete: false,
+            manifest: None,
+            error: Some(error.into()),
+            size_bytes,
+        }
+    }
+
+    /// A backup with a parsed MANIFEST: complete if restorable, else unreadable.
+    pub fn with_manifest(name: impl Into<String>, manifest: Manifest, size_bytes: u64) -> Self {
+        Self::classify(name, Ok(Some(manifest)), size_bytes)
+    }
+
+    /// Whether the MANIFEST is present but unusable (see [`BackupState::Unreadable`]).
+    pub fn is_unreadable(&self) -> bool {
+        self.state == BackupState::Unreadable
+    }
+
+    /// The MANIFEST a restore may use: `Some` exactly when the backup is complete.
+    pub fn restorable_manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref().filter(|_| self.complete)
+    }
 }
 
 /// A keyspace/shard directory present in storage (for reconciliation).

@@ -218,13 +218,20 @@ async fn manifest_is_last_and_checked() {
     w.write_manifest(&m).await.unwrap();
     assert!(w.write_manifest(&m).await.is_err());
     assert!(st.list_backups("ks", "0").await.unwrap()[0].complete);
-    // A MANIFEST that does not parse lists as incomplete.
+    // A MANIFEST that does not parse lists as unreadable, with why.
     fs::write(
         tmp.path().join("ks/0").join(NAME1).join(MANIFEST_FILE),
         b"{",
     )
     .unwrap();
-    assert!(!st.list_backups("ks", "0").await.unwrap()[0].complete);
+    let l = st.list_backups("ks", "0").await.unwrap();
+    assert!(!l[0].complete);
+    assert_eq!(l[0].state, BackupState::Unreadable);
+    assert!(
+        l[0].error.as_deref().unwrap_or("").contains("MANIFEST"),
+        "{:?}",
+        l[0].error
+    );
     assert!(matches!(
         st.read_manifest("ks", "0", NAME1).await,
         Err(StorageError::Manifest { .. })
@@ -333,4 +340,112 @@ async fn blobs_round_trip() {
         Err(StorageError::NotFound(_))
     ));
     assert_eq!(st.list_blobs("_topo").await.unwrap().len(), 1);
+}
+
+#[test]
+fn classification_of_a_manifest_read() {
+    let good = manifest("ks", "0", NAME1, vec![entry("0", 3)]);
+    let mut newer = good.clone();
+    newer.format_version = 999;
+    let mut no_hash = good.clone();
+    no_hash.file_entries[0].hash.clear();
+    let io = || {
+        Err(StorageError::io(
+            "reading MANIFEST",
+            io::Error::other("Input/output error"),
+        ))
+    };
+    let parse = || {
+        Err(StorageError::Manifest {
+            backup: "ks/0/x".into(),
+            source: Manifest::from_json(b"{\"Backup").unwrap_err(),
+        })
+    };
+    // (what, read, state, error contains)
+    let cases: Vec<(&str, StorageResult<Option<Manifest>>, BackupState, &str)> = vec![
+        ("absent", Ok(None), BackupState::Incomplete, ""),
+        ("restorable", Ok(Some(good)), BackupState::Complete, ""),
+        ("read error", io(), BackupState::Unreadable, "Input/output"),
+        (
+            "parse error",
+            parse(),
+            BackupState::Unreadable,
+            "invalid MANIFEST",
+        ),
+        (
+            "newer format",
+            Ok(Some(newer)),
+            BackupState::Unreadable,
+            "format version 999",
+        ),
+        (
+            "missing hash",
+            Ok(Some(no_hash)),
+            BackupState::Unreadable,
+            "no valid sha256",
+        ),
+    ];
+    for (what, read, state, error) in cases {
+        let b = BackupInfo::classify(NAME1, read, 7);
+        assert_eq!(b.state, state, "{what}");
+        assert_eq!(b.complete, state == BackupState::Complete, "{what}");
+        assert_eq!(
+            b.is_unreadable(),
+            state == BackupState::Unreadable,
+            "{what}"
+        );
+        assert_eq!(b.restorable_manifest().is_some(), b.complete, "{what}");
+        assert_eq!(
+            b.error.is_some(),
+            !error.is_empty(),
+            "{what}: {:?}",
+            b.error
+        );
+        assert!(
+            b.error.as_deref().unwrap_or("").contains(error),
+            "{what}: {:?}",
+            b.error
+        );
+        assert_eq!(b.size_bytes, 7);
+    }
+}
+
+#[tokio::test]
+async fn listing_tells_incomplete_from_unreadable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = FileStorage::new(tmp.path());
+    let good = manifest("ks", "0", NAME1, vec![]).to_json().unwrap();
+    let mut newer = manifest("ks", "0", NAME1, vec![]);
+    newer.format_version = 999;
+    let newer = newer.to_json().unwrap();
+    let names = [
+        "2024-01-02.030401.zone1-0000000101",
+        "2024-01-02.030402.zone1-0000000101",
+        "2024-01-02.030403.zone1-0000000101",
+        "2024-01-02.030404.zone1-0000000101",
+        "2024-01-02.030405.zone1-0000000101",
+    ];
+    // (MANIFEST bytes or none, state)
+    let contents: [(Option<&[u8]>, BackupState); 5] = [
+        (None, BackupState::Incomplete),
+        (Some(b"\x00garbage\xff"), BackupState::Unreadable),
+        (Some(&good[..good.len() / 2]), BackupState::Unreadable),
+        (Some(&newer), BackupState::Unreadable),
+        (Some(&good), BackupState::Complete),
+    ];
+    for (name, (bytes, _)) in names.iter().zip(&contents) {
+        let dir = tmp.path().join("ks/0").join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("0"), b"data").unwrap();
+        if let Some(b) = bytes {
+            fs::write(dir.join(MANIFEST_FILE), b).unwrap();
+        }
+    }
+    let l = st.list_backups("ks", "0").await.unwrap();
+    let got: Vec<BackupState> = l.iter().map(|b| b.state).collect();
+    let want: Vec<BackupState> = contents.iter().map(|c| c.1).collect();
+    assert_eq!(got, want);
+    for b in &l {
+        assert_eq!(b.error.is_some(), b.is_unreadable(), "{b:?}");
+    }
 }

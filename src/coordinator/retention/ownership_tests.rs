@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{owned_by, plan, Reason, RetentionInput, Rule};
+use super::{owned_by, plan, BackupState, Reason, RetentionInput, Rule};
 
 const DAY: u64 = 86_400;
 
@@ -22,7 +22,11 @@ fn b(name: &str, days_old: u64, complete: bool, schedule: Option<&str>) -> Reten
     RetentionInput {
         name: name.into(),
         backup_time: now() - chrono::Duration::seconds((days_old * DAY) as i64),
-        complete,
+        state: if complete {
+            BackupState::Complete
+        } else {
+            BackupState::Incomplete
+        },
         schedule: schedule.filter(|_| complete).map(str::to_string),
         in_flight: false,
     }
