@@ -24,6 +24,7 @@ use super::pipeline;
 use super::storage::BackupStorage;
 use crate::mysql::flavor::{find_on_path, Flavor, UserAuth};
 use crate::mysql::mysqld::Mysqld;
+use crate::mysql::process::agent_only_env;
 use cairn_topo::StreamMode;
 
 /// Size asked for the pipe from the backup tool.
@@ -50,6 +51,16 @@ fn find_tool(names: &[&str], root: Option<&Path>) -> anyhow::Result<PathBuf> {
         ),
         None => bail!("none of {names:?} found on PATH (install mariadb-backup)"),
     }
+}
+
+/// A command for a backup tool, without the agent's own `CAIRN_*` variables (the
+/// replication password among them): the tool needs none of them.
+fn tool_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for var in agent_only_env() {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// The stream mode to use, refusing what the tool cannot do.
@@ -111,7 +122,7 @@ pub async fn backup(
     let log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
-    let mut cmd = Command::new(&tool);
+    let mut cmd = tool_command(&tool);
     cmd.arg("--backup")
         .arg(format!("--stream={mode}"))
         .arg(format!("--target-dir={}", scratch.join("target").display()))
@@ -251,7 +262,7 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     let log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let log2 = log.try_clone().context("duplicating a log handle")?;
-    let mut unpack = Command::new(&unpacker)
+    let mut unpack = tool_command(&unpacker)
         .arg("-x")
         .arg("-C")
         .arg(staging)
@@ -292,7 +303,7 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     let target = staging.to_path_buf();
     let tool2 = tool.clone();
     let status = tokio::task::spawn_blocking(move || {
-        Command::new(&tool2)
+        tool_command(&tool2)
             .arg("--prepare")
             .arg(format!("--target-dir={}", target.display()))
             .stdin(Stdio::null())
