@@ -355,6 +355,73 @@ mod tests {
         }
     }
 
+    /// Both timestamp flags refuse at parse time what the restore would refuse when
+    /// the job runs (the CLI's rule is the restore's).
+    #[test]
+    fn timestamps_are_parsed_strictly_at_the_cli() {
+        let tablet = |ts: &str| {
+            Cli::try_parse_from([
+                "cairn",
+                "tablet",
+                "--tablet-uid",
+                "1",
+                "--init-keyspace",
+                "ks",
+                "--init-shard",
+                "0",
+                "--tablet-dir",
+                "/nonexistent",
+                "--mysql-port",
+                "1",
+                "--restore-from-backup-ts",
+                ts,
+            ])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let restore = |ts: &str| {
+            Cli::try_parse_from([
+                "cairn",
+                "restore-from-backup",
+                "zone1-1",
+                "--backup-timestamp",
+                ts,
+            ])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        for (ts, ok) in [
+            ("2024-01-31.235959", true),
+            ("2024-02-29.000000", true),
+            ("2024-1-31.235959", false),
+            ("2024-01-31.2359", false),
+            ("2024-01-31.23595", false),
+            ("2024-01-31.235959Z", false),
+            (" 2024-01-31.235959", false),
+            ("2024-01-31 235959", false),
+            ("2023-02-29.000000", false),
+            ("2024-13-01.000000", false),
+            ("2024-01-31.246000", false),
+            ("+2024-01-31.235959", false),
+            ("", false),
+        ] {
+            for (which, got) in [("tablet", tablet(ts)), ("restore", restore(ts))] {
+                assert_eq!(got.is_ok(), ok, "{which} {ts:?}: {got:?}");
+                if let Err(e) = got {
+                    assert!(
+                        e.contains("expected YYYY-MM-DD.HHMMSS"),
+                        "{which} {ts:?}: {e}"
+                    );
+                }
+            }
+            assert_eq!(
+                crate::backup::manifest::parse_backup_timestamp(ts).is_ok(),
+                ok,
+                "the restore's own rule disagrees on {ts:?}"
+            );
+        }
+    }
+
     #[test]
     fn built_in_password_only_on_loopback() {
         let refused = |addr: &str| {
