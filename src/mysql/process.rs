@@ -1,7 +1,8 @@
 //! The mysqld process: initialise a data directory, start the server (or adopt one a
 //! previous agent left running), watch it, stop it. An `impl Mysqld` block over the
 //! type in [`super::mysqld`]; it reads /proc and the server's logs and calls only
-//! [`super::flavor`], [`super::mysqld`] and `common`.
+//! [`super::flavor`], [`super::mysqld`] and `common`. Children it spawns get none of
+//! the agent's `CAIRN_*` variables ([`agent_only_env`], also used by the backup tools).
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
