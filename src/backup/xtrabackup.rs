@@ -1,8 +1,10 @@
 //! The xtrabackup engine: an online backup with `mariabackup --backup
 //! --stream=xbstream` (Percona's `xtrabackup` where that is the tool), streamed
 //! through the same compression and hashing pipeline into storage while the tablet
-//! keeps serving. Restore unpacks the verified stream with `mbstream -x`, runs
-//! `--prepare`, and leaves a data directory.
+//! keeps serving. Restore unpacks the verified stream with `mbstream -x` (every
+//! chunk's path checked on the way in by [`xbstream`]: nothing lands outside the
+//! staging directory), runs `--prepare`, and leaves a data directory. The tools run
+//! without the agent's `CAIRN_*` variables.
 //!
 //! The tool logs in as `--xtrabackup-user`; for an account other than the OS user
 //! a fresh random password is set before each run and handed over in `MYSQL_PWD`,
@@ -24,7 +26,11 @@ use super::pipeline;
 use super::storage::BackupStorage;
 use crate::mysql::flavor::{find_on_path, Flavor, UserAuth};
 use crate::mysql::mysqld::Mysqld;
+use crate::mysql::process::agent_only_env;
 use cairn_topo::StreamMode;
+use xbstream::{check_no_symlinks, XbstreamGuard};
+
+mod xbstream;
 
 /// Size asked for the pipe from the backup tool.
 const PIPE_SIZE: libc::c_int = 1 << 20;
@@ -50,6 +56,16 @@ fn find_tool(names: &[&str], root: Option<&Path>) -> anyhow::Result<PathBuf> {
         ),
         None => bail!("none of {names:?} found on PATH (install mariadb-backup)"),
     }
+}
+
+/// A command for a backup tool, without the agent's own `CAIRN_*` variables (the
+/// replication password among them): the tool needs none of them.
+fn tool_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for var in agent_only_env() {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// The stream mode to use, refusing what the tool cannot do.
@@ -111,7 +127,7 @@ pub async fn backup(
     let log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
-    let mut cmd = Command::new(&tool);
+    let mut cmd = tool_command(&tool);
     cmd.arg("--backup")
         .arg(format!("--stream={mode}"))
         .arg(format!("--target-dir={}", scratch.join("target").display()))
@@ -247,11 +263,13 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
         cfg.xtrabackup_root_path.as_deref(),
     )?;
     fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
+    // A symlink already in staging would carry the unpacked files elsewhere.
+    check_no_symlinks(staging)?;
     let log_path = cfg.work_dir.join("xtrabackup-restore.log");
     let log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let log2 = log.try_clone().context("duplicating a log handle")?;
-    let mut unpack = Command::new(&unpacker)
+    let mut unpack = tool_command(&unpacker)
         .arg("-x")
         .arg("-C")
         .arg(staging)
@@ -261,8 +279,12 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
         .spawn()
         .with_context(|| format!("running {}", unpacker.display()))?;
     let stdin = unpack.stdin.take().context("mbstream has no stdin")?;
-    let piped = pipeline::restore_stream(from, stdin, progress, cancel).await;
-    let piped = piped.and_then(|(mut stdin, _)| {
+    // Every chunk's path is checked before mbstream sees it: nothing lands outside
+    // the staging directory.
+    let guarded = XbstreamGuard::new(stdin);
+    let piped = pipeline::restore_stream(from, guarded, progress, cancel).await;
+    let piped = piped.and_then(|(guarded, _)| {
+        let mut stdin = guarded.finish().context("the end of the backup stream")?;
         stdin.flush().context("flushing into mbstream")?;
         drop(stdin);
         Ok(())
@@ -282,6 +304,8 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
             tail(&log_path, 5)
         );
     }
+    check_no_symlinks(staging)
+        .with_context(|| format!("unpacking backup {}", manifest.backup_name))?;
     let prepare_log = fs::OpenOptions::new()
         .append(true)
         .open(&log_path)
@@ -292,7 +316,7 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     let target = staging.to_path_buf();
     let tool2 = tool.clone();
     let status = tokio::task::spawn_blocking(move || {
-        Command::new(&tool2)
+        tool_command(&tool2)
             .arg("--prepare")
             .arg(format!("--target-dir={}", target.display()))
             .stdin(Stdio::null())

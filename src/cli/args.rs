@@ -161,10 +161,10 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
-/// `YYYY-MM-DD.HHMMSS`, as in backup names.
+/// `YYYY-MM-DD.HHMMSS`, as in backup names: exactly the rule the restore applies
+/// when the job runs, so a timestamp the CLI accepts is never refused later.
 fn parse_backup_ts(s: &str) -> Result<String, String> {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d.%H%M%S")
-        .map_err(|_| format!("invalid timestamp {s:?}: expected YYYY-MM-DD.HHMMSS (UTC)"))?;
+    crate::backup::manifest::parse_backup_timestamp(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
 }
 

@@ -32,7 +32,8 @@ pub fn storage_config(s: &StorageArgs, required: bool) -> anyhow::Result<Storage
     }
 }
 
-fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
+/// The replication password the flags or `CAIRN_REPLICATION_PASSWORD` give, if any.
+fn given_password(args: &TabletArgs) -> anyhow::Result<Option<String>> {
     if let Some(file) = &args.replication_password_file {
         let s = std::fs::read_to_string(file)
             .with_context(|| format!("reading --replication-password-file {}", file.display()))?;
@@ -40,18 +41,53 @@ fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
         if p.is_empty() {
             bail!("--replication-password-file {} is empty", file.display());
         }
+        return Ok(Some(p));
+    }
+    Ok(std::env::var(REPLICATION_PASSWORD_VAR)
+        .ok()
+        .filter(|p| !p.is_empty()))
+}
+
+/// The environment variable that may carry the replication password.
+const REPLICATION_PASSWORD_VAR: &str = "CAIRN_REPLICATION_PASSWORD";
+
+/// The password used when none is given: fine for a mysqld only reachable on loopback.
+const BUILT_IN_REPLICATION_PASSWORD: &str = "cairn-replication";
+
+/// Whether `addr` (a `--mysql-bind-address`) only accepts connections from this host.
+fn is_loopback(addr: &str) -> bool {
+    if addr.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    addr.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses the built-in replication password once mysqld listens beyond loopback:
+/// anyone who can reach the port would know the replication account's password.
+fn check_replication_password(bind_address: &str, given: bool) -> Result<(), UsageError> {
+    if given || is_loopback(bind_address) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "--mysql-bind-address {bind_address} is not a loopback address: set the replication \
+         password with --replication-password-file or {REPLICATION_PASSWORD_VAR} (the \
+         built-in one is only allowed on loopback)"
+    )))
+}
+
+fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
+    let given = given_password(args)?;
+    check_replication_password(&args.mysql_bind_address, given.is_some())?;
+    if let Some(p) = given {
         return Ok(p);
     }
-    if let Ok(p) = std::env::var("CAIRN_REPLICATION_PASSWORD") {
-        if !p.is_empty() {
-            return Ok(p);
-        }
-    }
     tracing::warn!(
-        "no --replication-password-file and no CAIRN_REPLICATION_PASSWORD: using the built-in \
-         replication password; set one in production"
+        "no --replication-password-file and no {REPLICATION_PASSWORD_VAR}: using the built-in \
+         replication password (mysqld listens on loopback only); set one in production"
     );
-    Ok("cairn-replication".to_string())
+    Ok(BUILT_IN_REPLICATION_PASSWORD.to_string())
 }
 
 /// The storage the flags name, opened; the commands that read storage need one.
@@ -316,6 +352,103 @@ mod tests {
             };
             let got = check_coordinator_flags(&a).err().map(|e| e.0);
             assert_eq!(got.as_deref(), *want, "{extra:?}");
+        }
+    }
+
+    /// Both timestamp flags refuse at parse time what the restore would refuse when
+    /// the job runs (the CLI's rule is the restore's).
+    #[test]
+    fn timestamps_are_parsed_strictly_at_the_cli() {
+        let tablet = |ts: &str| {
+            Cli::try_parse_from([
+                "cairn",
+                "tablet",
+                "--tablet-uid",
+                "1",
+                "--init-keyspace",
+                "ks",
+                "--init-shard",
+                "0",
+                "--tablet-dir",
+                "/nonexistent",
+                "--mysql-port",
+                "1",
+                "--restore-from-backup-ts",
+                ts,
+            ])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let restore = |ts: &str| {
+            Cli::try_parse_from([
+                "cairn",
+                "restore-from-backup",
+                "zone1-1",
+                "--backup-timestamp",
+                ts,
+            ])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        for (ts, ok) in [
+            ("2024-01-31.235959", true),
+            ("2024-02-29.000000", true),
+            ("2024-1-31.235959", false),
+            ("2024-01-31.2359", false),
+            ("2024-01-31.23595", false),
+            ("2024-01-31.235959Z", false),
+            (" 2024-01-31.235959", false),
+            ("2024-01-31 235959", false),
+            ("2023-02-29.000000", false),
+            ("2024-13-01.000000", false),
+            ("2024-01-31.246000", false),
+            ("+2024-01-31.235959", false),
+            ("", false),
+        ] {
+            for (which, got) in [("tablet", tablet(ts)), ("restore", restore(ts))] {
+                assert_eq!(got.is_ok(), ok, "{which} {ts:?}: {got:?}");
+                if let Err(e) = got {
+                    assert!(
+                        e.contains("expected YYYY-MM-DD.HHMMSS"),
+                        "{which} {ts:?}: {e}"
+                    );
+                }
+            }
+            assert_eq!(
+                crate::backup::manifest::parse_backup_timestamp(ts).is_ok(),
+                ok,
+                "the restore's own rule disagrees on {ts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn built_in_password_only_on_loopback() {
+        let refused = |addr: &str| {
+            Some(format!(
+                "--mysql-bind-address {addr} is not a loopback address: set the replication \
+                 password with --replication-password-file or CAIRN_REPLICATION_PASSWORD (the \
+                 built-in one is only allowed on loopback)"
+            ))
+        };
+        let cases: &[(&str, bool, Option<String>)] = &[
+            ("127.0.0.1", false, None),
+            ("127.0.0.2", false, None),
+            ("::1", false, None),
+            ("[::1]", false, None),
+            ("localhost", false, None),
+            ("LOCALHOST", false, None),
+            ("0.0.0.0", false, refused("0.0.0.0")),
+            ("::", false, refused("::")),
+            ("10.0.0.5", false, refused("10.0.0.5")),
+            ("db1.example.com", false, refused("db1.example.com")),
+            ("0.0.0.0", true, None),
+            ("10.0.0.5", true, None),
+            ("db1.example.com", true, None),
+        ];
+        for (addr, given, want) in cases {
+            let got = check_replication_password(addr, *given).err().map(|e| e.0);
+            assert_eq!(&got, want, "{addr} given={given}");
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use cairn_topo::RecordEvent;
 use cairn_topo::{BackupRecord, Job, JobKind, JobState, TabletType, TopoError, Versioned};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::agent::Agent;
@@ -24,6 +24,22 @@ use crate::backup::catalog::{complete_record, Catalog};
 use crate::backup::engine::{self, Progress};
 use crate::common::lock;
 use crate::common::wait::poll_until;
+
+/// Why a PENDING job is too old to start, if it is: pending for longer than the
+/// `pending_timeout_seconds` it carries. Whoever created it has given up on it (or is
+/// about to fail it as not taken); run now, it would back up or restore at a moment
+/// nobody asked for. A job without a timeout is never too old here.
+pub(super) fn stale_pending_reason(job: &Job, now: DateTime<Utc>) -> Option<String> {
+    let limit = job.pending_timeout_seconds?;
+    let pending_for = now.signed_duration_since(job.created_at).num_seconds();
+    (pending_for > 0 && pending_for as u64 > limit).then(|| {
+        format!(
+            "not started: the job was PENDING for {pending_for}s, longer than its pending \
+             timeout of {limit}s (the tablet's agent was not running when it was created); \
+             an agent does not run a job that late"
+        )
+    })
+}
 
 impl Agent {
     /// Jobs of this tablet left RUNNING by a previous agent (it died): failed now, so
@@ -112,6 +128,13 @@ impl Agent {
     async fn consider(self: &Arc<Self>, job: Versioned<Job>) {
         let j = &job.value;
         if j.tablet_alias != self.cfg.alias || j.state != JobState::Pending {
+            return;
+        }
+        if let Some(why) = stale_pending_reason(j, Utc::now()) {
+            tracing::warn!(job = %j.id, reason = %why, "failing a job too old to start");
+            if let Err(e) = self.finish_job(&j.id, Err(why), None).await {
+                tracing::warn!(job = %j.id, error = %e, "cannot fail the stale job");
+            }
             return;
         }
         let busy = lock(&self.status).busy_job.clone();
@@ -424,5 +447,43 @@ impl Agent {
             .await;
         reporter.abort();
         r
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_pending_job_older_than_its_timeout_is_not_started() {
+        let alias = "zone1-101".parse().unwrap();
+        let now = Utc::now();
+        let cases = [
+            (None, 10_000, false),
+            (Some(60), 0, false),
+            (Some(60), 59, false),
+            (Some(60), 60, false),
+            (Some(60), 61, true),
+            (Some(0), 1, true),
+            (Some(60), -30, false), // created "in the future" (clock skew)
+            (Some(86_400), 3_600, false),
+        ];
+        for (timeout, age, stale) in cases {
+            let mut j = Job::pending(JobKind::Backup, "ks", "0", &alias);
+            j.pending_timeout_seconds = timeout;
+            j.created_at = now - Duration::seconds(age);
+            let got = stale_pending_reason(&j, now);
+            assert_eq!(
+                got.is_some(),
+                stale,
+                "timeout {timeout:?} age {age}s: {got:?}"
+            );
+            if let Some(why) = got {
+                assert!(why.contains(&format!("PENDING for {age}s")), "{why}");
+                assert!(why.contains("pending timeout"), "{why}");
+            }
+        }
     }
 }
