@@ -24,9 +24,9 @@ use super::manifest::{BackupMethod, Manifest};
 use super::params::{BackupParams, EngineConfig, RestoreParams};
 use super::pipeline;
 use super::storage::BackupStorage;
+use crate::common::env::agent_only_env;
 use crate::mysql::flavor::{find_on_path, Flavor, UserAuth};
 use crate::mysql::mysqld::Mysqld;
-use crate::mysql::process::agent_only_env;
 use cairn_topo::StreamMode;
 use xbstream::{check_no_symlinks, XbstreamGuard};
 

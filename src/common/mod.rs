@@ -1,6 +1,7 @@
 //! Plumbing shared by every layer of the binary, below all of them: it imports no
 //! other module of this crate (only `cairn-topo` where a type comes from there).
 //!
+//! - [`env`]: the agent's `CAIRN_*` variables, which no child process inherits.
 //! - [`error`]: [`UsageError`], the error that maps to exit code 2.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
 //! - [`wait`]: polling with a deadline.
@@ -9,6 +10,7 @@
 //! - [`duration`]: Go-style durations as Vitess flags take them.
 
 pub mod duration;
+pub mod env;
 pub mod error;
 pub mod host;
 pub mod shutdown;

@@ -154,7 +154,11 @@ impl Flavor {
 
     /// Runs `<binary> --version` and classifies the output.
     pub fn detect_binary(binary: &Path) -> Result<DetectedServer> {
-        let out = std::process::Command::new(binary)
+        let mut cmd = std::process::Command::new(binary);
+        for var in crate::common::env::agent_only_env() {
+            cmd.env_remove(var);
+        }
+        let out = cmd
             .arg("--version")
             .output()
             .with_context(|| format!("running {} --version", binary.display()))?;

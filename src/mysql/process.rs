@@ -2,7 +2,7 @@
 //! previous agent left running), watch it, stop it. An `impl Mysqld` block over the
 //! type in [`super::mysqld`]; it reads /proc and the server's logs and calls only
 //! [`super::flavor`], [`super::mysqld`] and `common`. Children it spawns get none of
-//! the agent's `CAIRN_*` variables ([`agent_only_env`], also used by the backup tools).
+//! the agent's `CAIRN_*` variables ([`crate::common::env::agent_only_env`]).
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -41,28 +41,6 @@ enum ProcessState {
     Running(u32),
     /// It exited (status known for children only).
     Exited(Option<std::process::ExitStatus>),
-}
-
-/// Prefix of the agent's own environment variables (configuration and secrets such as
-/// `CAIRN_REPLICATION_PASSWORD`).
-const AGENT_ENV_PREFIX: &str = "CAIRN_";
-
-/// The names of the agent's own `CAIRN_*` variables in this process's environment.
-/// The servers and tools it spawns (mysqld, its initialisation script, the backup
-/// tools) need none of them, and some are secrets a child would expose in
-/// `/proc/PID/environ` or pass on: every spawn removes them (`env_remove`).
-pub fn agent_only_env() -> Vec<std::ffi::OsString> {
-    agent_only_names(std::env::vars_os().map(|(k, _)| k))
-}
-
-/// [`agent_only_env`] over given names; pure.
-fn agent_only_names(names: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    names
-        .filter(|k| {
-            k.as_encoded_bytes()
-                .starts_with(AGENT_ENV_PREFIX.as_bytes())
-        })
-        .collect()
 }
 
 fn send_signal(pid: u32, sig: libc::c_int) -> bool {
@@ -189,7 +167,7 @@ impl Mysqld {
         tracing::info!(program = %program.display(), datadir = %data.display(), "initialising the data directory");
         let started = Instant::now();
         let mut cmd = tokio::process::Command::new(&program);
-        for var in agent_only_env() {
+        for var in crate::common::env::agent_only_env() {
             cmd.env_remove(var);
         }
         let mut child = cmd
@@ -380,7 +358,7 @@ impl Mysqld {
             .context("duplicating the error log handle")?;
         let args = self.server_args();
         let mut cmd = std::process::Command::new(&self.binary);
-        for var in agent_only_env() {
+        for var in crate::common::env::agent_only_env() {
             cmd.env_remove(var);
         }
         let child = cmd
@@ -539,31 +517,6 @@ mod tests {
         assert_eq!(log_errors_or_tail(&p, 5), "[ERROR] bad option\nERROR: 1 x");
         fs::write(&p, "a\nb\nc\n").unwrap();
         assert_eq!(log_errors_or_tail(&p, 2), "b\nc");
-    }
-
-    #[test]
-    fn children_get_none_of_the_agents_variables() {
-        let names = [
-            "CAIRN_REPLICATION_PASSWORD",
-            "CAIRN_TOPO_PASSWORD_FILE",
-            "CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES",
-            "PATH",
-            "HOME",
-            "MYSQL_PWD",
-            "XCAIRN_OTHER",
-            "cairn_lower",
-        ]
-        .map(std::ffi::OsString::from);
-        let got = agent_only_names(names.into_iter());
-        assert_eq!(
-            got,
-            [
-                "CAIRN_REPLICATION_PASSWORD",
-                "CAIRN_TOPO_PASSWORD_FILE",
-                "CAIRN_FAULT_STORAGE_FAIL_AFTER_BYTES",
-            ]
-            .map(std::ffi::OsString::from)
-        );
     }
 
     #[test]
