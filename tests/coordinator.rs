@@ -455,24 +455,21 @@ async fn a_backup_copied_into_storage_is_catalogued_and_seeds_a_waiting_tablet()
             .spawn_coordinator("c", &["--reconcile-interval", "1s"])
             .unwrap();
         wait_leader(&coord).await;
-        wait_for("the record to go", T, || async {
-            Ok(topo
-                .list_backup_records("ks", "0")
-                .await?
-                .is_empty()
-                .then_some(()))
-        })
+        // The record goes first, then the shard stops naming it as its latest.
+        wait_for(
+            "the record and the shard's latest backup to go",
+            T,
+            || async {
+                let gone = topo.list_backup_records("ks", "0").await?.is_empty();
+                let latest = topo
+                    .get_shard("ks", "0")
+                    .await?
+                    .and_then(|s| s.value.latest_backup);
+                Ok((gone && latest.is_none()).then_some(()))
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", coord.log_tail(20)));
-        assert_eq!(
-            topo.get_shard("ks", "0")
-                .await
-                .unwrap()
-                .unwrap()
-                .value
-                .latest_backup,
-            None
-        );
 
         let mut spec = c.tablet(510, "ks", "0").unwrap();
         spec.extra = vec![
