@@ -407,6 +407,7 @@ fn health(primary: bool, seq: u64) -> Health {
         last_error: None,
         restoring_backup: None,
         updated_at: Some(Utc::now()),
+        ..Health::default()
     }
 }
 
