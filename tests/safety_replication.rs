@@ -53,7 +53,8 @@ async fn a_diverged_replica_is_unhealthy_and_never_backed_up() {
         for t in tablets.iter_mut() {
             t.wait_healthy(&topo, T).await.unwrap();
         }
-        c.cli_ok(&["init-shard-primary", "ks/0", "zone1-101"]).unwrap();
+        c.cli_ok(&["init-shard-primary", "ks/0", "zone1-101"])
+            .unwrap();
         let (primary, bad, good) = (&tablets[0], &tablets[1], &tablets[2]);
         // The diverging replica has the lowest alias: with every replica equally
         // healthy, backup-shard would choose it.
@@ -66,7 +67,9 @@ async fn a_diverged_replica_is_unhealthy_and_never_backed_up() {
             .unwrap();
         for t in [bad, good] {
             wait_for("100 rows on a replica", T, || async {
-                Ok(t.sql("SELECT COUNT(*) FROM app.t").ok().filter(|s| s.trim() == "100"))
+                Ok(t.sql("SELECT COUNT(*) FROM app.t")
+                    .ok()
+                    .filter(|s| s.trim() == "100"))
             })
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
@@ -78,7 +81,9 @@ async fn a_diverged_replica_is_unhealthy_and_never_backed_up() {
         })
         .await
         .unwrap();
-        let bad_port = tablet_row(&c, &bad_alias).unwrap()["port"].as_u64().unwrap() as u16;
+        let bad_port = tablet_row(&c, &bad_alias).unwrap()["port"]
+            .as_u64()
+            .unwrap() as u16;
         assert_eq!(replication_errors_metric(bad_port).unwrap(), 0);
 
         // A row only the replica has (not binlogged, as an operator's mistake would
@@ -90,17 +95,24 @@ async fn a_diverged_replica_is_unhealthy_and_never_backed_up() {
             .sql("INSERT INTO app.t VALUES (1000, 'primary'), (1001, 'primary')")
             .unwrap();
         wait_for("the conflicting row on the healthy replica", T, || async {
-            Ok(good.sql("SELECT COUNT(*) FROM app.t").ok().filter(|s| s.trim() == "102"))
+            Ok(good
+                .sql("SELECT COUNT(*) FROM app.t")
+                .ok()
+                .filter(|s| s.trim() == "102"))
         })
         .await
         .unwrap();
 
         // Within a few health intervals (1 s here) get-tablets shows it unhealthy,
         // with the error that stopped it.
-        let row = wait_for("the diverged replica reported failing", Duration::from_secs(15), || async {
-            let r = tablet_row(&c, &bad_alias)?;
-            Ok((r["healthy"] == false && r["replication_error"]["errno"] == 1062).then_some(r))
-        })
+        let row = wait_for(
+            "the diverged replica reported failing",
+            Duration::from_secs(15),
+            || async {
+                let r = tablet_row(&c, &bad_alias)?;
+                Ok((r["healthy"] == false && r["replication_error"]["errno"] == 1062).then_some(r))
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", bad.log_tail(40)));
         assert_eq!(row["replication_error"]["thread"], "sql", "{row}");
@@ -113,7 +125,9 @@ async fn a_diverged_replica_is_unhealthy_and_never_backed_up() {
         let table = c.cli_ok(&["get-tablets", "--keyspace", "ks"]).unwrap();
         assert!(table.contains("REPLICATION ERROR"), "{table}");
         assert!(
-            table.lines().any(|l| l.contains(&bad_alias) && l.contains("SQL thread error 1062")),
+            table
+                .lines()
+                .any(|l| l.contains(&bad_alias) && l.contains("SQL thread error 1062")),
             "{table}"
         );
 
@@ -123,7 +137,10 @@ async fn a_diverged_replica_is_unhealthy_and_never_backed_up() {
         let watch_until = Instant::now() + Duration::from_secs(12);
         while Instant::now() < watch_until {
             let r = tablet_row(&c, &bad_alias).unwrap();
-            assert_eq!(r["healthy"], false, "the diverged replica looked healthy: {r}");
+            assert_eq!(
+                r["healthy"], false,
+                "the diverged replica looked healthy: {r}"
+            );
             assert!(r["replication_error"].is_object(), "{r}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -150,22 +167,35 @@ async fn a_diverged_replica_is_unhealthy_and_never_backed_up() {
         let counted = replication_errors_metric(bad_port).unwrap();
         assert!(counted >= 1, "replication errors counted: {counted}");
         let (_, metrics) = cairn::testkit::http_get(bad_port, "/metrics").unwrap();
-        assert!(metrics.contains("cairn_tablet_replication_failing 1"), "{metrics}");
-        assert_eq!(replication_errors_metric(
-            tablet_row(&c, &good_alias).unwrap()["port"].as_u64().unwrap() as u16
-        ).unwrap(), 0);
+        assert!(
+            metrics.contains("cairn_tablet_replication_failing 1"),
+            "{metrics}"
+        );
+        assert_eq!(
+            replication_errors_metric(
+                tablet_row(&c, &good_alias).unwrap()["port"]
+                    .as_u64()
+                    .unwrap() as u16
+            )
+            .unwrap(),
+            0
+        );
 
         // The operator removes the conflicting row: the next restart (after the
         // backoff) applies the primary's rows, and the replica is healthy again only
         // after replicating cleanly for a while.
         bad.sql("SET SESSION sql_log_bin = 0; DELETE FROM app.t WHERE id = 1000")
             .unwrap();
-        wait_for("the primary's rows on the repaired replica", Duration::from_secs(120), || async {
-            Ok(bad
-                .sql("SELECT COUNT(*) FROM app.t WHERE v = 'primary'")
-                .ok()
-                .filter(|s| s.trim() == "2"))
-        })
+        wait_for(
+            "the primary's rows on the repaired replica",
+            Duration::from_secs(120),
+            || async {
+                Ok(bad
+                    .sql("SELECT COUNT(*) FROM app.t WHERE v = 'primary'")
+                    .ok()
+                    .filter(|s| s.trim() == "2"))
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", bad.log_tail(40)));
         let applied = Instant::now();
