@@ -6,7 +6,8 @@
 //! (watch) and on every health tick, so a missed event or a crash at any point is
 //! repaired by the next run. The decisions are pure ([`plan_role`],
 //! [`plan_replication`]) and table-tested in `role/tests.rs`; the functions around
-//! them only read inputs and carry the decision out.
+//! them only read inputs and carry the decision out. Restarts of stopped replication
+//! wait out the backoff that the replica's history ([`super::replication`]) sets.
 //!
 //! Calls `mysql` (through the agent's mysqld), `common` and `cairn-topo`.
 
