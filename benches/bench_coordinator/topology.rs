@@ -39,6 +39,7 @@ pub fn health(primary: bool, seq: u64) -> Health {
         last_error: None,
         restoring_backup: None,
         updated_at: Some(Utc::now()),
+        ..Health::default()
     }
 }
 

@@ -28,6 +28,11 @@ pub struct TabletRow {
     pub replicating: bool,
     pub gtid_position: Option<String>,
     pub last_error: Option<String>,
+    /// The error that stopped replication, while the replica has not yet run
+    /// cleanly for long enough since (the tablet is then not healthy).
+    pub replication_error: Option<cairn_topo::ReplicationError>,
+    /// Since when replication has run without interruption.
+    pub replication_clean_since: Option<chrono::DateTime<Utc>>,
 }
 
 impl From<&TabletInfo> for TabletRow {
@@ -48,6 +53,8 @@ impl From<&TabletInfo> for TabletRow {
             replicating: h.is_some_and(|h| h.replicating()),
             gtid_position: h.and_then(|h| h.gtid_position.clone()),
             last_error: h.and_then(|h| h.last_error.clone()),
+            replication_error: h.and_then(|h| h.replication_error.clone()),
+            replication_clean_since: h.and_then(|h| h.replication_clean_since),
         }
     }
 }
@@ -61,7 +68,16 @@ pub async fn get_tablets(topo: &Topo, a: GetTabletsArgs) -> anyhow::Result<()> {
     print_rows(
         a.json,
         &[
-            "ALIAS", "KEYSPACE", "SHARD", "TYPE", "HOST", "MYSQL", "HEALTHY", "LAG", "POSITION",
+            "ALIAS",
+            "KEYSPACE",
+            "SHARD",
+            "TYPE",
+            "HOST",
+            "MYSQL",
+            "HEALTHY",
+            "LAG",
+            "POSITION",
+            "REPLICATION ERROR",
         ],
         &rows,
         |r| {
@@ -75,9 +91,26 @@ pub async fn get_tablets(topo: &Topo, a: GetTabletsArgs) -> anyhow::Result<()> {
                 if r.healthy { "yes" } else { "no" }.to_string(),
                 opt(&r.replication_lag_seconds),
                 opt(&r.gtid_position),
+                r.replication_error
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |e| one_line(&e.to_string(), 80)),
             ]
         },
     )
+}
+
+/// `s` on one line of at most `max` characters (an ellipsis marks a cut).
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {

@@ -2,8 +2,9 @@
 //! `cairn backup-shard` and the coordinator's scheduler.
 //!
 //! Eligible: REPLICA, RDONLY or SPARE tablets whose Health is present, mysqld up,
-//! both replication threads running, lag known and at most the threshold, and not
-//! busy with a job. Among them the least lag wins, then the most advanced GTID
+//! no replication failure reported (the agent keeps the error that stopped a thread
+//! until replication has run cleanly for a while after it), both replication threads
+//! running, lag known and at most the threshold, and not busy with a job. Among them the least lag wins, then the most advanced GTID
 //! position, then the lowest alias (a stable order). The PRIMARY is a fallback only
 //! when allowed. Why each tablet was passed over is reported, so "no tablet
 //! available" always says why.
@@ -48,6 +49,11 @@ fn ineligible(t: &TabletInfo, opts: &SelectOptions) -> Option<String> {
     }
     if let Some(job) = &h.busy_job {
         return Some(format!("busy with job {job}"));
+    }
+    if let Some(e) = &h.replication_error {
+        // The agent keeps the error until replication has run cleanly for a while:
+        // a replica that diverged (e.g. a duplicate key) is never backed up.
+        return Some(format!("replication failing: {e}"));
     }
     if !h.replication_io_running || !h.replication_sql_running {
         return Some("replication stopped".into());
@@ -157,6 +163,15 @@ mod tests {
         })
     }
 
+    fn dup_key() -> cairn_topo::ReplicationError {
+        cairn_topo::ReplicationError {
+            thread: "sql".into(),
+            errno: 1062,
+            message: "Duplicate entry '7' for key 'PRIMARY'".into(),
+            seen_at: Utc::now(),
+        }
+    }
+
     fn opts(allow_primary: bool) -> SelectOptions {
         SelectOptions {
             allow_primary,
@@ -182,6 +197,18 @@ mod tests {
         let busy = || {
             let mut h = healthy(0, "MariaDB/0-1-100").unwrap();
             h.busy_job = Some("j1".into());
+            Some(h)
+        };
+        // Threads up right after a restart, but the last one stopped on an error.
+        let failing = || {
+            let mut h = healthy(0, "MariaDB/0-1-500").unwrap();
+            h.replication_error = Some(dup_key());
+            Some(h)
+        };
+        // Outlived its error: the agent cleared it after a clean period.
+        let recovered = || {
+            let mut h = healthy(0, "MariaDB/0-1-500").unwrap();
+            h.replication_clean_since = Some(Utc::now() - chrono::Duration::seconds(31));
             Some(h)
         };
         let unknown_lag = || {
@@ -283,6 +310,39 @@ mod tests {
                 false,
                 None,
             ),
+            (
+                "failing replica never picked, even ahead in gtid and lag",
+                vec![
+                    tablet(1, Replica, failing()),
+                    tablet(2, Replica, healthy(10, "MariaDB/0-1-100")),
+                ],
+                false,
+                Some(2),
+            ),
+            (
+                "only a failing replica: nobody",
+                vec![tablet(1, Replica, failing())],
+                false,
+                None,
+            ),
+            (
+                "only a failing replica: the allowed primary",
+                vec![
+                    tablet(1, Primary, healthy(0, "0-1-1")),
+                    tablet(2, Rdonly, failing()),
+                ],
+                true,
+                Some(1),
+            ),
+            (
+                "a recovered replica is eligible again",
+                vec![
+                    tablet(1, Replica, recovered()),
+                    tablet(2, Replica, healthy(10, "MariaDB/0-1-100")),
+                ],
+                false,
+                Some(1),
+            ),
             ("empty shard", vec![], true, None),
         ];
         for (name, tablets, allow, want) in cases {
@@ -302,6 +362,20 @@ mod tests {
         assert_eq!(reasons.len(), 2);
         assert!(reasons[0].1.contains("no health"));
         assert!(reasons[1].1.contains("lagging 99s"));
+    }
+
+    #[test]
+    fn a_failing_replica_says_why() {
+        let mut h = healthy(0, "0-1-1").unwrap();
+        h.replication_error = Some(dup_key());
+        let ts = vec![tablet(1, TabletType::Replica, Some(h))];
+        let Choice::None(reasons) = select_backup_tablet(&ts, &opts(false)) else {
+            panic!()
+        };
+        assert_eq!(
+            reasons[0].1,
+            "replication failing: SQL thread error 1062: Duplicate entry '7' for key 'PRIMARY'"
+        );
     }
 
     #[test]

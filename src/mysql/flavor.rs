@@ -78,6 +78,21 @@ pub struct ReplicationStatus {
     pub primary_port: Option<u16>,
     /// GTID position received by the IO thread (MariaDB `Gtid_IO_Pos`), for diagnostics.
     pub gtid_io_pos: Option<String>,
+    /// The IO thread's last error (`Last_IO_Errno`, `Last_IO_Error`), if any.
+    #[serde(default)]
+    pub io_error: Option<ThreadError>,
+    /// The SQL thread's last error (`Last_SQL_Errno`, `Last_SQL_Error`), if any.
+    #[serde(default)]
+    pub sql_error: Option<ThreadError>,
+}
+
+/// One replication thread's last error as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadError {
+    /// The server's error number (1062: duplicate key); 0 when it gave none.
+    pub errno: u32,
+    /// The server's message.
+    pub message: String,
 }
 
 /// Quotes a string literal for SQL: `'...'` with quotes, backslashes and control
@@ -520,15 +535,30 @@ impl Flavor {
                     .with_context(|| format!("invalid Seconds_Behind_Master {s:?}"))?,
             ),
         };
+        // An error number that does not parse is kept as 0: the message still tells.
+        let thread_error = |errno: &[&str], message: &[&str]| {
+            let errno = get(errno).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+            let message = get(message).unwrap_or_default();
+            (errno != 0 || !message.is_empty()).then_some(ThreadError { errno, message })
+        };
+        let io_error = thread_error(
+            &["Last_IO_Errno"],
+            &["Last_IO_Error", "Last_IO_Error_Message"],
+        );
+        let sql_error = thread_error(
+            &["Last_SQL_Errno"],
+            &["Last_SQL_Error", "Last_SQL_Error_Message"],
+        );
+        let describe = |thread: &str, e: &ThreadError| match e.errno {
+            0 => format!("{thread} thread: {}", e.message),
+            n => format!("{thread} thread error {n}: {}", e.message),
+        };
         let mut errors = Vec::new();
-        if let Some(e) = get(&["Last_IO_Error", "Last_IO_Error_Message"]).filter(|e| !e.is_empty())
-        {
-            errors.push(format!("IO thread: {e}"));
+        if let Some(e) = &io_error {
+            errors.push(describe("IO", e));
         }
-        if let Some(e) =
-            get(&["Last_SQL_Error", "Last_SQL_Error_Message"]).filter(|e| !e.is_empty())
-        {
-            errors.push(format!("SQL thread: {e}"));
+        if let Some(e) = &sql_error {
+            errors.push(describe("SQL", e));
         }
         let primary_port = match get(&["Master_Port", "Source_Port"]) {
             Some(p) if !p.is_empty() => Some(
@@ -545,6 +575,8 @@ impl Flavor {
             primary_host: get(&["Master_Host", "Source_Host"]).filter(|h| !h.is_empty()),
             primary_port,
             gtid_io_pos: get(&["Gtid_IO_Pos"]),
+            io_error,
+            sql_error,
         })
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::AgentConfig;
 use super::http::AgentMetrics;
+use super::replication::ReplicationHistory;
 use crate::backup::engine::{BackupParams, Progress};
 use crate::backup::manifest::{backup_name, parse_backup_name};
 use crate::backup::pipeline::CopyOptions;
@@ -58,6 +59,8 @@ pub(super) struct Status {
     pub(super) mysqld_up: bool,
     /// The backup being restored, if any (published so retention keeps it).
     pub(super) restoring: Option<String>,
+    /// What the agent saw of replication: errors, clean runs, restarts (backoff).
+    pub(super) replication: ReplicationHistory,
 }
 
 /// A running agent. Shared by its background loops.

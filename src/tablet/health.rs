@@ -2,7 +2,9 @@
 //! threads and lag), written under the agent's lease so it disappears when the agent
 //! dies; the loop that reconciles the role and rewrites Health every
 //! `health_interval`, and the one that rewrites it when a lost lease is re-granted.
-//! Also keeps the agent's mysqld gauges current.
+//! A replica's Health also carries its replication history (the error that makes it
+//! failing, since when it runs cleanly; see [`super::replication`]). Also keeps the
+//! agent's mysqld and replication gauges current.
 //!
 //! Calls `mysql` (through the agent's mysqld), `common` and `cairn-topo`.
 
@@ -13,6 +15,7 @@ use chrono::Utc;
 
 use super::agent::Agent;
 use super::agent::Role;
+use super::replication::ReplicationView;
 use crate::common::lock;
 
 /// Whether a tablet serves queries: mysqld answers and no job or drain has taken it
@@ -75,7 +78,17 @@ impl Agent {
             }
         }
         if let Role::Replica { .. } = role {
-            match mysqld.replication_status().await {
+            let status = mysqld.replication_status().await;
+            if let Ok(r) = &status {
+                let view = r.as_ref().map(ReplicationView::from);
+                let mut s = lock(&self.status);
+                if s.replication.observe(Utc::now(), view.as_ref()) {
+                    self.metrics.replication_errors.inc();
+                }
+                h.replication_error = s.replication.error().cloned();
+                h.replication_clean_since = s.replication.clean_since();
+            }
+            match status {
                 Ok(Some(r)) => {
                     h.replication_io_running = r.io_running;
                     h.replication_sql_running = r.sql_running;
@@ -94,6 +107,9 @@ impl Agent {
         }
         h.serving = serving(h.mysqld_up, tablet_type);
         self.metrics.mysqld_up.set(h.mysqld_up as i64);
+        self.metrics
+            .replication_failing
+            .set(h.replication_failing() as i64);
         self.metrics
             .replication_lag_seconds
             .set(h.replication_lag_seconds.map_or(-1, |l| l as i64));

@@ -30,6 +30,10 @@ pub struct AgentMetrics {
     pub mysqld_restarts: Counter,
     /// Bytes copied by backup and restore jobs.
     pub job_bytes: Counter,
+    /// Times a replication thread was seen stopped on an error (once per stop).
+    pub replication_errors: Counter,
+    /// 1 while the replica is failing (a replication error not yet outlived).
+    pub replication_failing: Gauge,
 }
 
 struct HttpState {
@@ -71,6 +75,16 @@ impl AgentMetrics {
             "job_bytes",
             "Bytes copied by backup and restore jobs",
             self.job_bytes.clone(),
+        );
+        r.register(
+            "replication_errors",
+            "Times a replication thread was seen stopped on an error",
+            self.replication_errors.clone(),
+        );
+        r.register(
+            "replication_failing",
+            "1 while replication failed and has not yet run cleanly for long enough",
+            self.replication_failing.clone(),
         );
         r
     }

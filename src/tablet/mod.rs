@@ -9,6 +9,8 @@
 //!   decision, the loops, and the clean stop.
 //! - [`role`]: primary or replica as the Shard record says: the pure role decision,
 //!   the thin reconcile that applies it, and the Shard watch.
+//! - [`replication`]: a replica's replication history and the pure decisions on it:
+//!   failing or not, and when to restart stopped threads (backoff).
 //! - [`health`]: Health on the lease, the health and lease loops, mysqld gauges.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod replication;
 pub mod restore;
 pub mod role;
 pub mod startup;

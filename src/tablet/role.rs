@@ -6,7 +6,8 @@
 //! (watch) and on every health tick, so a missed event or a crash at any point is
 //! repaired by the next run. The decisions are pure ([`plan_role`],
 //! [`plan_replication`]) and table-tested in `role/tests.rs`; the functions around
-//! them only read inputs and carry the decision out.
+//! them only read inputs and carry the decision out. Restarts of stopped replication
+//! wait out the backoff that the replica's history ([`super::replication`]) sets.
 //!
 //! Calls `mysql` (through the agent's mysqld), `common` and `cairn-topo`.
 
@@ -17,10 +18,12 @@ use anyhow::Context;
 use cairn_topo::RecordEvent;
 use cairn_topo::{Shard, Tablet, TabletAlias, TabletType};
 
+use chrono::{DateTime, Utc};
+
 use super::agent::{Agent, Role};
+use super::replication::{ReplicationHistory, ReplicationView};
 use crate::common::lock;
 use crate::common::wait::poll_until;
-use crate::mysql::flavor::ReplicationStatus;
 use crate::mysql::mysqld::Mysqld;
 
 /// What the Shard record asks of this tablet, given the role mysqld is in.
@@ -75,24 +78,6 @@ pub(super) fn plan_role(
     }
 }
 
-/// What mysqld reports about replication, as far as the role decision cares.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(super) struct ReplicationView {
-    /// Both threads run.
-    pub(super) running: bool,
-    /// The server's last replication error.
-    pub(super) last_error: Option<String>,
-}
-
-impl From<&ReplicationStatus> for ReplicationView {
-    fn from(s: &ReplicationStatus) -> Self {
-        ReplicationView {
-            running: s.io_running && s.sql_running,
-            last_error: s.last_error.clone(),
-        }
-    }
-}
-
 /// What a replica does about replication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ReplicationAction {
@@ -107,19 +92,30 @@ pub(super) enum ReplicationAction {
         /// `None` when this is a new primary.
         restart_reason: Option<String>,
     },
+    /// Same primary, threads stopped, but the last restart stopped again too
+    /// recently: leave them stopped until `until` (backoff).
+    Wait { until: DateTime<Utc> },
 }
 
 /// Decides whether a replica (re)starts replication: when it follows another
 /// primary than `wanted`, or its threads are not both running (`replication` is
-/// `None` when mysqld is not configured as a replica).
+/// `None` when mysqld is not configured as a replica) and the backoff after failed
+/// restarts in `history` has passed at `now`.
 pub(super) fn plan_replication(
     current: &Role,
     wanted: &Role,
     replication: Option<&ReplicationView>,
+    history: &ReplicationHistory,
+    now: DateTime<Utc>,
 ) -> ReplicationAction {
     let running = replication.is_some_and(|r| r.running);
     if current == wanted && running {
         return ReplicationAction::Nothing;
+    }
+    if current == wanted {
+        if let Some(until) = history.next_restart_at().filter(|t| now < *t) {
+            return ReplicationAction::Wait { until };
+        }
     }
     let restart_reason = (current == wanted).then(|| {
         replication
@@ -203,6 +199,9 @@ impl Agent {
             }
             RoleAction::StayPrimary | RoleAction::BecomePrimary => {}
         }
+        if !matches!(action, RoleAction::Follow { .. }) {
+            lock(&self.status).replication.reset(); // not a replica: no replication history
+        }
         drop(mysqld);
         let wanted_type = action.tablet_type(self.cfg.base_type);
         if self.tablet_type() != wanted_type {
@@ -236,19 +235,35 @@ impl Agent {
             .await
             .context("reading replication status")?;
         let view = status.as_ref().map(ReplicationView::from);
-        let ReplicationAction::Start {
-            adopt_binlog_position,
-            restart_reason,
-        } = plan_replication(current, &wanted, view.as_ref())
-        else {
-            return Ok(());
+        let now = Utc::now();
+        let action = {
+            let mut s = lock(&self.status);
+            if *current != wanted {
+                s.replication.reset(); // another primary: its history starts now
+            }
+            if s.replication.observe(now, view.as_ref()) {
+                self.metrics.replication_errors.inc();
+            }
+            plan_replication(current, &wanted, view.as_ref(), &s.replication, now)
+        };
+        let (adopt_binlog_position, restart_reason) = match action {
+            ReplicationAction::Nothing => return Ok(()),
+            ReplicationAction::Wait { until } => {
+                tracing::debug!(%primary, %until, "replication stopped again after a restart; backing off");
+                return Ok(());
+            }
+            ReplicationAction::Start {
+                adopt_binlog_position,
+                restart_reason,
+            } => (adopt_binlog_position, restart_reason),
         };
         if adopt_binlog_position {
             mysqld.adopt_binlog_position_for_replication().await?;
         }
-        match restart_reason {
+        match &restart_reason {
             Some(why) => {
-                tracing::warn!(%primary, %why, "replication not running; restarting it")
+                let failed = lock(&self.status).replication.failed_restarts();
+                tracing::warn!(%primary, %why, failed_restarts = failed, "replication not running; restarting it")
             }
             None => {
                 tracing::info!(%primary, host = %p.mysql_host, port = p.mysql_port, "replicating from the primary")
@@ -263,6 +278,9 @@ impl Agent {
             )
             .await
             .with_context(|| format!("starting replication from {primary}"))?;
+        if restart_reason.is_some() {
+            lock(&self.status).replication.restarted(now);
+        }
         self.set_role(wanted);
         // Give the threads a moment to connect, so the Health written next already
         // says "replicating" (bounded: a broken primary must not stall the agent).

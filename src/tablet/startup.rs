@@ -154,6 +154,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             busy_job: None,
             mysqld_up: false,
             restoring: None,
+            replication: Default::default(),
         }),
         lease,
         metrics: Arc::new(AgentMetrics::default()),

@@ -150,12 +150,52 @@ pub struct Health {
     #[serde(default)]
     pub restoring_backup: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The last error that stopped a replication thread. Kept until replication has
+    /// run cleanly for a while after it: while present the replica is failing (not
+    /// healthy, never picked for a backup), whatever the threads say right now.
+    #[serde(default)]
+    pub replication_error: Option<ReplicationError>,
+    /// Since when both replication threads have run without interruption, as the
+    /// agent saw them; `None` while they are stopped (or not a replica).
+    #[serde(default)]
+    pub replication_clean_since: Option<DateTime<Utc>>,
 }
 
 impl Health {
     /// Both replication threads are running.
     pub fn replicating(&self) -> bool {
         self.replication_io_running && self.replication_sql_running
+    }
+
+    /// Replication stopped on an error and has not yet run cleanly for long enough
+    /// since (see [`Health::replication_error`]).
+    pub fn replication_failing(&self) -> bool {
+        self.replication_error.is_some()
+    }
+}
+
+/// An error that stopped a replication thread, as mysqld reported it
+/// (`Last_SQL_Errno`/`Last_SQL_Error` or `Last_IO_Errno`/`Last_IO_Error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationError {
+    /// The thread that stopped: `sql` or `io`.
+    pub thread: String,
+    /// mysqld's error number (e.g. 1062 for a duplicate key); 0 when it gave none.
+    pub errno: u32,
+    /// mysqld's error message.
+    pub message: String,
+    /// When the agent last saw a thread stopped on this error.
+    pub seen_at: DateTime<Utc>,
+}
+
+impl fmt::Display for ReplicationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let thread = self.thread.to_ascii_uppercase();
+        if self.errno == 0 {
+            write!(f, "{thread} thread: {}", self.message)
+        } else {
+            write!(f, "{thread} thread error {}: {}", self.errno, self.message)
+        }
     }
 }
 
@@ -361,6 +401,35 @@ mod tests {
         );
         assert!("leader".parse::<TabletType>().is_err());
         assert!(!TabletType::Backup.is_replica_type());
+    }
+
+    #[test]
+    fn old_health_records_parse_and_replication_errors_print() {
+        let h: Health = serde_json::from_str(
+            r#"{"mysqld_up":true,"replication_io_running":true,
+            "replication_sql_running":true,"replication_lag_seconds":0,
+            "gtid_position":null,"serving":true,"updated_at":null}"#,
+        )
+        .unwrap();
+        assert!(h.replicating() && !h.replication_failing());
+        assert_eq!(h.replication_clean_since, None);
+        let e = ReplicationError {
+            thread: "sql".into(),
+            errno: 1062,
+            message: "Duplicate entry '7' for key 'PRIMARY'".into(),
+            seen_at: Utc::now(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "SQL thread error 1062: Duplicate entry '7' for key 'PRIMARY'"
+        );
+        let h = Health {
+            replication_error: Some(e.clone()),
+            ..h
+        };
+        assert!(h.replication_failing());
+        let back: Health = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(back.replication_error, Some(e));
     }
 
     #[test]

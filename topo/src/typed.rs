@@ -28,7 +28,7 @@ pub struct TabletInfo {
 
 impl TabletInfo {
     /// The tablet answers for its type: agent alive, mysqld up, serving, and (for
-    /// non-primaries) replicating.
+    /// non-primaries) replicating with no recent replication failure.
     pub fn healthy(&self) -> bool {
         match &self.health {
             None => false,
@@ -36,7 +36,7 @@ impl TabletInfo {
                 h.mysqld_up
                     && h.serving
                     && (self.tablet.value.tablet_type == crate::TabletType::Primary
-                        || h.replicating())
+                        || (h.replicating() && !h.replication_failing()))
             }
         }
     }

@@ -186,8 +186,71 @@ fn replication_status_parses_running_replica() {
             primary_host: Some("127.0.0.1".into()),
             primary_port: Some(3310),
             gtid_io_pos: Some("0-1-7".into()),
+            io_error: None,
+            sql_error: None,
         }
     );
+}
+
+#[test]
+fn replication_status_reads_error_numbers() {
+    // (IO errno, IO error, SQL errno, SQL error, io_error, sql_error, last_error)
+    type Want = (
+        Option<(u32, &'static str)>,
+        Option<(u32, &'static str)>,
+        Option<&'static str>,
+    );
+    let cases: Vec<([Option<&str>; 4], Want)> = vec![
+        (
+            [Some("0"), Some(""), Some("0"), Some("")],
+            (None, None, None),
+        ),
+        (
+            [Some("0"), Some(""), Some("1062"), Some("Could not execute Write_rows_v1 event; Duplicate entry '7'")],
+            (
+                None,
+                Some((1062, "Could not execute Write_rows_v1 event; Duplicate entry '7'")),
+                Some("SQL thread error 1062: Could not execute Write_rows_v1 event; Duplicate entry '7'"),
+            ),
+        ),
+        (
+            [Some("2003"), Some("error connecting to master"), None, None],
+            (
+                Some((2003, "error connecting to master")),
+                None,
+                Some("IO thread error 2003: error connecting to master"),
+            ),
+        ),
+        // A number without a message, and a number that does not parse.
+        (
+            [Some("1236"), Some(""), Some("x"), Some("boom")],
+            (
+                Some((1236, "")),
+                Some((0, "boom")),
+                Some("IO thread error 1236: ; SQL thread: boom"),
+            ),
+        ),
+    ];
+    for ([io_no, io_msg, sql_no, sql_msg], (io, sql, last)) in cases {
+        let r = row(&[
+            ("Slave_IO_Running", Some("Yes")),
+            ("Slave_SQL_Running", Some("No")),
+            ("Last_IO_Errno", io_no),
+            ("Last_IO_Error", io_msg),
+            ("Last_SQL_Errno", sql_no),
+            ("Last_SQL_Error", sql_msg),
+        ]);
+        let s = Flavor::MariaDB.parse_replication_status(&r).unwrap();
+        let te = |t: Option<(u32, &str)>| {
+            t.map(|(errno, m)| ThreadError {
+                errno,
+                message: m.into(),
+            })
+        };
+        assert_eq!(s.io_error, te(io), "{r:?}");
+        assert_eq!(s.sql_error, te(sql), "{r:?}");
+        assert_eq!(s.last_error.as_deref(), last, "{r:?}");
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Table tests of the role decisions: every branch of [`plan_role`] and
-//! [`plan_replication`], as the agent behaves today.
+//! [`plan_replication`] (backoff included), as the agent behaves today.
 
 use super::*;
+use crate::mysql::flavor::ThreadError;
 
 fn alias(uid: u32) -> TabletAlias {
     TabletAlias {
@@ -133,65 +134,126 @@ fn role_actions_publish_primary_or_the_base_type() {
 fn plan_replication_table() {
     let running = ReplicationView {
         running: true,
-        last_error: None,
+        ..ReplicationView::default()
     };
     let broken = ReplicationView {
         running: false,
         last_error: Some("Error connecting".into()),
+        stop_error: Some((
+            "io",
+            ThreadError {
+                errno: 2003,
+                message: "Error connecting".into(),
+            },
+        )),
     };
-    let stopped = ReplicationView {
-        running: false,
-        last_error: None,
-    };
+    let stopped = ReplicationView::default();
     let start = |adopt: bool, why: Option<&str>| ReplicationAction::Start {
         adopt_binlog_position: adopt,
         restart_reason: why.map(str::to_string),
     };
+    let t0 = Utc::now();
+    let fresh = ReplicationHistory::default();
+    // Restarted at t0, and the threads stopped again on an error: backoff 2 s.
+    let mut failed_once = ReplicationHistory::default();
+    failed_once.restarted(t0);
+    assert!(failed_once.observe(t0, Some(&broken)));
+    let until = t0 + chrono::Duration::seconds(2);
     let wanted = replica_of(2);
-    // (current role, what mysqld reports, expected action)
-    let cases: Vec<(Role, Option<&ReplicationView>, ReplicationAction)> = vec![
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    // (current role, what mysqld reports, history, now, expected action)
+    type Case<'a> = (
+        Role,
+        Option<&'a ReplicationView>,
+        &'a ReplicationHistory,
+        DateTime<Utc>,
+        ReplicationAction,
+    );
+    let cases: Vec<Case> = vec![
         // Already following the wanted primary with both threads up.
-        (wanted.clone(), Some(&running), ReplicationAction::Nothing),
-        // Same primary, threads down: restart, saying why.
+        (
+            wanted.clone(),
+            Some(&running),
+            &fresh,
+            t0,
+            ReplicationAction::Nothing,
+        ),
+        (
+            wanted.clone(),
+            Some(&running),
+            &failed_once,
+            t0,
+            ReplicationAction::Nothing,
+        ),
+        // Same primary, threads down, no failed restart yet: restart, saying why.
         (
             wanted.clone(),
             Some(&broken),
+            &fresh,
+            t0,
             start(false, Some("Error connecting")),
         ),
         (
             wanted.clone(),
             Some(&stopped),
+            &fresh,
+            t0,
             start(false, Some("threads stopped")),
         ),
-        (wanted.clone(), None, start(false, Some("threads stopped"))),
-        // A new primary (or none before): point at it.
-        (replica_of(3), Some(&running), start(false, None)),
-        (Role::Orphan, None, start(false, None)),
-        (Role::Unknown, Some(&running), start(false, None)),
+        (
+            wanted.clone(),
+            None,
+            &fresh,
+            t0,
+            start(false, Some("threads stopped")),
+        ),
+        // The last restart stopped again: wait out the backoff, then restart.
+        (
+            wanted.clone(),
+            Some(&broken),
+            &failed_once,
+            at(1),
+            ReplicationAction::Wait { until },
+        ),
+        (
+            wanted.clone(),
+            Some(&broken),
+            &failed_once,
+            at(2),
+            start(false, Some("Error connecting")),
+        ),
+        // A new primary (or none before): point at it at once, backoff or not.
+        (
+            replica_of(3),
+            Some(&running),
+            &fresh,
+            t0,
+            start(false, None),
+        ),
+        (
+            replica_of(3),
+            Some(&broken),
+            &failed_once,
+            at(1),
+            start(false, None),
+        ),
+        (Role::Orphan, None, &fresh, t0, start(false, None)),
+        (
+            Role::Unknown,
+            Some(&running),
+            &fresh,
+            t0,
+            start(false, None),
+        ),
         // A demoted primary adopts its own binlog position first.
-        (Role::Primary, None, start(true, None)),
-        (Role::Primary, Some(&running), start(true, None)),
+        (Role::Primary, None, &fresh, t0, start(true, None)),
+        (Role::Primary, Some(&running), &fresh, t0, start(true, None)),
     ];
-    for (current, view, want) in cases {
+    for (current, view, history, now, want) in cases {
         assert_eq!(
-            plan_replication(&current, &wanted, view),
+            plan_replication(&current, &wanted, view, history, now),
             want,
-            "current {current:?}, replication {view:?}"
+            "current {current:?}, replication {view:?}, history {history:?}, now {now}"
         );
     }
-}
-
-#[test]
-fn replication_view_needs_both_threads() {
-    let mut s = ReplicationStatus {
-        io_running: true,
-        sql_running: true,
-        last_error: Some("x".into()),
-        ..ReplicationStatus::default()
-    };
-    assert!(ReplicationView::from(&s).running);
-    s.sql_running = false;
-    let v = ReplicationView::from(&s);
-    assert!(!v.running);
-    assert_eq!(v.last_error.as_deref(), Some("x"));
 }
