@@ -220,6 +220,19 @@ impl Agent {
         self.restore_backup_at_start(m).await
     }
 
+    /// Refuses, before anything is touched, a backup whose MANIFEST does not fit this
+    /// tablet (another shard without `--allow-other-shard`, a newer server).
+    fn check_fits(&self, m: &Manifest, server_version: &str) -> anyhow::Result<()> {
+        engine::check_manifest_fits(
+            m,
+            &self.cfg.keyspace,
+            &self.cfg.shard,
+            server_version,
+            self.cfg.backup.allow_other_shard,
+        )
+        .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", m.backup_name))
+    }
+
     /// Publishes which backup a restore reads (or none), so retention keeps it.
     fn set_restoring(&self, name: Option<&str>) {
         lock(&self.status).restoring = name.map(str::to_string);
@@ -243,6 +256,7 @@ impl Agent {
                 .await
                 .context("stopping mysqld before the restore")?;
         }
+        self.check_fits(m, mysqld.binary_version())?;
         fs::create_dir_all(&self.cfg.tablet_dir)
             .with_context(|| format!("creating {}", self.cfg.tablet_dir.display()))?;
         let dir = &self.cfg.tablet_dir;
@@ -315,6 +329,8 @@ impl Agent {
             ),
             SeedChoice::NoCompleteBackup(why) => bail!("{why}"),
         };
+        let server_version = self.mysqld.lock().await.binary_version().to_string();
+        self.check_fits(&m, &server_version)?;
         let original = self.tablet_type();
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;
