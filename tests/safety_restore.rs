@@ -111,8 +111,9 @@ fn assert_clean(spec: &TabletSpec, log: &str) {
     }
 }
 
-/// Waits for the agent to die at `failpoint`.
-async fn wait_died_at(t: &mut TabletProcess, failpoint: &str) {
+/// Waits for the agent to die at `failpoint`; `machine_crash`: its mysqld dies too
+/// (otherwise it is left running, as after a `kill -9` of the agent alone).
+async fn wait_died_at(t: &mut TabletProcess, failpoint: &str, machine_crash: bool) {
     let st = t
         .wait_exit(T)
         .await
@@ -123,7 +124,9 @@ async fn wait_died_at(t: &mut TabletProcess, failpoint: &str) {
         "did not die at {failpoint}:\n{}",
         t.log_tail(20)
     );
-    kill_orphan_mysqld(t);
+    if machine_crash {
+        kill_orphan_mysqld(t);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,10 +168,12 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
             wait_replicating(&c, &alias).await;
             c.cli_ok(&["restore-from-backup", &alias, "--no-wait"])
                 .unwrap();
-            wait_died_at(&mut r, failpoint).await;
+            wait_died_at(&mut r, failpoint, false).await;
 
-            // Restarted without --restore-from-backup and without the failpoint.
-            drop(r);
+            // Restarted without --restore-from-backup and without the failpoint. (Not
+            // dropped: dropping a TabletProcess kills its mysqld, which a killed agent
+            // leaves running.)
+            std::mem::forget(r);
             r = c.spawn_tablet(&spec).unwrap();
             r.wait_healthy(&topo, T)
                 .await
@@ -214,12 +219,17 @@ async fn restore_at_start_killed_at_every_step_is_finished_without_flags() {
             spec.extra = vec!["--restore-from-backup".into()];
             spec.env = vec![("CAIRN_FAILPOINT".into(), failpoint.into())];
             let mut t = c.spawn_tablet(&spec).unwrap();
-            wait_died_at(&mut t, failpoint).await;
+            let machine_crash = i % 2 == 0;
+            wait_died_at(&mut t, failpoint, machine_crash).await;
             // Restarted WITHOUT --restore-from-backup: the restore is finished, not an
             // empty data dir initialised.
             spec.extra = vec![];
             spec.env = vec![];
-            drop(t);
+            if machine_crash {
+                drop(t);
+            } else {
+                std::mem::forget(t);
+            }
             let mut t = c.spawn_tablet(&spec).unwrap();
             t.wait_healthy(&topo, T)
                 .await

@@ -198,7 +198,7 @@ impl Agent {
     /// Returns the backup to restore again if a restore at start was interrupted
     /// (its marker stays until that restore finishes); errors if the tablet must
     /// not start.
-    pub(super) fn recover_interrupted_restore(
+    pub(super) async fn recover_interrupted_restore(
         &self,
         is_primary: bool,
         data: &Path,
@@ -216,6 +216,11 @@ impl Agent {
             tracing::warn!(?marker, recovery = ?plan, "found an interrupted restore");
         }
         let staging = dir.join(STAGING);
+        if matches!(plan, Recovery::RollBack | Recovery::Redo(_)) {
+            // A killed agent leaves its mysqld running, perhaps on the data about to
+            // be moved: stop it first.
+            self.stop_orphan_mysqld(data).await?;
+        }
         match plan {
             Recovery::Nothing => {}
             Recovery::DiscardOld => {
@@ -239,6 +244,61 @@ impl Agent {
             Recovery::Refuse(why) => bail!("{why}"),
         }
         Ok(None)
+    }
+}
+
+impl Agent {
+    /// Stops a mysqld that a killed agent left running on this tablet's data
+    /// directory (its pid file names it and its command line names the data dir):
+    /// SIGTERM, then SIGKILL after two minutes. Nothing running is fine.
+    async fn stop_orphan_mysqld(&self, data: &Path) -> anyhow::Result<()> {
+        let pid_file = self.mysqld.lock().await.pid_file();
+        let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|pid| *pid > 0 && serves_datadir(*pid, data))
+        else {
+            return Ok(());
+        };
+        tracing::warn!(
+            pid,
+            "stopping the mysqld left running by the interrupted restore"
+        );
+        for (sig, wait) in [(libc::SIGTERM, 120), (libc::SIGKILL, 30)] {
+            // SAFETY: kill(2) on a pid whose command line names our data directory.
+            unsafe { libc::kill(pid, sig) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            while std::time::Instant::now() < deadline {
+                if !alive(pid) {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        bail!(
+            "the mysqld left running (pid {pid}) on {} does not stop",
+            data.display()
+        )
+    }
+}
+
+/// Whether `pid` is a live process whose command line names `data`.
+fn serves_datadir(pid: i32, data: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let mut want = b"--datadir=".to_vec();
+    want.extend_from_slice(data.as_os_str().as_encoded_bytes());
+    alive(pid) && cmdline.split(|b| *b == 0).any(|arg| arg == want.as_slice())
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
 

@@ -181,6 +181,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
     // Whatever the flags: an interrupted restore is rolled back or redone first.
     let plan = agent
         .recover_interrupted_restore(is_primary, &data_dir)
+        .await
         .map(|redo| {
             plan_start(
                 agent.cfg.restore_from_backup,
