@@ -168,6 +168,7 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
             wait_replicating(&c, &alias).await;
             c.cli_ok(&["restore-from-backup", &alias, "--no-wait"])
                 .unwrap();
+            let stops_before = r.log().matches("stopping the mysqld left running").count();
             wait_died_at(&mut r, failpoint, false).await;
 
             // Restarted without --restore-from-backup and without the failpoint. (Not
@@ -182,6 +183,15 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
             wait_rows(&r, want).await;
             assert_eq!(rows(&r), rows(&p), "{failpoint}");
             assert_clean(&spec, &r.log_tail(30));
+            // Killed while mysqld ran on the restored data: that mysqld was stopped
+            // before the data under it moved.
+            if matches!(
+                failpoint,
+                "restore-after-swap-before-position" | "restore-after-position"
+            ) {
+                let stops = r.log().matches("stopping the mysqld left running").count();
+                assert_eq!(stops, stops_before + 1, "{failpoint}: {}", r.log_tail(30));
+            }
             // And it keeps replicating: a new row arrives.
             want += 1;
             p.sql(&format!(
