@@ -269,7 +269,12 @@ async fn a_restoring_tablet_cannot_become_primary_and_other_shards_backups_are_r
         let topo = c.topo().await.unwrap();
         let (p, r) = shard(&c, &topo, 740).await;
         let alias = r.spec.alias();
-        let name = c.cli_ok(&["backup", &alias]).unwrap().trim().to_string();
+        // xtrabackup: its restores landed 0755 before.
+        let name = c
+            .cli_ok(&["backup", &alias, "--backup-engine", "xtrabackup"])
+            .unwrap()
+            .trim()
+            .to_string();
         wait_replicating(&c, &alias).await;
 
         // A restore job in progress on the replica: init-shard-primary refuses it.
@@ -332,13 +337,15 @@ async fn a_restoring_tablet_cannot_become_primary_and_other_shards_backups_are_r
         let mut t = c.spawn_tablet(&spec).unwrap();
         t.wait_healthy(&topo, T).await.unwrap();
         wait_rows(&t, 2000).await;
-        // Restored data directories are owner-only.
+        // Restored data directories are owner-only, whatever the engine.
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(spec.dir.join("data"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "data dir mode {mode:o}");
+        for d in ["data", "data/app", "data/mysql"] {
+            let mode = std::fs::metadata(spec.dir.join(d))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{d} mode {mode:o}");
+        }
     })
     .await
     .expect("test timed out");
