@@ -346,6 +346,24 @@ async fn a_restoring_tablet_cannot_become_primary_and_other_shards_backups_are_r
                 .mode();
             assert_eq!(mode & 0o077, 0, "{d} mode {mode:o}");
         }
+
+        // The primary lost its data and restarts with --restore-from-backup: refused
+        // (the Shard record names it primary), nothing initialised.
+        let mut p = p;
+        p.terminate(T).unwrap();
+        let mut pspec = p.spec.clone();
+        drop(p);
+        std::fs::rename(pspec.dir.join("data"), pspec.dir.join("data.lost")).unwrap();
+        pspec.extra = vec!["--restore-from-backup".into()];
+        let mut pt = c.spawn_tablet(&pspec).unwrap();
+        let st = pt.wait_exit(T).await.unwrap();
+        assert_eq!(st.code(), Some(1), "{}", pt.log_tail(20));
+        assert!(
+            pt.log().contains("never restored over"),
+            "{}",
+            pt.log_tail(20)
+        );
+        assert!(!pspec.dir.join("data").exists());
     })
     .await
     .expect("test timed out");
