@@ -375,6 +375,11 @@ impl Agent {
             .await
             .context("switching to RESTORE")?;
         let swapped = self.swap_in(m, staging).await;
+        if swapped.is_err() {
+            // Refused before the swap (the tablet became primary, mysqld would not
+            // stop): the verified copy is not needed any more.
+            let _ = remove_dir_if_exists(staging);
+        }
         let back = self.return_to_service(original).await;
         swapped?;
         back.context("restored, but returning to service failed")?;
