@@ -32,6 +32,9 @@ pub struct EngineConfig {
     pub xtrabackup_root_path: Option<PathBuf>,
     /// Where engine tools write their logs and scratch files (the tablet dir).
     pub work_dir: PathBuf,
+    /// `--allow-other-shard`: restores may use a backup whose MANIFEST names another
+    /// keyspace or shard than the tablet's.
+    pub allow_other_shard: bool,
 }
 
 /// One backup to take.
@@ -114,6 +117,9 @@ pub struct RestoreParams<'a> {
     pub staging: &'a Path,
     /// The tablet's engine settings (concurrency, tool paths, work dir).
     pub cfg: &'a EngineConfig,
+    /// The version of the restoring tablet's mysqld (a MANIFEST from a newer server
+    /// is refused).
+    pub server_version: &'a str,
     /// Shared with the job's progress reporter.
     pub progress: Arc<Progress>,
     /// Fired when the agent stops.

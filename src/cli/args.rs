@@ -247,6 +247,10 @@ pub struct TabletArgs {
     /// With --restore-from-backup: newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
     #[arg(long, value_parser = parse_backup_ts)]
     pub restore_from_backup_ts: Option<String>,
+    /// Restores on this tablet (at start and in place) may use a backup whose MANIFEST
+    /// names another keyspace or shard
+    #[arg(long)]
+    pub allow_other_shard: bool,
     /// MySQL user replicas connect to the primary as
     #[arg(long, default_value = "cairn_repl")]
     pub replication_user: String,

@@ -214,6 +214,7 @@ pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
             xtrabackup_stream_mode: args.xtrabackup_stream_mode,
             xtrabackup_root_path: args.xtrabackup_root_path.clone(),
             work_dir: args.tablet_dir.clone(),
+            allow_other_shard: args.allow_other_shard,
         },
         restore_from_backup: args.restore_from_backup,
         wait_for_backup_interval: args.wait_for_backup_interval,

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use cairn_topo::typed::TabletInfo;
-use cairn_topo::{TabletType, Topo};
+use cairn_topo::{JobKind, JobState, TabletType, Topo};
 use chrono::Utc;
 use serde::Serialize;
 
@@ -135,6 +135,16 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a job of this kind and state keeps its tablet from becoming primary: any
+/// running job, and a restore still pending (it would restore over the primary).
+pub fn job_blocks_promotion(kind: JobKind, state: JobState) -> bool {
+    match state {
+        JobState::Running => true,
+        JobState::Pending => kind == JobKind::Restore,
+        _ => false,
+    }
+}
+
 pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow::Result<()> {
     let ks = &a.keyspace_shard;
     let alias = &a.alias;
@@ -160,6 +170,22 @@ pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow:
         bail!(
             "tablet {alias} is busy ({}); try again when it is done",
             t.tablet_type
+        );
+    }
+    if let Some(job) = info.health.as_ref().and_then(|h| h.busy_job.as_ref()) {
+        bail!("tablet {alias} is busy with job {job}; try again when it is done");
+    }
+    let jobs = topo.list_jobs().await.context("listing jobs")?;
+    if let Some(j) = jobs
+        .iter()
+        .map(|j| &j.value)
+        .find(|j| &j.tablet_alias == alias && job_blocks_promotion(j.kind, j.state))
+    {
+        bail!(
+            "tablet {alias} has a {:?} job in progress ({}, {:?}); a tablet being restored cannot become primary: try again when it is done",
+            j.kind,
+            j.id,
+            j.state
         );
     }
     let started = Instant::now();
@@ -209,4 +235,32 @@ pub async fn init_shard_primary(topo: &Topo, a: InitShardPrimaryArgs) -> anyhow:
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_that_block_promotion() {
+        use JobKind::*;
+        use JobState::*;
+        // (kind, state, blocks)
+        let cases = [
+            (Backup, Pending, false),
+            (Backup, Running, true),
+            (Restore, Pending, true),
+            (Restore, Running, true),
+            (Backup, Succeeded, false),
+            (Restore, Failed, false),
+            (Restore, Cancelled, false),
+        ];
+        for (kind, state, blocks) in cases {
+            assert_eq!(
+                job_blocks_promotion(kind, state),
+                blocks,
+                "{kind:?} {state:?}"
+            );
+        }
+    }
 }

@@ -8,10 +8,12 @@
 //! - [`sync`]: a mutex lock that survives poisoning.
 //! - [`host`]: this machine's hostname.
 //! - [`duration`]: Go-style durations as Vitess flags take them.
+//! - [`failpoint`]: named steps where a test build can kill the process.
 
 pub mod duration;
 pub mod env;
 pub mod error;
+pub mod failpoint;
 pub mod host;
 pub mod shutdown;
 pub mod sync;

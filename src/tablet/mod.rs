@@ -15,6 +15,8 @@
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
+//! - [`recovery`]: at every start, what an interrupted restore left is rolled back
+//!   or redone.
 //! - [`http`]: `/healthz` and `/metrics`.
 
 pub mod agent;
@@ -22,6 +24,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod recovery;
 pub mod replication;
 pub mod restore;
 pub mod role;

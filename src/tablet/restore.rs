@@ -3,9 +3,11 @@
 //!
 //! Both restore into a staging directory first, verifying every byte, and only then
 //! swap it in, so corrupt or missing data is never served. A marker file
-//! (`restore_in_progress`) is written before the data directory is touched and
-//! removed after the position is set; an agent that finds it at start redoes the
-//! restore. Which backup, and whether to restore, start empty, wait or refuse, are
+//! (`restore_in_progress`, see [`super::recovery`]) is written before the data
+//! directory is touched and removed after the position is set; every start acts on
+//! it (rolls back to the kept old data or redoes the restore), whatever the flags.
+//! Every rename is made durable, and failpoints (`restore-*`) let tests kill the
+//! agent at each step. A primary is never restored over. Which backup, and whether to restore, start empty, wait or refuse, are
 //! pure decisions ([`choose_backup`], [`plan_seed`]) with table tests.
 //!
 //! Calls `backup` (engine, storage, MANIFEST), `mysql` (through the agent's mysqld),
@@ -22,9 +24,14 @@ use cairn_topo::TabletType;
 
 use super::agent::Agent;
 use super::agent::Role;
+use super::recovery::{
+    remove_dir_if_exists, remove_marker, rename_durably, roll_back, write_marker, Marker,
+    MarkerKind, BEFORE_RESTORE, FAILED_RESTORE, STAGING,
+};
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::{parse_backup_timestamp, Manifest};
 use crate::backup::storage::BackupInfo;
+use crate::common::failpoint;
 use crate::common::lock;
 
 /// What a restore should use, decided from a storage listing.
@@ -95,17 +102,26 @@ pub fn plan_seed(choice: SeedChoice, wait: bool) -> SeedStep {
 }
 
 impl Agent {
-    fn marker(&self) -> PathBuf {
-        self.cfg.tablet_dir.join("restore_in_progress")
-    }
-
     fn staging_dir(&self) -> PathBuf {
-        self.cfg.tablet_dir.join("data.restore-staging")
+        self.cfg.tablet_dir.join(STAGING)
     }
 
-    /// Whether a previous restore left its marker behind (it was interrupted).
-    pub(super) fn interrupted_restore(&self) -> bool {
-        self.marker().exists()
+    /// Refuses when the Shard record names this tablet primary: a primary is never
+    /// restored over.
+    async fn refuse_if_primary(&self) -> anyhow::Result<()> {
+        let shard = self
+            .topo
+            .get_shard(&self.cfg.keyspace, &self.cfg.shard)
+            .await
+            .context("reading the Shard record before restoring")?;
+        if shard.is_some_and(|s| s.value.primary_alias.as_ref() == Some(&self.cfg.alias)) {
+            bail!(
+                "the shard {}/{} names this tablet primary: a primary is never restored over",
+                self.cfg.keyspace,
+                self.cfg.shard
+            );
+        }
+        Ok(())
     }
 
     async fn list_backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
@@ -128,6 +144,7 @@ impl Agent {
         at_or_before: Option<&str>,
         wait_interval: Duration,
     ) -> anyhow::Result<bool> {
+        self.refuse_if_primary().await?;
         let ts = at_or_before.map(parse_backup_timestamp).transpose()?;
         let prefix = self
             .topo
@@ -185,6 +202,36 @@ impl Agent {
         }
     }
 
+    /// Finishes an interrupted restore at start: restores again the backup its
+    /// marker names (the marker stays until it serves from the backup's position).
+    pub(super) async fn redo_restore_at_start(&self, name: &str) -> anyhow::Result<()> {
+        self.refuse_if_primary().await?;
+        let backups = self.list_backups().await?;
+        let Some(b) = backups.iter().find(|b| b.name == name) else {
+            bail!("the interrupted restore's backup {name} is no longer in storage; remove {} to start anyway", super::recovery::MARKER);
+        };
+        let m = match (&b.manifest, b.complete) {
+            (Some(m), true) => m,
+            _ => bail!("the interrupted restore's backup {name} is not complete"),
+        };
+        m.check_restorable()
+            .map_err(|e| anyhow::anyhow!("backup {name} cannot be restored: {e}"))?;
+        self.restore_backup_at_start(m).await
+    }
+
+    /// Refuses, before anything is touched, a backup whose MANIFEST does not fit this
+    /// tablet (another shard without `--allow-other-shard`, a newer server).
+    fn check_fits(&self, m: &Manifest, server_version: &str) -> anyhow::Result<()> {
+        engine::check_manifest_fits(
+            m,
+            &self.cfg.keyspace,
+            &self.cfg.shard,
+            server_version,
+            self.cfg.backup.allow_other_shard,
+        )
+        .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", m.backup_name))
+    }
+
     /// Publishes which backup a restore reads (or none), so retention keeps it.
     fn set_restoring(&self, name: Option<&str>) {
         lock(&self.status).restoring = name.map(str::to_string);
@@ -208,9 +255,17 @@ impl Agent {
                 .await
                 .context("stopping mysqld before the restore")?;
         }
+        self.check_fits(m, mysqld.binary_version())?;
         fs::create_dir_all(&self.cfg.tablet_dir)
             .with_context(|| format!("creating {}", self.cfg.tablet_dir.display()))?;
-        write_marker(&self.marker(), &m.backup_name)?;
+        let dir = &self.cfg.tablet_dir;
+        write_marker(
+            dir,
+            &Marker {
+                backup: m.backup_name.clone(),
+                kind: MarkerKind::AtStart,
+            },
+        )?;
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;
         let started = Instant::now();
@@ -223,24 +278,28 @@ impl Agent {
             manifest: m,
             staging: &staging,
             cfg: &self.cfg.backup,
+            server_version: mysqld.binary_version(),
             progress,
             cancel: self.cancel.clone(),
         })
         .await
         .with_context(|| format!("restoring backup {}", m.backup_name))?;
+        failpoint::hit("restore-at-start-before-rename");
         let data = mysqld.data_dir();
         remove_dir_if_exists(&data)?;
-        fs::rename(&staging, &data)
-            .with_context(|| format!("moving the restored data into {}", data.display()))?;
+        rename_durably(dir, &staging, &data)?;
+        failpoint::hit("restore-at-start-after-rename");
         mysqld
             .start()
             .await
             .context("starting mysqld on the restored data")?;
+        failpoint::hit("restore-at-start-before-position");
         mysqld
             .set_replication_position(&m.position)
             .await
             .context("setting the replication position from the MANIFEST")?;
-        fs::remove_file(self.marker()).context("removing the restore marker")?;
+        failpoint::hit("restore-at-start-after-position");
+        remove_marker(dir)?;
         tracing::info!(
             backup = %m.backup_name,
             position = %m.position,
@@ -269,6 +328,8 @@ impl Agent {
             ),
             SeedChoice::NoCompleteBackup(why) => bail!("{why}"),
         };
+        let server_version = self.mysqld.lock().await.binary_version().to_string();
+        self.check_fits(&m, &server_version)?;
         let original = self.tablet_type();
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;
@@ -288,6 +349,7 @@ impl Agent {
         staging: &Path,
         progress: Arc<Progress>,
     ) -> anyhow::Result<String> {
+        let server_version = self.mysqld.lock().await.binary_version().to_string();
         let restored = engine::restore_to_staging(engine::RestoreParams {
             storage: self.storage()?,
             keyspace: &self.cfg.keyspace,
@@ -295,6 +357,7 @@ impl Agent {
             manifest: m,
             staging,
             cfg: &self.cfg.backup,
+            server_version: &server_version,
             progress,
             cancel: self.cancel.clone(),
         })
@@ -311,6 +374,11 @@ impl Agent {
             .await
             .context("switching to RESTORE")?;
         let swapped = self.swap_in(m, staging).await;
+        if swapped.is_err() {
+            // Refused before the swap (the tablet became primary, mysqld would not
+            // stop): the verified copy is not needed any more.
+            let _ = remove_dir_if_exists(staging);
+        }
         let back = self.return_to_service(original).await;
         swapped?;
         back.context("restored, but returning to service failed")?;
@@ -318,67 +386,59 @@ impl Agent {
     }
 
     async fn swap_in(&self, m: &Manifest, staging: &Path) -> anyhow::Result<()> {
+        // The Shard record may have named this tablet primary since the job began.
+        self.refuse_if_primary().await?;
         let mut mysqld = self.mysqld.lock().await;
         self.set_role(Role::Unknown);
         mysqld
             .shutdown(Duration::from_secs(300))
             .await
             .context("stopping mysqld for the swap")?;
+        let dir = &self.cfg.tablet_dir;
         let data = mysqld.data_dir();
-        let old = self.cfg.tablet_dir.join("data.before-restore");
+        let old = dir.join(BEFORE_RESTORE);
         remove_dir_if_exists(&old)?;
-        write_marker(&self.marker(), &m.backup_name)?;
-        fs::rename(&data, &old).with_context(|| format!("moving {} aside", data.display()))?;
-        if let Err(e) = fs::rename(staging, &data) {
-            fs::rename(&old, &data).context("putting the old data back")?;
-            let _ = fs::remove_file(self.marker());
+        write_marker(
+            dir,
+            &Marker {
+                backup: m.backup_name.clone(),
+                kind: MarkerKind::InPlace,
+            },
+        )?;
+        failpoint::hit("restore-before-first-rename");
+        rename_durably(dir, &data, &old)?;
+        failpoint::hit("restore-after-first-rename");
+        if let Err(e) = rename_durably(dir, staging, &data) {
+            roll_back(dir, &data).context("putting the old data back")?;
             return Err(e).context("moving the restored data in");
         }
+        failpoint::hit("restore-after-second-rename");
         let started = async {
             mysqld
                 .start()
                 .await
                 .context("starting mysqld on the restored data")?;
+            failpoint::hit("restore-after-swap-before-position");
             mysqld
                 .set_replication_position(&m.position)
                 .await
-                .context("setting the replication position from the MANIFEST")
+                .context("setting the replication position from the MANIFEST")?;
+            failpoint::hit("restore-after-position");
+            remove_marker(dir)
         }
         .await;
         if let Err(e) = started {
             tracing::error!(error = %format!("{e:#}"), "the restored data did not start; putting the old data back");
             let _ = mysqld.shutdown(Duration::from_secs(60)).await;
-            let failed = self.cfg.tablet_dir.join("data.failed-restore");
-            let _ = remove_dir_if_exists(&failed);
-            fs::rename(&data, &failed).context("moving the failed restore aside")?;
-            fs::rename(&old, &data).context("putting the old data back")?;
-            let _ = fs::remove_file(self.marker());
+            roll_back(dir, &data).context("putting the old data back")?;
+            tracing::warn!(dir = %dir.join(FAILED_RESTORE).display(), "the failed restore is kept aside");
             return Err(e);
         }
-        let _ = fs::remove_file(self.marker());
+        failpoint::hit("restore-before-old-data-removed");
         if let Err(e) = fs::remove_dir_all(&old) {
             tracing::warn!(error = %e, dir = %old.display(), "cannot remove the pre-restore data");
         }
         Ok(())
-    }
-}
-
-fn write_marker(path: &Path, backup: &str) -> anyhow::Result<()> {
-    fs::write(path, format!("{backup}\n"))
-        .with_context(|| format!("writing {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-fn remove_dir_if_exists(p: &Path) -> anyhow::Result<()> {
-    match fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The agent's start and stop: `cairn tablet`'s entry point. Refuses a tablet
 //! registered in another shard, prepares mysqld, takes the health lease and the HTTP
-//! port, decides whether to restore before serving ([`plan_start`]), registers the
+//! port, recovers an interrupted restore whatever the flags ([`super::recovery`]),
+//! decides whether to restore before serving ([`plan_start`]), registers the
 //! tablet, starts the loops (health, lease, shard watch, jobs) and, on SIGINT/SIGTERM,
 //! stops them, shuts mysqld down and revokes the lease.
 //!
@@ -23,33 +24,42 @@ use crate::common::lock;
 use crate::mysql::mysqld::{server_id_for_uid, Mysqld, MysqldConfig};
 
 /// How the agent brings mysqld up at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum StartPlan {
     /// Initialise the data directory if it is empty, then start (or adopt) mysqld.
     InitAndStart,
-    /// Restore a backup first (or wait for one); `interrupted`: a previous restore
-    /// left its marker behind and is redone.
-    RestoreFirst { interrupted: bool },
+    /// Restore a backup first (or wait for one).
+    RestoreFirst,
+    /// A restore at start was interrupted: restore this backup again, whatever the
+    /// flags.
+    Redo(String),
+    /// Do not start: say why.
+    Refuse(String),
 }
 
-/// Decides whether to restore before serving: only with `--restore-from-backup`,
-/// and only when there is no data yet or a restore was interrupted (its marker is
-/// there); existing data is never overwritten at start.
+/// Decides how to bring mysqld up once an interrupted restore was recovered
+/// (`redo`: the backup [`super::recovery::plan_recovery`] says to restore again):
+/// redo it whatever the flags; otherwise restore only with `--restore-from-backup`
+/// and only when there is no data yet (existing data is never overwritten at
+/// start), and never on the tablet the Shard record names primary. Pure.
 pub(super) fn plan_start(
     restore_from_backup: bool,
-    interrupted_restore: bool,
+    redo: Option<String>,
     data_dir_empty: bool,
+    is_primary: bool,
 ) -> StartPlan {
-    if !restore_from_backup {
+    if let Some(name) = redo {
+        return StartPlan::Redo(name);
+    }
+    if !restore_from_backup || !data_dir_empty {
         return StartPlan::InitAndStart;
     }
-    if interrupted_restore {
-        return StartPlan::RestoreFirst { interrupted: true };
+    if is_primary {
+        return StartPlan::Refuse(
+            "--restore-from-backup: the shard names this tablet primary and a primary is never restored over; make another tablet primary first".into(),
+        );
     }
-    if data_dir_empty {
-        return StartPlan::RestoreFirst { interrupted: false };
-    }
-    StartPlan::InitAndStart
+    StartPlan::RestoreFirst
 }
 
 /// Whether `dir` holds no data: missing, unreadable or empty.
@@ -169,14 +179,35 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         tokio::spawn(agent.clone().lease_loop()),
     ];
 
-    let plan = plan_start(
-        agent.cfg.restore_from_backup,
-        agent.interrupted_restore(),
-        data_dir_is_empty(&data_dir),
-    );
-    if let StartPlan::RestoreFirst { interrupted } = plan {
-        if interrupted {
-            tracing::warn!("a previous restore was interrupted; redoing it");
+    // Whatever the flags: an interrupted restore is rolled back or redone first.
+    let plan = agent
+        .recover_interrupted_restore(is_primary, &data_dir)
+        .await
+        .map(|redo| {
+            plan_start(
+                agent.cfg.restore_from_backup,
+                redo,
+                data_dir_is_empty(&data_dir),
+                is_primary,
+            )
+        });
+    let plan = match plan {
+        Ok(StartPlan::Refuse(why)) => Err(anyhow::anyhow!("{why}")),
+        other => other,
+    };
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            cancel.cancel();
+            for l in loops {
+                let _ = tokio::time::timeout(Duration::from_secs(2), l).await;
+            }
+            return Err(e);
+        }
+    };
+    if matches!(plan, StartPlan::RestoreFirst | StartPlan::Redo(_)) {
+        if let StartPlan::Redo(name) = &plan {
+            tracing::warn!(backup = %name, "a previous restore was interrupted; redoing it");
         }
         // While restoring (or waiting for a seed), the tablet is registered as
         // RESTORE with Health saying it does not serve; supervision is off.
@@ -187,17 +218,22 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             .context("registering the tablet")?;
         agent.write_health().await;
         let health = tokio::spawn(agent.clone().health_loop());
-        let outcome = agent
-            .restore_at_start(
-                agent.cfg.restore_from_backup_ts.as_deref(),
-                agent.cfg.wait_for_backup_interval,
-            )
-            .await;
+        let outcome = match &plan {
+            StartPlan::Redo(name) => agent.redo_restore_at_start(name).await.map(|()| true),
+            _ => {
+                agent
+                    .restore_at_start(
+                        agent.cfg.restore_from_backup_ts.as_deref(),
+                        agent.cfg.wait_for_backup_interval,
+                    )
+                    .await
+            }
+        };
         health.abort();
         lock(&agent.status).busy_job = None;
         match outcome {
             Ok(true) => {}
-            Ok(false) => agent.init_and_start_mysqld().await?,
+            Ok(false) => agent.init_and_start_unless_restoring().await?,
             Err(e) => {
                 // Not serving anything: leave no RESTORE type behind; the marker (if
                 // any) makes the next start redo the restore.
@@ -210,7 +246,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             }
         }
     } else {
-        agent.init_and_start_mysqld().await?;
+        agent.init_and_start_unless_restoring().await?;
     }
     {
         let mysqld = agent.mysqld.lock().await;
@@ -249,6 +285,21 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
 }
 
 impl Agent {
+    /// Initialises (if empty) and starts mysqld, but never while a restore marker or
+    /// kept old data exists: an empty data dir must not replace data being restored.
+    async fn init_and_start_unless_restoring(&self) -> anyhow::Result<()> {
+        let dir = &self.cfg.tablet_dir;
+        for left in [super::recovery::MARKER, super::recovery::BEFORE_RESTORE] {
+            if dir.join(left).exists() {
+                bail!(
+                    "{} exists: a restore is unfinished; refusing to initialise or start on the data directory",
+                    dir.join(left).display()
+                );
+            }
+        }
+        self.init_and_start_mysqld().await
+    }
+
     /// Clean stop: mysqld shut down, lease revoked (Health disappears at once).
     async fn shutdown(self: Arc<Self>) {
         let mut mysqld = self.mysqld.lock().await;
@@ -273,24 +324,36 @@ mod tests {
 
     #[test]
     fn plan_start_table() {
-        let restore = |interrupted| StartPlan::RestoreFirst { interrupted };
-        // (--restore-from-backup, restore marker present, data dir empty, plan)
+        use StartPlan::*;
+        let redo = || Some("b1".to_string());
+        let refused = |p: &StartPlan| matches!(p, Refuse(_));
+        // (--restore-from-backup, backup to redo, data dir empty, primary, plan; None = refused)
         let cases = [
-            (false, false, false, StartPlan::InitAndStart),
-            (false, false, true, StartPlan::InitAndStart),
-            (false, true, false, StartPlan::InitAndStart),
-            (false, true, true, StartPlan::InitAndStart),
-            (true, false, false, StartPlan::InitAndStart),
-            (true, false, true, restore(false)),
-            (true, true, false, restore(true)),
-            (true, true, true, restore(true)),
+            (false, None, false, false, Some(InitAndStart)),
+            (false, None, true, false, Some(InitAndStart)),
+            (false, None, true, true, Some(InitAndStart)),
+            (true, None, false, false, Some(InitAndStart)),
+            (true, None, false, true, Some(InitAndStart)),
+            (true, None, true, false, Some(RestoreFirst)),
+            (true, None, true, true, None),
+            // An interrupted restore is redone whatever the flags.
+            (false, redo(), false, false, Some(Redo("b1".into()))),
+            (false, redo(), true, false, Some(Redo("b1".into()))),
+            (true, redo(), false, false, Some(Redo("b1".into()))),
+            (true, redo(), true, false, Some(Redo("b1".into()))),
         ];
-        for (flag, marker, empty, want) in cases {
-            assert_eq!(
-                plan_start(flag, marker, empty),
-                want,
-                "flag {flag}, marker {marker}, empty {empty}"
-            );
+        for (flag, r, empty, primary, want) in cases {
+            let got = plan_start(flag, r.clone(), empty, primary);
+            match want {
+                Some(w) => assert_eq!(
+                    got, w,
+                    "flag {flag}, redo {r:?}, empty {empty}, primary {primary}"
+                ),
+                None => assert!(
+                    refused(&got),
+                    "flag {flag}, empty {empty}, primary {primary}: {got:?}"
+                ),
+            }
         }
     }
 

@@ -64,11 +64,24 @@ fn not_found_or(e: io::Error, what: String, context: String) -> StorageError {
     }
 }
 
-/// Reads and parses a MANIFEST; Ok(None) if the file is absent.
+/// The largest MANIFEST read: a bigger one is refused (unreadable), not loaded.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// Reads and parses a MANIFEST (at most [`MAX_MANIFEST_BYTES`]); Ok(None) if the
+/// file is absent.
 fn read_manifest_at(dir: &Path, label: &str) -> StorageResult<Option<Manifest>> {
     let path = dir.join(MANIFEST_FILE);
     let mut bytes = Vec::new();
-    match open_read(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+    match open_read(&path).and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)) {
+        Ok(n) if n as u64 > MAX_MANIFEST_BYTES => {
+            return Err(StorageError::io(
+                format!("reading {}", path.display()),
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("MANIFEST larger than {MAX_MANIFEST_BYTES} bytes"),
+                ),
+            ))
+        }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io(format!("reading {}", path.display()), e)),
@@ -430,5 +443,22 @@ impl BackupStorage for FileStorage {
             })
             .await
         })
+    }
+}
+
+#[cfg(test)]
+mod manifest_limit_tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_manifest_is_refused_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fs::File::create(dir.path().join(MANIFEST_FILE)).unwrap();
+        f.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+        let err = read_manifest_at(dir.path(), "b").unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+        assert!(read_manifest_at(&dir.path().join("missing"), "b")
+            .unwrap()
+            .is_none());
     }
 }
