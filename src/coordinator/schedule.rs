@@ -183,6 +183,18 @@ pub fn target_shards<'a>(
     expand_target(&target, &current)
 }
 
+/// Whether a stored schedule record can be planned at all: its cron parses and its
+/// target is a valid `KS` or `KS/SHARD`. A record written by hand (or by a newer
+/// version) that fails either is skipped by the scheduler pass, which logs and
+/// counts it; every other schedule still runs. Pure.
+pub fn usable_schedule(schedule: &Schedule) -> Result<Cron, InvalidSchedule> {
+    let cron = parse_cron(&schedule.cron)
+        .map_err(|e| InvalidSchedule(format!("schedule {}: {e}", schedule.name)))?;
+    parse_target(&schedule.target)
+        .map_err(|e| InvalidSchedule(format!("schedule {}: {e}", schedule.name)))?;
+    Ok(cron)
+}
+
 /// The first slot strictly after `after`; `None` when the pattern never fires again
 /// (croner gives up searching past year 5000).
 pub fn next_run(cron: &Cron, after: DateTime<Utc>) -> Option<DateTime<Utc>> {

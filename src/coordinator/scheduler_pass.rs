@@ -12,7 +12,7 @@
 use cairn_topo::{Fence, Job, JobState, Schedule};
 use chrono::{DateTime, Utc};
 
-use super::schedule::{self, Cron, InvalidSchedule, ScheduledRun, SlotPlan};
+use super::schedule::{self, Cron, ScheduledRun, SlotPlan};
 use super::select::{select_backup_tablet, SelectOptions};
 use super::shared::Shared;
 use crate::common::lock;
@@ -34,21 +34,42 @@ struct SlotWork {
 
 /// Creates the jobs of due schedule slots, one per shard and slot, spread over the
 /// stagger window; records `last_run` once every shard of the slot has its job.
-/// A schedule whose cron does not parse ends the pass there (logged by the loop);
-/// the schedules before it are applied.
+/// One bad schedule never stops the pass: a record that cannot be planned
+/// ([`schedule::usable_schedule`]) or whose jobs cannot be written is logged,
+/// counted (`cairn_coordinator_pass_items_skipped_total{pass="scheduler"}`) and
+/// skipped; every other schedule still runs. A lost fence ends the pass.
 pub(super) async fn scheduler_pass(
     shared: &Shared,
     fence: &Fence,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     for work in plan_pass(shared, now).await {
-        apply(shared, fence, work?).await?;
+        let work = match work {
+            Ok(w) => w,
+            Err(e) => {
+                skip(shared, &e);
+                continue;
+            }
+        };
+        let name = work.sched.name.clone();
+        if let Err(e) = apply(shared, fence, work).await {
+            if super::reconcile::lost_leadership(&e) {
+                return Err(e);
+            }
+            skip(shared, &e.context(format!("schedule {name}")));
+        }
     }
     Ok(())
 }
 
-/// Plans every schedule from one read of the cache; stops at the first schedule
-/// that cannot be planned.
+/// Logs and counts one schedule the pass skipped.
+fn skip(shared: &Shared, e: &anyhow::Error) {
+    tracing::warn!(error = %format!("{e:#}"), "scheduler pass: skipping a schedule");
+    shared.metrics.count_skipped("scheduler");
+}
+
+/// Plans every schedule from one read of the cache; a schedule that cannot be
+/// planned yields its error in place and the others are still planned.
 async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<anyhow::Result<SlotWork>> {
     let pinned_slots = lock(&shared.slots_in_progress).clone();
     let select = SelectOptions {
@@ -62,12 +83,11 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<anyhow::Result<Sl
         if sched.paused {
             continue;
         }
-        let cron = match schedule::parse_cron(&sched.cron) {
+        let cron = match schedule::usable_schedule(sched) {
             Ok(c) => c,
             Err(e) => {
-                let e = InvalidSchedule(format!("schedule {}: {e}", sched.name));
                 out.push(Err(e.into()));
-                break;
+                continue;
             }
         };
         let shards = schedule::target_shards(&sched.target, view.shards.keys());

@@ -284,3 +284,32 @@ fn stagger_is_deterministic_within_the_window_and_spreads() {
         stagger("ab", "c", "0", Duration::from_secs(3600))
     );
 }
+
+#[test]
+fn usable_schedule_table() {
+    // (cron, target, usable)
+    let cases = [
+        ("0 2 * * *", "commerce", true),
+        ("*/5 * * * * *", "commerce/-80", true),
+        ("not a cron", "commerce", false),
+        ("", "commerce", false),
+        ("0 0 30 2 *", "commerce", false),
+        ("@daily", "commerce", false),
+        ("0 2 * * *", "", false),
+        ("0 2 * * *", "a/b/c", false),
+        ("0 2 * * *", "bad keyspace!", false),
+    ];
+    for (cron, target, usable) in cases {
+        let mut s = sched(cron, "2024-01-01T00:00:00Z", None);
+        s.target = target.into();
+        let got = usable_schedule(&s);
+        assert_eq!(
+            got.is_ok(),
+            usable,
+            "cron {cron:?}, target {target:?}: {got:?}"
+        );
+        if let Err(e) = got {
+            assert!(e.0.contains("nightly"), "names the schedule: {e}");
+        }
+    }
+}
