@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
 
 use super::manifest::{BackupMethod, Manifest};
 use super::params::{BackupParams, EngineConfig, RestoreParams};
@@ -66,6 +67,58 @@ fn tool_command(program: &Path) -> Command {
         cmd.env_remove(var);
     }
     cmd
+}
+
+/// A backup tool's process (mariabackup, mbstream), SIGKILLed and reaped when
+/// dropped unfinished: a cancelled job, or one aborted at shutdown, never leaves a
+/// tool running behind the agent.
+struct ToolChild(Option<std::process::Child>);
+
+/// How often a tool's exit is polled.
+const TOOL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl ToolChild {
+    /// Waits for the tool to exit without blocking a thread (a blocking wait on a
+    /// hung tool would keep the runtime, hence the agent, from ending); on `cancel`
+    /// the tool is killed, then reaped.
+    async fn wait(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let Some(child) = self.0.as_mut() else {
+            return Err(std::io::Error::other("the tool was already reaped"));
+        };
+        let mut killed = false;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.0 = None;
+                return Ok(status);
+            }
+            if !killed && cancel.is_cancelled() {
+                let _ = child.kill();
+                killed = true;
+            }
+            tokio::time::sleep(TOOL_POLL).await;
+        }
+    }
+
+    /// Sends SIGKILL (the exit is then collected by [`ToolChild::wait`] or drop).
+    fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+        }
+    }
+}
+
+impl Drop for ToolChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
 }
 
 /// The stream mode to use, refusing what the tool cannot do.
@@ -142,10 +195,14 @@ pub async fn backup(
     if let Some(pw) = &password {
         cmd.env("MYSQL_PWD", pw);
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("running {}", tool.display()))?;
+    let mut child = ToolChild(Some(
+        cmd.spawn()
+            .with_context(|| format!("running {}", tool.display()))?,
+    ));
     let stdout = child
+        .0
+        .as_mut()
+        .context("the backup tool has no process")?
         .stdout
         .take()
         .context("the backup tool has no stdout")?;
@@ -158,8 +215,7 @@ pub async fn backup(
     let writer = match storage.start_backup(&p.keyspace, &p.shard, &p.name).await {
         Ok(w) => w,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(child);
             return Err(
                 anyhow::Error::new(e).context(format!("starting backup {} in storage", p.name))
             );
@@ -176,11 +232,11 @@ pub async fn backup(
     )
     .await;
     if streamed.is_err() {
-        let _ = child.kill();
+        child.kill();
     }
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let status = child
+        .wait(&p.cancel)
         .await
-        .context("waiting for the backup tool")?
         .context("waiting for the backup tool")?;
     let fail = |why: anyhow::Error| async {
         if let Err(e) = writer.abort().await {
@@ -269,20 +325,26 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     let log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let log2 = log.try_clone().context("duplicating a log handle")?;
-    let mut unpack = tool_command(&unpacker)
-        .arg("-x")
-        .arg("-C")
-        .arg(staging)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2))
-        .spawn()
-        .with_context(|| format!("running {}", unpacker.display()))?;
-    let stdin = unpack.stdin.take().context("mbstream has no stdin")?;
+    let mut unpack = ToolChild(Some(
+        tool_command(&unpacker)
+            .arg("-x")
+            .arg("-C")
+            .arg(staging)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .with_context(|| format!("running {}", unpacker.display()))?,
+    ));
+    let stdin = unpack
+        .0
+        .as_mut()
+        .and_then(|c| c.stdin.take())
+        .context("mbstream has no stdin")?;
     // Every chunk's path is checked before mbstream sees it: nothing lands outside
     // the staging directory.
     let guarded = XbstreamGuard::new(stdin);
-    let piped = pipeline::restore_stream(from, guarded, progress, cancel).await;
+    let piped = pipeline::restore_stream(from, guarded, progress, cancel.clone()).await;
     let piped = piped.and_then(|(guarded, _)| {
         let mut stdin = guarded.finish().context("the end of the backup stream")?;
         stdin.flush().context("flushing into mbstream")?;
@@ -290,12 +352,9 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
         Ok(())
     });
     if piped.is_err() {
-        let _ = unpack.kill();
+        unpack.kill();
     }
-    let status = tokio::task::spawn_blocking(move || unpack.wait())
-        .await
-        .context("waiting for mbstream")?
-        .context("waiting for mbstream")?;
+    let status = unpack.wait(&cancel).await.context("waiting for mbstream")?;
     piped.with_context(|| format!("reading backup {}", manifest.backup_name))?;
     if !status.success() {
         bail!(
@@ -313,20 +372,20 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     let prepare_log2 = prepare_log
         .try_clone()
         .context("duplicating a log handle")?;
-    let target = staging.to_path_buf();
-    let tool2 = tool.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        tool_command(&tool2)
+    let mut prepare = ToolChild(Some(
+        tool_command(&tool)
             .arg("--prepare")
-            .arg(format!("--target-dir={}", target.display()))
+            .arg(format!("--target-dir={}", staging.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(prepare_log))
             .stderr(Stdio::from(prepare_log2))
-            .status()
-    })
-    .await
-    .context("waiting for --prepare")?
-    .with_context(|| format!("running {} --prepare", tool.display()))?;
+            .spawn()
+            .with_context(|| format!("running {} --prepare", tool.display()))?,
+    ));
+    let status = prepare
+        .wait(&cancel)
+        .await
+        .context("waiting for --prepare")?;
     if !status.success() {
         bail!(
             "{} --prepare failed ({status}): {}",
