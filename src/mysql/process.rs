@@ -21,6 +21,9 @@ use crate::common::wait::poll_until;
 /// How often start/shutdown look at the server while waiting.
 const POLL: Duration = Duration::from_millis(50);
 
+/// How long [`Mysqld::shutdown`] waits for a server it SIGKILLed to be gone.
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
+
 /// Lines of a log quoted in an error.
 const LOG_TAIL_LINES: usize = 25;
 
@@ -438,7 +441,9 @@ impl Mysqld {
     }
 
     /// Stops the server cleanly (SIGTERM, which mysqld treats as SHUTDOWN), waits for
-    /// it to exit, and SIGKILLs it after `timeout`. Stops an untracked server for our
+    /// it to exit, and SIGKILLs it after `timeout` (a hung or frozen server too:
+    /// InnoDB's crash recovery makes the data consistent at the next start); returns
+    /// within `timeout` + [`KILL_WAIT`]. Stops an untracked server for our
     /// datadir too (pid file or /proc). Does nothing when no server is running.
     pub async fn shutdown(&mut self, timeout: Duration) -> Result<()> {
         let pid = match self.poll_process() {
@@ -464,7 +469,7 @@ impl Mysqld {
             "mysqld did not shut down in time; killing it"
         );
         send_signal(pid, libc::SIGKILL);
-        if self.wait_exit(Duration::from_secs(10)).await {
+        if self.wait_exit(KILL_WAIT).await {
             return Ok(());
         }
         Err(anyhow!("mysqld (pid {pid}) survived SIGKILL"))

@@ -23,6 +23,53 @@ use super::http::{self, AgentMetrics};
 use crate::common::lock;
 use crate::mysql::mysqld::{server_id_for_uid, Mysqld, MysqldConfig};
 
+/// How long the agent's loops (and the job one of them runs, whose backup tools
+/// are killed when it is cancelled) get, all together, to stop after SIGTERM
+/// before they are aborted.
+pub(super) const LOOPS_GRACE: Duration = Duration::from_secs(5);
+/// How long aborted loops get to drop what they hold (the mysqld handle, the agent).
+pub(super) const ABORT_WAIT: Duration = Duration::from_secs(1);
+/// How long mysqld gets to shut down cleanly (SIGTERM) before it is killed.
+pub(super) const MYSQLD_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long revoking the health lease may take (Health expires by TTL otherwise).
+pub(super) const REVOKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the runtime waits for blocking work (file copies) once the agent is done
+/// (the binary's `shutdown_timeout`).
+pub(super) const RUNTIME_WAIT: Duration = Duration::from_secs(5);
+
+/// The steps of a stop after SIGTERM, each bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ShutdownSteps {
+    /// Loops and the running job stopping on their own.
+    pub loops_grace: Duration,
+    /// Aborted loops letting go.
+    pub abort_wait: Duration,
+    /// mysqld's clean shutdown, then the wait after SIGKILL.
+    pub mysqld_timeout: Duration,
+    pub kill_wait: Duration,
+    /// Revoking the lease.
+    pub revoke: Duration,
+    /// Blocking work at the end of the process.
+    pub runtime: Duration,
+}
+
+/// The steps as the agent runs them.
+pub(super) const SHUTDOWN_STEPS: ShutdownSteps = ShutdownSteps {
+    loops_grace: LOOPS_GRACE,
+    abort_wait: ABORT_WAIT,
+    mysqld_timeout: MYSQLD_SHUTDOWN_TIMEOUT,
+    kill_wait: crate::mysql::process::KILL_WAIT,
+    revoke: REVOKE_TIMEOUT,
+    runtime: RUNTIME_WAIT,
+};
+
+/// The longest a SIGTERM'd agent takes to exit once it serves, whatever hangs
+/// (mariabackup, mysqld frozen, etcd unreachable): the sum of its bounded steps,
+/// which run one after another. Pure.
+pub(super) fn shutdown_bound(s: &ShutdownSteps) -> Duration {
+    s.loops_grace + s.abort_wait + s.mysqld_timeout + s.kill_wait + s.revoke + s.runtime
+}
+
 /// How the agent brings mysqld up at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum StartPlan {
@@ -276,12 +323,30 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
     loops.push(tokio::spawn(agent.clone().shard_watch_loop()));
     loops.push(tokio::spawn(agent.clone().job_loop()));
     cancel.cancelled().await;
-    tracing::info!("shutting down");
-    for l in loops {
-        let _ = tokio::time::timeout(Duration::from_secs(5), l).await;
-    }
+    tracing::info!(
+        bound_s = shutdown_bound(&SHUTDOWN_STEPS).as_secs(),
+        "shutting down"
+    );
+    stop_loops(loops).await;
     agent.shutdown().await;
     Ok(())
+}
+
+/// Gives the loops [`LOOPS_GRACE`] (together) to end after the cancel, then aborts
+/// the ones still running (a job stuck on a frozen mysqld among them) and gives
+/// them [`ABORT_WAIT`] to let go.
+async fn stop_loops(loops: Vec<tokio::task::JoinHandle<()>>) {
+    let aborts: Vec<_> = loops.iter().map(|l| l.abort_handle()).collect();
+    let all = futures::future::join_all(loops);
+    tokio::pin!(all);
+    if tokio::time::timeout(LOOPS_GRACE, &mut all).await.is_ok() {
+        return;
+    }
+    tracing::warn!(grace = ?LOOPS_GRACE, "loops did not stop in time; aborting them");
+    for a in &aborts {
+        a.abort();
+    }
+    let _ = tokio::time::timeout(ABORT_WAIT, all).await;
 }
 
 impl Agent {
@@ -303,7 +368,7 @@ impl Agent {
     /// Clean stop: mysqld shut down, lease revoked (Health disappears at once).
     async fn shutdown(self: Arc<Self>) {
         let mut mysqld = self.mysqld.lock().await;
-        if let Err(e) = mysqld.shutdown(Duration::from_secs(60)).await {
+        if let Err(e) = mysqld.shutdown(MYSQLD_SHUTDOWN_TIMEOUT).await {
             tracing::warn!(error = %e, "mysqld did not shut down cleanly");
         }
         drop(mysqld);
@@ -311,8 +376,12 @@ impl Agent {
             tracing::warn!("background loops still hold the agent; the lease will expire by TTL");
             return;
         };
-        if let Err(e) = agent.lease.revoke().await {
-            tracing::warn!(error = %e, "cannot revoke the lease; Health expires by TTL");
+        match tokio::time::timeout(REVOKE_TIMEOUT, agent.lease.revoke()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot revoke the lease; Health expires by TTL")
+            }
+            Err(_) => tracing::warn!("revoking the lease timed out; Health expires by TTL"),
         }
         tracing::info!("stopped");
     }
@@ -355,6 +424,30 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn shutdown_bound_table() {
+        let s = |n: u64| Duration::from_secs(n);
+        let steps = |g, a, m, k, r, rt| ShutdownSteps {
+            loops_grace: s(g),
+            abort_wait: s(a),
+            mysqld_timeout: s(m),
+            kill_wait: s(k),
+            revoke: s(r),
+            runtime: s(rt),
+        };
+        let cases = [
+            (steps(0, 0, 0, 0, 0, 0), s(0)),
+            (steps(5, 1, 60, 10, 5, 5), s(86)),
+            (steps(5, 0, 0, 0, 0, 0), s(5)),
+            (steps(0, 0, 30, 10, 0, 0), s(40)),
+        ];
+        for (st, want) in cases {
+            assert_eq!(shutdown_bound(&st), want, "{st:?}");
+        }
+        // The bound the README states.
+        assert_eq!(shutdown_bound(&SHUTDOWN_STEPS), s(86));
     }
 
     #[test]
