@@ -246,9 +246,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         Ok(p) => p,
         Err(e) => {
             cancel.cancel();
-            for l in loops {
-                let _ = tokio::time::timeout(Duration::from_secs(2), l).await;
-            }
+            stop_loops(loops).await;
             return Err(e);
         }
     };
@@ -286,9 +284,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
                 // any) makes the next start redo the restore.
                 let _ = agent.publish_tablet(agent.cfg.base_type).await;
                 cancel.cancel();
-                for l in loops {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), l).await;
-                }
+                stop_loops(loops).await;
                 return Err(e);
             }
         }
