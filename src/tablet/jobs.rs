@@ -170,7 +170,22 @@ impl Agent {
         tokio::spawn(
             async move {
                 let id = taken.id.clone();
-                let outcome = agent.run_job(&taken).await;
+                // On shutdown the job gets the loops' grace to end on its own (it is
+                // cancelled through the agent's token), then is dropped: its backup
+                // tools are killed and the mysqld handle is let go, so the agent can
+                // stop mysqld. The job stays RUNNING; the next start fails it.
+                let stop = async {
+                    agent.cancel.cancelled().await;
+                    tokio::time::sleep(super::startup::LOOPS_GRACE).await;
+                };
+                let outcome = tokio::select! {
+                    o = agent.run_job(&taken) => o,
+                    () = stop => {
+                        lock(&agent.status).busy_job = None;
+                        tracing::warn!(job = %id, "the agent is stopping: job abandoned; the next start fails it");
+                        return;
+                    }
+                };
                 lock(&agent.status).busy_job = None;
                 // Health first, so whoever sees the job finished also sees the tablet's
                 // fresh state (replicating again, not busy).
