@@ -162,6 +162,13 @@ async fn sigterm_during_an_xtrabackup_kills_the_frozen_tool() {
             "1000",
             "rows lost across the stop"
         );
+        // The abandoned job is failed by the restarted agent, not left RUNNING.
+        let jobs: Vec<serde_json::Value> =
+            serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
+        assert!(
+            !jobs.is_empty() && jobs.iter().all(|j| j["state"] == "FAILED"),
+            "{jobs:?}"
+        );
         t.terminate(Duration::from_secs(60)).unwrap();
     })
     .await
