@@ -4,7 +4,7 @@
 //! decides whether to restore before serving ([`plan_start`]), registers the
 //! tablet, starts the loops (health, lease, shard watch, jobs) and, on SIGINT/SIGTERM,
 //! stops them, shuts mysqld down and revokes the lease, every step bounded
-//! ([`shutdown_bound`]: the agent exits in time even when mysqld or a backup tool
+//! (`shutdown_bound`: the agent exits in time even when mysqld or a backup tool
 //! hangs).
 //!
 //! Calls the other rooms of the agent, `backup` (storage), `mysql`, `common` and
