@@ -48,13 +48,9 @@ async fn shard(
 }
 
 async fn wait_rows(t: &TabletProcess, n: u64) {
-    wait_for(&format!("{n} rows on {}", t.spec.alias()), T, || async {
-        Ok(t.sql("SELECT COUNT(*) FROM app.t")
-            .ok()
-            .filter(|s| s.trim() == n.to_string()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
+    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Waits until get-tablets shows the tablet healthy as a REPLICA (replicating).

@@ -66,14 +66,7 @@ fn succeeded(c: &Cluster) -> Vec<serde_json::Value> {
 }
 
 async fn wait_leader(c: &CoordinatorProcess) {
-    wait_for("a leader", T, || async {
-        Ok(c.status()
-            .ok()
-            .filter(|s| s["is_leader"] == true)
-            .map(|_| ()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(20)));
+    c.wait_leader(T).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

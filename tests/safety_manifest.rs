@@ -41,15 +41,10 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> Vec<TabletProcess> {
     tablets
 }
 
-async fn wait_rows(t: &TabletProcess, rows: u64) {
-    let want = rows.to_string();
-    wait_for("rows", T, || async {
-        Ok(t.sql("SELECT COUNT(*) FROM app.t")
-            .ok()
-            .filter(|s| s.trim() == want))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
+async fn wait_rows(t: &TabletProcess, n: u64) {
+    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn jobs(c: &Cluster) -> Vec<serde_json::Value> {
@@ -83,14 +78,7 @@ fn complete_names(c: &Cluster) -> Vec<String> {
 }
 
 async fn wait_leader(c: &CoordinatorProcess) {
-    wait_for("a leader", T, || async {
-        Ok(c.status()
-            .ok()
-            .filter(|s| s["is_leader"] == true)
-            .map(|_| ()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(20)));
+    c.wait_leader(T).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Lets the (running) schedule run until `n` backups succeeded in all, then

@@ -43,13 +43,9 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> (TabletProcess, TabletProc
 }
 
 async fn wait_rows(t: &TabletProcess, n: u64) {
-    wait_for(&format!("{n} rows on {}", t.spec.alias()), T, || async {
-        Ok(t.sql("SELECT COUNT(*) FROM app.t")
-            .ok()
-            .filter(|s| s.trim() == n.to_string()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
+    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn rows(t: &TabletProcess) -> u64 {

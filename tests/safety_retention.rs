@@ -136,14 +136,7 @@ fn prune(c: &Cluster, schedule: &str, extra: &[&str]) -> Vec<String> {
 }
 
 async fn wait_leader(c: &CoordinatorProcess) {
-    wait_for("a leader", T, || async {
-        Ok(c.status()
-            .ok()
-            .filter(|s| s["is_leader"] == true)
-            .map(|_| ()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(20)));
+    c.wait_leader(T).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Runs `schedule` (every 3 s, keeping `keep`) until it has `runs` successful

@@ -7,19 +7,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cairn::testkit::{wait_for, Cluster, TabletProcess};
+use cairn::testkit::{Cluster, TabletProcess};
 use sha2::{Digest, Sha256};
 
 const T: Duration = Duration::from_secs(120);
 
 async fn wait_rows(t: &TabletProcess, n: u64) {
-    wait_for(&format!("{n} rows on {}", t.spec.alias()), T, || async {
-        Ok(t.sql("SELECT COUNT(*) FROM app.t")
-            .ok()
-            .filter(|s| s.trim() == n.to_string()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
+    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// CRC-32 (ISO 3309), the checksum mbstream verifies.

@@ -102,6 +102,19 @@ impl CoordinatorProcess {
         }
         Ok(serde_json::from_str(&body)?)
     }
+
+    /// Waits until this coordinator leads; the error quotes its log.
+    pub async fn wait_leader(&self, timeout: std::time::Duration) -> anyhow::Result<()> {
+        super::wait_for("a leader", timeout, || async {
+            Ok(self
+                .status()
+                .ok()
+                .filter(|s| s["is_leader"] == true)
+                .map(|_| ()))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", self.log_tail(20)))
+    }
 }
 
 impl Drop for CoordinatorProcess {

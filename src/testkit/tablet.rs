@@ -233,6 +233,26 @@ impl TabletProcess {
         })
     }
 
+    /// Waits until `query` (a single value, e.g. `SELECT COUNT(*) FROM app.t`)
+    /// returns `want` on this tablet; the error quotes the tablet's log.
+    pub async fn wait_value(
+        &self,
+        query: &str,
+        want: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let what = format!("{query} = {want} on {}", self.spec.alias());
+        super::wait_for(&what, timeout, || async {
+            Ok(self
+                .sql(query)
+                .ok()
+                .filter(|s| s.trim() == want)
+                .map(|_| ()))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", self.log_tail(30)))
+    }
+
     /// Runs SQL through the tablet's socket with the `mariadb` client; returns stdout
     /// (tab-separated, no headers).
     pub fn sql(&self, sql: &str) -> anyhow::Result<String> {
