@@ -14,6 +14,9 @@ have_cmd mariabackup || need+=(mariadb-backup)
 have_cmd protoc || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 have_cmd zstd || need+=(zstd)
+# The s3 storage tests run moto (an S3 server) from a virtualenv, below.
+have_cmd python3 || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
@@ -33,5 +36,14 @@ fi
 
 # mariadbd lives in /usr/sbin, which a non-root PATH may lack.
 case ":$PATH:" in *:/usr/sbin:*) ;; *) echo "setup: add /usr/sbin to PATH (mariadbd lives there)" >&2 ;; esac
+
+# moto server (PyPI moto[server]) for the s3 storage tests, in a virtualenv under the
+# ignored target/ directory: never into the system Python. The tests find it there.
+venv="$(cd "$(dirname "$0")/.." && pwd)/target/moto-venv"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "setup: installing moto[server] into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6'
+fi
 
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::storage::{BackupStorage, FileStorage};
+use super::storage::{BackupStorage, FileStorage, S3Config, S3Storage, StorageResult};
 
 /// The storage flags, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub enum StorageConfig {
         /// The root directory of the layout `<root>/<keyspace>/<shard>/<backup>/`.
         root: PathBuf,
     },
+    /// `--backup-storage-implementation s3` and the `--s3-backup-*` flags.
+    S3(S3Config),
 }
 
 impl StorageConfig {
@@ -29,11 +31,22 @@ impl StorageConfig {
         !matches!(self, StorageConfig::None)
     }
 
-    /// The backend, or `None` when nothing is configured.
-    pub fn open(&self) -> Option<Arc<dyn BackupStorage>> {
-        match self {
+    /// The backend, or `None` when nothing is configured. Fails only on settings
+    /// the backend refuses (nothing is sent or written here).
+    pub fn open(&self) -> StorageResult<Option<Arc<dyn BackupStorage>>> {
+        Ok(match self {
             StorageConfig::None => None,
             StorageConfig::File { root } => Some(with_faults(FileStorage::new(root.clone()))),
+            StorageConfig::S3(cfg) => Some(with_faults(S3Storage::open(cfg.clone())?)),
+        })
+    }
+
+    /// Where the backups are, for messages: the root directory or `s3://bucket/prefix`.
+    pub fn describe(&self) -> String {
+        match self {
+            StorageConfig::None => "no backup storage".into(),
+            StorageConfig::File { root } => root.display().to_string(),
+            StorageConfig::S3(cfg) => cfg.url(),
         }
     }
 }

@@ -10,6 +10,7 @@ use cairn_topo::TabletAlias;
 use super::args::{CoordinatorArgs, StorageArg, StorageArgs, TabletArgs};
 use crate::backup::engine::EngineConfig;
 use crate::backup::pipeline::Compression;
+use crate::backup::storage::S3Config;
 use crate::backup::{BackupStorage, StorageConfig};
 use crate::common::UsageError;
 use crate::coordinator::config::CoordinatorConfig;
@@ -17,18 +18,81 @@ use crate::coordinator::schedule::parse_cron;
 use crate::tablet::AgentConfig;
 
 /// The storage the flags name. With `required`, a missing root is a usage error;
-/// without, it means "no storage" (a tablet runs without one).
+/// without, it means "no storage" (a tablet runs without one). `s3` always needs
+/// its bucket, and `--s3-*` flags without `s3` are refused rather than ignored.
 pub fn storage_config(s: &StorageArgs, required: bool) -> anyhow::Result<StorageConfig> {
     match s.backup_storage_implementation {
-        StorageArg::File => match &s.file_backup_storage_root {
-            Some(root) => Ok(StorageConfig::File { root: root.clone() }),
-            None if required => Err(UsageError(
-                "--file-backup-storage-root is required with --backup-storage-implementation file"
-                    .into(),
-            )
-            .into()),
-            None => Ok(StorageConfig::None),
-        },
+        StorageArg::File => {
+            if let Some(flag) = s3_flag_given(s) {
+                return Err(UsageError(format!(
+                    "{flag} needs --backup-storage-implementation s3"
+                ))
+                .into());
+            }
+            match &s.file_backup_storage_root {
+                Some(root) => Ok(StorageConfig::File { root: root.clone() }),
+                None if required => Err(UsageError(
+                    "--file-backup-storage-root is required with --backup-storage-implementation \
+                     file"
+                        .into(),
+                )
+                .into()),
+                None => Ok(StorageConfig::None),
+            }
+        }
+        StorageArg::S3 => Ok(StorageConfig::S3(s3_config(s)?)),
+    }
+}
+
+/// The first `--s3-*` flag given (not at its default), if any.
+fn s3_flag_given(s: &StorageArgs) -> Option<&'static str> {
+    [
+        (s.s3_backup_storage_bucket.is_some(), "--s3-backup-storage-bucket"),
+        (s.s3_backup_storage_root.is_some(), "--s3-backup-storage-root"),
+        (s.s3_backup_aws_endpoint.is_some(), "--s3-backup-aws-endpoint"),
+        (s.s3_backup_force_path_style, "--s3-backup-force-path-style"),
+        (s.s3_backup_aws_retries.is_some(), "--s3-backup-aws-retries"),
+        (
+            s.s3_backup_server_side_encryption.is_some(),
+            "--s3-backup-server-side-encryption",
+        ),
+    ]
+    .into_iter()
+    .find(|(given, _)| *given)
+    .map(|(_, flag)| flag)
+}
+
+/// The `s3` settings the flags give, checked (the error names the flag).
+fn s3_config(s: &StorageArgs) -> Result<S3Config, UsageError> {
+    let bucket = s.s3_backup_storage_bucket.clone().ok_or_else(|| {
+        UsageError(
+            "--s3-backup-storage-bucket is required with --backup-storage-implementation s3".into(),
+        )
+    })?;
+    S3Config {
+        root: s.s3_backup_storage_root.clone().unwrap_or_default(),
+        region: s.s3_backup_aws_region.clone(),
+        endpoint: s.s3_backup_aws_endpoint.clone(),
+        force_path_style: s.s3_backup_force_path_style,
+        retries: s
+            .s3_backup_aws_retries
+            .filter(|r| *r >= 0)
+            .map(|r| r as u32),
+        server_side_encryption: s.s3_backup_server_side_encryption,
+        ..S3Config::new(bucket)
+    }
+    .validate()
+    .map_err(UsageError)
+}
+
+/// `storage` with `concurrency` part uploads in flight (the `s3` backend's bound).
+fn with_concurrency(storage: StorageConfig, concurrency: u32) -> StorageConfig {
+    match storage {
+        StorageConfig::S3(cfg) => StorageConfig::S3(S3Config {
+            concurrency: concurrency.max(1) as usize,
+            ..cfg
+        }),
+        other => other,
     }
 }
 
@@ -94,6 +158,7 @@ fn resolve_password(args: &TabletArgs) -> anyhow::Result<String> {
 pub fn open_storage(s: &StorageArgs) -> anyhow::Result<Arc<dyn BackupStorage>> {
     storage_config(s, true)?
         .open()
+        .context("opening the backup storage")?
         .ok_or_else(|| UsageError("no backup storage configured".into()).into())
 }
 
@@ -219,7 +284,7 @@ pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
         restore_from_backup: args.restore_from_backup,
         wait_for_backup_interval: args.wait_for_backup_interval,
         restore_from_backup_ts: args.restore_from_backup_ts.clone(),
-        storage: storage_config(&args.storage, false)?,
+        storage: with_concurrency(storage_config(&args.storage, false)?, args.concurrency),
         http_port: args.port,
     })
 }
@@ -451,6 +516,96 @@ mod tests {
             let got = check_replication_password(addr, *given).err().map(|e| e.0);
             assert_eq!(&got, want, "{addr} given={given}");
         }
+    }
+
+    /// The storage flags in their three spellings resolve to a storage, or fail
+    /// with one line naming the flag (a usage error, exit 2).
+    #[test]
+    fn storage_flags_resolve_or_name_the_flag() {
+        let s3 = ["--backup-storage-implementation", "s3"];
+        let cases: &[(Vec<&str>, Result<&str, &str>)] = &[
+            (vec!["--file-backup-storage-root", "/b"], Ok("/b")),
+            (
+                [&s3[..], &["--s3-backup-storage-bucket", "bkt"]].concat(),
+                Ok("s3://bkt"),
+            ),
+            (
+                vec![
+                    "-backup_storage_implementation=s3",
+                    "-s3_backup_storage_bucket=bkt",
+                    "--s3_backup_storage_root=/team/cairn/",
+                    "-s3_backup_aws_endpoint",
+                    "http://127.0.0.1:9000",
+                    "-s3_backup_force_path_style",
+                    "--s3-backup-aws-retries=-1",
+                    "--s3-backup-server-side-encryption=AES256",
+                    "--s3-backup-aws-region=eu-west-1",
+                ],
+                Ok("s3://bkt/team/cairn"),
+            ),
+            (
+                s3.to_vec(),
+                Err("--s3-backup-storage-bucket is required with --backup-storage-implementation s3"),
+            ),
+            (
+                vec!["--file-backup-storage-root", "/b", "--s3-backup-storage-bucket", "bkt"],
+                Err("--s3-backup-storage-bucket needs --backup-storage-implementation s3"),
+            ),
+            (
+                [&s3[..], &["--s3-backup-storage-bucket", "b"]].concat(),
+                Err("--s3-backup-storage-bucket: invalid bucket name"),
+            ),
+            (
+                [&s3[..], &["--s3-backup-storage-bucket", "bkt", "--s3-backup-storage-root", "a/../b"]].concat(),
+                Err("--s3-backup-storage-root: invalid key prefix"),
+            ),
+            (
+                [&s3[..], &["--s3-backup-storage-bucket", "bkt", "--s3-backup-aws-endpoint", "ftp://x"]].concat(),
+                Err("--s3-backup-aws-endpoint: invalid URL"),
+            ),
+            (
+                [&s3[..], &["--s3-backup-storage-bucket", "bkt", "--s3-backup-aws-region", "a b"]].concat(),
+                Err("--s3-backup-aws-region: invalid region"),
+            ),
+        ];
+        for (flags, want) in cases {
+            let mut argv = vec!["cairn".to_string(), "list-backups".into(), "ks/0".into()];
+            argv.extend(flags.iter().map(|s| s.to_string()));
+            let argv = crate::cli::args::normalize_args(argv);
+            let Command::ListBackups(a) = Cli::try_parse_from(&argv)
+                .unwrap_or_else(|e| panic!("{flags:?}: {e}"))
+                .command
+            else {
+                panic!("not list-backups")
+            };
+            match (storage_config(&a.storage, true), want) {
+                (Ok(cfg), Ok(w)) => assert_eq!(cfg.describe(), *w, "{flags:?}"),
+                (Err(e), Err(w)) => {
+                    assert!(e.downcast_ref::<UsageError>().is_some(), "{flags:?}: {e}");
+                    assert!(e.to_string().starts_with(w), "{flags:?}: {e}");
+                }
+                (got, _) => panic!("{flags:?}: got {:?}", got.map(|c| c.describe())),
+            }
+        }
+        // Values clap refuses itself (exit 2 before anything runs).
+        for bad in [
+            ["--s3-backup-server-side-encryption", "aes256"],
+            ["--s3-backup-aws-retries", "many"],
+            ["--s3-backup-aws-retries", "-2"],
+            ["--backup-storage-implementation", "gcs"],
+        ] {
+            let argv = ["cairn", "list-backups", "ks/0", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tablet_concurrency_bounds_s3_parts_in_flight() {
+        let cfg = S3Config::new("bkt");
+        let StorageConfig::S3(got) = with_concurrency(StorageConfig::S3(cfg), 7) else {
+            panic!("not s3")
+        };
+        assert_eq!(got.concurrency, 7);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: CoordinatorConfig) -> anyhow::Result
     let storage = cfg
         .storage
         .open()
+        .context("opening the backup storage")?
         .context("the coordinator needs a backup storage")?;
     let cancel = CancellationToken::new();
     crate::common::shutdown::spawn_signal_handler(cancel.clone());

@@ -168,7 +168,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
     let mysqld = Mysqld::new(mysqld_cfg).context("preparing mysqld")?;
     let data_dir = mysqld.data_dir();
     // Without storage the tablet runs; its backup jobs fail with a clear reason.
-    let storage = cfg.storage.open();
+    let storage = cfg.storage.open().context("opening the backup storage")?;
     if storage.is_none() && cfg.restore_from_backup {
         bail!("--restore-from-backup needs a backup storage: set --file-backup-storage-root");
     }

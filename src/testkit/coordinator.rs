@@ -29,8 +29,8 @@ impl Cluster {
             .arg("coordinator")
             .args(self.global_args())
             .args(["--id", id, "--port", &port.to_string()])
-            .arg("--file-backup-storage-root")
-            .arg(self.backup_root())
+            .args(&self.storage_flags)
+            .envs(self.storage_env.iter().map(|(k, v)| (k, v)))
             .args(extra)
             .env(
                 "RUST_LOG",

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 GET on loopback, so tests and benchmarks need no HTTP client.
+//! A minimal HTTP/1.1 client on loopback, so tests and benchmarks need no HTTP client.
 
 use std::time::Duration;
 
@@ -6,13 +6,26 @@ use anyhow::Context;
 
 /// A minimal HTTP/1.1 GET on 127.0.0.1 (tests need no client library).
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(port, "GET", path, b"")
+}
+
+/// A minimal HTTP/1.1 request on 127.0.0.1 with a body (e.g. to an S3 test server).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
     )?;
+    s.write_all(body)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();

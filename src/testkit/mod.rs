@@ -1,7 +1,8 @@
 //! Real processes on loopback for integration tests, benchmarks and the
 //! local-cluster example: an etcd (from `cairn_topo::testkit`), `cairn tablet` agents
 //! each running a real mariadbd in its own temporary directory, `cairn coordinator`
-//! processes, and the `cairn` CLI.
+//! processes, the `cairn` CLI, and for the `s3` storage a moto S3 server and a
+//! fault-injecting TCP proxy.
 //!
 //! Everything is cleaned up on drop, even when a test fails: agents and their
 //! mysqld (found through the pid file, since a `kill -9`ed agent leaves it behind)
@@ -9,12 +10,15 @@
 //!
 //! Owns: this file the etcd + scratch-dir [`Cluster`] and the CLI runner;
 //! [`tablet`](self) the agent processes, [`coordinator`](self) the coordinator
-//! processes, `http` a dependency-free HTTP GET, `wait` the one polling helper
+//! processes, `http` a dependency-free HTTP client, `s3` the moto S3 server,
+//! `proxy` the fault-injecting TCP proxy, `wait` the one polling helper
 //! ([`wait_for`], [`Wait`]) every test and benchmark waits with. It may call the
 //! `cairn` binary, `cairn_topo` and `crate::common`; nothing in the library calls it.
 
 mod coordinator;
 mod http;
+mod proxy;
+mod s3;
 mod tablet;
 mod wait;
 
@@ -30,7 +34,9 @@ use tempfile::TempDir;
 /// What a [`Wait`] that timed out fails with (unless a retried check failed).
 pub use crate::common::wait::WaitError;
 pub use coordinator::CoordinatorProcess;
-pub use http::http_get;
+pub use http::{http_get, http_request};
+pub use proxy::{FaultProxy, ProxyMode};
+pub use s3::{MotoServer, AWS_ENV};
 pub use tablet::{mysql_client, TabletProcess, TabletSpec};
 pub use wait::{wait_for, Wait};
 
@@ -68,6 +74,11 @@ pub struct Cluster {
     pub bin: PathBuf,
     /// `--topo-root` used by everything in this cluster.
     pub root: String,
+    /// The storage flags its tablets and coordinators get (default: the `file`
+    /// storage at [`Cluster::backup_root`]; [`Cluster::use_storage`] changes them).
+    pub storage_flags: Vec<String>,
+    /// Environment its tablets, coordinators and CLI runs get (e.g. AWS credentials).
+    pub storage_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -77,11 +88,17 @@ impl Cluster {
             .prefix("cairn-cluster-")
             .tempdir()
             .context("creating the cluster dir")?;
+        let storage_flags = vec![
+            "--file-backup-storage-root".into(),
+            dir.path().join("backups").display().to_string(),
+        ];
         Ok(Cluster {
             etcd,
             dir,
             bin,
             root: "/cairn".into(),
+            storage_flags,
+            storage_env: vec![],
         })
     }
 
@@ -96,6 +113,22 @@ impl Cluster {
     /// The file backup storage root shared by the cluster's tablets.
     pub fn backup_root(&self) -> PathBuf {
         self.dir.path().join("backups")
+    }
+
+    /// Points the tablets and coordinators spawned from now on (and
+    /// [`Cluster::storage_args`]) at another storage, e.g. [`MotoServer::flags`],
+    /// with `env` (e.g. [`AWS_ENV`]) for every process the cluster runs.
+    pub fn use_storage(&mut self, flags: Vec<String>, env: &[(&str, &str)]) {
+        self.storage_flags = flags;
+        self.storage_env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// The storage flags, for admin commands that read storage.
+    pub fn storage_args(&self) -> Vec<&str> {
+        self.storage_flags.iter().map(String::as_str).collect()
     }
 
     /// Global flags pointing a `cairn` command at this cluster.
@@ -113,6 +146,7 @@ impl Cluster {
         Command::new(&self.bin)
             .args(args)
             .args(self.global_args())
+            .envs(self.storage_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .output()

@@ -5,7 +5,6 @@
 //! May call: the storage module and its `disk` primitives,
 //! [`crate::backup::manifest`], [`crate::common`].
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -13,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
+use super::bookkeeping::{FileState, WriterState};
 use super::disk::{blocking, create_file_0600, fsync_dir, remove_backup_dir};
 use super::{
     validate_stored_name, BackupWriter, FileSink, StorageError, StorageResult, MANIFEST_FILE,
@@ -20,28 +20,6 @@ use super::{
 };
 use crate::backup::manifest::Manifest;
 use crate::common::lock;
-
-/// State of one stored file of a backup under construction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileState {
-    /// A sink exists and is being written.
-    Open,
-    /// Finished and fsynced with this many bytes.
-    Finished(u64),
-    /// The sink was dropped without `finish` (failed attempt).
-    Abandoned,
-}
-
-/// Bookkeeping that lets `write_manifest` check it is really last.
-#[derive(Debug, Default)]
-struct WriterState {
-    /// Every stored file created so far and where it stands.
-    files: HashMap<String, FileState>,
-    /// Set once the MANIFEST is in place: no more files.
-    manifest_written: bool,
-    /// Set by `abort`: nothing more may be written.
-    aborted: bool,
-}
 
 /// A backup being written into a [`FileStorage`](super::FileStorage).
 pub(super) struct FileBackupWriter {
@@ -96,23 +74,7 @@ impl BackupWriter for FileBackupWriter {
     ) -> BoxFuture<'a, StorageResult<Box<dyn FileSink>>> {
         Box::pin(async move {
             validate_stored_name(stored_name)?;
-            {
-                let mut st = lock(&self.state);
-                if st.aborted || st.manifest_written {
-                    return Err(StorageError::Misuse(format!(
-                        "{}: cannot create file {stored_name} after the backup was {}",
-                        self.label,
-                        if st.aborted { "aborted" } else { "completed" }
-                    )));
-                }
-                if st.files.get(stored_name) == Some(&FileState::Open) {
-                    return Err(StorageError::Misuse(format!(
-                        "{}: file {stored_name} is already being written",
-                        self.label
-                    )));
-                }
-                st.files.insert(stored_name.to_string(), FileState::Open);
-            }
+            lock(&self.state).begin_file(&self.label, stored_name)?;
             let path = self.dir.join(stored_name);
             let p = path.clone();
             let opened = blocking(move || {
@@ -141,53 +103,17 @@ impl BackupWriter for FileBackupWriter {
 
     fn write_manifest<'a>(&'a self, manifest: &'a Manifest) -> BoxFuture<'a, StorageResult<()>> {
         Box::pin(async move {
-            let misuse = |why: String| StorageError::Misuse(format!("{}: {why}", self.label));
-            if manifest.backup_name != self.name
-                || manifest.keyspace != self.keyspace
-                || manifest.shard != self.shard
-            {
-                return Err(misuse(format!(
-                    "MANIFEST names backup {}/{}/{}",
-                    manifest.keyspace, manifest.shard, manifest.backup_name
-                )));
-            }
             let json = manifest
                 .to_json()
                 .map_err(|source| StorageError::Manifest {
                     backup: self.label.clone(),
                     source,
                 })?;
-            {
-                let st = lock(&self.state);
-                if st.aborted {
-                    return Err(misuse("backup was aborted".into()));
-                }
-                if st.manifest_written {
-                    return Err(misuse("MANIFEST already written".into()));
-                }
-                if let Some((n, _)) = st.files.iter().find(|(_, s)| **s == FileState::Open) {
-                    return Err(misuse(format!(
-                        "file {n} is still being written; the MANIFEST must be last"
-                    )));
-                }
-                for e in &manifest.file_entries {
-                    match st.files.get(&e.stored_name) {
-                        Some(FileState::Finished(n)) if *n == e.stored_size => {}
-                        Some(FileState::Finished(n)) => {
-                            return Err(misuse(format!(
-                                "MANIFEST says file {} ({}) has {} stored bytes, storage wrote {n}",
-                                e.stored_name, e.name, e.stored_size
-                            )))
-                        }
-                        _ => {
-                            return Err(misuse(format!(
-                                "MANIFEST lists file {} ({}) which was not stored completely",
-                                e.stored_name, e.name
-                            )))
-                        }
-                    }
-                }
-            }
+            lock(&self.state).check_manifest_last(
+                &self.label,
+                (&self.keyspace, &self.shard, &self.name),
+                manifest,
+            )?;
             let dir = self.dir.clone();
             let shard_dir = self.shard_dir.clone();
             blocking(move || {
@@ -270,11 +196,7 @@ impl FileSink for FileStorageSink {
 impl Drop for FileStorageSink {
     fn drop(&mut self) {
         if !self.finished {
-            let mut st = lock(&self.state);
-            if st.files.get(&self.stored_name) == Some(&FileState::Open) {
-                st.files
-                    .insert(self.stored_name.clone(), FileState::Abandoned);
-            }
+            lock(&self.state).abandon(&self.stored_name);
         }
     }
 }

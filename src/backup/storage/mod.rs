@@ -5,6 +5,10 @@
 //! - [`mod@file`]: the `file` backend [`FileStorage`] (layout, permissions, blobs);
 //!   `file_writer` is its backup under construction (MANIFEST-last bookkeeping),
 //!   `disk` the owner-only file-system primitives both use.
+//! - [`mod@s3`]: the `s3` backend [`S3Storage`] (S3 and S3-compatible servers:
+//!   the same layout as keys, streamed multipart uploads, ranged GETs, the
+//!   MANIFEST created last with a conditional create); `bookkeeping` is the
+//!   MANIFEST-last rule both backends' writers apply.
 //! - `fault` (feature `fault-injection` only): `FaultyStorage`, a wrapper over
 //!   any backend whose writes fail after N bytes or are throttled, for tests.
 //!
@@ -32,11 +36,13 @@ use tokio::io::AsyncRead;
 
 use super::manifest::{Manifest, ManifestError};
 
+mod bookkeeping;
 mod disk;
 #[cfg(feature = "fault-injection")]
 mod fault;
 pub mod file;
 mod file_writer;
+pub mod s3;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +50,7 @@ pub(crate) use disk::create_dirs_0700;
 #[cfg(feature = "fault-injection")]
 pub use fault::{FaultConfig, FaultyStorage};
 pub use file::FileStorage;
+pub use s3::{S3Config, S3Storage, ServerSideEncryption};
 
 /// Name of the document that makes a backup complete.
 pub const MANIFEST_FILE: &str = "MANIFEST";
