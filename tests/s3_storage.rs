@@ -46,7 +46,8 @@ fn storage(m: &MotoServer, root: &str) -> Arc<dyn BackupStorage> {
 }
 
 fn manifest(name: &str, entries: Vec<FileEntry>) -> Manifest {
-    let t = chrono::Utc::now();
+    // Whole seconds, as MANIFESTs store them.
+    let t = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2024, 1, 2, 3, 4, 5).unwrap();
     let mut m = Manifest {
         backup_name: name.into(),
         backup_method: BackupMethod::Builtin,
