@@ -8,7 +8,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cairn::testkit::{wait_for, Cluster, FaultProxy, MotoServer, ProxyMode, TabletProcess, AWS_ENV};
+use cairn::testkit::{
+    wait_for, Cluster, FaultProxy, MotoServer, ProxyMode, TabletProcess, AWS_ENV,
+};
 use cairn_topo::testkit::free_port;
 use cairn_topo::Topo;
 
@@ -88,16 +90,14 @@ async fn backup_fails_cleanly(c: &Cluster, m: &MotoServer, r: &TabletProcess, wh
     let job = last_job(c);
     assert_eq!(job["state"], "FAILED", "{job}");
     let error = job["error"].as_str().unwrap_or_default();
+    eprintln!("backup failed as expected: {stderr}");
     assert!(
         why.iter().any(|w| error.contains(w)),
         "{error}\n{}",
         r.log_tail(30)
     );
     let keys = m.keys(BUCKET, "ks/0/").unwrap();
-    assert!(
-        !keys.iter().any(|k| k.ends_with("/MANIFEST")),
-        "{keys:?}"
-    );
+    assert!(!keys.iter().any(|k| k.ends_with("/MANIFEST")), "{keys:?}");
     wait_for("the failed upload cleaned", T, || async {
         let clean = m.keys(BUCKET, "ks/0/")?.is_empty() && m.pending_uploads(BUCKET)?.is_empty();
         Ok(clean.then_some(()))
@@ -126,7 +126,8 @@ async fn a_cut_connection_or_a_503_storm_fails_the_backup_cleanly() {
         // fails (and its one retry), small requests (the abort) pass.
         proxy.cut_connections_over(2 << 20);
         backup_fails_cleanly(&c, &m, &r, &["s3://", "upload"]).await;
-        p.sql("INSERT INTO app.t VALUES (5001, 'after the cut')").unwrap();
+        p.sql("INSERT INTO app.t VALUES (5001, 'after the cut')")
+            .unwrap();
         wait_rows(&r, 2001).await;
 
         // Every request answered 503 Slow Down.
@@ -221,6 +222,7 @@ async fn bad_flags_bucket_endpoint_and_credentials_are_one_line_errors() {
         let check = |args: Vec<String>, code: i32, want: &[&str]| {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
             let (got, err) = list_backups(&c, &a);
+            eprintln!("{args:?}: exit {got:?}: {err}");
             assert_eq!(got, Some(code), "{args:?}: {err}");
             assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
             assert!(err.starts_with("error: "), "{args:?}: {err}");

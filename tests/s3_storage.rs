@@ -110,7 +110,8 @@ async fn write_file(
     tokio::task::spawn_blocking(move || {
         let mut sink = sink;
         for chunk in data.chunks(1 << 20) {
-            sink.write_all(chunk).map_err(|e| StorageError::Misuse(e.to_string()))?;
+            sink.write_all(chunk)
+                .map_err(|e| StorageError::Misuse(e.to_string()))?;
         }
         sink.finish()
     })
@@ -138,7 +139,10 @@ async fn layout_streaming_and_manifest_last() {
     // 3 parts of 8 MiB and a tail, one small file, one empty file.
     let big = data(25 << 20, 1);
     let small = data(1000, 2);
-    assert_eq!(write_file(&*w, "0", big.clone()).await.unwrap(), big.len() as u64);
+    assert_eq!(
+        write_file(&*w, "0", big.clone()).await.unwrap(),
+        big.len() as u64
+    );
     assert_eq!(write_file(&*w, "1", small.clone()).await.unwrap(), 1000);
     assert_eq!(write_file(&*w, "2", vec![]).await.unwrap(), 0);
     // Not listed as complete before its MANIFEST.
@@ -181,7 +185,10 @@ async fn layout_streaming_and_manifest_last() {
     assert_eq!(s.read_manifest("ks", "0", name).await.unwrap(), mf);
     let shards = s.list_shards().await.unwrap();
     assert_eq!(shards.len(), 1);
-    assert_eq!((shards[0].keyspace.as_str(), shards[0].shard.as_str()), ("ks", "0"));
+    assert_eq!(
+        (shards[0].keyspace.as_str(), shards[0].shard.as_str()),
+        ("ks", "0")
+    );
     assert_eq!(read_file(&s, name, "0").await, big);
     assert_eq!(read_file(&s, name, "1").await, small);
     assert!(read_file(&s, name, "2").await.is_empty());
@@ -203,6 +210,18 @@ async fn layout_streaming_and_manifest_last() {
         s.remove_backup("ks", "0", name).await.err(),
         Some(StorageError::NotFound(_))
     ));
+
+    // An upload a dead tablet left unfinished is an incomplete backup, and its
+    // removal aborts the upload.
+    let dead = "2020-01-01.000000.zone1-0000000999";
+    m.start_upload(BUCKET, &format!("team/cairn/ks/0/{dead}/0"))
+        .unwrap();
+    let listed = s.list_backups("ks", "0").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].name.as_str(), listed[0].complete), (dead, false));
+    s.remove_backup("ks", "0", dead).await.unwrap();
+    assert!(m.pending_uploads(BUCKET).unwrap().is_empty());
+    assert!(s.list_backups("ks", "0").await.unwrap().is_empty());
 }
 
 /// Two writers of one backup name: the MANIFEST's conditional create lets one
@@ -239,10 +258,16 @@ async fn blobs_under_topo() {
         .unwrap();
     assert_eq!(w.size_bytes, 10);
     assert_eq!(w.sha256, hex::encode(Sha256::digest(&small)));
-    let w = s.put_blob("_topo", "snap-2", Box::new(&big[..])).await.unwrap();
+    let w = s
+        .put_blob("_topo", "snap-2", Box::new(&big[..]))
+        .await
+        .unwrap();
     assert_eq!(w.sha256, hex::encode(Sha256::digest(&big)));
     for n in ["snap-1", "snap-2"] {
-        let err = s.put_blob("_topo", n, Box::new(&b"x"[..])).await.unwrap_err();
+        let err = s
+            .put_blob("_topo", n, Box::new(&b"x"[..]))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StorageError::AlreadyExists(_)), "{n}: {err}");
     }
     let names: Vec<(String, u64)> = s
@@ -252,7 +277,10 @@ async fn blobs_under_topo() {
         .into_iter()
         .map(|b| (b.name, b.size_bytes))
         .collect();
-    assert_eq!(names, vec![("snap-1".into(), 10), ("snap-2".into(), big.len() as u64)]);
+    assert_eq!(
+        names,
+        vec![("snap-1".into(), 10), ("snap-2".into(), big.len() as u64)]
+    );
     let mut back = Vec::new();
     s.open_blob("_topo", "snap-2")
         .await
@@ -268,7 +296,10 @@ async fn blobs_under_topo() {
         s.remove_blob("_topo", "snap-1").await.err(),
         Some(StorageError::NotFound(_))
     ));
-    assert_eq!(m.keys(BUCKET, "").unwrap(), vec!["p/_topo/snap-2".to_string()]);
+    assert_eq!(
+        m.keys(BUCKET, "").unwrap(),
+        vec!["p/_topo/snap-2".to_string()]
+    );
     assert!(m.pending_uploads(BUCKET).unwrap().is_empty());
 }
 
@@ -345,7 +376,12 @@ fn names_in_bucket(m: &MotoServer, prefix: &str) -> std::collections::BTreeSet<S
     m.keys(BUCKET, prefix)
         .unwrap()
         .iter()
-        .filter_map(|k| k.strip_prefix(prefix)?.split('/').next().map(str::to_string))
+        .filter_map(|k| {
+            k.strip_prefix(prefix)?
+                .split('/')
+                .next()
+                .map(str::to_string)
+        })
         .collect()
 }
 
@@ -373,7 +409,10 @@ async fn backups_restores_retention_and_snapshots_over_s3() {
 
         let listed = list_backups(&c);
         assert_eq!(complete_names(&listed), vec![name.clone()]);
-        assert!(listed[0]["size_bytes"].as_u64().unwrap() > 10 << 20, "{listed:?}");
+        assert!(
+            listed[0]["size_bytes"].as_u64().unwrap() > 10 << 20,
+            "{listed:?}"
+        );
 
         // The same listing with the storage flags from the environment.
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
@@ -386,7 +425,11 @@ async fn backups_restores_retention_and_snapshots_over_s3() {
             .env("CAIRN_S3_BACKUP_AWS_ENDPOINT", m.endpoint())
             .env("CAIRN_S3_BACKUP_FORCE_PATH_STYLE", "true");
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let via_env: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(complete_names(&via_env), vec![name.clone()]);
 
@@ -411,7 +454,12 @@ async fn backups_restores_retention_and_snapshots_over_s3() {
         let coord = c
             .spawn_coordinator(
                 "c1",
-                &["--topo-snapshot-cron", "*/2 * * * * *", "--topo-snapshot-keep", "2"],
+                &[
+                    "--topo-snapshot-cron",
+                    "*/2 * * * * *",
+                    "--topo-snapshot-keep",
+                    "2",
+                ],
             )
             .unwrap();
         coord.wait_leader(T).await.unwrap();
@@ -445,23 +493,44 @@ async fn backups_restores_retention_and_snapshots_over_s3() {
         .unwrap_or_else(|e| panic!("{e}\n{}", coord.log_tail(30)));
         c.cli_ok(&["schedule", "pause", "often"]).unwrap();
         let shard_prefix = "fleet/ks/0/";
-        wait_for("retention down to the manual backup and one scheduled", T, || async {
-            let jobs: Vec<serde_json::Value> =
-                serde_json::from_str(&c.cli_ok(&["jobs", "--json"])?)?;
-            let settled = jobs
-                .iter()
-                .all(|j| j["state"] != "PENDING" && j["state"] != "RUNNING");
-            Ok((settled && names_in_bucket(&m, shard_prefix).len() == 2).then_some(()))
-        })
+        wait_for(
+            "retention down to the manual backup and one scheduled",
+            T,
+            || async {
+                let jobs: Vec<serde_json::Value> =
+                    serde_json::from_str(&c.cli_ok(&["jobs", "--json"])?)?;
+                let settled = jobs
+                    .iter()
+                    .all(|j| j["state"] != "PENDING" && j["state"] != "RUNNING");
+                Ok((settled && names_in_bucket(&m, shard_prefix).len() == 2).then_some(()))
+            },
+        )
         .await
         .unwrap_or_else(|e| {
-            panic!("{e}\n{:?}\n{}", m.keys(BUCKET, shard_prefix), coord.log_tail(30))
+            panic!(
+                "{e}\n{:?}\n{}",
+                m.keys(BUCKET, shard_prefix),
+                coord.log_tail(30)
+            )
         });
         let snapshots = m.keys(BUCKET, "fleet/_topo/").unwrap();
         assert!(!snapshots.is_empty());
         drop(coord);
 
-        // `schedule prune` by hand finds nothing more to remove.
+        // `schedule prune` by hand removes what a dead tablet left: an unfinished
+        // upload, past the incomplete grace.
+        let dead = "2020-01-01.000000.zone1-0000000999";
+        m.start_upload(BUCKET, &format!("fleet/ks/0/{dead}/0"))
+            .unwrap();
+        let mut args = vec!["schedule", "prune", "often", "--json"];
+        args.extend(c.storage_args());
+        let pruned: Vec<serde_json::Value> =
+            serde_json::from_str(&c.cli_ok(&args).unwrap()).unwrap();
+        assert_eq!(pruned.len(), 1, "{pruned:?}");
+        assert_eq!(pruned[0]["name"], dead);
+        assert!(m.pending_uploads(BUCKET).unwrap().is_empty());
+
+        // Then it finds nothing more to remove.
         let mut args = vec!["schedule", "prune", "often", "--json"];
         args.extend(c.storage_args());
         let pruned: Vec<serde_json::Value> =
@@ -507,7 +576,8 @@ async fn peak_rss_of_a_large_backup_and_restore() {
     let m = moto().await;
     let s = storage(&m, "");
     let name = "2024-01-02.030405.zone1-0000000101";
-    let w: Arc<dyn cairn::backup::BackupWriter> = s.start_backup("ks", "0", name).await.unwrap().into();
+    let w: Arc<dyn cairn::backup::BackupWriter> =
+        s.start_backup("ks", "0", name).await.unwrap().into();
     let before = vm_hwm_kb();
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();

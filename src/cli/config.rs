@@ -24,10 +24,9 @@ pub fn storage_config(s: &StorageArgs, required: bool) -> anyhow::Result<Storage
     match s.backup_storage_implementation {
         StorageArg::File => {
             if let Some(flag) = s3_flag_given(s) {
-                return Err(UsageError(format!(
-                    "{flag} needs --backup-storage-implementation s3"
-                ))
-                .into());
+                return Err(
+                    UsageError(format!("{flag} needs --backup-storage-implementation s3")).into(),
+                );
             }
             match &s.file_backup_storage_root {
                 Some(root) => Ok(StorageConfig::File { root: root.clone() }),
@@ -47,9 +46,18 @@ pub fn storage_config(s: &StorageArgs, required: bool) -> anyhow::Result<Storage
 /// The first `--s3-*` flag given (not at its default), if any.
 fn s3_flag_given(s: &StorageArgs) -> Option<&'static str> {
     [
-        (s.s3_backup_storage_bucket.is_some(), "--s3-backup-storage-bucket"),
-        (s.s3_backup_storage_root.is_some(), "--s3-backup-storage-root"),
-        (s.s3_backup_aws_endpoint.is_some(), "--s3-backup-aws-endpoint"),
+        (
+            s.s3_backup_storage_bucket.is_some(),
+            "--s3-backup-storage-bucket",
+        ),
+        (
+            s.s3_backup_storage_root.is_some(),
+            "--s3-backup-storage-root",
+        ),
+        (
+            s.s3_backup_aws_endpoint.is_some(),
+            "--s3-backup-aws-endpoint",
+        ),
         (s.s3_backup_force_path_style, "--s3-backup-force-path-style"),
         (s.s3_backup_aws_retries.is_some(), "--s3-backup-aws-retries"),
         (

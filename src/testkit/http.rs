@@ -16,13 +16,28 @@ pub fn http_request(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
+    http_request_with(port, method, path, &[], body)
+}
+
+/// [`http_request`] with extra headers.
+pub fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n",
+         {extra}Content-Length: {}\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;

@@ -144,7 +144,9 @@ fn serve(mut client: TcpStream, upstream: u16, s: Arc<Shared>) {
             return;
         }
         ProxyMode::Unavailable => {
-            client.set_read_timeout(Some(Duration::from_millis(200))).ok();
+            client
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .ok();
             let mut buf = [0u8; 64 << 10];
             let _ = client.read(&mut buf);
             let body = "<Error><Code>SlowDown</Code><Message>injected</Message></Error>";

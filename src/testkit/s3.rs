@@ -13,7 +13,15 @@ use anyhow::{bail, Context};
 use cairn_topo::testkit::free_port;
 use tempfile::TempDir;
 
-use super::http::http_request;
+use super::http::http_request_with;
+
+/// A request to moto as a client would send it: moto checks no signature, but
+/// refuses some unsigned requests (deletes, conditional writes).
+fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    const AUTH: &str = "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, \
+                        SignedHeaders=host, Signature=0";
+    http_request_with(port, method, path, &[("Authorization", AUTH)], body)
+}
 
 /// The dummy credentials moto accepts (it checks no signature).
 pub const AWS_ENV: &[(&str, &str)] = &[
@@ -84,7 +92,8 @@ impl MotoServer {
                     last = format!("moto exited with {status}");
                     break;
                 }
-                if http_request(port, "GET", "/", b"").is_ok_and(|(code, _)| code == 200) {
+                // Any HTTP answer will do (with authentication on, `/` is refused).
+                if http_request(port, "GET", "/", b"").is_ok() {
                     return Ok(MotoServer {
                         port,
                         dir,
@@ -147,7 +156,9 @@ impl MotoServer {
                 bail!("listing {bucket}: HTTP {code}: {body}");
             }
             out.extend(xml_values(&body, "Key"));
-            token = xml_values(&body, "NextContinuationToken").into_iter().next();
+            token = xml_values(&body, "NextContinuationToken")
+                .into_iter()
+                .next();
             if token.is_none() {
                 break;
             }
@@ -163,6 +174,20 @@ impl MotoServer {
             bail!("listing uploads of {bucket}: HTTP {code}: {body}");
         }
         Ok(xml_values(&body, "Key"))
+    }
+
+    /// Starts a multipart upload of `key` and leaves it unfinished (what a tablet
+    /// killed mid-upload leaves); returns its upload id.
+    pub fn start_upload(&self, bucket: &str, key: &str) -> anyhow::Result<String> {
+        let (code, body) =
+            http_request(self.port, "POST", &format!("/{bucket}/{key}?uploads"), b"")?;
+        if code != 200 {
+            bail!("starting an upload of {key}: HTTP {code}: {body}");
+        }
+        xml_values(&body, "UploadId")
+            .into_iter()
+            .next()
+            .context("no UploadId in the answer")
     }
 
     /// Writes an object (to corrupt or plant one).

@@ -167,7 +167,8 @@ impl S3Config {
         match &self.endpoint {
             Some(e) => {
                 let ep = parse_endpoint(e)?;
-                let (url, virtual_hosted) = bucket_endpoint(&ep, &self.bucket, self.force_path_style);
+                let (url, virtual_hosted) =
+                    bucket_endpoint(&ep, &self.bucket, self.force_path_style);
                 b = b
                     .with_endpoint(url)
                     .with_virtual_hosted_style_request(virtual_hosted)
@@ -249,7 +250,10 @@ fn parse_endpoint(e: &str) -> Result<Endpoint, String> {
     if scheme != "http" && scheme != "https" {
         return Err(bad("the scheme must be http or https"));
     }
-    if rest.chars().any(|c| c.is_whitespace() || c == '@' || c == '?' || c == '#') {
+    if rest
+        .chars()
+        .any(|c| c.is_whitespace() || c == '@' || c == '?' || c == '#')
+    {
         return Err(bad("no spaces, user info, query or fragment"));
     }
     let (authority, path) = match rest.find('/') {
@@ -298,10 +302,7 @@ fn bucket_endpoint(ep: &Endpoint, bucket: &str, force_path_style: bool) -> (Stri
         );
     }
     (
-        format!(
-            "{}://{bucket}.{}{}{}",
-            ep.scheme, ep.host, ep.port, ep.path
-        ),
+        format!("{}://{bucket}.{}{}{}", ep.scheme, ep.host, ep.port, ep.path),
         true,
     )
 }
@@ -327,7 +328,12 @@ fn credentials_from_file() -> Result<Option<FileCredentials>, String> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("reading AWS credentials file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "reading AWS credentials file {}: {e}",
+                path.display()
+            ))
+        }
     };
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     parse_credentials(&text, &profile)
@@ -422,12 +428,36 @@ mod tests {
             parse_endpoint(e).map(|ep| bucket_endpoint(&ep, "bkt", path_style))
         };
         let cases: &[(&str, bool, Option<(&str, bool)>)] = &[
-            ("http://127.0.0.1:9000", false, Some(("http://127.0.0.1:9000", false))),
-            ("http://localhost:9000/", false, Some(("http://localhost:9000", false))),
-            ("http://[::1]:9000", false, Some(("http://[::1]:9000", false))),
-            ("https://minio.example.com", false, Some(("https://bkt.minio.example.com", true))),
-            ("https://minio.example.com", true, Some(("https://minio.example.com", false))),
-            ("https://s3.example.com:8443/base", false, Some(("https://bkt.s3.example.com:8443/base", true))),
+            (
+                "http://127.0.0.1:9000",
+                false,
+                Some(("http://127.0.0.1:9000", false)),
+            ),
+            (
+                "http://localhost:9000/",
+                false,
+                Some(("http://localhost:9000", false)),
+            ),
+            (
+                "http://[::1]:9000",
+                false,
+                Some(("http://[::1]:9000", false)),
+            ),
+            (
+                "https://minio.example.com",
+                false,
+                Some(("https://bkt.minio.example.com", true)),
+            ),
+            (
+                "https://minio.example.com",
+                true,
+                Some(("https://minio.example.com", false)),
+            ),
+            (
+                "https://s3.example.com:8443/base",
+                false,
+                Some(("https://bkt.s3.example.com:8443/base", true)),
+            ),
             ("ftp://x", false, None),
             ("127.0.0.1:9000", false, None),
             ("http://", false, None),
@@ -451,10 +481,22 @@ mod tests {
             .bucket_url()
             .unwrap()
         };
-        assert_eq!(bucket_url(None, false), "https://bkt.s3.eu-west-1.amazonaws.com");
-        assert_eq!(bucket_url(None, true), "https://s3.eu-west-1.amazonaws.com/bkt");
-        assert_eq!(bucket_url(Some("http://127.0.0.1:9000/"), false), "http://127.0.0.1:9000/bkt");
-        assert_eq!(bucket_url(Some("https://minio.example.com"), false), "https://bkt.minio.example.com");
+        assert_eq!(
+            bucket_url(None, false),
+            "https://bkt.s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            bucket_url(None, true),
+            "https://s3.eu-west-1.amazonaws.com/bkt"
+        );
+        assert_eq!(
+            bucket_url(Some("http://127.0.0.1:9000/"), false),
+            "http://127.0.0.1:9000/bkt"
+        );
+        assert_eq!(
+            bucket_url(Some("https://minio.example.com"), false),
+            "https://bkt.minio.example.com"
+        );
         let err = parse_endpoint("ftp://x").unwrap_err();
         assert!(err.starts_with("--s3-backup-aws-endpoint: "), "{err}");
     }
@@ -496,8 +538,14 @@ mod tests {
             let err = cfg.validate().unwrap_err();
             assert!(err.starts_with(flag), "{err}");
         }
-        assert_eq!(ServerSideEncryption::parse("aws:kms"), Ok(ServerSideEncryption::AwsKms));
-        assert_eq!(ServerSideEncryption::parse("AES256"), Ok(ServerSideEncryption::Aes256));
+        assert_eq!(
+            ServerSideEncryption::parse("aws:kms"),
+            Ok(ServerSideEncryption::AwsKms)
+        );
+        assert_eq!(
+            ServerSideEncryption::parse("AES256"),
+            Ok(ServerSideEncryption::Aes256)
+        );
         assert!(ServerSideEncryption::parse("aes256").is_err());
     }
 
@@ -507,7 +555,10 @@ mod tests {
                     [backup]\n; other\naws_access_key_id=AKIA2\naws_secret_access_key = s2\n\
                     aws_session_token = tok\n[broken]\naws_access_key_id = AKIA3\n";
         let d = parse_credentials(text, "default").unwrap().unwrap();
-        assert_eq!((d.access_key_id.as_str(), d.secret_access_key.as_str()), ("AKIA1", "s1"));
+        assert_eq!(
+            (d.access_key_id.as_str(), d.secret_access_key.as_str()),
+            ("AKIA1", "s1")
+        );
         assert!(d.session_token.is_none());
         let b = parse_credentials(text, "backup").unwrap().unwrap();
         assert_eq!(b.access_key_id, "AKIA2");

@@ -106,9 +106,7 @@ impl Read for S3Reader {
             }
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => {
-                    return Err(io::Error::other(format!("reading {}: {e}", self.url)))
-                }
+                Some(Err(e)) => return Err(io::Error::other(format!("reading {}: {e}", self.url))),
                 None => {
                     return Err(io::Error::other(format!(
                         "reading {}: the download stopped after {} of {} bytes",

@@ -127,7 +127,8 @@ impl S3Storage {
     fn err(&self, e: object_store::Error, what: &str, doing: &str, key: &Path) -> StorageError {
         match e {
             object_store::Error::NotFound { .. } => StorageError::NotFound(what.to_string()),
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => {
                 StorageError::AlreadyExists(what.to_string())
             }
             e => StorageError::io(
@@ -341,7 +342,10 @@ impl BackupStorage for S3Storage {
             // A backup whose only trace is an unfinished upload (its tablet died in
             // its first file) is incomplete too, so retention cleans it.
             for u in self.pending_uploads_or_none(&prefix).await {
-                let rel = u.key.strip_prefix(&format!("{prefix}/")).unwrap_or_default();
+                let rel = u
+                    .key
+                    .strip_prefix(&format!("{prefix}/"))
+                    .unwrap_or_default();
                 if let Some((name, _)) = rel.split_once('/') {
                     if validate_backup_name(name).is_ok() {
                         backups.entry(name.to_string()).or_default();

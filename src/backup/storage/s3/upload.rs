@@ -123,29 +123,27 @@ async fn upload(
     let first = match rx.recv().await {
         None => return Err("abandoned before any byte was sent".into()),
         Some(Msg::Finish) => Bytes::new(),
-        Some(Msg::Part(b)) => {
-            match rx.recv().await {
-                None => return Err("abandoned before the upload was finished".into()),
-                Some(Msg::Finish) => b,
-                Some(Msg::Part(second)) => {
-                    let mut up = store
-                        .put_multipart_opts(&key, PutMultipartOptions::default())
-                        .await
-                        .map_err(|e| format!("starting the multipart upload: {}", error_chain(&e)))?;
-                    let r = parts(&mut *up, &slots, [b, second], &mut rx).await;
-                    return match r {
-                        Ok(()) => Ok(()),
-                        Err(e) => {
-                            if let Err(ae) = up.abort().await {
-                                tracing::warn!(error = %error_chain(&ae),
+        Some(Msg::Part(b)) => match rx.recv().await {
+            None => return Err("abandoned before the upload was finished".into()),
+            Some(Msg::Finish) => b,
+            Some(Msg::Part(second)) => {
+                let mut up = store
+                    .put_multipart_opts(&key, PutMultipartOptions::default())
+                    .await
+                    .map_err(|e| format!("starting the multipart upload: {}", error_chain(&e)))?;
+                let r = parts(&mut *up, &slots, [b, second], &mut rx).await;
+                return match r {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        if let Err(ae) = up.abort().await {
+                            tracing::warn!(error = %error_chain(&ae),
                                     "aborting the multipart upload failed; retention cleans it");
-                            }
-                            Err(e)
                         }
-                    };
-                }
+                        Err(e)
+                    }
+                };
             }
-        }
+        },
     };
     store
         .put(&key, PutPayload::from(first))
@@ -192,7 +190,9 @@ async fn parts(
         };
         let fut = up.put_part(PutPayload::from(part));
         inflight.push(async move {
-            let r = fut.await.map_err(|e| format!("uploading a part: {}", error_chain(&e)));
+            let r = fut
+                .await
+                .map_err(|e| format!("uploading a part: {}", error_chain(&e)));
             drop(permit);
             r
         });
