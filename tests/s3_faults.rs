@@ -244,9 +244,13 @@ async fn bad_flags_bucket_endpoint_and_credentials_are_one_line_errors() {
         check(sse, 2, &["--s3-backup-server-side-encryption"]);
 
         // At run time: exit 1, saying what and where.
-        check(s3("no-such-bucket", &ep), 1, &["no-such-bucket"]);
+        check(
+            s3("no-such-bucket", &ep),
+            1,
+            &["s3://no-such-bucket", "NoSuchBucket"],
+        );
         let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
-        check(s3(BUCKET, &dead), 1, &[&dead[7..]]);
+        check(s3(BUCKET, &dead), 1, &[&dead[7..], "Connection refused"]);
         let strict = MotoServer::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")])
             .await
             .unwrap();

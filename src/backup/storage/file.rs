@@ -177,8 +177,8 @@ impl BackupStorage for FileStorage {
                     let size_bytes = match dir_size(&bdir) {
                         Ok(s) => s,
                         // Removed while we were listing it: skip.
-                        Err(StorageError::Io { source, .. })
-                            if source.kind() == io::ErrorKind::NotFound =>
+                        Err(StorageError::Io { error, .. })
+                            if error.kind() == io::ErrorKind::NotFound =>
                         {
                             continue
                         }

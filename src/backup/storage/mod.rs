@@ -76,13 +76,14 @@ pub enum StorageError {
     /// The named backup or blob exists already; nothing was overwritten.
     #[error("{0} already exists")]
     AlreadyExists(String),
-    /// An operating-system error, with what was being done.
-    #[error("{context}: {source}")]
+    /// An operating-system (or object-store) error, with what was being done.
+    #[error("{context}: {error}")]
     Io {
         /// What was being done, on which path.
         context: String,
-        /// The underlying error (its text is part of the message).
-        source: io::Error,
+        /// The underlying error. Its text is part of the message and it is not a
+        /// `source()`, so an error chain (`{:#}`) does not print it twice.
+        error: io::Error,
     },
     /// A MANIFEST that does not parse.
     #[error("MANIFEST of backup {backup}: {source}")]
@@ -101,7 +102,7 @@ impl StorageError {
     fn io(context: impl Into<String>, source: io::Error) -> Self {
         StorageError::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 }
