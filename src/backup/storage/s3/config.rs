@@ -427,7 +427,8 @@ mod tests {
         let url = |e: &str, path_style: bool| {
             parse_endpoint(e).map(|ep| bucket_endpoint(&ep, "bkt", path_style))
         };
-        let cases: &[(&str, bool, Option<(&str, bool)>)] = &[
+        type Case<'a> = (&'a str, bool, Option<(&'a str, bool)>);
+        let cases: &[Case] = &[
             (
                 "http://127.0.0.1:9000",
                 false,

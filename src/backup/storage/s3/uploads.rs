@@ -130,7 +130,7 @@ impl S3Storage {
         let mut out = Vec::new();
         let mut marker: Option<(String, String)> = None;
         loop {
-            // Query parameters in SigV4's canonical (sorted) order.
+            // (The signer puts the parameters in canonical order itself.)
             let mut q = String::new();
             if let Some((k, id)) = &marker {
                 q.push_str(&format!("key-marker={}&", encode(k)));
