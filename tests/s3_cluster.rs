@@ -263,6 +263,43 @@ async fn backups_restores_retention_and_snapshots_over_s3() {
     .expect("test timed out");
 }
 
+/// The xtrabackup engine streams one large object (a multipart upload) while the
+/// tablet serves, and a new tablet seeds from it through the ranged reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn xtrabackup_over_s3_seeds_a_new_tablet() {
+    tokio::time::timeout(Duration::from_secs(420), async {
+        let m = moto().await;
+        let c = s3_cluster(&m, None, "xb").await;
+        let topo = c.topo().await.unwrap();
+        let (p, r) = shard(&c, &topo, 400).await;
+        let name = c
+            .cli_ok(&["backup", &r.spec.alias(), "--backup-engine", "xtrabackup"])
+            .unwrap()
+            .trim()
+            .to_string();
+        let keys = m.keys(BUCKET, &format!("xb/ks/0/{name}/")).unwrap();
+        assert_eq!(
+            keys,
+            vec![
+                format!("xb/ks/0/{name}/0"),
+                format!("xb/ks/0/{name}/MANIFEST")
+            ]
+        );
+        assert!(m.pending_uploads(BUCKET).unwrap().is_empty());
+        let listed = list_backups(&c);
+        assert_eq!(listed[0]["engine"], "xtrabackup");
+        p.sql("INSERT INTO app.t VALUES (5001, 'after the backup')")
+            .unwrap();
+        let mut spec = c.tablet(410, "ks", "0").unwrap();
+        spec.extra = vec!["--restore-from-backup".into()];
+        let mut t = c.spawn_tablet(&spec).unwrap();
+        t.wait_healthy(&topo, T).await.unwrap();
+        wait_rows(&t, 2001).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 /// Peak resident memory (VmHWM) of a process, in MiB.
 fn vm_hwm_mib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
