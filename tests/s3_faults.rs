@@ -1,7 +1,8 @@
 //! Failures of the `s3` storage end cleanly, against a real S3 server (moto) behind
 //! a fault-injecting proxy, real etcd and MariaDB: a connection cut mid-backup and
 //! a storm of 503s fail the job with the reason, leave no MANIFEST and no
-//! unfinished multipart upload, and the tablet serves on; a restore that cannot
+//! unfinished multipart upload, and the tablet serves on; a bucket that fills up
+//! mid-backup fails it likewise, and `remove-backup` cleans what was left; a restore that cannot
 //! read an object leaves the tablet as it was; bad flags are exit 2 and a wrong
 //! bucket, endpoint or credentials exit 1, each one `error:` line.
 
@@ -90,7 +91,7 @@ async fn backup_fails_cleanly(c: &Cluster, m: &MotoServer, r: &TabletProcess, wh
     let job = last_job(c);
     assert_eq!(job["state"], "FAILED", "{job}");
     let error = job["error"].as_str().unwrap_or_default();
-    eprintln!("backup failed as expected: {stderr}");
+    eprintln!("backup failed as expected: {error}");
     assert!(
         why.iter().any(|w| error.contains(w)),
         "{error}\n{}",
@@ -135,6 +136,37 @@ async fn a_cut_connection_or_a_503_storm_fails_the_backup_cleanly() {
         proxy.set_mode(ProxyMode::Cut);
         proxy.set_mode(ProxyMode::Unavailable);
         backup_fails_cleanly(&c, &m, &r, &["503", "Slow Down", "SlowDown"]).await;
+
+        // The bucket fills up mid-backup (after 3 MiB): the job fails with the
+        // reason and no MANIFEST; what could not be cleaned while the store refused
+        // everything is removed with the backup once it accepts requests again.
+        proxy.set_mode(ProxyMode::Pass);
+        proxy.after(3 << 20, ProxyMode::Full);
+        let out = c.cli(&["backup", &r.spec.alias()]).unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let job = last_job(&c);
+        assert_eq!(job["state"], "FAILED", "{job}");
+        let error = job["error"].as_str().unwrap_or_default();
+        eprintln!("backup failed as expected: {error}");
+        assert!(error.contains("XMinioStorageFull"), "{error}");
+        let left = m.keys(BUCKET, "ks/0/").unwrap();
+        assert!(!left.iter().any(|k| k.ends_with("/MANIFEST")), "{left:?}");
+        wait_replicating(&c, &r.spec.alias()).await;
+        proxy.set_mode(ProxyMode::Pass);
+        let mut names: Vec<String> = left
+            .iter()
+            .chain(m.pending_uploads(BUCKET).unwrap().iter())
+            .filter_map(|k| k.split('/').nth(2).map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in &names {
+            let mut args = vec!["remove-backup", "ks/0", name.as_str()];
+            args.extend(c.storage_args());
+            c.cli_ok(&args).unwrap();
+        }
+        assert!(m.keys(BUCKET, "ks/0/").unwrap().is_empty());
+        assert!(m.pending_uploads(BUCKET).unwrap().is_empty());
 
         // The network heals: the next backup succeeds.
         proxy.set_mode(ProxyMode::Pass);

@@ -23,6 +23,9 @@ pub enum ProxyMode {
     Cut,
     /// New connections get `HTTP/1.1 503 Slow Down` and are closed.
     Unavailable,
+    /// New connections get `HTTP/1.1 507 Insufficient Storage` (a full bucket, as
+    /// MinIO says it) and are closed.
+    Full,
 }
 
 struct Shared {
@@ -30,6 +33,8 @@ struct Shared {
     /// Bytes that may still go upstream before every connection is cut (< 0: no
     /// limit).
     cut_budget: AtomicI64,
+    /// The mode once the budget is spent (`Cut` or `Full`).
+    after_budget: Mutex<ProxyMode>,
     /// A connection that sent more than this upstream is cut (0: no limit).
     conn_limit: AtomicU64,
     /// Delay added before forwarding each chunk, in milliseconds.
@@ -64,6 +69,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             mode: Mutex::new(ProxyMode::Pass),
             cut_budget: AtomicI64::new(-1),
+            after_budget: Mutex::new(ProxyMode::Cut),
             conn_limit: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
             upstream_bytes: AtomicU64::new(0),
@@ -99,6 +105,13 @@ impl FaultProxy {
 
     /// Cuts every connection (and refuses new ones) once `bytes` more went upstream.
     pub fn cut_after(&self, bytes: u64) {
+        self.after(bytes, ProxyMode::Cut);
+    }
+
+    /// Once `bytes` more went upstream, cuts every connection and answers new ones
+    /// as `mode` says (e.g. [`ProxyMode::Full`]: the bucket filled up mid-way).
+    pub fn after(&self, bytes: u64, mode: ProxyMode) {
+        *lock(&self.shared.after_budget) = mode;
         self.shared
             .cut_budget
             .store(bytes.min(i64::MAX as u64) as i64, Ordering::SeqCst);
@@ -143,16 +156,21 @@ fn serve(mut client: TcpStream, upstream: u16, s: Arc<Shared>) {
             let _ = client.shutdown(Shutdown::Both);
             return;
         }
-        ProxyMode::Unavailable => {
+        ProxyMode::Unavailable | ProxyMode::Full => {
+            let (status, code) = if mode == ProxyMode::Full {
+                ("507 Insufficient Storage", "XMinioStorageFull")
+            } else {
+                ("503 Slow Down", "SlowDown")
+            };
             client
                 .set_read_timeout(Some(Duration::from_millis(200)))
                 .ok();
             let mut buf = [0u8; 64 << 10];
             let _ = client.read(&mut buf);
-            let body = "<Error><Code>SlowDown</Code><Message>injected</Message></Error>";
+            let body = format!("<Error><Code>{code}</Code><Message>injected</Message></Error>");
             let _ = write!(
                 client,
-                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+                "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
                  Connection: close\r\n\r\n{body}",
                 body.len()
             );
@@ -197,7 +215,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: &Shared, upstream: bool) {
         if upstream {
             let left = s.cut_budget.fetch_sub(n as i64, Ordering::SeqCst);
             if left >= 0 && left < n as i64 {
-                *lock(&s.mode) = ProxyMode::Cut;
+                *lock(&s.mode) = *lock(&s.after_budget);
                 s.cut_all();
                 break;
             }
@@ -210,7 +228,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: &Shared, upstream: bool) {
                 return;
             }
         }
-        if *lock(&s.mode) == ProxyMode::Cut || to.write_all(&buf[..n]).is_err() {
+        if *lock(&s.mode) != ProxyMode::Pass || to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
