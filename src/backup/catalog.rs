@@ -22,6 +22,7 @@ use cairn_topo::Fenced;
 use cairn_topo::{BackupRecord, Fence, Shard, Topo, TopoError};
 
 use super::manifest::Manifest;
+use crate::common::failpoint;
 use super::storage::{BackupInfo, BackupStorage, StorageError, StorageResultExt};
 
 /// The catalog of one topology and one backup storage, with the leader's fence
@@ -189,6 +190,9 @@ impl<'a> Catalog<'a> {
             .await
             .with_context(|| format!("removing the record of backup {name}"))?;
         self.refresh_latest(keyspace, shard).await?;
+        // The record is gone and the shard no longer names the backup; its data
+        // (MANIFEST included) is still whole in storage.
+        failpoint::hit("remove-backup-after-record");
         let storage = self
             .remove_from_storage(keyspace, shard, name)
             .await

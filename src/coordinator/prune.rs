@@ -27,7 +27,7 @@ use super::schedule;
 use super::shared::Shared;
 use crate::backup::catalog::Catalog;
 use crate::backup::storage::BackupStorage;
-use crate::common::lock;
+use crate::common::{failpoint, lock};
 
 /// One shard under one schedule's rule, at one moment: what a retention plan
 /// needs besides storage.
@@ -98,11 +98,15 @@ pub async fn prune_shard(
     r: &ShardRetention<'_>,
 ) -> anyhow::Result<Vec<Removal>> {
     let plan = plan_shard_retention(catalog.storage(), r).await?;
-    for removal in &plan {
+    for (i, removal) in plan.iter().enumerate() {
         catalog
             .remove_backup(r.keyspace, r.shard, &removal.name)
             .await?;
         tracing::info!(backup = %removal.name, reason = %removal.reason, "removed by retention");
+        if i == 0 && plan.len() > 1 {
+            // One backup of the plan removed, the others not yet.
+            failpoint::hit("prune-after-first-removal");
+        }
     }
     Ok(plan)
 }
