@@ -322,8 +322,9 @@ pub enum SlotSkip {
 
 /// The scheduler's decision for one schedule at `now`, over plain data:
 /// - paused: nothing (`None`);
-/// - the slot is `pinned` (a slot whose shards are still being started; ignored
-///   once `last_run` reached it), else the slot [`due_with`] gives, else nothing;
+/// - the slot is `pinned` (a slot whose shards are still being started: pinned
+///   in this leader's memory, else [`slot_in_progress`]; ignored once `last_run`
+///   reached it), else the slot [`due_with`] gives, else nothing;
 /// - each shard of `shards` that has no job of this schedule and slot in `jobs` is
 ///   started once its [`stagger`] delay passed; the stagger window is
 ///   `stagger_window`, but never more than half the schedule's period.
@@ -378,6 +379,22 @@ pub fn plan_slot(
         skip,
         done,
     })
+}
+
+/// The slot of `schedule` whose shards were being started when the leader that
+/// started them died: the latest slot some job of this schedule was written for
+/// that the schedule has not recorded as run (after `last_run`, or after its
+/// creation when it never ran) and not skipped past (at or after the stored
+/// `next_run`, which `schedule set` and `resume` move beyond "now"). A new leader
+/// finishes that slot (its remaining shards) before the cron moves on, so a
+/// leader change never leaves a shard out of a run. Pure.
+pub fn slot_in_progress(schedule: &Schedule, jobs: &[Job]) -> Option<DateTime<Utc>> {
+    let after = schedule.last_run.unwrap_or(schedule.created_at);
+    jobs.iter()
+        .filter(|j| j.schedule.as_deref() == Some(schedule.name.as_str()))
+        .filter_map(|j| j.scheduled_for)
+        .filter(|s| *s > after && schedule.next_run.is_none_or(|n| *s >= n))
+        .max()
 }
 
 /// One run of a schedule on one shard, as the scheduler starts it.

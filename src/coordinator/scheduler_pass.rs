@@ -4,7 +4,8 @@
 //! [`schedule::scheduled_job`] which job each one gets (on the tablet
 //! [`select_backup_tablet`] picks), then writes those jobs and records the run
 //! (fenced). Runs are deduplicated by the jobs themselves, so a new leader never
-//! doubles a run.
+//! doubles a run, and it finishes the slot a dead leader left half started
+//! ([`schedule::slot_in_progress`]), so it never leaves a shard out of one.
 //!
 //! May call: the pure rules (`schedule`, `select`), `cairn-topo` (fenced writes),
 //! `common`.
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::schedule::{self, Cron, ScheduledRun, SlotPlan};
 use super::select::{select_backup_tablet, SelectOptions};
 use super::shared::Shared;
-use crate::common::lock;
+use crate::common::{failpoint, lock};
 
 /// Jobs created at once by a keyspace-wide run.
 const JOB_CREATE_CONCURRENCY: usize = 64;
@@ -95,7 +96,10 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<anyhow::Result<Sl
             sched,
             &cron,
             now,
-            pinned_slots.get(&sched.name).copied(),
+            pinned_slots
+                .get(&sched.name)
+                .copied()
+                .or_else(|| schedule::slot_in_progress(sched, &jobs)),
             shards,
             &jobs,
             shared.cfg.stagger_window,
@@ -149,8 +153,13 @@ async fn apply(shared: &Shared, fence: &Fence, work: SlotWork) -> anyhow::Result
     let slot = plan.slot;
     if !plan.done {
         lock(&shared.slots_in_progress).insert(sched.name.clone(), slot);
+        if !jobs.is_empty() {
+            // Some shards of the slot have their job, others still wait.
+            failpoint::hit("scheduler-slot-partly-started");
+        }
         return Ok(());
     }
+    failpoint::hit("scheduler-before-recording-run");
     lock(&shared.slots_in_progress).remove(&sched.name);
     let key = shared.topo.keys().schedule(&sched.name);
     shared

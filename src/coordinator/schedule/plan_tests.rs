@@ -435,3 +435,86 @@ fn snapshot_due_table() {
         );
     }
 }
+
+#[test]
+fn a_slot_a_dead_leader_left_half_started_is_found_from_the_jobs() {
+    let hourly = "0 * * * *";
+    // (what, last_run, stored next_run, jobs as (schedule, slot), slot in progress)
+    type Row = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Vec<(&'static str, &'static str)>,
+        Option<&'static str>,
+    );
+    let rows: Vec<Row> = vec![
+        ("no jobs", None, None, vec![], None),
+        (
+            "never ran; one shard of 10:00 started",
+            None,
+            None,
+            vec![("nightly", "2026-01-01T10:00:00Z")],
+            Some("2026-01-01T10:00:00Z"),
+        ),
+        (
+            "09:00 recorded; 10:00 half started",
+            Some("2026-01-01T09:00:00Z"),
+            Some("2026-01-01T10:00:00Z"),
+            vec![
+                ("nightly", "2026-01-01T09:00:00Z"),
+                ("nightly", "2026-01-01T10:00:00Z"),
+            ],
+            Some("2026-01-01T10:00:00Z"),
+        ),
+        (
+            "the latest slot recorded: nothing in progress",
+            Some("2026-01-01T10:00:00Z"),
+            Some("2026-01-01T11:00:00Z"),
+            vec![
+                ("nightly", "2026-01-01T09:00:00Z"),
+                ("nightly", "2026-01-01T10:00:00Z"),
+            ],
+            None,
+        ),
+        (
+            "another schedule's jobs do not count",
+            Some("2026-01-01T09:00:00Z"),
+            None,
+            vec![("other", "2026-01-01T10:00:00Z")],
+            None,
+        ),
+        (
+            "resumed past the half-started slot: not made up",
+            Some("2026-01-01T09:00:00Z"),
+            Some("2026-01-01T15:00:00Z"),
+            vec![("nightly", "2026-01-01T10:00:00Z")],
+            None,
+        ),
+        (
+            "jobs from before the schedule was created (an older schedule of that name)",
+            None,
+            None,
+            vec![("nightly", "2025-12-31T10:00:00Z")],
+            None,
+        ),
+        (
+            "the latest of two unrecorded slots",
+            Some("2026-01-01T08:00:00Z"),
+            None,
+            vec![
+                ("nightly", "2026-01-01T09:00:00Z"),
+                ("nightly", "2026-01-01T11:00:00Z"),
+            ],
+            Some("2026-01-01T11:00:00Z"),
+        ),
+    ];
+    for (what, last_run, next_run, jobs, want) in rows {
+        let mut s = sched(hourly, "2026-01-01T00:30:00Z", last_run);
+        s.next_run = next_run.map(t);
+        let jobs: Vec<Job> = jobs
+            .iter()
+            .map(|(name, slot)| job_for(name, slot, "commerce", "-80"))
+            .collect();
+        assert_eq!(slot_in_progress(&s, &jobs), want.map(t), "{what}");
+    }
+}
