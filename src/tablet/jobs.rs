@@ -22,6 +22,8 @@ use super::agent::Agent;
 use super::agent::Role;
 use crate::backup::catalog::{complete_record, Catalog};
 use crate::backup::engine::{self, Progress};
+use crate::backup::manifest::Manifest;
+use crate::backup::storage::{BackupInfo, BackupState, StorageResult, StorageResultExt};
 use crate::common::lock;
 use crate::common::wait::poll_until;
 
@@ -41,9 +43,40 @@ pub(super) fn stale_pending_reason(job: &Job, now: DateTime<Utc>) -> Option<Stri
     })
 }
 
+/// Why a job the previous agent left RUNNING is failed.
+const AGENT_RESTARTED: &str = "the tablet's agent restarted while running the job";
+
+/// What a restarted agent makes of the backup a RUNNING job of the previous agent
+/// names, from reading its MANIFEST: complete (restorable) is the job's finished
+/// backup (`Ok`, to be catalogued); absent is an incomplete backup, never
+/// restored; unreadable is kept and never restored. Both fail the job, saying so.
+/// Pure.
+pub(super) fn orphaned_backup_outcome(
+    name: &str,
+    read: StorageResult<Manifest>,
+) -> Result<Manifest, String> {
+    let info = BackupInfo::classify(name, read.ignore_not_found(), 0);
+    match info.state {
+        BackupState::Complete => info
+            .manifest
+            .ok_or_else(|| format!("{AGENT_RESTARTED}; backup {name} has no MANIFEST")),
+        BackupState::Incomplete => Err(format!(
+            "{AGENT_RESTARTED}; backup {name} has no MANIFEST: it is incomplete, is never \
+             restored, and retention removes it after the incomplete grace"
+        )),
+        BackupState::Unreadable => Err(format!(
+            "{AGENT_RESTARTED}; backup {name} has a MANIFEST that cannot be used ({}): it is \
+             kept and never restored",
+            info.error.unwrap_or_default()
+        )),
+    }
+}
+
 impl Agent {
-    /// Jobs of this tablet left RUNNING by a previous agent (it died): failed now, so
-    /// nobody waits forever and the coordinator can retry elsewhere.
+    /// Jobs of this tablet left RUNNING by a previous agent (it died): settled now,
+    /// so nobody waits forever and the coordinator can retry elsewhere. A backup
+    /// job whose backup is complete in storage succeeds (catalogued); any other
+    /// fails with what is left.
     pub(super) async fn fail_orphaned_jobs(&self) {
         let jobs = match self.topo.list_jobs().await {
             Ok(j) => j,
@@ -61,15 +94,36 @@ impl Agent {
             {
                 continue;
             }
-            tracing::warn!(job = %v.id, "failing a job the previous agent left running");
-            let _ = self
-                .finish_job(
-                    &v.id,
-                    Err("the tablet's agent restarted while running the job".into()),
-                    None,
-                )
-                .await;
+            let result = match (v.kind, v.backup_name.as_deref()) {
+                (JobKind::Backup, Some(name)) => self.settle_orphaned_backup(v, name).await,
+                _ => Err(AGENT_RESTARTED.into()),
+            };
+            if result.is_err() {
+                tracing::warn!(job = %v.id, "failing a job the previous agent left running");
+            }
+            let _ = self.finish_job(&v.id, result, None).await;
         }
+    }
+
+    /// A backup job the previous agent left RUNNING: if the backup it names is
+    /// complete in storage (the agent died after its MANIFEST), it is catalogued
+    /// and the job succeeds; otherwise the job fails saying what is left.
+    async fn settle_orphaned_backup(&self, job: &Job, name: &str) -> Result<(), String> {
+        let storage = self
+            .storage()
+            .map_err(|e| format!("{AGENT_RESTARTED}; backup {name} cannot be checked: {e:#}"))?;
+        let read = storage.read_manifest(&job.keyspace, &job.shard, name).await;
+        let manifest = orphaned_backup_outcome(name, read)?;
+        let record = complete_record(&job.keyspace, &job.shard, &manifest, manifest.stored_size);
+        self.record_backup(&record).await.map_err(|e| {
+            format!(
+                "{AGENT_RESTARTED}; backup {name} is complete in storage but its record could not \
+                 be written ({e:#}); the coordinator's catalog reconciler adds it"
+            )
+        })?;
+        tracing::warn!(job = %job.id, backup = %name,
+            "the previous agent died after its backup was complete: catalogued it, the job succeeds");
+        Ok(())
     }
 
     /// Watches the jobs prefix and runs the jobs addressed to this tablet. An etcd
@@ -502,3 +556,7 @@ mod stale_tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "jobs/orphan_tests.rs"]
+mod orphan_tests;
