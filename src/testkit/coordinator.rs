@@ -17,6 +17,16 @@ impl Cluster {
         id: &str,
         extra: &[&str],
     ) -> anyhow::Result<CoordinatorProcess> {
+        self.spawn_coordinator_env(id, extra, &[])
+    }
+
+    /// [`Cluster::spawn_coordinator`] with more environment (e.g. a failpoint).
+    pub fn spawn_coordinator_env(
+        &self,
+        id: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<CoordinatorProcess> {
         let port = free_port().context("picking a port")?;
         let log_path = self.dir.path().join(format!("coordinator-{id}.log"));
         let log = std::fs::OpenOptions::new()
@@ -32,6 +42,7 @@ impl Cluster {
             .arg("--file-backup-storage-root")
             .arg(self.backup_root())
             .args(extra)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -68,6 +79,29 @@ impl CoordinatorProcess {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit on its own (e.g. at a failpoint); its status.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let what = format!("coordinator {} to exit", self.id);
+        let waited = super::wait_for(&what, timeout, || {
+            let st = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            async move { Ok(st) }
+        })
+        .await;
+        match waited {
+            Ok(st) => {
+                self.child = None;
+                Ok(st)
+            }
+            Err(e) => Err(anyhow::anyhow!("{e}\n{}", self.log_tail(20))),
         }
     }
 
