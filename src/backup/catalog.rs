@@ -22,8 +22,8 @@ use cairn_topo::Fenced;
 use cairn_topo::{BackupRecord, Fence, Shard, Topo, TopoError};
 
 use super::manifest::Manifest;
-use crate::common::failpoint;
 use super::storage::{BackupInfo, BackupStorage, StorageError, StorageResultExt};
+use crate::common::failpoint;
 
 /// The catalog of one topology and one backup storage, with the leader's fence
 /// when the coordinator writes through it.
