@@ -329,6 +329,7 @@ async fn prune(topo: &Topo, a: SchedulePruneArgs) -> anyhow::Result<()> {
             now,
             in_use: &scope.in_use,
             in_flight: &scope.in_flight,
+            succeeded: &scope.succeeded,
             incomplete_grace: a.incomplete_grace,
         };
         let removals = if a.dry_run {
