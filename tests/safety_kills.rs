@@ -11,8 +11,9 @@
 //!   after the cron moved on; and after every shard's job but before the run is
 //!   recorded: the next leader records it, creating no second job;
 //! - the leading coordinator dies mid-prune (after one of several removals; after a
-//!   record was removed but before its storage): a new leader finishes the prune,
-//!   keeping exactly the newest the rule keeps.
+//!   record was removed but before its storage; inside storage's removal, after
+//!   the MANIFEST): a new leader finishes the prune at once, keeping exactly the
+//!   newest the rule keeps.
 //!
 //! A failpoint abort (`CAIRN_FAILPOINT`) is as abrupt as `kill -9`.
 
@@ -573,11 +574,23 @@ async fn leader_killed_mid_prune_the_next_leader_finishes_it() {
         assert!(dir(&taken[1]).join("MANIFEST").exists());
         assert_eq!(latest(&topo).await, Some(newest.clone()));
 
-        // 3. A leader that lives finishes the prune: exactly the newest n-2 are
+        // 3. The next leader redoes that removal and dies inside storage's, after
+        //    the MANIFEST went, before the data: listed incomplete (never complete,
+        //    never restored), not catalogued.
+        leader_dies_at(&c, "c", &flags, "remove-backup-after-manifest").await;
+        let half = listed(&c, &taken[1]).expect("the half-removed backup");
+        assert_eq!(half["complete"], false, "{half}");
+        assert!(dir(&taken[1]).exists());
+        assert!(!records(&topo).await.contains(&taken[1]));
+        assert_eq!(latest(&topo).await, Some(newest.clone()));
+
+        // 4. A leader that lives finishes the prune at once (its job succeeded, so
+        //    the incomplete backup is a removal cut short, not one being written;
+        //    the 24 h incomplete grace does not apply): exactly the newest n-2 are
         //    left, in storage and in the catalog; the reconciler does not bring the
-        //    removed one back.
+        //    removed ones back.
         let keep: BTreeSet<String> = taken[2..].iter().cloned().collect();
-        let coord = c.spawn_coordinator("c", &flags).unwrap();
+        let coord = c.spawn_coordinator("d", &flags).unwrap();
         coord.wait_leader(T).await.unwrap();
         wait_for("the prune finished", T, || async {
             let done = complete_of_s(&c) == keep
@@ -587,6 +600,11 @@ async fn leader_killed_mid_prune_the_next_leader_finishes_it() {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", list_backups(&c), coord.log_tail(30)));
+        assert!(
+            coord.log().contains("a removal was cut short"),
+            "{}",
+            coord.log_tail(30)
+        );
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(records(&topo).await, keep);
         assert_eq!(list_backups(&c).len(), n - 2, "{:?}", list_backups(&c));
