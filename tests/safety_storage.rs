@@ -63,16 +63,20 @@ fn rows(t: &TabletProcess) -> u64 {
 
 /// Inserts one row on the primary and waits for it on `t`: serving, replicating.
 async fn still_replicating(c: &Cluster, p: &TabletProcess, t: &TabletProcess) {
-    wait_for(&format!("{} healthy REPLICA", t.spec.alias()), T, || async {
-        let all: Vec<serde_json::Value> =
-            serde_json::from_str(&c.cli_ok(&["get-tablets", "--json"])?)?;
-        Ok(all
-            .iter()
-            .find(|r| {
-                r["alias"] == t.spec.alias() && r["type"] == "REPLICA" && r["healthy"] == true
-            })
-            .map(|_| ()))
-    })
+    wait_for(
+        &format!("{} healthy REPLICA", t.spec.alias()),
+        T,
+        || async {
+            let all: Vec<serde_json::Value> =
+                serde_json::from_str(&c.cli_ok(&["get-tablets", "--json"])?)?;
+            Ok(all
+                .iter()
+                .find(|r| {
+                    r["alias"] == t.spec.alias() && r["type"] == "REPLICA" && r["healthy"] == true
+                })
+                .map(|_| ()))
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(20)));
     let n = rows(p);
@@ -153,7 +157,11 @@ fn nothing_half_done(dir: &Path) {
         "data.before-restore",
         "restore_in_progress",
     ] {
-        assert!(!dir.join(leftover).exists(), "{leftover} left in {}", dir.display());
+        assert!(
+            !dir.join(leftover).exists(),
+            "{leftover} left in {}",
+            dir.display()
+        );
     }
 }
 
@@ -168,7 +176,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output();
         match out {
@@ -279,7 +293,10 @@ async fn a_missing_file_or_unreadable_manifest_is_never_the_latest_nor_restored(
         .unwrap();
         assert!(!rec.complete, "{rec:?}");
         assert!(
-            rec.error.as_deref().unwrap_or("").contains("format version 999"),
+            rec.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("format version 999"),
             "{rec:?}"
         );
 
@@ -453,7 +470,10 @@ async fn restores_into_a_full_tablet_dir_fail_cleanly() {
         let out = c.cli(&["restore-from-backup", &t.spec.alias()]).unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", t.log_tail(20));
         let err = String::from_utf8_lossy(&out.stderr);
-        let want = format!("not enough space in {} to restore backup {name}", spec.dir.display());
+        let want = format!(
+            "not enough space in {} to restore backup {name}",
+            spec.dir.display()
+        );
         assert!(err.contains(&want), "{err}");
         assert_eq!(t.mysqld_pid(), pid);
         nothing_half_done(&t.spec.dir);
@@ -467,7 +487,11 @@ async fn restores_into_a_full_tablet_dir_fail_cleanly() {
         spec.extra = vec!["--restore-from-backup".into()];
         let mut seed = c.spawn_tablet(&spec).unwrap();
         assert!(!seed.wait_exit(T).await.unwrap().success());
-        assert!(seed.log().contains("not enough space in"), "{}", seed.log_tail(20));
+        assert!(
+            seed.log().contains("not enough space in"),
+            "{}",
+            seed.log_tail(20)
+        );
         assert!(!spec.dir.join("data").exists());
         nothing_half_done(&spec.dir);
         // With the check off: out of space midway; the partial copy is gone and

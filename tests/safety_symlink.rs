@@ -91,15 +91,26 @@ async fn refused_backup(c: &Cluster, p: &TabletProcess, t: &TabletProcess, engin
     assert_eq!(t.mysqld_pid(), Some(pid), "mysqld was restarted: {err}");
     assert!(unsafe { libc::kill(pid, 0) } == 0, "mysqld is gone");
     assert_eq!(manifests(&c.backup_root()).len(), before, "{err}");
-    let job = jobs(c).into_iter().max_by_key(|j| j["created_at"].to_string()).unwrap();
+    let job = jobs(c)
+        .into_iter()
+        .max_by_key(|j| j["created_at"].to_string())
+        .unwrap();
     assert_eq!(job["state"], "FAILED", "{job}");
     let reason = job["error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains(&reason), "{err}\n{reason}");
     assert!(!reason.contains('\n'), "one line: {reason}");
     wait_replicating(c, &t.spec.alias()).await;
-    let n: u64 = p.sql("SELECT COUNT(*) FROM app.t").unwrap().trim().parse().unwrap();
-    p.sql(&format!("INSERT INTO app.t VALUES ({}, 'after a refused backup')", 10_000 + n))
+    let n: u64 = p
+        .sql("SELECT COUNT(*) FROM app.t")
+        .unwrap()
+        .trim()
+        .parse()
         .unwrap();
+    p.sql(&format!(
+        "INSERT INTO app.t VALUES ({}, 'after a refused backup')",
+        10_000 + n
+    ))
+    .unwrap();
     wait_rows(t, n + 1).await;
     reason
 }

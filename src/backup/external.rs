@@ -245,6 +245,48 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_listing_a_link_file_is_refused() {
+        use crate::backup::manifest::{base, FileEntry, HASH_ALGORITHM_SHA256};
+        let entry = |name: &str| FileEntry {
+            base: base::DATA.into(),
+            name: name.into(),
+            stored_name: "0".into(),
+            size: 1,
+            stored_size: 1,
+            hash: "00".repeat(32),
+            hash_algorithm: HASH_ALGORITHM_SHA256.into(),
+        };
+        let t = chrono::Utc::now();
+        let mut m = Manifest {
+            backup_name: "b".into(),
+            backup_method: BackupMethod::Builtin,
+            position: "MariaDB/0-1-1".into(),
+            purged_position: String::new(),
+            backup_time: t,
+            finished_time: t,
+            server_uuid: String::new(),
+            tablet_alias: "zone1-0000000001".into(),
+            hostname: String::new(),
+            keyspace: "ks".into(),
+            shard: "0".into(),
+            schedule: None,
+            mysql_version: String::new(),
+            upgrade_safe: false,
+            compression_engine: crate::backup::manifest::CompressionEngine::None,
+            file_entries: vec![entry("ibdata1"), entry("app/t.ibd")],
+            total_size: 0,
+            stored_size: 0,
+            stream_mode: None,
+            flavor: "MariaDB".into(),
+            format_version: crate::backup::manifest::FORMAT_VERSION,
+        };
+        assert_eq!(check_entries(&m), Ok(()));
+        m.file_entries.push(entry("db2/r.isl"));
+        let e = check_entries(&m).unwrap_err();
+        assert!(e.contains("db2/r.isl, the link file of table db2.r"), "{e}");
+    }
+
+    #[test]
     fn refusals_by_engine() {
         let link = External::Symlink {
             path: "/t/data/db1".into(),

@@ -213,14 +213,16 @@ mod tests {
         let a = Some("a".to_string());
         let (have, listed) = (std::slice::from_ref(&rec), std::slice::from_ref(&good));
         // (what, diff, records, listing, what the Shard names, refresh)
-        let cases: Vec<(
-            &str,
-            &CatalogDiff,
-            &[BackupRecord],
-            &[BackupInfo],
-            Option<&Option<String>>,
+        type Named<'a> = Option<&'a Option<String>>;
+        type Case<'a> = (
+            &'a str,
+            &'a CatalogDiff,
+            &'a [BackupRecord],
+            &'a [BackupInfo],
+            Named<'a>,
             bool,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("in step", &none, have, listed, Some(&a), false),
             (
                 "the catalog changed",

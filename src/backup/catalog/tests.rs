@@ -102,7 +102,8 @@ fn latest_is_the_newest_complete_record() {
 fn the_latest_is_restorable_now() {
     let unreadable = |n: &str| BackupInfo::unreadable(n, "bad", 10);
     // (what, records, storage now, latest)
-    let cases: Vec<(&str, Vec<BackupRecord>, Vec<BackupInfo>, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<BackupRecord>, Vec<BackupInfo>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("nothing", vec![], vec![], None),
         (
             "in step: the newest",

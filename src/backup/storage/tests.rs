@@ -455,7 +455,8 @@ async fn listing_finds_missing_and_resized_files() {
     let tmp = tempfile::tempdir().unwrap();
     let st = FileStorage::new(tmp.path());
     // (what, the files in storage, state, error contains)
-    let cases: [(&str, &[(&str, &[u8])], BackupState, &str); 5] = [
+    type Files<'a> = &'a [(&'a str, &'a [u8])];
+    let cases: [(&str, Files, BackupState, &str); 5] = [
         (
             "all there",
             &[("0", b"data"), ("1", b"more")],
