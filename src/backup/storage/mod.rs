@@ -321,7 +321,10 @@ pub trait BackupStorage: Send + Sync {
     fn list_shards(&self) -> BoxFuture<'_, StorageResult<Vec<ShardDir>>>;
 
     /// The backups of a shard, oldest (lowest name) first, incomplete ones included.
-    /// A shard with no directory has no backups.
+    /// A shard with no directory has no backups. A backend lists each backup's
+    /// stored files with their sizes anyway, and classifies with
+    /// [`BackupInfo::with_stored_files`]: a file the MANIFEST names that is missing
+    /// or of another size makes the backup unreadable, naming the file.
     fn list_backups<'a>(
         &'a self,
         keyspace: &'a str,
