@@ -4,7 +4,9 @@
 //! function. Imports nothing of this crate.
 //!
 //! `CAIRN_FAILPOINT=<name>` makes the process abort (as abruptly as `kill -9`: no
-//! destructors, no cleanup) when it reaches `hit("<name>")`.
+//! destructors, no cleanup) when it reaches `hit("<name>")`;
+//! `CAIRN_FAULT_SKIP_CHECK=<name>` turns off the safety check `skip_check("<name>")`
+//! guards.
 
 /// The variable naming the failpoint to die at.
 pub const FAILPOINT_VAR: &str = "CAIRN_FAILPOINT";
@@ -22,3 +24,21 @@ pub fn hit(name: &str) {
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// The variable naming safety checks to skip (comma-separated), so a test can
+/// reach the fault a check guards against (a restore that runs out of space
+/// midway, say) and prove it is still handled.
+pub const SKIP_CHECK_VAR: &str = "CAIRN_FAULT_SKIP_CHECK";
+
+/// Whether `CAIRN_FAULT_SKIP_CHECK` names the check `name`.
+#[cfg(feature = "fault-injection")]
+pub fn skip_check(name: &str) -> bool {
+    std::env::var(SKIP_CHECK_VAR).is_ok_and(|v| v.split(',').any(|n| n.trim() == name))
+}
+
+/// Without the `fault-injection` feature: no check is ever skipped.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn skip_check(_name: &str) -> bool {
+    false
+}

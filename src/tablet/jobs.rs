@@ -359,6 +359,17 @@ impl Agent {
             return Err((anyhow::anyhow!("tablet is already in {original}"), None));
         }
         let method = job.engine.unwrap_or(self.cfg.backup.default_engine);
+        // Data the engine would miss (a symlinked database, a DATA DIRECTORY table)
+        // is refused here, with the tablet still serving and mysqld untouched.
+        let data_dir = self.mysqld.lock().await.data_dir();
+        let checked =
+            tokio::task::spawn_blocking(move || engine::check_before_backup(method, &data_dir))
+                .await
+                .map_err(|e| anyhow::anyhow!("checking the data directory: {e}"))
+                .and_then(|r| r);
+        if let Err(e) = checked {
+            return Err((e.context(format!("{method} backup refused")), None));
+        }
         let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
         let params = self.backup_params(job, progress.clone());

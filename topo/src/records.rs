@@ -218,6 +218,27 @@ pub struct BackupRecord {
     /// the field existed.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// `complete`, or `unreadable` once the catalog reconciler found the backup's
+    /// MANIFEST, or a file it lists, unreadable in storage: the record is kept
+    /// (only an operator removes the backup), `complete` is false, and the backup
+    /// is never a shard's latest. Records written before the field: complete.
+    #[serde(default)]
+    pub state: BackupRecordState,
+    /// Why the backup is unreadable (`state: unreadable`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether a catalogued backup can be restored, as the catalog last found it in
+/// storage (the spelling `list-backups --json` uses for the same states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupRecordState {
+    /// Its MANIFEST is readable and restorable and its files are all there.
+    #[default]
+    Complete,
+    /// Its MANIFEST (or a file it lists) can no longer be read or restored.
+    Unreadable,
 }
 
 /// What a job does.
