@@ -164,37 +164,44 @@ impl Agent {
     /// the record read now) and, in one compare-only transaction, the record is
     /// unchanged since that read and this tablet's Health still hangs on that
     /// lease. Whatever marks the job FAILED afterwards is ordered after this check.
+    /// A record changed between the read and the check (a last progress write) is
+    /// read again, a few times.
     pub(super) async fn check_still_held(&self, run: &JobRun) -> anyhow::Result<()> {
         let key = self.topo.keys().job(&run.id);
-        let job = self
-            .topo
-            .get::<Job>(&key)
-            .await
-            .context("reading the job before the swap")?;
-        if let Some(why) = swap_refusal(
-            job.as_ref().map(|v| &v.value),
-            run.claimed.id,
-            run.stopped(),
-        ) {
-            bail!("swap refused: {why}; the tablet keeps its data");
-        }
-        let version = job.map_or(0, |v| v.version);
         let health = self.topo.keys().health(&self.cfg.alias);
-        let held = self
-            .topo
-            .holds(&key, version, &health, run.claimed.id)
-            .await
-            .context("checking the job and the lease before the swap")?;
-        if !held {
-            bail!(
-                "swap refused: the job changed or this tablet's Health is no longer on lease \
-                 {:x} as etcd sees it; the tablet keeps its data",
-                run.claimed.id
-            );
+        for _ in 0..SWAP_CHECKS {
+            let job = self
+                .topo
+                .get::<Job>(&key)
+                .await
+                .context("reading the job before the swap")?;
+            if let Some(why) = swap_refusal(
+                job.as_ref().map(|v| &v.value),
+                run.claimed.id,
+                run.stopped(),
+            ) {
+                bail!("swap refused: {why}; the tablet keeps its data");
+            }
+            let version = job.map_or(0, |v| v.version);
+            if self
+                .topo
+                .holds(&key, version, &health, run.claimed.id)
+                .await
+                .context("checking the job and the lease before the swap")?
+            {
+                return Ok(());
+            }
         }
-        Ok(())
+        bail!(
+            "swap refused: the job kept changing, or this tablet's Health is no longer on \
+             lease {:x} as etcd sees it; the tablet keeps its data",
+            run.claimed.id
+        )
     }
 }
+
+/// Reads of the job before a swap is refused because the record keeps changing.
+const SWAP_CHECKS: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -304,7 +311,8 @@ mod tests {
         let mut other = t.clone();
         other.owner_lease = Some(8);
         // (what, job, lease, stopped here, refusal contains)
-        let cases: Vec<(&str, Option<&Job>, i64, bool, Option<&str>)> = vec![
+        type Row<'a> = (&'a str, Option<&'a Job>, i64, bool, Option<&'a str>);
+        let cases: Vec<Row> = vec![
             ("held", Some(&t), 7, false, None),
             ("stopped here", Some(&t), 7, true, Some("stopped")),
             ("reported FAILED", Some(&failed), 7, false, Some("Failed")),
