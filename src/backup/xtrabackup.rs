@@ -246,7 +246,7 @@ pub async fn backup(
         }
     };
     tracing::info!(tool = %tool.display(), name = %p.name, "streaming an online backup");
-    let streamed = pipeline::backup_stream(
+    let stream = pipeline::backup_stream(
         writer.as_ref(),
         ToolStream {
             inner: stdout,
@@ -256,8 +256,17 @@ pub async fn backup(
         &p.copy,
         p.progress.clone(),
         p.cancel.clone(),
-    )
-    .await;
+    );
+    tokio::pin!(stream);
+    // Cancelled: the tool is killed at once, not when the copy next looks (a slow
+    // storage write can keep it busy for a while).
+    let streamed = tokio::select! {
+        r = &mut stream => r,
+        () = p.cancel.cancelled() => {
+            child.kill();
+            stream.await
+        }
+    };
     if streamed.is_err() {
         child.kill();
     }
@@ -375,7 +384,15 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     // Every chunk's path is checked before mbstream sees it: nothing lands outside
     // the staging directory.
     let guarded = XbstreamGuard::new(stdin);
-    let piped = pipeline::restore_stream(from, guarded, progress, cancel.clone()).await;
+    let piped = pipeline::restore_stream(from, guarded, progress, cancel.clone());
+    tokio::pin!(piped);
+    let piped = tokio::select! {
+        r = &mut piped => r,
+        () = cancel.cancelled() => {
+            unpack.kill();
+            piped.await
+        }
+    };
     let piped = piped.and_then(|(guarded, _)| {
         let mut stdin = guarded.finish().context("the end of the backup stream")?;
         stdin.flush().context("flushing into mbstream")?;

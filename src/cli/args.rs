@@ -297,6 +297,10 @@ pub struct CoordinatorArgs {
     /// A running job is failed (and retried) past this
     #[arg(long, default_value = "6h", value_parser = parse_dur)]
     pub job_timeout: Duration,
+    /// A running job whose tablet lost its Health is failed (and retried) after this
+    /// long (its agent, cut off from etcd, stops the job first)
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    pub lost_health_grace: Duration,
     /// Attempts of one scheduled backup, the first included
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,

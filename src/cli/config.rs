@@ -134,6 +134,20 @@ fn check_coordinator_flags(a: &CoordinatorArgs) -> Result<(), UsageError> {
     )?;
     at_least("--job-timeout", a.job_timeout, Duration::from_secs(1))?;
     at_least("--job-history", a.job_history, Duration::from_secs(1))?;
+    // Without a grace a job cut off from etcd could be retried elsewhere while its
+    // agent is still stopping it; a grace as long as the job timeout never fails it.
+    at_least(
+        "--lost-health-grace",
+        a.lost_health_grace,
+        Duration::from_secs(1),
+    )?;
+    if a.lost_health_grace >= a.job_timeout {
+        return Err(UsageError(format!(
+            "--lost-health-grace ({}) must be shorter than --job-timeout ({})",
+            human(a.lost_health_grace),
+            human(a.job_timeout)
+        )));
+    }
     if a.max_attempts == 0 {
         return Err(UsageError(
             "--max-attempts must be at least 1 (the first try)".into(),
@@ -241,6 +255,7 @@ pub fn coordinator_config(args: &CoordinatorArgs) -> anyhow::Result<CoordinatorC
         stagger_window: args.stagger_window,
         pending_timeout: args.pending_timeout,
         job_timeout: args.job_timeout,
+        lost_health_grace: args.lost_health_grace,
         max_attempts: args.max_attempts.max(1),
         retry_delay: args.retry_delay,
         job_history: args.job_history,
@@ -344,6 +359,23 @@ mod tests {
                 &["--job-timeout", "2h", "--incomplete-grace", "2h30m"],
                 None,
             ),
+            (
+                &["--lost-health-grace", "500ms"],
+                Some("--lost-health-grace must be at least 1s"),
+            ),
+            (
+                &["--lost-health-grace", "0"],
+                Some("--lost-health-grace must be at least 1s"),
+            ),
+            (
+                &["--job-timeout", "30s", "--lost-health-grace", "30s"],
+                Some("--lost-health-grace (30s) must be shorter than --job-timeout (30s)"),
+            ),
+            (
+                &["--job-timeout", "30s", "--lost-health-grace", "29s"],
+                None,
+            ),
+            (&["--lost-health-grace", "1s"], None),
         ];
         for (extra, want) in cases {
             let mut argv = vec!["coordinator"];

@@ -24,6 +24,8 @@ pub struct CoordinatorConfig {
     pub pending_timeout: Duration,
     /// A running job is failed past this.
     pub job_timeout: Duration,
+    /// A running job whose tablet lost its Health is failed after this long.
+    pub lost_health_grace: Duration,
     /// Attempts of one scheduled backup (first try included).
     pub max_attempts: u32,
     /// Wait before the first retry (doubled for each further one).

@@ -8,10 +8,13 @@
 //! The rules, checked in this order; the first that applies decides:
 //! 1. A final job (SUCCEEDED, FAILED, CANCELLED) is left alone.
 //! 2. Its tablet is not registered: failed.
-//! 3. RUNNING, and the job records the lease of the agent that took it
-//!    (`owner_lease`): failed when the tablet's Health is gone or now hangs on a
-//!    different lease (the agent died, or restarted and cannot resume the job).
-//!    Without `owner_lease` (older agents): failed when Health is gone.
+//! 3. RUNNING, and the tablet's Health has been gone for longer than the lost-health
+//!    grace: failed (the agent died, or was cut off from etcd; an agent that loses
+//!    its lease stops its job, no later than etcd deletes its Health, and the grace
+//!    covers the stopping, so a retry never runs beside it). Gone for less: left
+//!    alone for now. RUNNING, and the job records the lease of the agent that took
+//!    it (`owner_lease`) while Health now hangs on a different lease: failed (the
+//!    agent restarted and cannot resume the job).
 //! 4. RUNNING longer than the running timeout (since `started_at`): failed.
 //! 5. PENDING while the tablet has no Health, for longer than the no-health
 //!    grace (an agent restarting re-registers within it): failed.
@@ -47,6 +50,9 @@ pub struct TabletView {
     /// The lease the tablet's `Health` key is attached to; `None` when Health is
     /// absent (the agent is down). Compared with the job's `owner_lease`.
     pub health_lease: Option<i64>,
+    /// Since when Health has been absent, as the coordinator saw it (`None` while
+    /// it is there; absent without a time counts as gone for ever).
+    pub health_gone_since: Option<DateTime<Utc>>,
 }
 
 /// How long jobs may stay in each state.
@@ -61,6 +67,10 @@ pub struct Timeouts {
     /// A PENDING job's tablet may be without Health this long (an agent
     /// restarting) before the job is failed.
     pub no_health_grace: Duration,
+    /// A RUNNING job's tablet may be without Health this long before the job is
+    /// failed (and a retry may start): its agent, cut off from etcd, has stopped
+    /// the job by then.
+    pub lost_health_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -69,6 +79,7 @@ impl Default for Timeouts {
             pending: Duration::from_secs(60),
             running: Duration::from_secs(12 * 3600),
             no_health_grace: Duration::from_secs(15),
+            lost_health_grace: Duration::from_secs(10),
         }
     }
 }
@@ -175,9 +186,16 @@ fn failure(job: &Job, tablet: &TabletView, now: DateTime<Utc>, t: &Timeouts) -> 
         JobState::Running => {
             match (job.owner_lease, tablet.health_lease) {
                 (_, None) => {
-                    return Some(format!(
-                        "tablet {alias} lost its health while running the job (agent down)"
-                    ))
+                    let gone_for = tablet
+                        .health_gone_since
+                        .map_or(Duration::MAX, |t| since(now, t));
+                    if gone_for > t.lost_health_grace {
+                        return Some(format!(
+                            "tablet {alias} lost its health while running the job (agent down or \
+                             cut off from etcd) and was without it for longer than the {} grace",
+                            secs(t.lost_health_grace)
+                        ));
+                    }
                 }
                 (Some(owner), Some(current)) if owner != current => {
                     return Some(format!(

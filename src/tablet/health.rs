@@ -1,7 +1,9 @@
 //! The tablet's Health in topo: what mysqld reports (up, GTID position, replication
 //! threads and lag), written under the agent's lease so it disappears when the agent
 //! dies; the loop that reconciles the role and rewrites Health every
-//! `health_interval`, and the one that rewrites it when a lost lease is re-granted.
+//! `health_interval` (and the Tablet record's type while etcd did not take it), and
+//! the one that rewrites it when a lost lease is re-granted (failing the jobs
+//! claimed under the lost lease that no longer run).
 //! A replica's Health also carries its replication history (the error that makes it
 //! failing, since when it runs cleanly; see [`super::replication`]). Also keeps the
 //! agent's mysqld and replication gauges current.
@@ -15,6 +17,7 @@ use chrono::Utc;
 
 use super::agent::Agent;
 use super::agent::Role;
+use super::fence::LEASE_LOST;
 use super::replication::ReplicationView;
 use crate::common::lock;
 
@@ -143,6 +146,14 @@ impl Agent {
                 _ = self.cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            let unpublished = lock(&self.status).type_unpublished;
+            if unpublished {
+                let t = self.tablet_type();
+                match self.publish_tablet(t).await {
+                    Ok(()) => tracing::info!(tablet_type = %t, "tablet type written again"),
+                    Err(e) => tracing::debug!(error = %e, "cannot write the tablet type yet"),
+                }
+            }
             if let Err(e) = self.reconcile(None).await {
                 self.set_error(format!("{e:#}"));
             }
@@ -173,6 +184,8 @@ impl Agent {
                     tracing::warn!(error = %e, "cannot refresh the tablet record");
                 }
                 self.write_health().await;
+                // Jobs claimed under the lost lease and no longer running here.
+                self.fail_orphaned_jobs(LEASE_LOST).await;
             } else {
                 tracing::warn!("health lease lost; waiting for etcd to grant a new one");
             }

@@ -12,6 +12,8 @@
 //! - [`replication`]: a replica's replication history and the pure decisions on it:
 //!   failing or not, and when to restart stopped threads (backoff).
 //! - [`health`]: Health on the lease, the health and lease loops, mysqld gauges.
+//! - [`fence`]: what ties a job to the agent's lease: claims read back, jobs
+//!   stopped when the lease is lost, the check before a restore's swap, orphans.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
@@ -21,6 +23,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod fence;
 pub mod health;
 pub mod http;
 pub mod jobs;

@@ -7,7 +7,9 @@
 //! directory is touched and removed after the position is set; every start acts on
 //! it (rolls back to the kept old data or redoes the restore), whatever the flags.
 //! Every rename is made durable, and failpoints (`restore-*`) let tests kill the
-//! agent at each step. A primary is never restored over. Which backup, and whether to restore, start empty, wait or refuse, are
+//! agent at each step. An in-place restore swaps only while its job is still held
+//! ([`super::fence`]): stopped (lease lost, job failed meanwhile) or refused by the
+//! check made right before the renames, the tablet keeps its data. A primary is never restored over. Which backup, and whether to restore, start empty, wait or refuse, are
 //! pure decisions ([`choose_backup`], [`plan_seed`]) with table tests.
 //!
 //! Calls `backup` (engine, storage, MANIFEST), `mysql` (through the agent's mysqld),
@@ -22,8 +24,8 @@ use anyhow::{bail, Context};
 use cairn_topo::watch::WatchEvent;
 use cairn_topo::TabletType;
 
-use super::agent::Agent;
 use super::agent::Role;
+use super::agent::{Agent, JobRun};
 use super::recovery::{
     remove_dir_if_exists, remove_marker, rename_durably, roll_back, write_marker, Marker,
     MarkerKind, BEFORE_RESTORE, FAILED_RESTORE, STAGING,
@@ -401,6 +403,7 @@ impl Agent {
         &self,
         at_or_before: Option<&str>,
         progress: Arc<Progress>,
+        run: &JobRun,
     ) -> anyhow::Result<String> {
         let ts = at_or_before.map(parse_backup_timestamp).transpose()?;
         let backups = self.list_backups().await?;
@@ -422,7 +425,7 @@ impl Agent {
         self.set_restoring(Some(&m.backup_name));
         self.write_health().await;
         let r = self
-            .restore_in_place_inner(&m, original, &staging, progress)
+            .restore_in_place_inner(&m, original, &staging, progress, run)
             .await;
         self.set_restoring(None);
         r
@@ -434,6 +437,7 @@ impl Agent {
         original: TabletType,
         staging: &Path,
         progress: Arc<Progress>,
+        run: &JobRun,
     ) -> anyhow::Result<String> {
         let server_version = self.mysqld.lock().await.binary_version().to_string();
         let restored = engine::restore_to_staging(engine::RestoreParams {
@@ -445,9 +449,16 @@ impl Agent {
             cfg: &self.cfg.backup,
             server_version: &server_version,
             progress,
-            cancel: self.cancel.clone(),
+            cancel: run.cancel.clone(),
         })
         .await;
+        failpoint::pause("restore-before-swap").await;
+        let restored = restored.and_then(|()| {
+            if run.stopped() {
+                bail!("stopped before the swap");
+            }
+            Ok(())
+        });
         if let Err(e) = restored {
             let _ = remove_dir_if_exists(staging);
             return Err(e.context(format!(
@@ -459,7 +470,7 @@ impl Agent {
         self.publish_tablet(TabletType::Restore)
             .await
             .context("switching to RESTORE")?;
-        let swapped = self.swap_in(m, staging).await;
+        let swapped = self.swap_in(m, staging, run).await;
         if swapped.is_err() {
             // Refused before the swap (the tablet became primary, mysqld would not
             // stop): the verified copy is not needed any more.
@@ -471,7 +482,7 @@ impl Agent {
         Ok(m.backup_name.clone())
     }
 
-    async fn swap_in(&self, m: &Manifest, staging: &Path) -> anyhow::Result<()> {
+    async fn swap_in(&self, m: &Manifest, staging: &Path, run: &JobRun) -> anyhow::Result<()> {
         // The Shard record may have named this tablet primary since the job began.
         self.refuse_if_primary().await?;
         let mut mysqld = self.mysqld.lock().await;
@@ -480,6 +491,9 @@ impl Agent {
             .shutdown(Duration::from_secs(300))
             .await
             .context("stopping mysqld for the swap")?;
+        // Last moment to refuse: the job still ours, our lease still live in etcd.
+        // After this the renames take milliseconds.
+        self.check_still_held(run).await?;
         let dir = &self.cfg.tablet_dir;
         let data = mysqld.data_dir();
         let old = dir.join(BEFORE_RESTORE);

@@ -21,6 +21,8 @@
 //! - [`lease`]: leases with a keepalive loop that re-grants when the lease is lost.
 //! - [`lock`]: shard locks and leader election.
 //! - [`typed`]: typed reads of the contract's records (tablets with health, shards...).
+//! - [`fault`]: ambiguous writes (applied, then reported as a timeout) for tests
+//!   (only with the `fault-injection` feature).
 //! - [`testkit`]: a real etcd process on loopback for tests and examples
 //!   (only with the `testkit` feature).
 //!
@@ -30,6 +32,8 @@ pub mod codec;
 pub mod conn;
 pub mod engines;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod fenced;
 pub mod keys;
 pub mod lease;

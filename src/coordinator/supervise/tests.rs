@@ -27,6 +27,16 @@ fn view(registered: bool, lease: Option<i64>) -> TabletView {
     TabletView {
         registered,
         health_lease: lease,
+        health_gone_since: None,
+    }
+}
+
+/// A registered tablet whose Health the coordinator saw deleted at `since`.
+fn gone(since: i64) -> TabletView {
+    TabletView {
+        registered: true,
+        health_lease: None,
+        health_gone_since: Some(at(since)),
     }
 }
 
@@ -45,6 +55,7 @@ fn table() {
         pending: Duration::from_secs(60),
         running: Duration::from_secs(3600),
         no_health_grace: Duration::from_secs(15),
+        lost_health_grace: Duration::from_secs(10),
     };
     let p = RetryPolicy::default();
     // (what, job, tablet, now, expected verdict with a reason fragment)
@@ -90,6 +101,48 @@ fn table() {
             view(true, None),
             at(10),
             V::Retry("lost its health"),
+        ),
+        (
+            "running, health gone within the grace",
+            job(Running, Backup, true, 1),
+            gone(5),
+            at(15),
+            V::Leave,
+        ),
+        (
+            "running, health gone past the grace",
+            job(Running, Backup, true, 1),
+            gone(5),
+            at(16),
+            V::Retry("without it for longer than the 10s grace"),
+        ),
+        (
+            "running, health gone since the future (clock skew)",
+            job(Running, Backup, true, 1),
+            gone(50),
+            at(16),
+            V::Leave,
+        ),
+        (
+            "running, health gone within the grace, past the timeout",
+            job(Running, Backup, true, 1),
+            gone(3600),
+            at(3606),
+            V::Retry("past the 1h timeout"),
+        ),
+        (
+            "restore, health gone past the grace",
+            job(Running, Restore, false, 1),
+            gone(0),
+            at(11),
+            V::Fail("lost its health"),
+        ),
+        (
+            "restore, health gone within the grace",
+            job(Running, Restore, false, 1),
+            gone(0),
+            at(10),
+            V::Leave,
         ),
         (
             "running, agent restarted",

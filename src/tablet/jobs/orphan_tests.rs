@@ -59,7 +59,7 @@ fn only_a_complete_backup_makes_an_orphaned_job_succeed() {
     ];
     for (read, ok, words) in cases {
         let shown = format!("{read:?}");
-        match orphaned_backup_outcome("b", read) {
+        match orphaned_backup_outcome("b", read, AGENT_RESTARTED) {
             Ok(m) => {
                 assert!(ok, "{shown}: succeeded");
                 assert_eq!(m.backup_name, "b");
