@@ -74,6 +74,9 @@ async fn agent_killed_at_each_step_of_an_xtrabackup_backup() {
             r = c.spawn_tablet(&armed).unwrap();
             r.wait_healthy(&topo, T).await.unwrap();
             wait_replicating(&c, &alias).await;
+            // Backup names have one-second resolution: the previous step's backup
+            // (left incomplete in storage) must not share this one's name.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
             let id = c
                 .cli_ok(&[
                     "backup",
