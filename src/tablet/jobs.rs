@@ -1,6 +1,7 @@
 //! The agent's job runner: takes the backup and restore jobs addressed to its tablet
 //! (PENDING → RUNNING by CAS, tied to its lease), runs them one at a time, reports
-//! progress, and finishes them SUCCEEDED or FAILED with the reason.
+//! progress (throttled, see [`super::publish`]), and finishes them SUCCEEDED or
+//! FAILED with the reason and the final progress.
 //!
 //! Whatever happens inside a job, the tablet ends it with mysqld up, replication
 //! resumed and its type back: the restoration runs after the job's body, not in it.
@@ -10,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cairn_topo::RecordEvent;
@@ -20,6 +21,7 @@ use tracing::Instrument;
 
 use super::agent::Agent;
 use super::agent::Role;
+use super::publish::should_publish;
 use crate::backup::catalog::{complete_record, Catalog};
 use crate::backup::engine::{self, Progress};
 use crate::common::lock;
@@ -66,6 +68,7 @@ impl Agent {
                 .finish_job(
                     &v.id,
                     Err("the tablet's agent restarted while running the job".into()),
+                    None,
                     None,
                 )
                 .await;
@@ -132,7 +135,7 @@ impl Agent {
         }
         if let Some(why) = stale_pending_reason(j, Utc::now()) {
             tracing::warn!(job = %j.id, reason = %why, "failing a job too old to start");
-            if let Err(e) = self.finish_job(&j.id, Err(why), None).await {
+            if let Err(e) = self.finish_job(&j.id, Err(why), None, None).await {
                 tracing::warn!(job = %j.id, error = %e, "cannot fail the stale job");
             }
             return;
@@ -141,7 +144,7 @@ impl Agent {
         if let Some(other) = busy {
             if other != j.id {
                 let _ = self
-                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None)
+                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None, None)
                     .await;
             }
             return;
@@ -178,8 +181,9 @@ impl Agent {
                     agent.cancel.cancelled().await;
                     tokio::time::sleep(super::startup::LOOPS_GRACE).await;
                 };
+                let progress = Arc::new(Progress::default());
                 let outcome = tokio::select! {
-                    o = agent.run_job(&taken) => o,
+                    o = agent.run_job(&taken, progress.clone()) => o,
                     () = stop => {
                         lock(&agent.status).busy_job = None;
                         tracing::warn!(job = %id, "the agent is stopping: job abandoned; the next start fails it");
@@ -194,7 +198,13 @@ impl Agent {
                     Ok(name) => (Ok(()), Some(name)),
                     Err((e, name)) => (Err(format!("{e:#}")), name),
                 };
-                if let Err(e) = agent.finish_job(&id, result, name).await {
+                // The final figures go with the outcome: one write, whatever the
+                // throttle held back.
+                let last = (
+                    progress.bytes_done.load(Ordering::Relaxed),
+                    progress.bytes_total.load(Ordering::Relaxed),
+                );
+                if let Err(e) = agent.finish_job(&id, result, name, Some(last)).await {
                     tracing::error!(job = %id, error = %e, "cannot record the job's outcome");
                 }
             }
@@ -202,23 +212,27 @@ impl Agent {
         );
     }
 
-    /// Runs a taken job; on failure also returns the backup name if one was chosen.
+    /// Runs a taken job, counting its bytes in `progress`; on failure also returns
+    /// the backup name if one was chosen.
     async fn run_job(
         self: &Arc<Self>,
         job: &Job,
+        progress: Arc<Progress>,
     ) -> Result<String, (anyhow::Error, Option<String>)> {
         match job.kind {
-            JobKind::Backup => self.run_backup(job).await,
-            JobKind::Restore => self.run_restore(job).await.map_err(|e| (e, None)),
+            JobKind::Backup => self.run_backup(job, progress).await,
+            JobKind::Restore => self.run_restore(job, progress).await.map_err(|e| (e, None)),
         }
     }
 
-    /// Writes the job's final state.
+    /// Writes the job's final state, with its final progress (bytes done, total)
+    /// when it ran.
     async fn finish_job(
         &self,
         id: &str,
         result: Result<(), String>,
         backup_name: Option<String>,
+        progress: Option<(u64, u64)>,
     ) -> anyhow::Result<()> {
         let key = self.topo.keys().job(id);
         self.topo
@@ -228,6 +242,10 @@ impl Agent {
                     return Ok(None);
                 }
                 j.finished_at = Some(Utc::now());
+                if let Some((done, total)) = progress {
+                    j.progress.bytes_done = done;
+                    j.progress.bytes_total = total;
+                }
                 if backup_name.is_some() {
                     j.backup_name = backup_name.clone();
                 }
@@ -248,23 +266,31 @@ impl Agent {
         Ok(())
     }
 
-    /// Publishes progress into the job record about once a second until `done`.
+    /// Publishes progress into the job record while the job runs: when it moved,
+    /// at most once per `--job-progress-interval` ([`should_publish`]); the final
+    /// figures are written with the outcome. Aborted when the job's body ends.
     fn spawn_progress_reporter(
         self: &Arc<Self>,
         id: String,
         progress: Arc<Progress>,
     ) -> tokio::task::JoinHandle<()> {
         let agent = self.clone();
+        let every = self.cfg.job_progress_interval;
+        let look = every.min(Duration::from_secs(1));
         tokio::spawn(async move {
             let key = agent.topo.keys().job(&id);
-            let mut last = (u64::MAX, u64::MAX);
+            // What the record holds: a new job's progress is zero.
+            let mut published: (u64, u64) = (0, 0);
+            let mut last_at: Option<Instant> = None;
             loop {
                 let now = (
                     progress.bytes_done.load(Ordering::Relaxed),
                     progress.bytes_total.load(Ordering::Relaxed),
                 );
-                if now != last {
-                    last = now;
+                let t = Instant::now();
+                if should_publish(last_at, t, published != now, every) {
+                    // Set before the write: a failing etcd is not retried faster.
+                    last_at = Some(t);
                     let r = agent
                         .topo
                         .update_with::<Job, _>(&key, |cur| {
@@ -277,11 +303,12 @@ impl Agent {
                             Ok(Some(j))
                         })
                         .await;
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "cannot publish job progress");
+                    match r {
+                        Ok(_) => published = now,
+                        Err(e) => tracing::debug!(error = %e, "cannot publish job progress"),
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(look).await;
             }
         })
     }
@@ -291,6 +318,7 @@ impl Agent {
     async fn run_backup(
         self: &Arc<Self>,
         job: &Job,
+        progress: Arc<Progress>,
     ) -> Result<String, (anyhow::Error, Option<String>)> {
         let original = self.tablet_type();
         if original == TabletType::Primary && !job.allow_primary {
@@ -305,7 +333,6 @@ impl Agent {
             return Err((anyhow::anyhow!("tablet is already in {original}"), None));
         }
         let method = job.engine.unwrap_or(self.cfg.backup.default_engine);
-        let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
         let params = self.backup_params(job, progress.clone());
         let name = params.name.clone();
@@ -451,11 +478,14 @@ impl Agent {
     }
 
     /// An in-place restore job.
-    async fn run_restore(self: &Arc<Self>, job: &Job) -> anyhow::Result<String> {
+    async fn run_restore(
+        self: &Arc<Self>,
+        job: &Job,
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<String> {
         if self.tablet_type() == TabletType::Primary {
             bail!("tablet is PRIMARY: in-place restore refused");
         }
-        let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
         let r = self
             .restore_in_place(job.backup_timestamp.as_deref(), progress)

@@ -14,6 +14,7 @@
 //! - [`health`]: Health on the lease, the health and lease loops, mysqld gauges.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
+//! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
 //! - [`recovery`]: at every start, what an interrupted restore left is rolled back
 //!   or redone.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod jobs;
+mod publish;
 pub mod recovery;
 pub mod replication;
 pub mod restore;
