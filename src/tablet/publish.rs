@@ -124,7 +124,8 @@ mod tests {
         };
         use HealthTrigger::{Event, Tick};
         // (what, last written (ms ago, lease), health now, trigger, write)
-        let cases: Vec<(&str, Option<(u64, i64)>, &Health, HealthTrigger, bool)> = vec![
+        type Case<'a> = (&'a str, Option<(u64, i64)>, &'a Health, HealthTrigger, bool);
+        let cases: Vec<Case> = vec![
             ("nothing written yet", None, &up, Event, true),
             (
                 "a tick, unchanged, an interval later",

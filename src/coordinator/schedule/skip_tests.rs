@@ -217,7 +217,8 @@ fn settle_table() {
 fn skipped_shards_are_counted_on_the_schedule() {
     let now = t("2026-01-01T10:30:00Z");
     // (what, skipped before, given up, skipped after, last reason)
-    let rows: Vec<(&str, u64, Vec<GivenUp>, u64, Option<String>)> = vec![
+    type Row<'a> = (&'a str, u64, Vec<GivenUp>, u64, Option<String>);
+    let rows: Vec<Row> = vec![
         ("nothing given up: unchanged", 4, vec![], 4, None),
         (
             "one shard",
