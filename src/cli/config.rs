@@ -401,7 +401,7 @@ mod tests {
     /// The flags' defaults are the rules' own constants.
     #[test]
     fn the_minimum_schedule_period_defaults_to_the_rule_s_constant() {
-        use crate::coordinator::schedule::DEFAULT_MIN_SCHEDULE_PERIOD;
+        use crate::coordinator::schedule::period::DEFAULT_MIN_SCHEDULE_PERIOD;
         let Command::Coordinator(a) = parse(&["coordinator"]) else {
             panic!("not a coordinator command")
         };

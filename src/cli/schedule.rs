@@ -34,9 +34,8 @@ use super::UsageError;
 use crate::backup::catalog::Catalog;
 use crate::coordinator::prune::{plan_shard_retention, prune_scope, prune_shard, ShardRetention};
 use crate::coordinator::retention::human;
-use crate::coordinator::schedule::{
-    check_min_period, next_run, parse_cron, parse_target, upcoming, Target,
-};
+use crate::coordinator::schedule::period::check_min_period;
+use crate::coordinator::schedule::{next_run, parse_cron, parse_target, upcoming, Target};
 
 /// A `schedule set` whose input passed validation.
 #[derive(Debug, Clone)]

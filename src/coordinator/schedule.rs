@@ -15,6 +15,12 @@
 //! "now", so defining or resuming a schedule does not make up slots it was never
 //! meant to run). A stretch of missed slots, such as the time no coordinator led,
 //! yields exactly one run: the latest missed slot.
+//!
+//! Two rooms of their own: [`period`], the minimum schedule period (how close a
+//! cron's slots come; refused below `--min-schedule-period`), and [`skip`], what
+//! becomes of a shard of a slot that cannot start (waited for, then given up and
+//! counted on the schedule, never recorded per slot). They use this file; it
+//! does not use them.
 
 use std::time::Duration;
 
@@ -381,6 +387,39 @@ pub fn plan_slot(
     })
 }
 
+/// Why one shard of a slot cannot start now ([`scheduled_job`]); what becomes of
+/// it is [`skip::settle`]'s to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// A backup job of the shard has not finished: the slot is given up for the
+    /// shard at once.
+    Busy {
+        /// The unfinished job.
+        job: String,
+        /// Its state (PENDING or RUNNING).
+        state: cairn_topo::JobState,
+    },
+    /// No tablet of the shard is eligible (or it has none): looked at again until
+    /// the give-up time.
+    NoTablet {
+        /// Why each tablet was passed over, or "no tablets".
+        why: String,
+    },
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blocked::Busy { job, state } => write!(
+                f,
+                "backup job {job} of the shard is still {}",
+                format!("{state:?}").to_uppercase()
+            ),
+            Blocked::NoTablet { why } => write!(f, "no eligible tablet ({why})"),
+        }
+    }
+}
+
 /// One run of a schedule on one shard, as the scheduler starts it.
 #[derive(Debug, Clone)]
 pub struct ScheduledRun<'a> {
@@ -456,10 +495,8 @@ pub fn snapshot_due(
     (slot <= now).then_some(slot)
 }
 
-mod period;
+pub mod period;
 pub mod skip;
-pub use period::{check_min_period, shortest_gap, DEFAULT_MIN_SCHEDULE_PERIOD};
-pub use skip::{Blocked, GivenUp, SlotMemo};
 
 #[cfg(test)]
 mod plan_tests;

@@ -20,8 +20,9 @@
 use cairn_topo::{Fence, Job, Schedule};
 use chrono::{DateTime, Utc};
 
-use super::schedule::skip::{self, Settled};
-use super::schedule::{self, Cron, GivenUp, ScheduledRun, SlotMemo, SlotPlan};
+use super::schedule::period::check_min_period;
+use super::schedule::skip::{self, GivenUp, Settled, SlotMemo};
+use super::schedule::{self, Cron, ScheduledRun, SlotPlan};
 use super::select::{select_backup_tablet, SelectOptions};
 use super::shared::Shared;
 use crate::common::lock;
@@ -93,13 +94,12 @@ fn skip(shared: &Shared, e: &anyhow::Error) {
 
 /// Why the pass refuses a stored schedule, if it does: its cron or target does
 /// not parse ([`schedule::usable_schedule`]), or its cron fires more often than
-/// `--min-schedule-period` ([`schedule::check_min_period`], computed once per
-/// cron text).
+/// `--min-schedule-period` ([`check_min_period`], computed once per cron text).
 fn refusal(shared: &Shared, sched: &Schedule, now: DateTime<Utc>) -> Result<Cron, String> {
     let cron = schedule::usable_schedule(sched).map_err(|e| e.to_string())?;
     let mut checks = lock(&shared.period_checks);
     let verdict = checks.entry(sched.cron.clone()).or_insert_with(|| {
-        schedule::check_min_period(&sched.cron, &cron, shared.cfg.min_schedule_period, now)
+        check_min_period(&sched.cron, &cron, shared.cfg.min_schedule_period, now)
             .err()
             .map(|e| e.to_string())
     });

@@ -11,7 +11,7 @@ use cairn_topo::Topo;
 use super::cache::Cache;
 use super::config::CoordinatorConfig;
 use super::metrics::CoordinatorMetrics;
-use super::schedule::SlotMemo;
+use super::schedule::skip::SlotMemo;
 use crate::backup::storage::BackupStorage;
 
 /// State shared by the loops and the HTTP endpoints.

@@ -19,43 +19,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cairn_topo::{Job, JobState, Schedule};
+use cairn_topo::{Job, Schedule};
 use chrono::{DateTime, Utc};
 use croner::Cron;
 
-use super::{next_run, SlotPlan};
-
-/// Why one shard of a slot cannot start now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Blocked {
-    /// A backup job of the shard has not finished: the slot is given up for the
-    /// shard at once.
-    Busy {
-        /// The unfinished job.
-        job: String,
-        /// Its state (PENDING or RUNNING).
-        state: JobState,
-    },
-    /// No tablet of the shard is eligible (or it has none): looked at again until
-    /// the give-up time.
-    NoTablet {
-        /// Why each tablet was passed over, or "no tablets".
-        why: String,
-    },
-}
-
-impl std::fmt::Display for Blocked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Blocked::Busy { job, state } => write!(
-                f,
-                "backup job {job} of the shard is still {}",
-                format!("{state:?}").to_uppercase()
-            ),
-            Blocked::NoTablet { why } => write!(f, "no eligible tablet ({why})"),
-        }
-    }
-}
+use super::{next_run, Blocked, SlotPlan};
 
 /// One shard of a slot that was given up, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 use super::super::tests::{sched, t};
 use super::super::{parse_cron, SlotSkip};
 use super::*;
+use cairn_topo::JobState;
 use cairn_topo::{JobKind, TabletAlias};
 
 fn given_up(ks: &str, shard: &str, reason: &str) -> GivenUp {
