@@ -32,6 +32,12 @@ pub struct CoordinatorConfig {
     pub retry_delay: Duration,
     /// Finished jobs are forgotten after this long.
     pub job_history: Duration,
+    /// CANCELLED jobs, and manual jobs that failed before they started, are
+    /// forgotten after this long (never later than `job_history`).
+    pub cancelled_job_history: Duration,
+    /// A stored schedule whose slots come closer together than this is refused
+    /// (not run; noted on its record once).
+    pub min_schedule_period: Duration,
     /// Incomplete backups older than this are removed by retention.
     pub incomplete_grace: Duration,
     /// `--topo-snapshot-cron`.

@@ -27,7 +27,8 @@
 //! neither may move) and it has not used up [`RetryPolicy::max_attempts`]. The
 //! retry waits an exponential, capped backoff from the attempt number
 //! ([`due_retries`]); its tablet is chosen by [`plan_retry`]. Finished jobs are
-//! forgotten after the job history window ([`expired_jobs`]).
+//! forgotten after the job history window, CANCELLED ones and manual jobs that
+//! never started after a shorter one ([`expired_jobs`]).
 //!
 //! May call: `select`, `cairn-topo`'s record types. The IO is in
 //! `supervisor_pass.rs` and `history.rs`.
@@ -298,19 +299,55 @@ pub fn plan_retry(failed: &Job, tablets: &[TabletInfo], select: &SelectOptions) 
     RetryPlan::Create(Box::new(job))
 }
 
-/// The jobs the job history forgets at `now`: final, and finished more than
-/// `history` ago (a job without a finish time is kept). Returned as (id, version),
-/// so the delete is refused if the job changed meanwhile. The window (days) is far
-/// longer than any retry backoff, so a failed job is never forgotten before its
+/// How long finished jobs are kept (`--job-history`, `--cancelled-job-history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobHistory {
+    /// Finished jobs in general.
+    pub finished: Duration,
+    /// The jobs [`short_lived`] picks; never longer than `finished`.
+    pub short: Duration,
+}
+
+/// Whether a finished job is kept only for the short history: CANCELLED, or a
+/// manual job (no schedule) that FAILED before it started (refused as busy, not
+/// taken, too old to start); whoever asked was told at the time. A scheduled job
+/// keeps the full history: its retry and an operator looking into a missed backup
+/// need it.
+pub fn short_lived(job: &Job) -> bool {
+    match job.state {
+        JobState::Cancelled => true,
+        JobState::Failed => job.started_at.is_none() && job.schedule.is_none(),
+        _ => false,
+    }
+}
+
+/// The jobs the job history forgets at `now`: final, and finished longer ago than
+/// their window ([`JobHistory::short`] for [`short_lived`] jobs, capped at
+/// [`JobHistory::finished`], which is the window of every other job). A job
+/// without a finish time is kept. Returned as (id, version), so the delete is
+/// refused if the job changed meanwhile. The full window (days) is far longer than
+/// any retry backoff, so a failed scheduled job is never forgotten before its
 /// retry was created.
 pub fn expired_jobs<'a>(
     jobs: impl IntoIterator<Item = &'a Versioned<Job>>,
     now: DateTime<Utc>,
-    history: Duration,
+    history: &JobHistory,
 ) -> Vec<(String, i64)> {
-    let keep = chrono::Duration::from_std(history).unwrap_or(chrono::Duration::MAX);
+    let window = |j: &Job| {
+        let d = if short_lived(j) {
+            history.short.min(history.finished)
+        } else {
+            history.finished
+        };
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    };
     jobs.into_iter()
-        .filter(|j| j.value.state.is_final() && j.value.finished_at.is_some_and(|f| now - f > keep))
+        .filter(|j| {
+            j.value.state.is_final()
+                && j.value
+                    .finished_at
+                    .is_some_and(|f| now - f > window(&j.value))
+        })
         .map(|j| (j.value.id.clone(), j.version))
         .collect()
 }

@@ -131,8 +131,9 @@ pub struct Agent {
     pub(super) http_port: u16,
     /// Fired on SIGINT/SIGTERM.
     pub(super) cancel: CancellationToken,
-    /// Serialises Health writes (collect and put together).
-    pub(super) health_writer: tokio::sync::Mutex<()>,
+    /// Serialises Health writes (collect and put together) and holds the last
+    /// Health written, so an unchanged copy is not written between ticks.
+    pub(super) health_writer: tokio::sync::Mutex<Option<super::publish::Written>>,
     /// Where backups are written and read (`None`: no storage configured).
     pub(super) storage: Option<Arc<dyn BackupStorage>>,
 }

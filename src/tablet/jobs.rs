@@ -1,6 +1,7 @@
 //! The agent's job runner: takes the backup and restore jobs addressed to its tablet
 //! (PENDING → RUNNING by CAS, tied to its lease), runs them one at a time, reports
-//! progress, and finishes them SUCCEEDED or FAILED with the reason.
+//! progress (throttled, see [`super::publish`]), and finishes them SUCCEEDED or
+//! FAILED with the reason and the final progress.
 //!
 //! Whatever happens inside a job, the tablet ends it with mysqld up, replication
 //! resumed and its type back: the restoration runs after the job's body, not in it.
@@ -18,7 +19,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cairn_topo::RecordEvent;
@@ -29,6 +30,7 @@ use tracing::Instrument;
 use super::agent::Role;
 use super::agent::{Agent, JobRun};
 use super::fence::{self, claim_is_ours, is_orphan, stale_pending_reason, RETRY_MAX};
+use super::publish::should_publish;
 use crate::backup::catalog::{complete_record, Catalog};
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::Manifest;
@@ -103,7 +105,7 @@ impl Agent {
             if result.is_err() {
                 tracing::warn!(job = %v.id, %reason, "failing a job left running under another lease");
             }
-            let _ = self.finish_job(&v.id, result, None).await;
+            let _ = self.finish_job(&v.id, result, None, None).await;
         }
     }
 
@@ -210,7 +212,7 @@ impl Agent {
         }
         if let Some(why) = stale_pending_reason(j, Utc::now()) {
             tracing::warn!(job = %j.id, reason = %why, "failing a job too old to start");
-            if let Err(e) = self.finish_job(&j.id, Err(why), None).await {
+            if let Err(e) = self.finish_job(&j.id, Err(why), None, None).await {
                 tracing::warn!(job = %j.id, error = %e, "cannot fail the stale job");
             }
             return;
@@ -219,7 +221,7 @@ impl Agent {
         if let Some(other) = busy {
             if other != j.id {
                 let _ = self
-                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None)
+                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None, None)
                     .await;
             }
             return;
@@ -274,8 +276,9 @@ impl Agent {
                     agent.cancel.cancelled().await;
                     tokio::time::sleep(super::startup::LOOPS_GRACE).await;
                 };
+                let progress = Arc::new(Progress::default());
                 let outcome = tokio::select! {
-                    o = agent.run_job(&taken, &run) => o,
+                    o = agent.run_job(&taken, &run, progress.clone()) => o,
                     () = stop => {
                         watcher.abort();
                         agent.clear_job();
@@ -292,7 +295,13 @@ impl Agent {
                     Ok(name) => (Ok(()), Some(name)),
                     Err((e, name)) => (Err(job_error(&e, run.stop_reason().as_deref())), name),
                 };
-                agent.record_outcome(&id, result, name).await;
+                // The final figures go with the outcome: one write, whatever the
+                // throttle held back.
+                let last = (
+                    progress.bytes_done.load(Ordering::Relaxed),
+                    progress.bytes_total.load(Ordering::Relaxed),
+                );
+                agent.record_outcome(&id, result, name, last).await;
             }
             .instrument(span),
         );
@@ -308,10 +317,19 @@ impl Agent {
     /// [`Self::finish_job`] until etcd takes it (or the agent stops: the next start
     /// fails a job left RUNNING), so a job whose agent was cut off from etcd is
     /// not left RUNNING under a lease that is gone.
-    async fn record_outcome(&self, id: &str, result: Result<(), String>, name: Option<String>) {
+    async fn record_outcome(
+        &self,
+        id: &str,
+        result: Result<(), String>,
+        name: Option<String>,
+        last: (u64, u64),
+    ) {
         let mut pause = Duration::from_millis(500);
         loop {
-            match self.finish_job(id, result.clone(), name.clone()).await {
+            match self
+                .finish_job(id, result.clone(), name.clone(), Some(last))
+                .await
+            {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(job = %id, error = %format!("{e:#}"), "cannot record the job's outcome yet; retrying");
@@ -328,27 +346,34 @@ impl Agent {
         }
     }
 
-    /// Runs a taken job; on failure also returns the backup name if one was chosen.
+    /// Runs a taken job, counting its bytes in `progress`; on failure also returns
+    /// the backup name if one was chosen.
     async fn run_job(
         self: &Arc<Self>,
         job: &Job,
         run: &JobRun,
+        progress: Arc<Progress>,
     ) -> Result<String, (anyhow::Error, Option<String>)> {
         if run.stopped() {
             return Err((anyhow::anyhow!("not started"), None));
         }
         match job.kind {
-            JobKind::Backup => self.run_backup(job, run).await,
-            JobKind::Restore => self.run_restore(job, run).await.map_err(|e| (e, None)),
+            JobKind::Backup => self.run_backup(job, run, progress).await,
+            JobKind::Restore => self
+                .run_restore(job, run, progress)
+                .await
+                .map_err(|e| (e, None)),
         }
     }
 
-    /// Writes the job's final state.
+    /// Writes the job's final state, with its final progress (bytes done, total)
+    /// when it ran.
     async fn finish_job(
         &self,
         id: &str,
         result: Result<(), String>,
         backup_name: Option<String>,
+        progress: Option<(u64, u64)>,
     ) -> anyhow::Result<()> {
         let key = self.topo.keys().job(id);
         self.topo
@@ -360,6 +385,10 @@ impl Agent {
                 j.finished_at = Some(Utc::now());
                 if backup_name.is_some() {
                     j.backup_name = backup_name.clone();
+                }
+                if let Some((done, total)) = progress {
+                    j.progress.bytes_done = done;
+                    j.progress.bytes_total = total;
                 }
                 match &result {
                     Ok(()) => j.state = JobState::Succeeded,
@@ -378,23 +407,31 @@ impl Agent {
         Ok(())
     }
 
-    /// Publishes progress into the job record about once a second until `done`.
+    /// Publishes progress into the job record while the job runs: when it moved,
+    /// at most once per `--job-progress-interval` ([`should_publish`]); the final
+    /// figures are written with the outcome. Aborted when the job's body ends.
     fn spawn_progress_reporter(
         self: &Arc<Self>,
         id: String,
         progress: Arc<Progress>,
     ) -> tokio::task::JoinHandle<()> {
         let agent = self.clone();
+        let every = self.cfg.job_progress_interval;
+        let look = every.min(Duration::from_secs(1));
         tokio::spawn(async move {
             let key = agent.topo.keys().job(&id);
-            let mut last = (u64::MAX, u64::MAX);
+            // What the record holds: a new job's progress is zero.
+            let mut published: (u64, u64) = (0, 0);
+            let mut last_at: Option<Instant> = None;
             loop {
                 let now = (
                     progress.bytes_done.load(Ordering::Relaxed),
                     progress.bytes_total.load(Ordering::Relaxed),
                 );
-                if now != last {
-                    last = now;
+                let t = Instant::now();
+                if should_publish(last_at, t, published != now, every) {
+                    // Set before the write: a failing etcd is not retried faster.
+                    last_at = Some(t);
                     let r = agent
                         .topo
                         .update_with::<Job, _>(&key, |cur| {
@@ -407,11 +444,12 @@ impl Agent {
                             Ok(Some(j))
                         })
                         .await;
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "cannot publish job progress");
+                    match r {
+                        Ok(_) => published = now,
+                        Err(e) => tracing::debug!(error = %e, "cannot publish job progress"),
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(look).await;
             }
         })
     }
@@ -422,6 +460,7 @@ impl Agent {
         self: &Arc<Self>,
         job: &Job,
         run: &JobRun,
+        progress: Arc<Progress>,
     ) -> Result<String, (anyhow::Error, Option<String>)> {
         let original = self.tablet_type();
         if original == TabletType::Primary && !job.allow_primary {
@@ -447,7 +486,6 @@ impl Agent {
         if let Err(e) = checked {
             return Err((e.context(format!("{method} backup refused")), None));
         }
-        let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
         let params = self.backup_params(job, progress.clone(), run.cancel.clone());
         let name = params.name.clone();
@@ -605,11 +643,15 @@ impl Agent {
     }
 
     /// An in-place restore job.
-    async fn run_restore(self: &Arc<Self>, job: &Job, run: &JobRun) -> anyhow::Result<String> {
+    async fn run_restore(
+        self: &Arc<Self>,
+        job: &Job,
+        run: &JobRun,
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<String> {
         if self.tablet_type() == TabletType::Primary {
             bail!("tablet is PRIMARY: in-place restore refused");
         }
-        let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
         let r = self
             .restore_in_place(job.backup_timestamp.as_deref(), progress, run)

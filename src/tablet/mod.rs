@@ -16,6 +16,7 @@
 //!   stopped when the lease is lost, the check before a restore's swap, orphans.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
+//! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
 //! - [`recovery`]: at every start, what an interrupted restore left is rolled back
 //!   or redone.
@@ -27,6 +28,7 @@ pub mod fence;
 pub mod health;
 pub mod http;
 pub mod jobs;
+mod publish;
 pub mod recovery;
 pub mod replication;
 pub mod restore;

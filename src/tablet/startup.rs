@@ -221,7 +221,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         metrics: Arc::new(AgentMetrics::default()),
         http_port,
         cancel: cancel.clone(),
-        health_writer: tokio::sync::Mutex::new(()),
+        health_writer: tokio::sync::Mutex::new(None),
         storage,
         cfg,
     });

@@ -11,7 +11,9 @@ use super::{http_get, Cluster};
 
 impl Cluster {
     /// Starts `cairn coordinator --id ID` with an HTTP port of its own, logging to
-    /// `coordinator-ID.log` in the cluster dir.
+    /// `coordinator-ID.log` in the cluster dir, with the tests'
+    /// [`TEST_MIN_SCHEDULE_PERIOD`](super::TEST_MIN_SCHEDULE_PERIOD) unless `extra`
+    /// gives the flag.
     pub fn spawn_coordinator(
         &self,
         id: &str,
@@ -43,6 +45,7 @@ impl Cluster {
             .arg(self.backup_root())
             .args(extra)
             .envs(env.iter().copied())
+            .env("CAIRN_MIN_SCHEDULE_PERIOD", super::TEST_MIN_SCHEDULE_PERIOD)
             .env(
                 "RUST_LOG",
                 std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()),

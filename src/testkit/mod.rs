@@ -34,6 +34,11 @@ pub use http::http_get;
 pub use tablet::{mysql_client, TabletProcess, TabletSpec};
 pub use wait::{wait_for, Wait};
 
+/// `--min-schedule-period` of every `cairn` command and coordinator a [`Cluster`]
+/// runs (as `CAIRN_MIN_SCHEDULE_PERIOD`; a flag given explicitly wins): tests run
+/// schedules every few seconds, which the default (5m) refuses.
+pub const TEST_MIN_SCHEDULE_PERIOD: &str = "1s";
+
 /// Where the `cairn` binary is: `$CAIRN_BIN`, else next to the running executable
 /// (examples live in `target/<profile>/examples/`, tests in `target/<profile>/deps/`).
 pub fn cairn_binary() -> anyhow::Result<PathBuf> {
@@ -108,11 +113,13 @@ impl Cluster {
         ]
     }
 
-    /// Runs `cairn ARGS…` against this cluster and returns its output.
+    /// Runs `cairn ARGS…` against this cluster and returns its output (with the
+    /// tests' [`TEST_MIN_SCHEDULE_PERIOD`] unless ARGS give the flag).
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(&self.bin)
             .args(args)
             .args(self.global_args())
+            .env("CAIRN_MIN_SCHEDULE_PERIOD", TEST_MIN_SCHEDULE_PERIOD)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .output()

@@ -406,6 +406,19 @@ pub struct Schedule {
     #[serde(default)]
     pub next_run: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Runs the coordinator did not take, counted instead of recorded one by one:
+    /// each shard of a slot given up (no eligible tablet until the slot's give-up
+    /// time, or the shard's previous backup still running), and each time the
+    /// schedule itself was refused (below `--min-schedule-period`, or a cron or
+    /// target that does not parse), once per refusal.
+    #[serde(default)]
+    pub skipped_runs: u64,
+    /// Why the last skipped run was skipped, in one line.
+    #[serde(default)]
+    pub last_skip_reason: Option<String>,
+    /// When the last run was skipped.
+    #[serde(default)]
+    pub last_skip_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]
@@ -451,6 +464,17 @@ mod tests {
         assert!(h.replication_failing());
         let back: Health = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
         assert_eq!(back.replication_error, Some(e));
+    }
+
+    #[test]
+    fn old_schedule_records_without_skip_counters_parse() {
+        let s = r#"{"name":"nightly","cron":"0 2 * * *","target":"ks",
+            "created_at":"2026-01-01T00:00:00Z"}"#;
+        let s: Schedule = serde_json::from_str(s).unwrap();
+        assert_eq!(s.skipped_runs, 0);
+        assert_eq!(s.last_skip_reason, None);
+        assert_eq!(s.last_skip_at, None);
+        assert!(!s.paused);
     }
 
     #[test]
