@@ -10,6 +10,9 @@
 //!   BackupRecord, Job, Schedule).
 //! - [`retry`]: deadlines, backoffs and transient-error classification.
 //! - [`codec`]: [`Versioned`] records and their JSON encoding.
+//! - `explain`: clear, permanent errors for connection failures the operator
+//!   must fix (TLS handshakes, logins, permissions).
+//! - `tls_probe`: a one-off TLS handshake that learns why a server dropped us.
 //! - [`conn`]: [`TopoConfig`], TLS/auth, connecting; [`Topo`] and its retried unary call.
 //! - [`snapshot`]: etcd's maintenance snapshot as a [`SnapshotStream`] of chunks.
 //! - [`txn`]: the conditional (CAS) transaction and [`Fence`], its leader condition.
@@ -30,6 +33,7 @@ pub mod codec;
 pub mod conn;
 pub mod engines;
 pub mod error;
+mod explain;
 pub mod fenced;
 pub mod keys;
 pub mod lease;
@@ -42,6 +46,7 @@ pub mod snapshot;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod tls_probe;
 pub mod txn;
 pub mod typed;
 pub mod watch;
