@@ -3,7 +3,9 @@
 //! plus the shared client, with [`Topo::call`] running each unary call under the
 //! request deadline with transient errors retried.
 //!
-//! Calls [`crate::retry`] (deadlines, backoff) and [`crate::keys`]. The raw
+//! Calls [`crate::retry`] (deadlines, backoff), [`crate::keys`], `explain` and
+//! `tls_probe` (why a connection failed) and `health` (keeping a multi-member
+//! client on healthy members). The raw
 //! client is handed only to the modules of this crate (and, with the `testkit`
 //! feature, to tests); everything else goes through the typed API.
 
@@ -20,6 +22,7 @@ use tracing::warn;
 
 use crate::error::{Result, TopoError};
 use crate::explain::{explain, looks_dropped, serves_tls, Attempt};
+use crate::health::{self, MonitorGuard};
 use crate::keys::Keys;
 use crate::retry::{next_delay, reconnect_backoff, unary_backoff, with_timeout};
 use crate::tls_probe::{probe, Verdict};
@@ -80,6 +83,8 @@ pub struct Topo {
     request_timeout: Duration,
     /// The endpoints as given, for log lines.
     endpoints: Arc<str>,
+    /// Keeps a multi-member client on healthy members; stops with the last clone.
+    _health: Option<Arc<MonitorGuard>>,
 }
 
 /// The key of an etcd key-value as text (keys are always written from `&str`
@@ -298,12 +303,14 @@ impl Topo {
             };
             match outcome {
                 Ok(client) => {
+                    let health = health::start(client.clone(), urls.clone(), opts.clone()).await;
                     return Ok(Topo {
                         keys,
                         client,
                         request_timeout: cfg.request_timeout,
                         endpoints,
-                    })
+                        _health: health,
+                    });
                 }
                 Err(e) if e.is_transient() => {
                     let delay = next_delay(&mut backoff);

@@ -13,6 +13,8 @@
 //! - `explain`: clear, permanent errors for connection failures the operator
 //!   must fix (TLS handshakes, logins, permissions).
 //! - `tls_probe`: a one-off TLS handshake that learns why a server dropped us.
+//! - `health`: member health checks that keep a multi-member client on the
+//!   members that answer.
 //! - [`conn`]: [`TopoConfig`], TLS/auth, connecting; [`Topo`] and its retried unary call.
 //! - [`snapshot`]: etcd's maintenance snapshot as a [`SnapshotStream`] of chunks.
 //! - [`txn`]: the conditional (CAS) transaction and [`Fence`], its leader condition.
@@ -35,6 +37,7 @@ pub mod engines;
 pub mod error;
 mod explain;
 pub mod fenced;
+mod health;
 pub mod keys;
 pub mod lease;
 pub mod lock;
