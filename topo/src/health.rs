@@ -25,9 +25,12 @@ use crate::retry::with_timeout;
 /// How often each member is checked.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a member may take to answer a check (connect included).
-pub(crate) const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
-/// Failed checks in a row before a member is taken out of the balancer.
-pub(crate) const FAILURES_TO_REMOVE: u32 = 2;
+pub(crate) const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Failed checks in a row before a member is taken out of the balancer. One:
+/// leases with short TTLs (a few seconds) cannot wait longer, and taking a slow
+/// member out costs nothing while another answers (it is back after its next
+/// good check).
+pub(crate) const FAILURES_TO_REMOVE: u32 = 1;
 
 /// What the monitor knows of one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +49,10 @@ pub(crate) enum Change {
 }
 
 /// The balancer changes after a round of checks: healthy members out of the
-/// balancer go back in; members failing [`FAILURES_TO_REMOVE`] checks in a row
+/// balancer go back in; members failing `failures_to_remove` checks in a row
 /// come out while at least one healthy member stays in; with no healthy member
 /// at all, every member goes back in.
-pub(crate) fn decide(members: &[Member]) -> Vec<Change> {
+pub(crate) fn decide(members: &[Member], failures_to_remove: u32) -> Vec<Change> {
     let healthy = |m: &Member| m.failures == 0;
     if !members.iter().any(healthy) {
         return (0..members.len())
@@ -63,7 +66,7 @@ pub(crate) fn decide(members: &[Member]) -> Vec<Change> {
         .collect();
     changes.extend(
         (0..members.len())
-            .filter(|&i| members[i].in_balancer && members[i].failures >= FAILURES_TO_REMOVE)
+            .filter(|&i| members[i].in_balancer && members[i].failures >= failures_to_remove)
             .map(Change::Remove),
     );
     changes
@@ -80,8 +83,7 @@ impl Drop for MonitorGuard {
 
 /// Starts checking `urls` (the endpoints `shared` balances over, spelled as they
 /// were added) with clients built from `opts`. The first round runs before this
-/// returns, and a member failing it is taken out at once (while another
-/// answers), so even a short-lived command avoids a frozen member. Nothing is
+/// returns, so even a short-lived command avoids a frozen member. Nothing is
 /// started for a single endpoint: there is nowhere to fail over to.
 pub(crate) async fn start(
     shared: Client,
@@ -104,7 +106,7 @@ pub(crate) async fn start(
         urls,
         opts,
     };
-    state.round(FAILURES_TO_REMOVE).await;
+    state.round().await;
     let token = CancellationToken::new();
     let stop = token.clone();
     tokio::spawn(async move {
@@ -118,7 +120,7 @@ pub(crate) async fn start(
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = state.round(1) => {}
+                _ = state.round() => {}
             }
         }
     });
@@ -135,9 +137,8 @@ struct State {
 }
 
 impl State {
-    /// Checks every member at once; a failure counts `weight` (the first round
-    /// counts a failure as enough to take a member out); applies [`decide`].
-    async fn round(&mut self, weight: u32) {
+    /// Checks every member at once and applies [`decide`].
+    async fn round(&mut self) {
         let opts = &self.opts;
         let checks = self
             .clients
@@ -146,13 +147,9 @@ impl State {
             .map(|(c, url)| check(c, url, opts));
         let results = futures::future::join_all(checks).await;
         for (m, ok) in self.members.iter_mut().zip(results) {
-            m.failures = if ok {
-                0
-            } else {
-                m.failures.saturating_add(weight)
-            };
+            m.failures = if ok { 0 } else { m.failures.saturating_add(1) };
         }
-        for change in decide(&self.members) {
+        for change in decide(&self.members, FAILURES_TO_REMOVE) {
             match change {
                 Change::Remove(i) => match self.shared.remove_endpoint(&self.urls[i]).await {
                     Ok(()) => {
@@ -171,7 +168,10 @@ impl State {
                 Change::Add(i) => match self.shared.add_endpoint(&self.urls[i]).await {
                     Ok(()) => {
                         self.members[i].in_balancer = true;
-                        info!("etcd member {} answers again; back in rotation", self.urls[i]);
+                        info!(
+                            "etcd member {} answers again; back in rotation",
+                            self.urls[i]
+                        );
                     }
                     Err(e) => warn!(
                         "cannot put etcd member {} back in rotation: {e}",
@@ -220,6 +220,12 @@ mod tests {
 
     #[test]
     fn unhealthy_members_leave_and_come_back() {
+        // With one failure enough (the setting in use), a member leaves at once.
+        assert_eq!(
+            decide(&[m(true, 0), m(true, 1)], FAILURES_TO_REMOVE),
+            [Change::Remove(1)]
+        );
+        // The rules, with two failures in a row needed.
         use Change::*;
         let cases: &[(&[Member], &[Change])] = &[
             // All well: nothing to do.
@@ -233,15 +239,21 @@ mod tests {
             // Answers again: back in.
             (&[m(true, 0), m(false, 0), m(true, 0)], &[Add(1)]),
             // Two failing, one healthy: both out, the healthy one stays.
-            (&[m(true, 3), m(true, 2), m(true, 0)], &[Remove(0), Remove(1)]),
+            (
+                &[m(true, 3), m(true, 2), m(true, 0)],
+                &[Remove(0), Remove(1)],
+            ),
             // A healthy member out of rotation comes back while another leaves.
-            (&[m(false, 0), m(true, 2), m(true, 5)], &[Add(0), Remove(1), Remove(2)]),
+            (
+                &[m(false, 0), m(true, 2), m(true, 5)],
+                &[Add(0), Remove(1), Remove(2)],
+            ),
             // Nobody healthy: nothing is removed, everything goes back in.
             (&[m(true, 4), m(false, 9), m(true, 2)], &[Add(1)]),
             (&[m(true, 4), m(true, 4)], &[]),
         ];
         for (members, want) in cases {
-            assert_eq!(decide(members), *want, "{members:?}");
+            assert_eq!(decide(members, 2), *want, "{members:?}");
         }
     }
 }
