@@ -14,6 +14,8 @@ have_cmd mariabackup || need+=(mariadb-backup)
 have_cmd protoc || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 have_cmd zstd || need+=(zstd)
+# The etcd TLS tests make their certificates with the openssl command line.
+have_cmd openssl || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -10,6 +10,11 @@
 //!   BackupRecord, Job, Schedule).
 //! - [`retry`]: deadlines, backoffs and transient-error classification.
 //! - [`codec`]: [`Versioned`] records and their JSON encoding.
+//! - `explain`: clear, permanent errors for connection failures the operator
+//!   must fix (TLS handshakes, logins, permissions).
+//! - `tls_probe`: a one-off TLS handshake that learns why a server dropped us.
+//! - `health`: member health checks that keep a multi-member client on the
+//!   members that answer.
 //! - [`conn`]: [`TopoConfig`], TLS/auth, connecting; [`Topo`] and its retried unary call.
 //! - [`snapshot`]: etcd's maintenance snapshot as a [`SnapshotStream`] of chunks.
 //! - [`txn`]: the conditional (CAS) transaction and [`Fence`], its leader condition.
@@ -32,9 +37,11 @@ pub mod codec;
 pub mod conn;
 pub mod engines;
 pub mod error;
+mod explain;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod fenced;
+mod health;
 pub mod keys;
 pub mod lease;
 pub mod lock;
@@ -46,6 +53,7 @@ pub mod snapshot;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod tls_probe;
 pub mod txn;
 pub mod typed;
 pub mod watch;
