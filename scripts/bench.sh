@@ -5,10 +5,13 @@
 #   bench_backup  builtin and xtrabackup backups and a restore against tar/zstd/cat/
 #                 mariabackup shell pipelines on a generated InnoDB data set;
 #   bench_coordinator  a coordinator over 10,000 synthetic tablets in 2,500 shards:
-#                 load time, memory, job creation, Health throughput, seed latency.
+#                 load time, memory, job creation, Health throughput, seed latency;
+#   bench_growth  what one shard (primary + replica) and a coordinator write to etcd
+#                 at the default settings: puts, new keys, bytes per shard per day
+#                 (only with --only growth: it idles for minutes by design).
 # Everything runs on loopback in temporary directories that are removed afterwards.
 #
-#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|coordinator]
+#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|coordinator|growth]
 #
 # --size is the data set of bench_backup (default 2G; e.g. 256M for a quick run);
 # --runs the repetitions of each measurement (default: 5 for bench_tablet, 3 for
@@ -30,11 +33,11 @@ while [ $# -gt 0 ]; do
     --concurrency=*) conc="${1#--concurrency=}"; shift ;;
     --only) only="${2:?--only needs tablet or backup}"; shift 2 ;;
     --only=*) only="${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$only" in ""|tablet|backup|coordinator) ;; *) echo "bench.sh: --only takes tablet, backup or coordinator" >&2; exit 2 ;; esac
+case "$only" in ""|tablet|backup|coordinator|growth) ;; *) echo "bench.sh: --only takes tablet, backup, coordinator or growth" >&2; exit 2 ;; esac
 
 scripts/setup.sh
 # The benchmarks are bench targets (benches/, harness = false): build them and take
@@ -51,7 +54,8 @@ bench_exe() {
     | tail -n 1
 }
 tablet_exe="$(bench_exe bench_tablet)" backup_exe="$(bench_exe bench_backup)" coordinator_exe="$(bench_exe bench_coordinator)"
-for exe in "$tablet_exe" "$backup_exe" "$coordinator_exe"; do
+growth_exe="$(bench_exe bench_growth)"
+for exe in "$tablet_exe" "$backup_exe" "$coordinator_exe" "$growth_exe"; do
   [ -n "$exe" ] && [ -x "$exe" ] || { echo "bench.sh: cargo reported no executable for a benchmark" >&2; exit 1; }
 done
 export CAIRN_BIN="$PWD/target/release/cairn"
@@ -69,4 +73,8 @@ fi
 if [ -z "$only" ] || [ "$only" = coordinator ]; then
   echo "== bench_coordinator"
   "$coordinator_exe"
+fi
+if [ "$only" = growth ]; then
+  echo "== bench_growth"
+  "$growth_exe"
 fi

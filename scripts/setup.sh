@@ -17,6 +17,8 @@ have_cmd zstd || need+=(zstd)
 # The s3 storage tests run moto (an S3 server) from a virtualenv, below.
 have_cmd python3 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# The etcd TLS tests make their certificates with the openssl command line.
+have_cmd openssl || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

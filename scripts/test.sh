@@ -7,4 +7,4 @@ export PATH="$PATH:/usr/sbin"
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --workspace --all-targets -- --test-threads=2
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2

@@ -82,6 +82,8 @@ async fn write_seed_backup(
         size_bytes: stored,
         complete: true,
         schedule: None,
+        state: cairn_topo::BackupRecordState::Complete,
+        error: None,
     })
 }
 

@@ -4,8 +4,12 @@
 //! mysqld and resuming replication belong to the caller, which does them whatever
 //! happened here.
 //!
+//! Only the data directory's own regular files are copied: a symlink or an InnoDB
+//! link file (`.isl`) among them fails the backup with the path and where it
+//! points ([`super::external`]), never leaves it out quietly.
+//!
 //! May call: [`super::pipeline`], [`super::storage`], [`super::manifest`],
-//! [`crate::mysql`] (the mysqld it backs up).
+//! [`super::external`], [`crate::mysql`] (the mysqld it backs up).
 
 use std::fs;
 use std::path::Path;
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::external;
 use super::manifest::{base, BackupMethod, Manifest};
 use super::params::{BackupParams, RestoreParams};
 use super::pipeline::{self, SourceFile};
@@ -61,12 +66,14 @@ fn base_of(rel: &str) -> &'static str {
     }
 }
 
-/// Every file of the data directory to back up, with sizes.
+/// Every file of the data directory to back up, with sizes. A symlink or an
+/// `.isl` file among them is an error naming it (its data lies elsewhere).
 pub fn list_data_files(data_dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> anyhow::Result<()> {
         for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
             let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
             let path = entry.path();
+            // Not followed: a link is reported, never walked through.
             let meta = entry
                 .metadata()
                 .with_context(|| format!("stat {}", path.display()))?;
@@ -77,7 +84,17 @@ pub fn list_data_files(data_dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
                 .into_owned();
             if meta.is_dir() {
                 walk(root, &path, out)?;
-            } else if meta.is_file() && is_backed_up(&rel) {
+                continue;
+            }
+            if !is_backed_up(&rel) {
+                continue;
+            }
+            if let Some(why) = external::classify(&path, &rel, meta.file_type())
+                .and_then(|found| external::refusal(BackupMethod::Builtin, &found))
+            {
+                anyhow::bail!("{why}");
+            }
+            if meta.is_file() {
                 out.push(SourceFile {
                     base: base_of(&rel).to_string(),
                     name: rel,
@@ -206,5 +223,36 @@ mod tests {
         assert_eq!(base_of("ibdata1"), base::INNODB_DATA);
         assert_eq!(base_of("ib_logfile0"), base::INNODB_LOG);
         assert_eq!(base_of("app/t.ibd"), base::DATA);
+    }
+
+    #[test]
+    fn the_walk_refuses_what_lies_elsewhere() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let (data, elsewhere) = (d.path().join("data"), d.path().join("elsewhere"));
+        fs::create_dir_all(data.join("app")).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(data.join("app/t.ibd"), b"x").unwrap();
+        // A link the backup would not copy anyway is no reason to refuse.
+        symlink(&elsewhere, data.join("mysql-bin.000001")).unwrap();
+        let names = |v: Vec<SourceFile>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
+        assert_eq!(names(list_data_files(&data).unwrap()), ["app/t.ibd"]);
+        symlink(&elsewhere, data.join("db1")).unwrap();
+        let e = list_data_files(&data).unwrap_err().to_string();
+        let want = format!(
+            "{} is a symbolic link to {}",
+            data.join("db1").display(),
+            elsewhere.display()
+        );
+        assert!(e.contains(&want), "{e}");
+        fs::remove_file(data.join("db1")).unwrap();
+        fs::create_dir(data.join("db2")).unwrap();
+        fs::write(data.join("db2/r.isl"), b"/mnt/y/db2/r.ibd").unwrap();
+        let e = list_data_files(&data).unwrap_err().to_string();
+        assert!(
+            e.contains("table db2.r was created with DATA DIRECTORY"),
+            "{e}"
+        );
+        assert!(e.contains("/mnt/y/db2/r.ibd"), "{e}");
     }
 }

@@ -9,7 +9,9 @@
 //!   deposed leader removes nothing), then the shard's latest backup, then storage.
 //!   A removal interrupted after the record is redone by running it again, or the
 //!   reconciler catalogues the backup again and the next pass removes it;
-//! - the one definition of a shard's latest backup ([`latest_backup`]);
+//! - the one definition of a shard's latest backup ([`latest_restorable`]): the
+//!   newest complete record whose backup storage lists as complete *now*, so an
+//!   already catalogued backup whose MANIFEST (or a file) went bad is never named;
 //! - the pure reconcile plan between storage and topo ([`plan_reconcile`]);
 //! - where "already gone" and "already there" are not errors (private helpers).
 //!
@@ -19,10 +21,11 @@
 
 use anyhow::Context;
 use cairn_topo::Fenced;
-use cairn_topo::{BackupRecord, Fence, Shard, Topo, TopoError};
+use cairn_topo::{BackupRecord, BackupRecordState, Fence, Shard, Topo, TopoError};
 
 use super::manifest::Manifest;
 use super::storage::{BackupInfo, BackupStorage, StorageError, StorageResultExt};
+use crate::common::failpoint;
 
 /// The catalog of one topology and one backup storage, with the leader's fence
 /// when the coordinator writes through it.
@@ -59,6 +62,10 @@ impl Removed {
 pub struct CatalogDiff {
     /// Records of complete backups that have none yet, in storage's order.
     pub add: Vec<BackupRecord>,
+    /// Records whose backup's state in storage changed: complete ones whose
+    /// MANIFEST (or a file) became unreadable, marked so with the error and
+    /// `complete: false` (kept, never deleted); marked ones readable again.
+    pub update: Vec<BackupRecord>,
     /// Names of records whose backup is gone or incomplete in storage (never
     /// an unreadable one's).
     pub remove: Vec<String>,
@@ -67,7 +74,7 @@ pub struct CatalogDiff {
 impl CatalogDiff {
     /// Nothing to change.
     pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.remove.is_empty()
+        self.add.is_empty() && self.update.is_empty() && self.remove.is_empty()
     }
 }
 
@@ -85,6 +92,26 @@ pub fn latest_backup(records: &[BackupRecord]) -> Option<&BackupRecord> {
     records
         .iter()
         .filter(|r| r.complete)
+        .max_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)))
+}
+
+/// The shard's latest *restorable* backup: [`latest_backup`] among the records
+/// whose backup `listed` (storage, now) shows complete. A record still marked
+/// complete whose MANIFEST or a file has gone bad since it was catalogued is
+/// passed over for the next older one, so a waiting tablet is never pointed at a
+/// backup it cannot restore. Pure.
+pub fn latest_restorable<'r>(
+    records: &'r [BackupRecord],
+    listed: &[BackupInfo],
+) -> Option<&'r BackupRecord> {
+    let restorable: std::collections::HashSet<&str> = listed
+        .iter()
+        .filter(|b| b.complete)
+        .map(|b| b.name.as_str())
+        .collect();
+    records
+        .iter()
+        .filter(|r| r.complete && restorable.contains(r.name.as_str()))
         .max_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)))
 }
 
@@ -114,20 +141,52 @@ pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u6
         size_bytes,
         complete: true,
         schedule: m.schedule.clone(),
+        state: BackupRecordState::Complete,
+        error: None,
     }
+}
+
+/// `r` as it should read given its backup's state in storage `b`, if that
+/// differs: an unreadable backup's record gets `complete: false`, the state and
+/// the error; a complete backup's record is written afresh if it was marked.
+/// `None` when the record is right (or the backup is incomplete: removed
+/// elsewhere). Pure.
+fn updated_record(
+    keyspace: &str,
+    shard: &str,
+    r: &BackupRecord,
+    b: &BackupInfo,
+) -> Option<BackupRecord> {
+    if b.is_unreadable() {
+        let error = Some(b.error.clone().unwrap_or_else(|| "unreadable".into()));
+        let marked = !r.complete && r.state == BackupRecordState::Unreadable && r.error == error;
+        return (!marked).then(|| BackupRecord {
+            complete: false,
+            state: BackupRecordState::Unreadable,
+            error,
+            ..r.clone()
+        });
+    }
+    if b.complete && (!r.complete || r.state != BackupRecordState::Complete || r.error.is_some()) {
+        return record_of(keyspace, shard, b);
+    }
+    None
 }
 
 /// Storage is the truth for what exists: every complete backup gets a record
 /// (which wakes tablets waiting for a seed), and a record whose backup is not
 /// in storage (gone, or never finished) is removed; the record of an unreadable
-/// backup stays. `in_topo` holds the names of the shard's records.
+/// backup stays, marked unreadable with the error. `in_topo` holds the shard's
+/// records.
 pub fn plan_reconcile(
     keyspace: &str,
     shard: &str,
     in_storage: &[BackupInfo],
-    in_topo: &[String],
+    in_topo: &[BackupRecord],
 ) -> CatalogDiff {
-    let have: std::collections::HashSet<&str> = in_topo.iter().map(String::as_str).collect();
+    let have: std::collections::HashSet<&str> = in_topo.iter().map(|r| r.name.as_str()).collect();
+    let by_name: std::collections::HashMap<&str, &BackupInfo> =
+        in_storage.iter().map(|b| (b.name.as_str(), b)).collect();
     // An unreadable backup keeps its record: it may be good data behind a
     // passing I/O error or a newer MANIFEST, and only an operator removes it.
     let kept: std::collections::HashSet<&str> = in_storage
@@ -141,10 +200,17 @@ pub fn plan_reconcile(
             .filter(|b| !have.contains(b.name.as_str()))
             .filter_map(|b| record_of(keyspace, shard, b))
             .collect(),
+        update: in_topo
+            .iter()
+            .filter_map(|r| {
+                let b = by_name.get(r.name.as_str())?;
+                updated_record(keyspace, shard, r, b)
+            })
+            .collect(),
         remove: in_topo
             .iter()
-            .filter(|n| !kept.contains(n.as_str()))
-            .cloned()
+            .filter(|r| !kept.contains(r.name.as_str()))
+            .map(|r| r.name.clone())
             .collect(),
     }
 }
@@ -189,6 +255,9 @@ impl<'a> Catalog<'a> {
             .await
             .with_context(|| format!("removing the record of backup {name}"))?;
         self.refresh_latest(keyspace, shard).await?;
+        // The record is gone and the shard no longer names the backup; its data
+        // (MANIFEST included) is still whole in storage.
+        failpoint::hit("remove-backup-after-record");
         let storage = self
             .remove_from_storage(keyspace, shard, name)
             .await
@@ -223,9 +292,26 @@ impl<'a> Catalog<'a> {
             .with_context(|| format!("removing the record of backup {name}"))
     }
 
-    /// Sets the Shard record's latest backup from the catalog (see
-    /// [`latest_backup`]); a missing Shard record is left missing.
+    /// Sets the Shard record's latest backup from the catalog and what storage
+    /// shows now (see [`latest_restorable`]); a missing Shard record is left
+    /// missing. Lists the shard in storage; [`Self::refresh_latest_from`] takes
+    /// a listing already made.
     pub async fn refresh_latest(&self, keyspace: &str, shard: &str) -> anyhow::Result<()> {
+        let listed = self
+            .storage
+            .list_backups(keyspace, shard)
+            .await
+            .with_context(|| format!("listing the backups of {keyspace}/{shard} in storage"))?;
+        self.refresh_latest_from(keyspace, shard, &listed).await
+    }
+
+    /// [`Self::refresh_latest`] with the shard's storage listing `listed`.
+    pub async fn refresh_latest_from(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        listed: &[BackupInfo],
+    ) -> anyhow::Result<()> {
         let records: Vec<BackupRecord> = self
             .topo
             .list_backup_records(keyspace, shard)
@@ -234,7 +320,7 @@ impl<'a> Catalog<'a> {
             .into_iter()
             .map(|r| r.value)
             .collect();
-        let latest = latest_backup(&records);
+        let latest = latest_restorable(&records, listed);
         let name = latest.map(|r| r.name.clone());
         let time = latest.map(|r| r.backup_time);
         let key = self.topo.keys().shard(keyspace, shard);

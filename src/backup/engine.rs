@@ -3,24 +3,34 @@
 //! backup into a staging directory that becomes a data directory.
 //!
 //! May call: the engines ([`super::builtin`], [`super::xtrabackup`]), their
-//! parameters ([`super::params`]), storage and MANIFEST types, [`crate::mysql`].
+//! parameters ([`super::params`]), [`super::external`], storage and MANIFEST
+//! types, [`crate::mysql`].
 //!
 //! The agent owns the bracket around a backup (tablet type, replication, restarting
 //! mysqld whatever happens); an engine only does its body. Around every restore this
 //! room checks that the MANIFEST fits the restoring tablet ([`check_manifest_fits`],
 //! pure) before anything is touched, and leaves the restored directory owner-only
-//! whatever the engine.
+//! whatever the engine. Data the data directory only points to (symlinks, InnoDB
+//! `DATA DIRECTORY` tables) is refused by [`check_before_backup`] before the
+//! tablet leaves service, and by the restore when a backup holds it anyway.
 
 use super::manifest::{BackupMethod, Manifest};
 pub use super::params::{BackupParams, EngineConfig, RestoreParams};
 pub use super::pipeline::Progress;
 use super::storage::BackupStorage;
-use super::{builtin, xtrabackup};
+use super::{builtin, external, xtrabackup};
 use crate::mysql::mysqld::Mysqld;
 
 /// Whether the tablet leaves service (type BACKUP) while `method` runs.
 pub fn drains(method: BackupMethod) -> bool {
     matches!(method, BackupMethod::Builtin)
+}
+
+/// Refuses a backup by `method` of the data directory `data_dir` when it would
+/// miss data that lies elsewhere (see [`super::external`]): called before the
+/// tablet leaves service, so a refused backup never stops mysqld.
+pub fn check_before_backup(method: BackupMethod, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    external::check_data_dir(method, data_dir, &builtin::is_backed_up)
 }
 
 /// Takes a backup with `method`. Builtin leaves mysqld shut down (the caller
@@ -52,11 +62,16 @@ pub async fn restore_to_staging(p: RestoreParams<'_>) -> anyhow::Result<()> {
         p.cfg.allow_other_shard,
     )
     .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", p.manifest.backup_name))?;
+    external::check_entries(p.manifest)
+        .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", p.manifest.backup_name))?;
     let staging = p.staging.to_path_buf();
+    let name = p.manifest.backup_name.clone();
     match p.manifest.backup_method {
         BackupMethod::Builtin => builtin::restore(p).await?,
         BackupMethod::Xtrabackup => xtrabackup::restore(p).await?,
     }
+    // An online backup may have caught a DATA DIRECTORY table created meanwhile.
+    external::check_restored(&staging, &name)?;
     owner_only(&staging)
 }
 

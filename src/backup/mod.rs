@@ -22,6 +22,8 @@
 //!   [`params::BackupParams`], [`params::RestoreParams`].
 //! - [`builtin`]: the builtin engine: mysqld shut down, the data directory copied
 //!   file by file.
+//! - [`external`]: data a data directory only points to (symlinks, InnoDB
+//!   `.isl` link files) and each engine's rule about it: refused, never skipped.
 //! - [`xtrabackup`]: the xtrabackup engine: `mariabackup --stream` piped through
 //!   the pipeline while mysqld serves; restore through `mbstream -x` and
 //!   `--prepare`.
@@ -35,6 +37,7 @@
 pub mod builtin;
 pub mod catalog;
 pub mod engine;
+pub mod external;
 pub mod location;
 pub mod manifest;
 pub mod params;

@@ -11,7 +11,7 @@
 //! so no password is stored or shown on a command line.
 //!
 //! May call: [`super::pipeline`], [`super::storage`], [`super::manifest`],
-//! [`crate::mysql`] (the mysqld, its flavor and tools).
+//! [`crate::mysql`] (the mysqld, its flavor and tools), [`crate::common`].
 
 use std::fs;
 use std::io::Write;
@@ -26,6 +26,7 @@ use super::params::{BackupParams, EngineConfig, RestoreParams};
 use super::pipeline;
 use super::storage::BackupStorage;
 use crate::common::env::agent_only_env;
+use crate::common::failpoint;
 use crate::mysql::flavor::{find_on_path, Flavor, UserAuth};
 use crate::mysql::mysqld::Mysqld;
 use cairn_topo::StreamMode;
@@ -38,6 +39,29 @@ const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// Name of the stream inside the backup.
 const STREAM_NAME: &str = "backup.xbstream";
+
+/// Bytes of the tool's stream read before the `xtrabackup-while-streaming`
+/// failpoint fires (enough for part of the stream to be in storage).
+const STREAMING_FAILPOINT_AFTER: u64 = 4 << 20;
+
+/// The backup tool's stdout as the pipeline reads it, counting bytes so a test can
+/// kill the agent in the middle of the stream (failpoint
+/// `xtrabackup-while-streaming`; nothing in a real build).
+struct ToolStream<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for ToolStream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read >= STREAMING_FAILPOINT_AFTER {
+            failpoint::hit("xtrabackup-while-streaming");
+        }
+        Ok(n)
+    }
+}
 
 /// Finds the backup tool (in `--xtrabackup-root-path` if given, else PATH).
 fn find_tool(names: &[&str], root: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -222,15 +246,27 @@ pub async fn backup(
         }
     };
     tracing::info!(tool = %tool.display(), name = %p.name, "streaming an online backup");
-    let streamed = pipeline::backup_stream(
+    let stream = pipeline::backup_stream(
         writer.as_ref(),
-        stdout,
+        ToolStream {
+            inner: stdout,
+            read: 0,
+        },
         STREAM_NAME,
         &p.copy,
         p.progress.clone(),
         p.cancel.clone(),
-    )
-    .await;
+    );
+    tokio::pin!(stream);
+    // Cancelled: the tool is killed at once, not when the copy next looks (a slow
+    // storage write can keep it busy for a while).
+    let streamed = tokio::select! {
+        r = &mut stream => r,
+        () = p.cancel.cancelled() => {
+            child.kill();
+            stream.await
+        }
+    };
     if streamed.is_err() {
         child.kill();
     }
@@ -268,6 +304,8 @@ pub async fn backup(
         .await);
     };
     let _ = fs::remove_dir_all(&scratch);
+    // The whole stream is in storage; no MANIFEST yet (the backup is incomplete).
+    failpoint::hit("xtrabackup-after-stream");
     let mut manifest = p.manifest(
         BackupMethod::Xtrabackup,
         format!("{}/{gtid}", flavor.name()),
@@ -283,6 +321,8 @@ pub async fn backup(
         )
         .await);
     }
+    // Complete in storage; the job is still RUNNING and the backup not catalogued.
+    failpoint::hit("xtrabackup-after-manifest");
     Ok(manifest)
 }
 
@@ -344,7 +384,15 @@ pub async fn restore(p: RestoreParams<'_>) -> anyhow::Result<()> {
     // Every chunk's path is checked before mbstream sees it: nothing lands outside
     // the staging directory.
     let guarded = XbstreamGuard::new(stdin);
-    let piped = pipeline::restore_stream(from, guarded, progress, cancel.clone()).await;
+    let piped = pipeline::restore_stream(from, guarded, progress, cancel.clone());
+    tokio::pin!(piped);
+    let piped = tokio::select! {
+        r = &mut piped => r,
+        () = cancel.cancelled() => {
+            unpack.kill();
+            piped.await
+        }
+    };
     let piped = piped.and_then(|(guarded, _)| {
         let mut stdin = guarded.finish().context("the end of the backup stream")?;
         stdin.flush().context("flushing into mbstream")?;

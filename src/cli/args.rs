@@ -291,6 +291,9 @@ pub struct TabletArgs {
     /// How often Health is written
     #[arg(long, default_value = "2s", value_parser = parse_dur)]
     pub health_interval: Duration,
+    /// A running job's progress is written into its record at most this often
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    pub job_progress_interval: Duration,
     /// Size of the InnoDB buffer pool of mysqld
     #[arg(long, default_value = "128M")]
     pub innodb_buffer_pool_size: String,
@@ -325,6 +328,10 @@ pub struct CoordinatorArgs {
     /// A running job is failed (and retried) past this
     #[arg(long, default_value = "6h", value_parser = parse_dur)]
     pub job_timeout: Duration,
+    /// A running job whose tablet lost its Health is failed (and retried) after this
+    /// long (its agent, cut off from etcd, stops the job first)
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    pub lost_health_grace: Duration,
     /// Attempts of one scheduled backup, the first included
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
@@ -334,6 +341,13 @@ pub struct CoordinatorArgs {
     /// Finished jobs are deleted from topo after this long
     #[arg(long, default_value = "168h", value_parser = parse_dur)]
     pub job_history: Duration,
+    /// CANCELLED jobs, and manual jobs that failed before they started, are deleted
+    /// after this long (at most --job-history)
+    #[arg(long, default_value = "24h", value_parser = parse_dur)]
+    pub cancelled_job_history: Duration,
+    /// Schedules whose slots come closer together than this are not run
+    #[arg(long, env = "CAIRN_MIN_SCHEDULE_PERIOD", default_value = "5m", value_parser = parse_dur)]
+    pub min_schedule_period: Duration,
     /// Incomplete backups older than this are removed by retention
     #[arg(long, default_value = "24h", value_parser = parse_dur)]
     pub incomplete_grace: Duration,
@@ -528,6 +542,9 @@ pub struct ScheduleSetArgs {
     pub keep_for: Option<Duration>,
     #[arg(long, value_enum)]
     pub backup_engine: Option<BackupMethod>,
+    /// Refuse a cron whose slots come closer together than this
+    #[arg(long, env = "CAIRN_MIN_SCHEDULE_PERIOD", default_value = "5m", value_parser = parse_dur)]
+    pub min_schedule_period: Duration,
 }
 
 /// `cairn jobs`.

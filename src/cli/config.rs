@@ -186,6 +186,11 @@ fn check_tablet_flags(a: &TabletArgs) -> Result<(), UsageError> {
             human(a.health_ttl)
         )));
     }
+    at_least(
+        "--job-progress-interval",
+        a.job_progress_interval,
+        Duration::from_millis(100),
+    )?;
     if a.concurrency == 0 {
         return Err(UsageError("--concurrency must be at least 1".into()));
     }
@@ -207,6 +212,30 @@ fn check_coordinator_flags(a: &CoordinatorArgs) -> Result<(), UsageError> {
     )?;
     at_least("--job-timeout", a.job_timeout, Duration::from_secs(1))?;
     at_least("--job-history", a.job_history, Duration::from_secs(1))?;
+    // Without a grace a job cut off from etcd could be retried elsewhere while its
+    // agent is still stopping it; a grace as long as the job timeout never fails it.
+    at_least(
+        "--lost-health-grace",
+        a.lost_health_grace,
+        Duration::from_secs(1),
+    )?;
+    if a.lost_health_grace >= a.job_timeout {
+        return Err(UsageError(format!(
+            "--lost-health-grace ({}) must be shorter than --job-timeout ({})",
+            human(a.lost_health_grace),
+            human(a.job_timeout)
+        )));
+    }
+    at_least(
+        "--cancelled-job-history",
+        a.cancelled_job_history,
+        Duration::from_secs(1),
+    )?;
+    at_least(
+        "--min-schedule-period",
+        a.min_schedule_period,
+        Duration::from_secs(1),
+    )?;
     if a.max_attempts == 0 {
         return Err(UsageError(
             "--max-attempts must be at least 1 (the first try)".into(),
@@ -278,6 +307,7 @@ pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
         repl_password: resolve_password(args)?,
         health_ttl: args.health_ttl,
         health_interval: args.health_interval,
+        job_progress_interval: args.job_progress_interval,
         innodb_buffer_pool_size: args.innodb_buffer_pool_size.clone(),
         backup: EngineConfig {
             default_engine: args.backup_engine_implementation,
@@ -314,9 +344,12 @@ pub fn coordinator_config(args: &CoordinatorArgs) -> anyhow::Result<CoordinatorC
         stagger_window: args.stagger_window,
         pending_timeout: args.pending_timeout,
         job_timeout: args.job_timeout,
+        lost_health_grace: args.lost_health_grace,
         max_attempts: args.max_attempts.max(1),
         retry_delay: args.retry_delay,
         job_history: args.job_history,
+        cancelled_job_history: args.cancelled_job_history,
+        min_schedule_period: args.min_schedule_period,
         incomplete_grace: args.incomplete_grace,
         snapshot_cron: args.topo_snapshot_cron.clone(),
         snapshot_keep: args.topo_snapshot_keep.max(1),
@@ -378,6 +411,11 @@ mod tests {
                 &["--concurrency", "0"],
                 Some("--concurrency must be at least 1"),
             ),
+            (
+                &["--job-progress-interval", "0"],
+                Some("--job-progress-interval must be at least 100ms"),
+            ),
+            (&["--job-progress-interval", "1s"], None),
         ];
         for (extra, want) in cases {
             let mut argv = base.to_vec();
@@ -411,6 +449,25 @@ mod tests {
                 Some("--topo-snapshot-keep must be at least 1"),
             ),
             (
+                &["--min-schedule-period", "0"],
+                Some("--min-schedule-period must be at least 1s"),
+            ),
+            (
+                &["--min-schedule-period", "500ms"],
+                Some("--min-schedule-period must be at least 1s"),
+            ),
+            (&["--min-schedule-period", "1s"], None),
+            (&["--min-schedule-period", "24h"], None),
+            (
+                &["--cancelled-job-history", "0"],
+                Some("--cancelled-job-history must be at least 1s"),
+            ),
+            // Longer than --job-history is allowed: the shorter one wins.
+            (
+                &["--cancelled-job-history", "720h", "--job-history", "1h"],
+                None,
+            ),
+            (
                 &["--job-timeout", "2h", "--incomplete-grace", "1h"],
                 Some(
                     "--incomplete-grace (1h) must be longer than --job-timeout (2h): a backup \
@@ -421,6 +478,23 @@ mod tests {
                 &["--job-timeout", "2h", "--incomplete-grace", "2h30m"],
                 None,
             ),
+            (
+                &["--lost-health-grace", "500ms"],
+                Some("--lost-health-grace must be at least 1s"),
+            ),
+            (
+                &["--lost-health-grace", "0"],
+                Some("--lost-health-grace must be at least 1s"),
+            ),
+            (
+                &["--job-timeout", "30s", "--lost-health-grace", "30s"],
+                Some("--lost-health-grace (30s) must be shorter than --job-timeout (30s)"),
+            ),
+            (
+                &["--job-timeout", "30s", "--lost-health-grace", "29s"],
+                None,
+            ),
+            (&["--lost-health-grace", "1s"], None),
         ];
         for (extra, want) in cases {
             let mut argv = vec!["coordinator"];
@@ -431,6 +505,28 @@ mod tests {
             let got = check_coordinator_flags(&a).err().map(|e| e.0);
             assert_eq!(got.as_deref(), *want, "{extra:?}");
         }
+    }
+
+    /// The flags' defaults are the rules' own constants.
+    #[test]
+    fn the_minimum_schedule_period_defaults_to_the_rule_s_constant() {
+        use crate::coordinator::schedule::period::DEFAULT_MIN_SCHEDULE_PERIOD;
+        let Command::Coordinator(a) = parse(&["coordinator"]) else {
+            panic!("not a coordinator command")
+        };
+        assert_eq!(a.min_schedule_period, DEFAULT_MIN_SCHEDULE_PERIOD);
+        let Command::Schedule(crate::cli::args::ScheduleCommand::Set(s)) = parse(&[
+            "schedule",
+            "set",
+            "n",
+            "--cron",
+            "0 2 * * *",
+            "--target",
+            "ks",
+        ]) else {
+            panic!("not schedule set")
+        };
+        assert_eq!(s.min_schedule_period, DEFAULT_MIN_SCHEDULE_PERIOD);
     }
 
     /// Both timestamp flags refuse at parse time what the restore would refuse when

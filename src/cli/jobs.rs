@@ -1,7 +1,9 @@
 //! Jobs from the CLI's side: write a job for a tablet, wait for its outcome with a
 //! progress bar, fail it if no agent takes it in time; and `cairn jobs`.
 //!
-//! The same job records are written by the coordinator; agents take them by CAS.
+//! The same job records are written by the coordinator; agents take them by CAS. A
+//! submit whose write reported an error reads the job back and recognises its own
+//! ([`is_our_submission`]) rather than failing a job that was written.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -49,12 +51,40 @@ fn state_name(s: JobState) -> &'static str {
     }
 }
 
-/// Writes the job (create-if-absent).
+/// Whether the job found at `ours`'s key, read back after its create reported an
+/// error, is the one this submit wrote (the write landed and its answer was lost;
+/// the retry then found the key taken, by itself). The key is the job id this
+/// submit generated (time and a random suffix), so a job there with the same
+/// identity is ours, in whatever state it has reached since. Pure.
+pub fn is_our_submission(ours: &Job, found: Option<&Job>) -> bool {
+    found.is_some_and(|j| {
+        j.id == ours.id
+            && j.created_at == ours.created_at
+            && j.kind == ours.kind
+            && j.tablet_alias == ours.tablet_alias
+            && j.keyspace == ours.keyspace
+            && j.shard == ours.shard
+    })
+}
+
+/// Writes the job (create-if-absent). A create that reports an error may have
+/// been applied: the job is read back, and if it is ours the submit carries on.
 pub async fn submit(topo: &Topo, job: &Job) -> anyhow::Result<()> {
-    topo.create(&topo.keys().job(&job.id), job, None)
-        .await
-        .with_context(|| format!("writing job {}", job.id))?;
-    Ok(())
+    let key = topo.keys().job(&job.id);
+    let Err(e) = topo.create(&key, job, None).await else {
+        return Ok(());
+    };
+    match topo.get::<Job>(&key).await {
+        Ok(found) if is_our_submission(job, found.as_ref().map(|v| &v.value)) => {
+            tracing::warn!(job = %job.id, error = %e, "writing the job reported an error, but it was written: carrying on");
+            Ok(())
+        }
+        Ok(_) => Err(anyhow::Error::new(e).context(format!("writing job {}", job.id))),
+        Err(read) => Err(anyhow::Error::new(e).context(format!(
+            "writing job {} (reading it back failed too: {read}; `cairn jobs` shows whether it was written)",
+            job.id
+        ))),
+    }
 }
 
 /// Fails a job still PENDING (by CAS, so an agent that just took it wins).
@@ -205,4 +235,67 @@ pub async fn list(topo: &Topo, a: JobsArgs) -> anyhow::Result<()> {
             ]
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submit_recognises_its_own_job() {
+        let alias: TabletAlias = "zone1-101".parse().unwrap();
+        let ours = Job::pending(JobKind::Backup, "ks", "0", &alias);
+        let with = |f: &dyn Fn(&mut Job)| {
+            let mut j = ours.clone();
+            f(&mut j);
+            j
+        };
+        // (what, found at the key, ours)
+        let cases: Vec<(&str, Option<Job>, bool)> = vec![
+            ("written as sent", Some(ours.clone()), true),
+            (
+                "written, already taken by the agent",
+                Some(with(&|j| {
+                    j.state = JobState::Running;
+                    j.owner_lease = Some(7);
+                })),
+                true,
+            ),
+            (
+                "written, already finished",
+                Some(with(&|j| j.state = JobState::Succeeded)),
+                true,
+            ),
+            ("nothing there", None, false),
+            (
+                "another submit's job (created at another time)",
+                Some(with(&|j| {
+                    j.created_at = ours.created_at - chrono::Duration::milliseconds(1)
+                })),
+                false,
+            ),
+            (
+                "another tablet",
+                Some(with(&|j| j.tablet_alias = "zone1-102".parse().unwrap())),
+                false,
+            ),
+            (
+                "another kind",
+                Some(with(&|j| j.kind = JobKind::Restore)),
+                false,
+            ),
+            (
+                "another shard",
+                Some(with(&|j| j.shard = "80-".into())),
+                false,
+            ),
+            ("another id", Some(with(&|j| j.id = "x".into())), false),
+        ];
+        for (what, found, want) in cases {
+            assert_eq!(is_our_submission(&ours, found.as_ref()), want, "{what}");
+        }
+        // The record as read back from etcd (JSON) still matches.
+        let round: Job = serde_json::from_str(&serde_json::to_string(&ours).unwrap()).unwrap();
+        assert!(is_our_submission(&ours, Some(&round)));
+    }
 }

@@ -17,7 +17,7 @@ pub mod topo_snapshot;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cairn_topo::{Topo, TopoConfig};
+use cairn_topo::{Topo, TopoConfig, TopoError};
 
 use args::{Cli, Command, GlobalArgs, LogFormat};
 
@@ -61,7 +61,12 @@ pub fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = if e.downcast_ref::<UsageError>().is_some() {
+            // A bad topo configuration (e.g. an `http://` endpoint with TLS flags)
+            // is bad usage wherever it surfaces, agents included.
+            let bad_topo_config = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref::<TopoError>(), Some(TopoError::Config(_))));
+            let code = if e.downcast_ref::<UsageError>().is_some() || bad_topo_config {
                 2
             } else {
                 1
@@ -108,7 +113,11 @@ async fn connect_admin(g: &GlobalArgs) -> anyhow::Result<Topo> {
     let cfg = topo_config(g);
     Topo::connect(&cfg, Some(ADMIN_CONNECT_DEADLINE))
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", cfg.endpoints.join(",")))
+        .map_err(|e| match e {
+            // Already one clear line naming the endpoint and the flag to fix.
+            TopoError::Config(_) | TopoError::Tls(_) | TopoError::Auth(_) => anyhow::Error::new(e),
+            e => anyhow::anyhow!("cannot reach etcd at {}: {e}", cfg.endpoints.join(",")),
+        })
 }
 
 /// Runs one parsed command line.

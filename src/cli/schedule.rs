@@ -7,8 +7,14 @@
 //! first slot after now, so neither makes up slots the schedule was not meant to
 //! run (see [`crate::coordinator::schedule`]).
 //!
+//! A cron whose slots come closer together than `--min-schedule-period` (default
+//! 5m; also `CAIRN_MIN_SCHEDULE_PERIOD`) is refused the same way: the coordinator
+//! would refuse to run it.
+//!
 //! `list --json` fields: `name, cron, target, keep_count, keep_for, paused,
-//! last_run, next_run`, plus `keep_for_seconds`, `backup_engine`, `created_at`.
+//! last_run, next_run`, plus `keep_for_seconds`, `backup_engine`, `created_at`,
+//! and the runs the coordinator did not take: `skipped_runs`, `last_skip_reason`,
+//! `last_skip_at` (counted on the schedule instead of a job per slot).
 //! `keep_for` is a duration string in the spelling `--keep-for` accepts, in whole
 //! seconds (`168h`, `1h30m`, `45s`); `keep_for_seconds` is the same as a number.
 //! `next_run` is `null` for a paused schedule; a `next_run` in the past means the
@@ -28,6 +34,7 @@ use super::UsageError;
 use crate::backup::catalog::Catalog;
 use crate::coordinator::prune::{plan_shard_retention, prune_scope, prune_shard, ShardRetention};
 use crate::coordinator::retention::human;
+use crate::coordinator::schedule::period::check_min_period;
 use crate::coordinator::schedule::{next_run, parse_cron, parse_target, upcoming, Target};
 
 /// A `schedule set` whose input passed validation.
@@ -50,7 +57,9 @@ struct ValidSet {
 /// Checks everything `schedule set` can check without etcd; a failure is a
 /// [`UsageError`] (exit 2).
 fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
-    parse_cron(&a.cron).map_err(|e| UsageError(format!("--cron: {e}")))?;
+    let cron = parse_cron(&a.cron).map_err(|e| UsageError(format!("--cron: {e}")))?;
+    check_min_period(&a.cron, &cron, a.min_schedule_period, Utc::now())
+        .map_err(|e| UsageError(format!("--cron: {e}")))?;
     let target = parse_target(&a.target).map_err(|e| UsageError(format!("--target: {e}")))?;
     if a.keep_count == Some(0) {
         return Err(UsageError(
@@ -136,6 +145,11 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
                 Some(c) => (c.created_at, c.last_run, c.paused),
                 None => (now, None, false),
             };
+            // The skip counters are the schedule's history: a replacement keeps them.
+            let (skipped_runs, last_skip_reason, last_skip_at) = match &cur {
+                Some(c) => (c.skipped_runs, c.last_skip_reason.clone(), c.last_skip_at),
+                None => (0, None, None),
+            };
             Ok(Some(Schedule {
                 name: v.name.clone(),
                 cron: v.cron.clone(),
@@ -147,6 +161,9 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
                 last_run,
                 next_run: next_run(&cron, now),
                 created_at,
+                skipped_runs,
+                last_skip_reason,
+                last_skip_at,
             }))
         })
         .await
@@ -191,6 +208,13 @@ pub struct ScheduleRow {
     pub next_run: Option<DateTime<Utc>>,
     /// When the schedule was first set.
     pub created_at: DateTime<Utc>,
+    /// Runs the coordinator did not take: shards of slots given up (no eligible
+    /// tablet, previous backup still running) and refusals of the schedule.
+    pub skipped_runs: u64,
+    /// Why the last one was skipped.
+    pub last_skip_reason: Option<String>,
+    /// When.
+    pub last_skip_at: Option<DateTime<Utc>>,
 }
 
 /// The row of a stored schedule. `next_run` is computed the way the scheduler
@@ -216,6 +240,9 @@ pub fn row(s: &Schedule) -> ScheduleRow {
         last_run: s.last_run,
         next_run: next,
         created_at: s.created_at,
+        skipped_runs: s.skipped_runs,
+        last_skip_reason: s.last_skip_reason.clone(),
+        last_skip_at: s.last_skip_at,
     }
 }
 
@@ -236,6 +263,9 @@ async fn list(topo: &Topo, json: bool) -> anyhow::Result<()> {
             "PAUSED",
             "LAST_RUN",
             "NEXT_RUN",
+            "SKIPPED",
+            "LAST_SKIP_AT",
+            "LAST_SKIP_REASON",
         ],
         &rows,
         |r| {
@@ -248,6 +278,9 @@ async fn list(topo: &Topo, json: bool) -> anyhow::Result<()> {
                 if r.paused { "yes" } else { "no" }.to_string(),
                 opt(&r.last_run.map(ts)),
                 opt(&r.next_run.map(ts)),
+                r.skipped_runs.to_string(),
+                opt(&r.last_skip_at.map(ts)),
+                opt(&r.last_skip_reason),
             ]
         },
     )
@@ -329,6 +362,7 @@ async fn prune(topo: &Topo, a: SchedulePruneArgs) -> anyhow::Result<()> {
             now,
             in_use: &scope.in_use,
             in_flight: &scope.in_flight,
+            succeeded: &scope.succeeded,
             incomplete_grace: a.incomplete_grace,
         };
         let removals = if a.dry_run {
@@ -374,6 +408,7 @@ mod tests {
             keep_count: None,
             keep_for: None,
             backup_engine: None,
+            min_schedule_period: Duration::from_secs(300),
         }
     }
 
@@ -405,6 +440,32 @@ mod tests {
     }
 
     #[test]
+    fn set_refuses_a_cron_below_the_minimum_period() {
+        let five_m = Duration::from_secs(300);
+        // (cron, --min-schedule-period, refused)
+        let cases = [
+            ("*/10 * * * * *", five_m, true),
+            ("* * * * *", five_m, true),
+            ("*/5 * * * *", five_m, false),
+            ("0 2 * * *", five_m, false),
+            ("*/10 * * * * *", Duration::from_secs(10), false),
+            ("0 * * * *", Duration::from_secs(2 * 3600), true),
+        ];
+        for (cron, min, refused) in cases {
+            let mut a = args(cron, "ks");
+            a.min_schedule_period = min;
+            let got = validate_set(&a);
+            assert_eq!(got.is_err(), refused, "{cron} {min:?}");
+            if let Err(e) = got {
+                let e = e.to_string();
+                assert!(e.starts_with("--cron: "), "{e}");
+                assert!(e.contains("--min-schedule-period"), "{e}");
+                assert!(!e.contains('\n'), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn rows_show_keep_for_as_a_duration_and_no_next_run_when_paused() {
         let created = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
@@ -420,6 +481,9 @@ mod tests {
             last_run: None,
             next_run: None,
             created_at: created,
+            skipped_runs: 0,
+            last_skip_reason: None,
+            last_skip_at: None,
         };
         let r = row(&s);
         assert_eq!(r.keep_for.as_deref(), Some("168h"));
@@ -436,6 +500,9 @@ mod tests {
             "paused",
             "last_run",
             "next_run",
+            "skipped_runs",
+            "last_skip_reason",
+            "last_skip_at",
         ] {
             assert!(j.get(k).is_some(), "{k} missing in {j}");
         }

@@ -14,6 +14,7 @@ use cairn_topo::watch::WatchEvent;
 use cairn_topo::{
     BackupRecord, Health, Job, Keys, Schedule, Shard, Tablet, TabletAlias, Topo, TopoKey, Versioned,
 };
+use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +27,12 @@ pub struct TopoView {
     pub by_shard: HashMap<(String, String), std::collections::BTreeSet<String>>,
     /// Health by alias string (present while the agent lives).
     pub health: HashMap<String, Health>,
+    /// When this picture saw each tablet's Health deleted (removed when it is
+    /// back), so a job's tablet gets a grace before its job is failed.
+    pub health_lost_at: HashMap<String, DateTime<Utc>>,
+    /// When the picture was loaded (or reloaded after a gap): a Health missing
+    /// since then is counted as lost from this moment.
+    pub loaded_at: DateTime<Utc>,
     /// Shards by (keyspace, shard).
     pub shards: BTreeMap<(String, String), Versioned<Shard>>,
     /// Backup records by (keyspace, shard) then name.
@@ -77,6 +84,7 @@ impl TopoView {
             TopoKey::Health(alias) => {
                 let a = alias.to_string();
                 if let Some(h) = parse::<Health>(key, value, bad) {
+                    self.health_lost_at.remove(&a);
                     self.health.insert(a, h);
                 }
             }
@@ -124,7 +132,9 @@ impl TopoView {
             }
             TopoKey::Health(alias) => {
                 let a = alias.to_string();
-                self.health.remove(&a);
+                if self.health.remove(&a).is_some() {
+                    self.health_lost_at.insert(a, Utc::now());
+                }
             }
             TopoKey::Shard {
                 keyspace: ks,
@@ -186,6 +196,21 @@ impl TopoView {
     pub fn has_health(&self, alias: &TabletAlias) -> bool {
         self.health.contains_key(&alias.to_string())
     }
+
+    /// Since when the tablet (alias string) has been without Health as this picture
+    /// saw it: the deletion it watched, else the load of the picture; `None` while
+    /// Health is there.
+    pub fn health_gone_since(&self, alias: &str) -> Option<DateTime<Utc>> {
+        if self.health.contains_key(alias) {
+            return None;
+        }
+        Some(
+            self.health_lost_at
+                .get(alias)
+                .copied()
+                .unwrap_or(self.loaded_at),
+        )
+    }
 }
 
 /// A shared, watched picture of the topology.
@@ -201,7 +226,10 @@ impl Cache {
     /// Loads everything under the root; returns the cache and starts nothing.
     pub async fn load(topo: &Topo) -> anyhow::Result<Cache> {
         let keys = topo.keys().clone();
-        let mut snap = TopoView::default();
+        let mut snap = TopoView {
+            loaded_at: Utc::now(),
+            ..TopoView::default()
+        };
         let (kvs, rev) = topo.list_raw(&topo.keys().all()).await?;
         for (k, v, ver) in kvs {
             snap.apply_put(&keys, &k, &v, ver);
@@ -263,7 +291,10 @@ impl Cache {
                         revision,
                         "topology watch had a gap; reloading the whole picture"
                     );
-                    let mut fresh = TopoView::default();
+                    let mut fresh = TopoView {
+                        loaded_at: Utc::now(),
+                        ..TopoView::default()
+                    };
                     for (k, v, ver) in kvs {
                         fresh.apply_put(&self.keys, &k, &v, ver);
                     }
@@ -318,6 +349,31 @@ mod tests {
         assert!(!s
             .by_shard
             .contains_key(&("ks".to_string(), "0".to_string())));
+    }
+
+    #[test]
+    fn health_gone_since_the_delete_or_the_load() {
+        let keys = Keys::new("/cairn");
+        let key = "/cairn/zone1/tablets/zone1-0000000001/Health";
+        let a = "zone1-0000000001";
+        let loaded = Utc::now() - chrono::Duration::hours(1);
+        let health = serde_json::to_vec(&Health::default()).unwrap();
+        let mut s = TopoView {
+            loaded_at: loaded,
+            ..TopoView::default()
+        };
+        // Never seen: missing since the load.
+        assert_eq!(s.health_gone_since(a), Some(loaded));
+        s.apply_put(&keys, key, &health, 1);
+        assert_eq!(s.health_gone_since(a), None);
+        let before = Utc::now();
+        s.apply_delete(&keys, key);
+        let since = s.health_gone_since(a).unwrap();
+        assert!(since >= before && since <= Utc::now(), "{since}");
+        // Back: present again, and a later loss counts from its own delete.
+        s.apply_put(&keys, key, &health, 2);
+        assert_eq!(s.health_gone_since(a), None);
+        assert!(s.health_lost_at.is_empty());
     }
 
     #[test]

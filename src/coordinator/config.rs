@@ -24,12 +24,20 @@ pub struct CoordinatorConfig {
     pub pending_timeout: Duration,
     /// A running job is failed past this.
     pub job_timeout: Duration,
+    /// A running job whose tablet lost its Health is failed after this long.
+    pub lost_health_grace: Duration,
     /// Attempts of one scheduled backup (first try included).
     pub max_attempts: u32,
     /// Wait before the first retry (doubled for each further one).
     pub retry_delay: Duration,
     /// Finished jobs are forgotten after this long.
     pub job_history: Duration,
+    /// CANCELLED jobs, and manual jobs that failed before they started, are
+    /// forgotten after this long (never later than `job_history`).
+    pub cancelled_job_history: Duration,
+    /// A stored schedule whose slots come closer together than this is refused
+    /// (not run; noted on its record once).
+    pub min_schedule_period: Duration,
     /// Incomplete backups older than this are removed by retention.
     pub incomplete_grace: Duration,
     /// `--topo-snapshot-cron`.

@@ -1,6 +1,7 @@
 //! The job history pass of the leader loop: deletes the finished jobs
 //! [`supervise::expired_jobs`] picks, so the jobs prefix does not grow without
-//! bound (a daily keyspace-wide run adds a job per shard). Each delete is fenced
+//! bound (a daily keyspace-wide run adds a job per shard; CANCELLED jobs and
+//! manual jobs that never started go sooner). Each delete is fenced
 //! and conditional on the job's version, so a job that changed is kept.
 //!
 //! May call: the pure rule in `supervise`, `cairn-topo` (fenced deletes).
@@ -11,7 +12,8 @@ use chrono::{DateTime, Utc};
 use super::shared::Shared;
 use super::supervise;
 
-/// Deletes finished jobs older than the job history window (`--job-history`).
+/// Deletes finished jobs older than their job history window (`--job-history`;
+/// `--cancelled-job-history` for CANCELLED jobs and manual jobs that never started).
 pub(super) async fn forget_old_jobs(
     shared: &Shared,
     fence: &Fence,
@@ -19,7 +21,11 @@ pub(super) async fn forget_old_jobs(
 ) -> anyhow::Result<()> {
     let old = {
         let s = shared.cache.inner.read().await;
-        supervise::expired_jobs(s.jobs.values(), now, shared.cfg.job_history)
+        let history = supervise::JobHistory {
+            finished: shared.cfg.job_history,
+            short: shared.cfg.cancelled_job_history,
+        };
+        supervise::expired_jobs(s.jobs.values(), now, &history)
     };
     for (id, version) in old {
         let deleted = shared

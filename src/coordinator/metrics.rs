@@ -1,7 +1,8 @@
 //! The coordinator's Prometheus metrics ([`CoordinatorMetrics`]): backups
 //! succeeded and failed, seconds since each shard's latest backup, job durations,
 //! bytes backed up, leadership, unreadable backups per shard (as the catalog
-//! reconciler last saw them) and the items a leader pass skipped. Updated by the
+//! reconciler last saw them), the items a leader pass skipped and the shards of
+//! schedule slots given up. Updated by the
 //! passes and refreshed from the cache; rendered by [`super::http`].
 
 use std::collections::{BTreeMap, HashSet};
@@ -68,6 +69,9 @@ pub struct CoordinatorMetrics {
     pub unreadable_backups: Family<ShardLabels, Gauge>,
     /// Items (a shard, a job) a leader pass logged and skipped, per pass.
     pub pass_items_skipped: Family<PassLabels, Counter>,
+    /// Shards of schedule slots given up (no eligible tablet until the give-up
+    /// time, or the shard's previous backup still running), per shard.
+    pub scheduled_runs_skipped: Family<ShardLabels, Counter>,
     /// The unreadable backups themselves, per shard, for `/api/v1/status`.
     unreadable: Mutex<BTreeMap<(String, String), Vec<UnreadableBackup>>>,
 }
@@ -86,6 +90,7 @@ impl Default for CoordinatorMetrics {
             snapshots: Counter::default(),
             unreadable_backups: Family::default(),
             pass_items_skipped: Family::default(),
+            scheduled_runs_skipped: Family::default(),
             unreadable: Mutex::default(),
         }
     }
@@ -139,6 +144,12 @@ impl CoordinatorMetrics {
             "Items (shards, jobs) a leader pass could not handle, logged and skipped",
             self.pass_items_skipped.clone(),
         );
+        r.register(
+            "scheduled_runs_skipped",
+            "Shards of schedule slots given up: no eligible tablet until the give-up time, \
+             or the shard's previous backup still running (also on the schedule record)",
+            self.scheduled_runs_skipped.clone(),
+        );
         r
     }
 
@@ -179,6 +190,16 @@ impl CoordinatorMetrics {
         self.pass_items_skipped
             .get_or_create(&PassLabels {
                 pass: pass.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one shard of a schedule slot given up.
+    pub fn count_skipped_run(&self, keyspace: &str, shard: &str) {
+        self.scheduled_runs_skipped
+            .get_or_create(&ShardLabels {
+                keyspace: keyspace.to_string(),
+                shard: shard.to_string(),
             })
             .inc();
     }

@@ -10,7 +10,8 @@
 //! rule, and `backup` (catalog, storage, manifest names). The decision itself is
 //! [`super::retention::owned_by`] and [`super::retention::plan`]; here is only
 //! the IO around it, and what they are fed: each backup's owning schedule (from
-//! its MANIFEST) and whether a RUNNING backup job names it ([`backups_in_flight`]).
+//! its MANIFEST), whether a RUNNING backup job names it ([`backups_in_flight`]),
+//! and whether a SUCCEEDED one does ([`backups_of_succeeded_jobs`]).
 //! Unreadable backups (see [`crate::backup::storage::BackupState`]) are never
 //! removed here.
 
@@ -27,7 +28,7 @@ use super::schedule;
 use super::shared::Shared;
 use crate::backup::catalog::Catalog;
 use crate::backup::storage::BackupStorage;
-use crate::common::lock;
+use crate::common::{failpoint, lock};
 
 /// One shard under one schedule's rule, at one moment: what a retention plan
 /// needs besides storage.
@@ -45,6 +46,8 @@ pub struct ShardRetention<'a> {
     pub in_use: &'a HashSet<String>,
     /// Backups RUNNING backup jobs are writing: never removed.
     pub in_flight: &'a HashSet<String>,
+    /// Backups SUCCEEDED backup jobs name (see [`backups_of_succeeded_jobs`]).
+    pub succeeded: &'a HashSet<String>,
     /// Incomplete backups younger than this may still be being written.
     pub incomplete_grace: Duration,
 }
@@ -74,6 +77,7 @@ pub async fn plan_shard_retention(
             state: b.state,
             schedule: b.manifest.as_ref().and_then(|m| m.schedule.clone()),
             in_flight: r.in_flight.contains(&b.name),
+            once_complete: r.succeeded.contains(&b.name),
         })
         .collect();
     let inputs = retention::owned_by(&inputs, &r.schedule.name);
@@ -98,11 +102,15 @@ pub async fn prune_shard(
     r: &ShardRetention<'_>,
 ) -> anyhow::Result<Vec<Removal>> {
     let plan = plan_shard_retention(catalog.storage(), r).await?;
-    for removal in &plan {
+    for (i, removal) in plan.iter().enumerate() {
         catalog
             .remove_backup(r.keyspace, r.shard, &removal.name)
             .await?;
         tracing::info!(backup = %removal.name, reason = %removal.reason, "removed by retention");
+        if i == 0 && plan.len() > 1 {
+            // One backup of the plan removed, the others not yet.
+            failpoint::hit("prune-after-first-removal");
+        }
     }
     Ok(plan)
 }
@@ -135,6 +143,17 @@ pub fn backups_in_flight(s: &TopoView) -> HashSet<String> {
         .collect()
 }
 
+/// Backups that were complete once: those named by SUCCEEDED backup jobs (an
+/// agent finishes a backup job only once its MANIFEST is written). One of them
+/// found without a MANIFEST is a removal cut short, finished at once.
+pub fn backups_of_succeeded_jobs(s: &TopoView) -> HashSet<String> {
+    s.jobs
+        .values()
+        .filter(|j| j.value.kind == JobKind::Backup && j.value.state == JobState::Succeeded)
+        .filter_map(|j| j.value.backup_name.clone())
+        .collect()
+}
+
 /// What `schedule prune` reads from topo before pruning.
 #[derive(Debug, Clone, Default)]
 pub struct PruneScope {
@@ -144,6 +163,8 @@ pub struct PruneScope {
     pub in_use: HashSet<String>,
     /// Backups being written (see [`backups_in_flight`]).
     pub in_flight: HashSet<String>,
+    /// Backups that were complete once (see [`backups_of_succeeded_jobs`]).
+    pub succeeded: HashSet<String>,
 }
 
 /// Reads the topology once and says which shards `schedule prune` visits and
@@ -155,6 +176,7 @@ pub async fn prune_scope(topo: &Topo, schedule: &Schedule) -> anyhow::Result<Pru
         shards: schedule::target_shards(&schedule.target, snap.shards.keys()),
         in_use: backups_in_use(&snap),
         in_flight: backups_in_flight(&snap),
+        succeeded: backups_of_succeeded_jobs(&snap),
     })
 }
 
@@ -169,10 +191,10 @@ pub async fn retention_pass(
     now: DateTime<Utc>,
     done: &Mutex<HashSet<String>>,
 ) -> anyhow::Result<()> {
-    let (work, in_use, in_flight): (Vec<(Job, Schedule)>, HashSet<String>, HashSet<String>) = {
+    let (work, in_use, in_flight, succeeded) = {
         let s = shared.cache.inner.read().await;
         let handled = lock(done).clone();
-        let work = s
+        let work: Vec<(Job, Schedule)> = s
             .jobs
             .values()
             .map(|v| &v.value)
@@ -186,7 +208,12 @@ pub async fn retention_pass(
                 Some((j.clone(), sched.value.clone()))
             })
             .collect();
-        (work, backups_in_use(&s), backups_in_flight(&s))
+        (
+            work,
+            backups_in_use(&s),
+            backups_in_flight(&s),
+            backups_of_succeeded_jobs(&s),
+        )
     };
     let catalog = Catalog::fenced(&shared.topo, shared.storage.as_ref(), fence);
     for (job, sched) in work {
@@ -199,6 +226,7 @@ pub async fn retention_pass(
                 now,
                 in_use: &in_use,
                 in_flight: &in_flight,
+                succeeded: &succeeded,
                 incomplete_grace: shared.cfg.incomplete_grace,
             },
         )
@@ -258,5 +286,7 @@ mod tests {
         assert_eq!(backups_in_flight(&view), want);
         let want: HashSet<String> = ["read".to_string()].into();
         assert_eq!(backups_in_use(&view), want);
+        let want: HashSet<String> = ["done".to_string()].into();
+        assert_eq!(backups_of_succeeded_jobs(&view), want);
     }
 }

@@ -23,7 +23,10 @@
 //!    `keep_for` is set). In-use backups count as remaining.
 //! 4. Incomplete backups (no MANIFEST) older than `incomplete_grace` are removed:
 //!    abandoned. The grace covers a backup whose job's state is not known here;
-//!    one in flight is kept whatever its age (rule 1). Younger ones are left.
+//!    one in flight is kept whatever its age (rule 1). Younger ones are left,
+//!    except one whose backup job SUCCEEDED (`once_complete`): it was complete,
+//!    so it lost its MANIFEST to a removal that was cut short (a coordinator
+//!    killed mid-prune), and is removed at once.
 //! 5. Unreadable backups (a MANIFEST that cannot be read, parsed or restored)
 //!    are never removed, and never count as complete: they neither protect
 //!    themselves as "the newest complete" nor count toward `keep_count`, so older
@@ -60,6 +63,11 @@ pub struct RetentionInput {
     pub schedule: Option<String>,
     /// A RUNNING backup job names it: it is being written, never abandoned.
     pub in_flight: bool,
+    /// A SUCCEEDED backup job names it: it was complete once (an agent finishes
+    /// a backup job only after its MANIFEST is written). Without a MANIFEST now, it
+    /// is a removal cut short (removals take the MANIFEST first), not a backup
+    /// being written.
+    pub once_complete: bool,
 }
 
 /// The backups of the shard that `schedule`'s rule may consider, for [`plan`]:
@@ -100,6 +108,9 @@ pub enum Reason {
         /// The rule's `keep_count`.
         keep_count: u32,
     },
+    /// Incomplete, but its backup job succeeded: a removal cut short, finished
+    /// without waiting for the grace period.
+    RemovalCutShort,
     /// Incomplete and older than the grace period.
     Incomplete {
         /// The backup's age at planning time.
@@ -120,6 +131,9 @@ impl fmt::Display for Reason {
             ),
             Reason::OverCount { keep_count } => {
                 write!(f, "more than --keep-count {keep_count} complete backups")
+            }
+            Reason::RemovalCutShort => {
+                f.write_str("incomplete though its backup job succeeded: a removal was cut short")
             }
             Reason::Incomplete { age, grace } => write!(
                 f,
@@ -214,15 +228,22 @@ pub fn plan(
 
     for b in sorted.iter().filter(|b| b.state == BackupState::Incomplete) {
         let a = age(now, b.backup_time);
-        if a > rule.incomplete_grace && !kept(b) {
+        let reason = if b.once_complete {
+            Reason::RemovalCutShort
+        } else if a > rule.incomplete_grace {
+            Reason::Incomplete {
+                age: a,
+                grace: rule.incomplete_grace,
+            }
+        } else {
+            continue;
+        };
+        if !kept(b) {
             out.push((
                 b.backup_time,
                 Removal {
                     name: b.name.clone(),
-                    reason: Reason::Incomplete {
-                        age: a,
-                        grace: rule.incomplete_grace,
-                    },
+                    reason,
                 },
             ));
         }
@@ -267,6 +288,7 @@ mod tests {
             state,
             schedule: None,
             in_flight: false,
+            once_complete: false,
         }
     }
 
@@ -467,6 +489,7 @@ mod tests {
             state: BackupState::Incomplete,
             schedule: None,
             in_flight: false,
+            once_complete: false,
         };
         assert!(plan(&[future], rule(None, None), now(), &HashSet::new()).is_empty());
     }

@@ -66,6 +66,8 @@ pub async fn run(topo_cfg: TopoConfig, cfg: CoordinatorConfig) -> anyhow::Result
         retention_done: Mutex::new(HashSet::new()),
         counted: Mutex::new(HashSet::new()),
         slots_in_progress: Mutex::new(HashMap::new()),
+        refused: Mutex::new(HashMap::new()),
+        period_checks: Mutex::new(HashMap::new()),
     });
     tracing::info!(id = %shared.cfg.id, port, "coordinator started");
     let follow = tokio::spawn(cache.follow(topo.clone(), shared.changed.clone(), cancel.clone()));

@@ -15,13 +15,19 @@
 //! "now", so defining or resuming a schedule does not make up slots it was never
 //! meant to run). A stretch of missed slots, such as the time no coordinator led,
 //! yields exactly one run: the latest missed slot.
+//!
+//! Two rooms of their own: [`period`], the minimum schedule period (how close a
+//! cron's slots come; refused below `--min-schedule-period`), and [`skip`], what
+//! becomes of a shard of a slot that cannot start (waited for, then given up and
+//! counted on the schedule, never recorded per slot). They use this file; it
+//! does not use them.
 
 use std::time::Duration;
 
 use cairn_topo::names::{validate_keyspace, validate_shard};
 use std::collections::HashSet;
 
-use cairn_topo::{Job, JobKind, JobState, Schedule, TabletAlias};
+use cairn_topo::{Job, JobKind, Schedule};
 use chrono::{DateTime, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 pub use croner::Cron;
@@ -301,9 +307,10 @@ pub struct SlotPlan {
     pub start: Vec<(String, String, Duration)>,
     /// Shards not started in this pass, and why.
     pub skip: Vec<(String, String, SlotSkip)>,
-    /// Every shard has its job once `start` is created: record the run (`last_run`)
-    /// and unpin the slot. Otherwise pin the slot, so it stays the slot until its
-    /// last shard started even if the cron moves on meanwhile.
+    /// No shard waits for its stagger delay: once `start` is settled (each shard
+    /// started or given up, [`skip::settle`]) the run can be recorded (`last_run`)
+    /// and the slot unpinned. Otherwise the slot is pinned, so it stays the slot
+    /// until its last shard is settled even if the cron moves on meanwhile.
     pub done: bool,
 }
 
@@ -322,8 +329,9 @@ pub enum SlotSkip {
 
 /// The scheduler's decision for one schedule at `now`, over plain data:
 /// - paused: nothing (`None`);
-/// - the slot is `pinned` (a slot whose shards are still being started; ignored
-///   once `last_run` reached it), else the slot [`due_with`] gives, else nothing;
+/// - the slot is `pinned` (a slot whose shards are still being started: pinned
+///   in this leader's memory, else [`slot_in_progress`]; ignored once `last_run`
+///   reached it), else the slot [`due_with`] gives, else nothing;
 /// - each shard of `shards` that has no job of this schedule and slot in `jobs` is
 ///   started once its [`stagger`] delay passed; the stagger window is
 ///   `stagger_window`, but never more than half the schedule's period.
@@ -380,6 +388,55 @@ pub fn plan_slot(
     })
 }
 
+/// The slot of `schedule` whose shards were being started when the leader that
+/// started them died: the latest slot some job of this schedule was written for
+/// that the schedule has not recorded as run (after `last_run`, or after its
+/// creation when it never ran) and not skipped past (at or after the stored
+/// `next_run`, which `schedule set` and `resume` move beyond "now"). A new leader
+/// finishes that slot (its remaining shards) before the cron moves on, so a
+/// leader change never leaves a shard out of a run. Pure.
+pub fn slot_in_progress(schedule: &Schedule, jobs: &[Job]) -> Option<DateTime<Utc>> {
+    let after = schedule.last_run.unwrap_or(schedule.created_at);
+    jobs.iter()
+        .filter(|j| j.schedule.as_deref() == Some(schedule.name.as_str()))
+        .filter_map(|j| j.scheduled_for)
+        .filter(|s| *s > after && schedule.next_run.is_none_or(|n| *s >= n))
+        .max()
+}
+
+/// Why one shard of a slot cannot start now ([`scheduled_job`]); what becomes of
+/// it is [`skip::settle`]'s to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// A backup job of the shard has not finished: the slot is given up for the
+    /// shard at once.
+    Busy {
+        /// The unfinished job.
+        job: String,
+        /// Its state (PENDING or RUNNING).
+        state: cairn_topo::JobState,
+    },
+    /// No tablet of the shard is eligible (or it has none): looked at again until
+    /// the give-up time.
+    NoTablet {
+        /// Why each tablet was passed over, or "no tablets".
+        why: String,
+    },
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blocked::Busy { job, state } => write!(
+                f,
+                "backup job {job} of the shard is still {}",
+                format!("{state:?}").to_uppercase()
+            ),
+            Blocked::NoTablet { why } => write!(f, "no eligible tablet ({why})"),
+        }
+    }
+}
+
 /// One run of a schedule on one shard, as the scheduler starts it.
 #[derive(Debug, Clone)]
 pub struct ScheduledRun<'a> {
@@ -396,61 +453,50 @@ pub struct ScheduledRun<'a> {
 }
 
 /// The job a scheduled run writes, chosen over plain data:
-/// - a backup job of the shard is still running (in `jobs`): a CANCELLED job
-///   saying so, on that job's tablet;
-/// - else a tablet was chosen: a PENDING job for it;
-/// - else a FAILED job listing why each tablet was passed over ("no tablets"
-///   when the shard has none), on the placeholder tablet `none-0`.
+/// - a backup job of the shard has not finished (in `jobs`): none,
+///   [`Blocked::Busy`] (the slot is given up for the shard, see [`skip`]);
+/// - else a tablet was chosen: a PENDING job for it, carrying the schedule, the
+///   slot (so the run is deduplicated), the schedule's engine and the pending
+///   timeout;
+/// - else none, [`Blocked::NoTablet`] with why each tablet was passed over ("no
+///   tablets" when the shard has none).
 ///
-/// Either way the job carries the schedule, the slot, the schedule's engine and
-/// the pending timeout, so the run is deduplicated and visible in the history.
+/// Nothing is written for a shard that cannot start: the scheduler counts it on
+/// the schedule ([`skip::record_skips`]) instead of leaving a job per slot.
 pub fn scheduled_job(
     run: &ScheduledRun<'_>,
     jobs: &[Job],
     choice: &Choice,
-    now: DateTime<Utc>,
-) -> Job {
+) -> Result<Job, Blocked> {
     let (ks, shard) = (run.keyspace, run.shard);
     let running = jobs.iter().find(|j| {
         j.kind == JobKind::Backup && j.keyspace == ks && j.shard == shard && !j.state.is_final()
     });
-    let mut job = match (choice, running) {
-        (_, Some(r)) => {
-            let mut j = Job::pending(JobKind::Backup, ks, shard, &r.tablet_alias);
-            j.state = JobState::Cancelled;
-            j.error = Some(format!(
-                "skipped: backup job {} of this shard is still {:?}",
-                r.id, r.state
-            ));
-            j.finished_at = Some(now);
-            j
-        }
-        (Choice::Tablet(alias), None) => Job::pending(JobKind::Backup, ks, shard, alias),
-        (Choice::None(reasons), None) => {
-            let placeholder = TabletAlias {
-                cell: "none".into(),
-                uid: 0,
-            };
-            let mut j = Job::pending(JobKind::Backup, ks, shard, &placeholder);
+    if let Some(r) = running {
+        return Err(Blocked::Busy {
+            job: r.id.clone(),
+            state: r.state,
+        });
+    }
+    let alias = match choice {
+        Choice::Tablet(alias) => alias,
+        Choice::None(reasons) => {
             let why: Vec<String> = reasons.iter().map(|(a, r)| format!("{a}: {r}")).collect();
-            j.state = JobState::Failed;
-            j.error = Some(format!(
-                "no eligible tablet ({})",
-                if why.is_empty() {
+            return Err(Blocked::NoTablet {
+                why: if why.is_empty() {
                     "no tablets".into()
                 } else {
                     why.join("; ")
-                }
-            ));
-            j.finished_at = Some(now);
-            j
+                },
+            });
         }
     };
+    let mut job = Job::pending(JobKind::Backup, ks, shard, alias);
     job.schedule = Some(run.schedule.name.clone());
     job.scheduled_for = Some(run.slot);
     job.engine = run.schedule.backup_engine;
     job.pending_timeout_seconds = Some(run.pending_timeout.as_secs());
-    job
+    Ok(job)
 }
 
 /// When the coordinator's etcd snapshot cron (`--topo-snapshot-cron`) is due: its
@@ -465,6 +511,9 @@ pub fn snapshot_due(
     let slot = next_run(cron, last.unwrap_or(started))?;
     (slot <= now).then_some(slot)
 }
+
+pub mod period;
+pub mod skip;
 
 #[cfg(test)]
 mod plan_tests;

@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use cairn_topo::Topo;
-use chrono::{DateTime, Utc};
 
 use super::cache::Cache;
 use super::config::CoordinatorConfig;
 use super::metrics::CoordinatorMetrics;
+use super::schedule::skip::SlotMemo;
 use crate::backup::storage::BackupStorage;
 
 /// State shared by the loops and the HTTP endpoints.
@@ -36,6 +36,14 @@ pub struct Shared {
     pub(super) retention_done: Mutex<HashSet<String>>,
     /// Jobs whose outcome is already counted in the metrics.
     pub(super) counted: Mutex<HashSet<String>>,
-    /// Schedule slots whose shards are still being started, by schedule name.
-    pub(super) slots_in_progress: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Schedule slots whose shards are still being settled (started or given
+    /// up), by schedule name.
+    pub(super) slots_in_progress: Mutex<HashMap<String, SlotMemo>>,
+    /// Schedules the scheduler refuses, by name, with the reason already logged,
+    /// counted and noted on the record (once per refusal, not on every pass).
+    pub(super) refused: Mutex<HashMap<String, String>>,
+    /// The minimum period check of each cron seen, by cron text: `Some(reason)`
+    /// when it fires more often than `--min-schedule-period` allows. Computed
+    /// once per cron (it scans up to thousands of slots).
+    pub(super) period_checks: Mutex<HashMap<String, Option<String>>>,
 }

@@ -8,10 +8,13 @@
 //! The rules, checked in this order; the first that applies decides:
 //! 1. A final job (SUCCEEDED, FAILED, CANCELLED) is left alone.
 //! 2. Its tablet is not registered: failed.
-//! 3. RUNNING, and the job records the lease of the agent that took it
-//!    (`owner_lease`): failed when the tablet's Health is gone or now hangs on a
-//!    different lease (the agent died, or restarted and cannot resume the job).
-//!    Without `owner_lease` (older agents): failed when Health is gone.
+//! 3. RUNNING, and the tablet's Health has been gone for longer than the lost-health
+//!    grace: failed (the agent died, or was cut off from etcd; an agent that loses
+//!    its lease stops its job, no later than etcd deletes its Health, and the grace
+//!    covers the stopping, so a retry never runs beside it). Gone for less: left
+//!    alone for now. RUNNING, and the job records the lease of the agent that took
+//!    it (`owner_lease`) while Health now hangs on a different lease: failed (the
+//!    agent restarted and cannot resume the job).
 //! 4. RUNNING longer than the running timeout (since `started_at`): failed.
 //! 5. PENDING while the tablet has no Health, for longer than the no-health
 //!    grace (an agent restarting re-registers within it): failed.
@@ -24,7 +27,8 @@
 //! neither may move) and it has not used up [`RetryPolicy::max_attempts`]. The
 //! retry waits an exponential, capped backoff from the attempt number
 //! ([`due_retries`]); its tablet is chosen by [`plan_retry`]. Finished jobs are
-//! forgotten after the job history window ([`expired_jobs`]).
+//! forgotten after the job history window, CANCELLED ones and manual jobs that
+//! never started after a shorter one ([`expired_jobs`]).
 //!
 //! May call: `select`, `cairn-topo`'s record types. The IO is in
 //! `supervisor_pass.rs` and `history.rs`.
@@ -47,6 +51,9 @@ pub struct TabletView {
     /// The lease the tablet's `Health` key is attached to; `None` when Health is
     /// absent (the agent is down). Compared with the job's `owner_lease`.
     pub health_lease: Option<i64>,
+    /// Since when Health has been absent, as the coordinator saw it (`None` while
+    /// it is there; absent without a time counts as gone for ever).
+    pub health_gone_since: Option<DateTime<Utc>>,
 }
 
 /// How long jobs may stay in each state.
@@ -61,6 +68,10 @@ pub struct Timeouts {
     /// A PENDING job's tablet may be without Health this long (an agent
     /// restarting) before the job is failed.
     pub no_health_grace: Duration,
+    /// A RUNNING job's tablet may be without Health this long before the job is
+    /// failed (and a retry may start): its agent, cut off from etcd, has stopped
+    /// the job by then.
+    pub lost_health_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -69,6 +80,7 @@ impl Default for Timeouts {
             pending: Duration::from_secs(60),
             running: Duration::from_secs(12 * 3600),
             no_health_grace: Duration::from_secs(15),
+            lost_health_grace: Duration::from_secs(10),
         }
     }
 }
@@ -175,9 +187,16 @@ fn failure(job: &Job, tablet: &TabletView, now: DateTime<Utc>, t: &Timeouts) -> 
         JobState::Running => {
             match (job.owner_lease, tablet.health_lease) {
                 (_, None) => {
-                    return Some(format!(
-                        "tablet {alias} lost its health while running the job (agent down)"
-                    ))
+                    let gone_for = tablet
+                        .health_gone_since
+                        .map_or(Duration::MAX, |t| since(now, t));
+                    if gone_for > t.lost_health_grace {
+                        return Some(format!(
+                            "tablet {alias} lost its health while running the job (agent down or \
+                             cut off from etcd) and was without it for longer than the {} grace",
+                            secs(t.lost_health_grace)
+                        ));
+                    }
                 }
                 (Some(owner), Some(current)) if owner != current => {
                     return Some(format!(
@@ -280,19 +299,55 @@ pub fn plan_retry(failed: &Job, tablets: &[TabletInfo], select: &SelectOptions) 
     RetryPlan::Create(Box::new(job))
 }
 
-/// The jobs the job history forgets at `now`: final, and finished more than
-/// `history` ago (a job without a finish time is kept). Returned as (id, version),
-/// so the delete is refused if the job changed meanwhile. The window (days) is far
-/// longer than any retry backoff, so a failed job is never forgotten before its
+/// How long finished jobs are kept (`--job-history`, `--cancelled-job-history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobHistory {
+    /// Finished jobs in general.
+    pub finished: Duration,
+    /// The jobs [`short_lived`] picks; never longer than `finished`.
+    pub short: Duration,
+}
+
+/// Whether a finished job is kept only for the short history: CANCELLED, or a
+/// manual job (no schedule) that FAILED before it started (refused as busy, not
+/// taken, too old to start); whoever asked was told at the time. A scheduled job
+/// keeps the full history: its retry and an operator looking into a missed backup
+/// need it.
+pub fn short_lived(job: &Job) -> bool {
+    match job.state {
+        JobState::Cancelled => true,
+        JobState::Failed => job.started_at.is_none() && job.schedule.is_none(),
+        _ => false,
+    }
+}
+
+/// The jobs the job history forgets at `now`: final, and finished longer ago than
+/// their window ([`JobHistory::short`] for [`short_lived`] jobs, capped at
+/// [`JobHistory::finished`], which is the window of every other job). A job
+/// without a finish time is kept. Returned as (id, version), so the delete is
+/// refused if the job changed meanwhile. The full window (days) is far longer than
+/// any retry backoff, so a failed scheduled job is never forgotten before its
 /// retry was created.
 pub fn expired_jobs<'a>(
     jobs: impl IntoIterator<Item = &'a Versioned<Job>>,
     now: DateTime<Utc>,
-    history: Duration,
+    history: &JobHistory,
 ) -> Vec<(String, i64)> {
-    let keep = chrono::Duration::from_std(history).unwrap_or(chrono::Duration::MAX);
+    let window = |j: &Job| {
+        let d = if short_lived(j) {
+            history.short.min(history.finished)
+        } else {
+            history.finished
+        };
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    };
     jobs.into_iter()
-        .filter(|j| j.value.state.is_final() && j.value.finished_at.is_some_and(|f| now - f > keep))
+        .filter(|j| {
+            j.value.state.is_final()
+                && j.value
+                    .finished_at
+                    .is_some_and(|f| now - f > window(&j.value))
+        })
         .map(|j| (j.value.id.clone(), j.version))
         .collect()
 }

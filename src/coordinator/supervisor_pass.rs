@@ -1,12 +1,13 @@
 //! The job supervisor pass of the leader loop: counts finished jobs in the
-//! metrics, fails the jobs [`supervise::judge`] condemns (tablet gone, agent
-//! restarted, timeouts), and writes the retries [`supervise::due_retries`] and
+//! metrics, fails the jobs [`supervise::judge`] condemns (tablet gone, Health lost
+//! past its grace as the watched picture saw it, agent restarted, timeouts), and
+//! writes the retries [`supervise::due_retries`] and
 //! [`supervise::plan_retry`] decide, all fenced.
 //!
 //! May call: the pure rules (`supervise`, `select`), `cairn-topo` (fenced writes),
 //! `common`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use cairn_topo::{Fence, Job, JobState};
 use chrono::{DateTime, Utc};
@@ -23,17 +24,24 @@ pub(super) async fn supervisor_pass(
     fence: &Fence,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let (jobs, health, registered): (Vec<Job>, HashSet<String>, HashSet<String>) = {
+    let (jobs, health_gone, registered): (
+        Vec<Job>,
+        HashMap<String, DateTime<Utc>>,
+        HashSet<String>,
+    ) = {
         let s = shared.cache.inner.read().await;
-        (
-            s.jobs.values().map(|v| v.value.clone()).collect(),
-            s.health.keys().cloned().collect(),
-            s.tablets.keys().cloned().collect(),
-        )
+        let jobs: Vec<Job> = s.jobs.values().map(|v| v.value.clone()).collect();
+        let gone = jobs
+            .iter()
+            .map(|j| j.tablet_alias.to_string())
+            .filter_map(|a| Some((a.clone(), s.health_gone_since(&a)?)))
+            .collect();
+        (jobs, gone, s.tablets.keys().cloned().collect())
     };
     let timeouts = supervise::Timeouts {
         pending: shared.cfg.pending_timeout,
         running: shared.cfg.job_timeout,
+        lost_health_grace: shared.cfg.lost_health_grace,
         ..supervise::Timeouts::default()
     };
     let policy = supervise::RetryPolicy {
@@ -46,11 +54,11 @@ pub(super) async fn supervisor_pass(
         let alias = job.tablet_alias.to_string();
         // The cache does not see leases; an agent that restarted fails its own
         // orphaned jobs at start, so "Health present" stands for "same agent".
+        let gone_since = health_gone.get(&alias).copied();
         let view = supervise::TabletView {
             registered: registered.contains(&alias),
-            health_lease: health
-                .contains(&alias)
-                .then(|| job.owner_lease.unwrap_or(0)),
+            health_lease: gone_since.is_none().then(|| job.owner_lease.unwrap_or(0)),
+            health_gone_since: gone_since,
         };
         match supervise::judge(job, &view, now, &timeouts, &policy) {
             Verdict::Leave => {}

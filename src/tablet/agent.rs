@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use cairn_topo::lease::LeaseHandle;
-use cairn_topo::{Tablet, TabletAlias, TabletType, Topo};
+use cairn_topo::{LeaseState, Tablet, TabletAlias, TabletType, Topo};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -47,20 +47,70 @@ pub(super) enum Role {
 /// an await.
 #[derive(Debug)]
 pub(super) struct Status {
-    /// Current tablet type (mirrors the Tablet record).
+    /// Current tablet type: what the Tablet record says, or will say once etcd
+    /// takes the write (`type_unpublished`).
     pub(super) tablet_type: TabletType,
+    /// The last write of the Tablet record failed (etcd unreachable): the health
+    /// loop writes `tablet_type` again until it lands.
+    pub(super) type_unpublished: bool,
     /// Role mysqld is in.
     pub(super) role: Role,
     /// The last error worth showing operators (cleared when things work again).
     pub(super) last_error: Option<String>,
     /// Id of the job being run, if any.
     pub(super) busy_job: Option<String>,
+    /// The running job's handle (to stop it when its record is made final by
+    /// someone else).
+    pub(super) job_run: Option<JobRun>,
     /// Whether mysqld answered at the last check.
     pub(super) mysqld_up: bool,
     /// The backup being restored, if any (published so retention keeps it).
     pub(super) restoring: Option<String>,
     /// What the agent saw of replication: errors, clean runs, restarts (backoff).
     pub(super) replication: ReplicationHistory,
+}
+
+/// A running job's handle: its id, the lease it was claimed under, its
+/// cancellation (a child of the agent's) and why it was stopped.
+#[derive(Debug, Clone)]
+pub(super) struct JobRun {
+    /// The job's id.
+    pub(super) id: String,
+    /// The lease as it was when the job was claimed.
+    pub(super) claimed: LeaseState,
+    /// Cancelled when the job must stop; the engines watch it.
+    pub(super) cancel: CancellationToken,
+    /// The first reason the job was stopped for (`None`: not stopped, or only by
+    /// the agent's own shutdown).
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl JobRun {
+    /// The handle of job `id` claimed under `claimed`, cancelled with `parent` too.
+    pub(super) fn new(id: &str, claimed: LeaseState, parent: &CancellationToken) -> Self {
+        Self {
+            id: id.to_string(),
+            claimed,
+            cancel: parent.child_token(),
+            reason: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Stops the job for `reason` (the first reason given is kept).
+    pub(super) fn stop(&self, reason: &str) {
+        lock(&self.reason).get_or_insert_with(|| reason.to_string());
+        self.cancel.cancel();
+    }
+
+    /// Why the job was stopped, if it was (its own stops, not the agent's shutdown).
+    pub(super) fn stop_reason(&self) -> Option<String> {
+        lock(&self.reason).clone()
+    }
+
+    /// Whether the job must stop (for any reason, the agent's shutdown included).
+    pub(super) fn stopped(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
 }
 
 /// A running agent. Shared by its background loops.
@@ -81,8 +131,9 @@ pub struct Agent {
     pub(super) http_port: u16,
     /// Fired on SIGINT/SIGTERM.
     pub(super) cancel: CancellationToken,
-    /// Serialises Health writes (collect and put together).
-    pub(super) health_writer: tokio::sync::Mutex<()>,
+    /// Serialises Health writes (collect and put together) and holds the last
+    /// Health written, so an unchanged copy is not written between ticks.
+    pub(super) health_writer: tokio::sync::Mutex<Option<super::publish::Written>>,
     /// Where backups are written and read (`None`: no storage configured).
     pub(super) storage: Option<Arc<dyn BackupStorage>>,
 }
@@ -126,6 +177,7 @@ impl Agent {
         &self,
         job: &cairn_topo::Job,
         progress: Arc<Progress>,
+        cancel: CancellationToken,
     ) -> BackupParams {
         let (name, backup_time) = job
             .backup_name
@@ -153,7 +205,7 @@ impl Agent {
             schedule: job.schedule.clone(),
             copy,
             progress,
-            cancel: self.cancel.clone(),
+            cancel,
         }
     }
 
@@ -171,8 +223,15 @@ impl Agent {
     }
 
     /// Writes the Tablet record with `tablet_type` (read-modify-write: keeps fields
-    /// others may add, refreshes ports and host).
+    /// others may add, refreshes ports and host). The type is the tablet's from now
+    /// on: if etcd does not take the write, the health loop writes it again
+    /// (`type_unpublished`) until it lands.
     pub(super) async fn publish_tablet(&self, tablet_type: TabletType) -> anyhow::Result<()> {
+        {
+            let mut s = lock(&self.status);
+            s.tablet_type = tablet_type;
+            s.type_unpublished = true;
+        }
         let key = self.topo.keys().tablet(&self.cfg.alias);
         let cfg = &self.cfg;
         let http_port = self.http_port;
@@ -200,7 +259,10 @@ impl Agent {
                 }
             })
             .await?;
-        lock(&self.status).tablet_type = tablet_type;
+        let mut s = lock(&self.status);
+        if s.tablet_type == tablet_type {
+            s.type_unpublished = false;
+        }
         Ok(())
     }
 }

@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub health_ttl: Duration,
     /// How often Health is written and roles are reconciled.
     pub health_interval: Duration,
+    /// A running job's progress is written into its record at most this often
+    /// (and once more when it ends).
+    pub job_progress_interval: Duration,
     /// InnoDB buffer pool size for mysqld.
     pub innodb_buffer_pool_size: String,
     /// Backup engine settings (flags).

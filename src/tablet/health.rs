@@ -1,7 +1,10 @@
 //! The tablet's Health in topo: what mysqld reports (up, GTID position, replication
 //! threads and lag), written under the agent's lease so it disappears when the agent
 //! dies; the loop that reconciles the role and rewrites Health every
-//! `health_interval`, and the one that rewrites it when a lost lease is re-granted.
+//! `health_interval` (and the Tablet record's type while etcd did not take it), and
+//! the one that rewrites it when a lost lease is re-granted (failing the jobs
+//! claimed under the lost lease that no longer run). Between ticks Health is
+//! written only when it changed ([`super::publish`]).
 //! A replica's Health also carries its replication history (the error that makes it
 //! failing, since when it runs cleanly; see [`super::replication`]). Also keeps the
 //! agent's mysqld and replication gauges current.
@@ -9,12 +12,15 @@
 //! Calls `mysql` (through the agent's mysqld), `common` and `cairn-topo`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use cairn_topo::{Health, TabletType};
 use chrono::Utc;
 
 use super::agent::Agent;
 use super::agent::Role;
+use super::fence::LEASE_LOST;
+use super::publish::{content, health_write_due, HealthTrigger, Written};
 use super::replication::ReplicationView;
 use crate::common::lock;
 
@@ -116,16 +122,41 @@ impl Agent {
         h
     }
 
+    /// Writes Health now if it changed (a job ended, the Shard moved, a restore
+    /// step); an unchanged copy waits for the next tick.
     pub(super) async fn write_health(&self) {
+        self.write_health_on(HealthTrigger::Event).await
+    }
+
+    /// Writes Health when [`health_write_due`] says so: at the health interval,
+    /// and at once on a change.
+    async fn write_health_on(&self, trigger: HealthTrigger) {
         // One writer at a time, each collecting inside the lock: the last Health
         // written is always the freshest (a tick that started during a job cannot
         // overwrite the Health written when the job ended).
-        let _one_writer = self.health_writer.lock().await;
+        let mut last = self.health_writer.lock().await;
         let h = self.collect_health().await;
+        let lease = self.lease.id();
+        let now = Instant::now();
+        if !health_write_due(
+            last.as_ref(),
+            lease,
+            &h,
+            now,
+            self.cfg.health_interval,
+            trigger,
+        ) {
+            return;
+        }
         let key = self.topo.keys().health(&self.cfg.alias);
-        match self.topo.put(&key, &h, Some(self.lease.id())).await {
+        match self.topo.put(&key, &h, Some(lease)).await {
             Ok(_) => {
                 self.metrics.health_writes.inc();
+                *last = Some(Written {
+                    at: now,
+                    lease,
+                    health: content(&h),
+                });
             }
             Err(e) => {
                 self.metrics.health_write_errors.inc();
@@ -143,10 +174,18 @@ impl Agent {
                 _ = self.cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            let unpublished = lock(&self.status).type_unpublished;
+            if unpublished {
+                let t = self.tablet_type();
+                match self.publish_tablet(t).await {
+                    Ok(()) => tracing::info!(tablet_type = %t, "tablet type written again"),
+                    Err(e) => tracing::debug!(error = %e, "cannot write the tablet type yet"),
+                }
+            }
             if let Err(e) = self.reconcile(None).await {
                 self.set_error(format!("{e:#}"));
             }
-            self.write_health().await;
+            self.write_health_on(HealthTrigger::Tick).await;
         }
     }
 
@@ -173,6 +212,8 @@ impl Agent {
                     tracing::warn!(error = %e, "cannot refresh the tablet record");
                 }
                 self.write_health().await;
+                // Jobs claimed under the lost lease and no longer running here.
+                self.fail_orphaned_jobs(LEASE_LOST).await;
             } else {
                 tracing::warn!("health lease lost; waiting for etcd to grant a new one");
             }

@@ -1,50 +1,89 @@
 //! The agent's job runner: takes the backup and restore jobs addressed to its tablet
 //! (PENDING → RUNNING by CAS, tied to its lease), runs them one at a time, reports
-//! progress, and finishes them SUCCEEDED or FAILED with the reason.
+//! progress (throttled, see [`super::publish`]), and finishes them SUCCEEDED or
+//! FAILED with the reason and the final progress.
 //!
 //! Whatever happens inside a job, the tablet ends it with mysqld up, replication
 //! resumed and its type back: the restoration runs after the job's body, not in it.
 //!
-//! Calls `backup` (engines, storage), the agent's role room, `mysql` (through the
-//! agent's mysqld), `common` and `cairn-topo`.
+//! A job runs only while the agent holds the lease it was claimed under, and only
+//! while its record is not final ([`super::fence`]): losing the lease (cut off from
+//! etcd) or seeing the job failed by someone else stops it, its tools are killed,
+//! and the tablet returns to service as after any failed job (mysqld at once; the
+//! type and replication, which need etcd, once etcd answers). A claim whose write
+//! reported an error is read back before it is given up. The outcome is written
+//! until etcd takes it.
+//!
+//! Calls `backup` (engines, storage), the agent's role and fence rooms, `mysql`
+//! (through the agent's mysqld), `common` and `cairn-topo`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cairn_topo::RecordEvent;
 use cairn_topo::{BackupRecord, Job, JobKind, JobState, TabletType, TopoError, Versioned};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tracing::Instrument;
 
-use super::agent::Agent;
 use super::agent::Role;
+use super::agent::{Agent, JobRun};
+use super::fence::{self, claim_is_ours, is_orphan, stale_pending_reason, RETRY_MAX};
+use super::publish::should_publish;
 use crate::backup::catalog::{complete_record, Catalog};
 use crate::backup::engine::{self, Progress};
+use crate::backup::manifest::Manifest;
+use crate::backup::storage::{BackupInfo, BackupState, StorageResult, StorageResultExt};
 use crate::common::lock;
 use crate::common::wait::poll_until;
 
-/// Why a PENDING job is too old to start, if it is: pending for longer than the
-/// `pending_timeout_seconds` it carries. Whoever created it has given up on it (or is
-/// about to fail it as not taken); run now, it would back up or restore at a moment
-/// nobody asked for. A job without a timeout is never too old here.
-pub(super) fn stale_pending_reason(job: &Job, now: DateTime<Utc>) -> Option<String> {
-    let limit = job.pending_timeout_seconds?;
-    let pending_for = now.signed_duration_since(job.created_at).num_seconds();
-    (pending_for > 0 && pending_for as u64 > limit).then(|| {
-        format!(
-            "not started: the job was PENDING for {pending_for}s, longer than its pending \
-             timeout of {limit}s (the tablet's agent was not running when it was created); \
-             an agent does not run a job that late"
-        )
-    })
+/// The error a job is finished with: the engine's, after the reason the job was
+/// stopped for, if it was. Pure.
+pub(super) fn job_error(e: &anyhow::Error, stopped_for: Option<&str>) -> String {
+    match stopped_for {
+        Some(why) => format!("{why}: {e:#}"),
+        None => format!("{e:#}"),
+    }
+}
+
+/// Why a job the previous agent left RUNNING is failed.
+pub(super) const AGENT_RESTARTED: &str = "the tablet's agent restarted while running the job";
+
+/// What a restarted agent makes of the backup a RUNNING job of the previous agent
+/// names, from reading its MANIFEST: complete (restorable) is the job's finished
+/// backup (`Ok`, to be catalogued); absent is an incomplete backup, never
+/// restored; unreadable is kept and never restored. Both fail the job, saying so.
+/// Pure.
+pub(super) fn orphaned_backup_outcome(
+    name: &str,
+    read: StorageResult<Manifest>,
+    reason: &str,
+) -> Result<Manifest, String> {
+    let info = BackupInfo::classify(name, read.ignore_not_found(), 0);
+    match info.state {
+        BackupState::Complete => info
+            .manifest
+            .ok_or_else(|| format!("{reason}; backup {name} has no MANIFEST")),
+        BackupState::Incomplete => Err(format!(
+            "{reason}; backup {name} has no MANIFEST: it is incomplete, is never \
+             restored, and retention removes it after the incomplete grace"
+        )),
+        BackupState::Unreadable => Err(format!(
+            "{reason}; backup {name} has a MANIFEST that cannot be used ({}): it is \
+             kept and never restored",
+            info.error.unwrap_or_default()
+        )),
+    }
 }
 
 impl Agent {
-    /// Jobs of this tablet left RUNNING by a previous agent (it died): failed now, so
-    /// nobody waits forever and the coordinator can retry elsewhere.
-    pub(super) async fn fail_orphaned_jobs(&self) {
+    /// Jobs of this tablet RUNNING under another lease and not being run
+    /// ([`fence::is_orphan`]: a previous agent died, or this one lost its lease):
+    /// settled now, so nobody waits forever and the coordinator can retry
+    /// elsewhere: a backup job whose backup is complete in storage succeeds
+    /// (catalogued); any other fails with `reason` and what is left. Run at start and whenever the lease is re-granted.
+    pub(super) async fn fail_orphaned_jobs(&self, reason: &str) {
         let jobs = match self.topo.list_jobs().await {
             Ok(j) => j,
             Err(e) => {
@@ -53,23 +92,47 @@ impl Agent {
             }
         };
         let my_lease = self.lease.id();
+        let busy = lock(&self.status).busy_job.clone();
         for j in jobs {
             let v = &j.value;
-            if v.tablet_alias != self.cfg.alias
-                || v.state != JobState::Running
-                || v.owner_lease == Some(my_lease)
-            {
+            if !is_orphan(v, &self.cfg.alias, my_lease, busy.as_deref()) {
                 continue;
             }
-            tracing::warn!(job = %v.id, "failing a job the previous agent left running");
-            let _ = self
-                .finish_job(
-                    &v.id,
-                    Err("the tablet's agent restarted while running the job".into()),
-                    None,
-                )
-                .await;
+            let result = match (v.kind, v.backup_name.as_deref()) {
+                (JobKind::Backup, Some(name)) => self.settle_orphaned_backup(v, name, reason).await,
+                _ => Err(reason.into()),
+            };
+            if result.is_err() {
+                tracing::warn!(job = %v.id, %reason, "failing a job left running under another lease");
+            }
+            let _ = self.finish_job(&v.id, result, None, None).await;
         }
+    }
+
+    /// A backup job the previous agent left RUNNING: if the backup it names is
+    /// complete in storage (the agent died after its MANIFEST), it is catalogued
+    /// and the job succeeds; otherwise the job fails saying what is left.
+    async fn settle_orphaned_backup(
+        &self,
+        job: &Job,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), String> {
+        let storage = self
+            .storage()
+            .map_err(|e| format!("{reason}; backup {name} cannot be checked: {e:#}"))?;
+        let read = storage.read_manifest(&job.keyspace, &job.shard, name).await;
+        let manifest = orphaned_backup_outcome(name, read, reason)?;
+        let record = complete_record(&job.keyspace, &job.shard, &manifest, manifest.stored_size);
+        self.record_backup(&record).await.map_err(|e| {
+            format!(
+                "{reason}; backup {name} is complete in storage but its record could not \
+                 be written ({e:#}); the coordinator's catalog reconciler adds it"
+            )
+        })?;
+        tracing::warn!(job = %job.id, backup = %name,
+            "the previous agent died after its backup was complete: catalogued it, the job succeeds");
+        Ok(())
     }
 
     /// Watches the jobs prefix and runs the jobs addressed to this tablet. An etcd
@@ -124,15 +187,32 @@ impl Agent {
         }
     }
 
-    /// Takes a pending job of ours, or refuses it when busy.
+    /// Takes a pending job of ours, or refuses it when busy; stops the running job
+    /// when someone else made its record final.
     async fn consider(self: &Arc<Self>, job: Versioned<Job>) {
         let j = &job.value;
-        if j.tablet_alias != self.cfg.alias || j.state != JobState::Pending {
+        if j.tablet_alias != self.cfg.alias {
+            return;
+        }
+        if j.state.is_final() {
+            let run = lock(&self.status).job_run.clone();
+            if let Some(run) = run.filter(|r| r.id == j.id && !r.stopped()) {
+                let why = format!(
+                    "the job was marked {} in etcd while it ran ({}); stopped",
+                    format!("{:?}", j.state).to_uppercase(),
+                    j.error.as_deref().unwrap_or("no reason given")
+                );
+                tracing::warn!(job = %j.id, reason = %why, "stopping the job");
+                run.stop(&why);
+            }
+            return;
+        }
+        if j.state != JobState::Pending {
             return;
         }
         if let Some(why) = stale_pending_reason(j, Utc::now()) {
             tracing::warn!(job = %j.id, reason = %why, "failing a job too old to start");
-            if let Err(e) = self.finish_job(&j.id, Err(why), None).await {
+            if let Err(e) = self.finish_job(&j.id, Err(why), None, None).await {
                 tracing::warn!(job = %j.id, error = %e, "cannot fail the stale job");
             }
             return;
@@ -141,7 +221,7 @@ impl Agent {
         if let Some(other) = busy {
             if other != j.id {
                 let _ = self
-                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None)
+                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None, None)
                     .await;
             }
             return;
@@ -149,27 +229,45 @@ impl Agent {
         // Take it: PENDING → RUNNING, only if nobody changed it meanwhile. A backup
         // is named in the same write, so from the moment anything of it can be in
         // storage a RUNNING job names it and retention leaves it alone.
+        // The job hangs on the lease held now: losing it stops the job.
+        let claimed = self.lease.state();
         let mut taken = j.clone();
         taken.state = JobState::Running;
         taken.started_at = Some(Utc::now());
-        taken.owner_lease = Some(self.lease.id());
+        taken.owner_lease = Some(claimed.id);
         if taken.kind == JobKind::Backup {
             taken.backup_name = Some(self.new_backup_name().0);
         }
         let key = self.topo.keys().job(&j.id);
-        match self.topo.update(&key, &taken, job.version).await {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::info!(job = %j.id, error = %e, "job changed before it could be taken");
-                return;
+        if let Err(e) = self.topo.update(&key, &taken, job.version).await {
+            // The write may have landed even so (its answer lost; the retry then
+            // found the record changed, by itself): the record decides.
+            match self.read_job_back(&key).await {
+                Some(found) if claim_is_ours(&taken, found.as_ref()) => {
+                    tracing::warn!(job = %j.id, error = %e, "the claim reported an error but was applied: the job is ours; running it");
+                }
+                Some(_) => {
+                    tracing::info!(job = %j.id, error = %e, "job changed before it could be taken");
+                    return;
+                }
+                None => return, // stopping
             }
         }
-        lock(&self.status).busy_job = Some(taken.id.clone());
+        let run = JobRun::new(&taken.id, claimed, &self.cancel);
+        {
+            let mut s = lock(&self.status);
+            s.busy_job = Some(taken.id.clone());
+            s.job_run = Some(run.clone());
+        }
         let agent = self.clone();
         let span = tracing::info_span!("job", job = %taken.id, kind = ?taken.kind);
         tokio::spawn(
             async move {
                 let id = taken.id.clone();
+                if fence::lease_lost(claimed, agent.lease.state()) {
+                    run.stop(fence::LEASE_LOST);
+                }
+                let watcher = tokio::spawn(fence::watch_lease(run.clone(), agent.lease.subscribe()));
                 // On shutdown the job gets the loops' grace to end on its own (it is
                 // cancelled through the agent's token), then is dropped: its backup
                 // tools are killed and the mysqld handle is let go, so the agent can
@@ -178,47 +276,104 @@ impl Agent {
                     agent.cancel.cancelled().await;
                     tokio::time::sleep(super::startup::LOOPS_GRACE).await;
                 };
+                let progress = Arc::new(Progress::default());
                 let outcome = tokio::select! {
-                    o = agent.run_job(&taken) => o,
+                    o = agent.run_job(&taken, &run, progress.clone()) => o,
                     () = stop => {
-                        lock(&agent.status).busy_job = None;
+                        watcher.abort();
+                        agent.clear_job();
                         tracing::warn!(job = %id, "the agent is stopping: job abandoned; the next start fails it");
                         return;
                     }
                 };
-                lock(&agent.status).busy_job = None;
+                watcher.abort();
+                agent.clear_job();
                 // Health first, so whoever sees the job finished also sees the tablet's
                 // fresh state (replicating again, not busy).
                 agent.write_health().await;
                 let (result, name) = match outcome {
                     Ok(name) => (Ok(()), Some(name)),
-                    Err((e, name)) => (Err(format!("{e:#}")), name),
+                    Err((e, name)) => (Err(job_error(&e, run.stop_reason().as_deref())), name),
                 };
-                if let Err(e) = agent.finish_job(&id, result, name).await {
-                    tracing::error!(job = %id, error = %e, "cannot record the job's outcome");
-                }
+                // The final figures go with the outcome: one write, whatever the
+                // throttle held back.
+                let last = (
+                    progress.bytes_done.load(Ordering::Relaxed),
+                    progress.bytes_total.load(Ordering::Relaxed),
+                );
+                agent.record_outcome(&id, result, name, last).await;
             }
             .instrument(span),
         );
     }
 
-    /// Runs a taken job; on failure also returns the backup name if one was chosen.
-    async fn run_job(
-        self: &Arc<Self>,
-        job: &Job,
-    ) -> Result<String, (anyhow::Error, Option<String>)> {
-        match job.kind {
-            JobKind::Backup => self.run_backup(job).await,
-            JobKind::Restore => self.run_restore(job).await.map_err(|e| (e, None)),
+    /// The agent runs no job any more.
+    fn clear_job(&self) {
+        let mut s = lock(&self.status);
+        s.busy_job = None;
+        s.job_run = None;
+    }
+
+    /// [`Self::finish_job`] until etcd takes it (or the agent stops: the next start
+    /// fails a job left RUNNING), so a job whose agent was cut off from etcd is
+    /// not left RUNNING under a lease that is gone.
+    async fn record_outcome(
+        &self,
+        id: &str,
+        result: Result<(), String>,
+        name: Option<String>,
+        last: (u64, u64),
+    ) {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self
+                .finish_job(id, result.clone(), name.clone(), Some(last))
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %format!("{e:#}"), "cannot record the job's outcome yet; retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => {
+                            tracing::error!(job = %id, "stopping before the job's outcome was recorded; the next start fails it");
+                            return;
+                        }
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
         }
     }
 
-    /// Writes the job's final state.
+    /// Runs a taken job, counting its bytes in `progress`; on failure also returns
+    /// the backup name if one was chosen.
+    async fn run_job(
+        self: &Arc<Self>,
+        job: &Job,
+        run: &JobRun,
+        progress: Arc<Progress>,
+    ) -> Result<String, (anyhow::Error, Option<String>)> {
+        if run.stopped() {
+            return Err((anyhow::anyhow!("not started"), None));
+        }
+        match job.kind {
+            JobKind::Backup => self.run_backup(job, run, progress).await,
+            JobKind::Restore => self
+                .run_restore(job, run, progress)
+                .await
+                .map_err(|e| (e, None)),
+        }
+    }
+
+    /// Writes the job's final state, with its final progress (bytes done, total)
+    /// when it ran.
     async fn finish_job(
         &self,
         id: &str,
         result: Result<(), String>,
         backup_name: Option<String>,
+        progress: Option<(u64, u64)>,
     ) -> anyhow::Result<()> {
         let key = self.topo.keys().job(id);
         self.topo
@@ -230,6 +385,10 @@ impl Agent {
                 j.finished_at = Some(Utc::now());
                 if backup_name.is_some() {
                     j.backup_name = backup_name.clone();
+                }
+                if let Some((done, total)) = progress {
+                    j.progress.bytes_done = done;
+                    j.progress.bytes_total = total;
                 }
                 match &result {
                     Ok(()) => j.state = JobState::Succeeded,
@@ -248,23 +407,31 @@ impl Agent {
         Ok(())
     }
 
-    /// Publishes progress into the job record about once a second until `done`.
+    /// Publishes progress into the job record while the job runs: when it moved,
+    /// at most once per `--job-progress-interval` ([`should_publish`]); the final
+    /// figures are written with the outcome. Aborted when the job's body ends.
     fn spawn_progress_reporter(
         self: &Arc<Self>,
         id: String,
         progress: Arc<Progress>,
     ) -> tokio::task::JoinHandle<()> {
         let agent = self.clone();
+        let every = self.cfg.job_progress_interval;
+        let look = every.min(Duration::from_secs(1));
         tokio::spawn(async move {
             let key = agent.topo.keys().job(&id);
-            let mut last = (u64::MAX, u64::MAX);
+            // What the record holds: a new job's progress is zero.
+            let mut published: (u64, u64) = (0, 0);
+            let mut last_at: Option<Instant> = None;
             loop {
                 let now = (
                     progress.bytes_done.load(Ordering::Relaxed),
                     progress.bytes_total.load(Ordering::Relaxed),
                 );
-                if now != last {
-                    last = now;
+                let t = Instant::now();
+                if should_publish(last_at, t, published != now, every) {
+                    // Set before the write: a failing etcd is not retried faster.
+                    last_at = Some(t);
                     let r = agent
                         .topo
                         .update_with::<Job, _>(&key, |cur| {
@@ -277,11 +444,12 @@ impl Agent {
                             Ok(Some(j))
                         })
                         .await;
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "cannot publish job progress");
+                    match r {
+                        Ok(_) => published = now,
+                        Err(e) => tracing::debug!(error = %e, "cannot publish job progress"),
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(look).await;
             }
         })
     }
@@ -291,6 +459,8 @@ impl Agent {
     async fn run_backup(
         self: &Arc<Self>,
         job: &Job,
+        run: &JobRun,
+        progress: Arc<Progress>,
     ) -> Result<String, (anyhow::Error, Option<String>)> {
         let original = self.tablet_type();
         if original == TabletType::Primary && !job.allow_primary {
@@ -305,9 +475,19 @@ impl Agent {
             return Err((anyhow::anyhow!("tablet is already in {original}"), None));
         }
         let method = job.engine.unwrap_or(self.cfg.backup.default_engine);
-        let progress = Arc::new(Progress::default());
+        // Data the engine would miss (a symlinked database, a DATA DIRECTORY table)
+        // is refused here, with the tablet still serving and mysqld untouched.
+        let data_dir = self.mysqld.lock().await.data_dir();
+        let checked =
+            tokio::task::spawn_blocking(move || engine::check_before_backup(method, &data_dir))
+                .await
+                .map_err(|e| anyhow::anyhow!("checking the data directory: {e}"))
+                .and_then(|r| r);
+        if let Err(e) = checked {
+            return Err((e.context(format!("{method} backup refused")), None));
+        }
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
-        let params = self.backup_params(job, progress.clone());
+        let params = self.backup_params(job, progress.clone(), run.cancel.clone());
         let name = params.name.clone();
         let drains = engine::drains(method);
 
@@ -378,7 +558,10 @@ impl Agent {
 
     /// mysqld up, role reconciled (replication restarted), type back to `original`
     /// (or whatever the shard now says). Retries a few times: this is what keeps a
-    /// failed job from leaving the tablet out of service.
+    /// failed job from leaving the tablet out of service. Cut off from etcd (the
+    /// lease is not alive), only mysqld comes back here; the health loop puts the
+    /// type back and restarts replication (it needs the primary's address from
+    /// etcd) once etcd answers.
     pub(super) async fn return_to_service(&self, original: TabletType) -> anyhow::Result<()> {
         let mut last = None;
         for attempt in 1..=5 {
@@ -400,6 +583,15 @@ impl Agent {
             } else {
                 self.cfg.base_type
             };
+            if !self.lease.is_alive() {
+                {
+                    let mut s = lock(&self.status);
+                    s.tablet_type = target;
+                    s.type_unpublished = true;
+                }
+                tracing::warn!(tablet_type = %target, "cut off from etcd: mysqld is up; the type and replication come back once etcd answers");
+                return Ok(());
+            }
             if let Err(e) = self.publish_tablet(target).await {
                 last = Some(e);
                 tokio::time::sleep(Duration::from_secs(attempt)).await;
@@ -451,14 +643,18 @@ impl Agent {
     }
 
     /// An in-place restore job.
-    async fn run_restore(self: &Arc<Self>, job: &Job) -> anyhow::Result<String> {
+    async fn run_restore(
+        self: &Arc<Self>,
+        job: &Job,
+        run: &JobRun,
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<String> {
         if self.tablet_type() == TabletType::Primary {
             bail!("tablet is PRIMARY: in-place restore refused");
         }
-        let progress = Arc::new(Progress::default());
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
         let r = self
-            .restore_in_place(job.backup_timestamp.as_deref(), progress)
+            .restore_in_place(job.backup_timestamp.as_deref(), progress, run)
             .await;
         reporter.abort();
         r
@@ -466,39 +662,20 @@ impl Agent {
 }
 
 #[cfg(test)]
-mod stale_tests {
-    use chrono::Duration;
-
+mod tests {
     use super::*;
 
     #[test]
-    fn a_pending_job_older_than_its_timeout_is_not_started() {
-        let alias = "zone1-101".parse().unwrap();
-        let now = Utc::now();
-        let cases = [
-            (None, 10_000, false),
-            (Some(60), 0, false),
-            (Some(60), 59, false),
-            (Some(60), 60, false),
-            (Some(60), 61, true),
-            (Some(0), 1, true),
-            (Some(60), -30, false), // created "in the future" (clock skew)
-            (Some(86_400), 3_600, false),
-        ];
-        for (timeout, age, stale) in cases {
-            let mut j = Job::pending(JobKind::Backup, "ks", "0", &alias);
-            j.pending_timeout_seconds = timeout;
-            j.created_at = now - Duration::seconds(age);
-            let got = stale_pending_reason(&j, now);
-            assert_eq!(
-                got.is_some(),
-                stale,
-                "timeout {timeout:?} age {age}s: {got:?}"
-            );
-            if let Some(why) = got {
-                assert!(why.contains(&format!("PENDING for {age}s")), "{why}");
-                assert!(why.contains("pending timeout"), "{why}");
-            }
-        }
+    fn a_stopped_job_says_why_before_the_engine_error() {
+        let e = anyhow::anyhow!("copy cancelled").context("copying files");
+        assert_eq!(job_error(&e, None), "copying files: copy cancelled");
+        assert_eq!(
+            job_error(&e, Some("lease lost")),
+            "lease lost: copying files: copy cancelled"
+        );
     }
 }
+
+#[cfg(test)]
+#[path = "jobs/orphan_tests.rs"]
+mod orphan_tests;

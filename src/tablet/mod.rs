@@ -12,8 +12,11 @@
 //! - [`replication`]: a replica's replication history and the pure decisions on it:
 //!   failing or not, and when to restart stopped threads (backoff).
 //! - [`health`]: Health on the lease, the health and lease loops, mysqld gauges.
+//! - [`fence`]: what ties a job to the agent's lease: claims read back, jobs
+//!   stopped when the lease is lost, the check before a restore's swap, orphans.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
+//! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
 //! - [`recovery`]: at every start, what an interrupted restore left is rolled back
 //!   or redone.
@@ -21,9 +24,11 @@
 
 pub mod agent;
 pub mod config;
+pub mod fence;
 pub mod health;
 pub mod http;
 pub mod jobs;
+mod publish;
 pub mod recovery;
 pub mod replication;
 pub mod restore;

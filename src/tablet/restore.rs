@@ -7,7 +7,9 @@
 //! directory is touched and removed after the position is set; every start acts on
 //! it (rolls back to the kept old data or redoes the restore), whatever the flags.
 //! Every rename is made durable, and failpoints (`restore-*`) let tests kill the
-//! agent at each step. A primary is never restored over. Which backup, and whether to restore, start empty, wait or refuse, are
+//! agent at each step. An in-place restore swaps only while its job is still held
+//! ([`super::fence`]): stopped (lease lost, job failed meanwhile) or refused by the
+//! check made right before the renames, the tablet keeps its data. A primary is never restored over. Which backup, and whether to restore, start empty, wait or refuse, are
 //! pure decisions ([`choose_backup`], [`plan_seed`]) with table tests.
 //!
 //! Calls `backup` (engine, storage, MANIFEST), `mysql` (through the agent's mysqld),
@@ -22,8 +24,8 @@ use anyhow::{bail, Context};
 use cairn_topo::watch::WatchEvent;
 use cairn_topo::TabletType;
 
-use super::agent::Agent;
 use super::agent::Role;
+use super::agent::{Agent, JobRun};
 use super::recovery::{
     remove_dir_if_exists, remove_marker, rename_durably, roll_back, write_marker, Marker,
     MarkerKind, BEFORE_RESTORE, FAILED_RESTORE, STAGING,
@@ -62,17 +64,43 @@ pub fn choose_backup(
         Some(m) => SeedChoice::Backup(Box::new(m.clone())),
         None => {
             let complete = backups.iter().filter(|b| b.complete).count();
-            let unreadable = backups.iter().filter(|b| b.is_unreadable()).count();
+            let unreadable: Vec<&BackupInfo> =
+                backups.iter().filter(|b| b.is_unreadable()).collect();
             let why = match at_or_before {
                 Some(t) if complete > 0 => format!("no complete backup at or before {}", t.format("%Y-%m-%d.%H%M%S")),
                 _ => format!(
-                    "{} backup(s) exist but none is complete ({unreadable} with an unreadable MANIFEST, the rest without one): refusing to start empty",
-                    backups.len()
+                    "{} backup(s) exist but none is complete ({} unreadable, the rest without a MANIFEST){}",
+                    backups.len(),
+                    unreadable.len(),
+                    unreadable_details(&unreadable),
                 ),
             };
             SeedChoice::NoCompleteBackup(why)
         }
     }
+}
+
+/// The newest few unreadable backups with why (names sort by time): what an
+/// operator needs to act on a refused restore.
+fn unreadable_details(unreadable: &[&BackupInfo]) -> String {
+    const SHOWN: usize = 3;
+    let mut newest: Vec<&&BackupInfo> = unreadable.iter().collect();
+    newest.sort_by(|a, b| b.name.cmp(&a.name));
+    let shown: Vec<String> = newest
+        .iter()
+        .take(SHOWN)
+        .map(|b| format!("{}: {}", b.name, b.error.as_deref().unwrap_or("unreadable")))
+        .collect();
+    if shown.is_empty() {
+        return String::new();
+    }
+    let more = unreadable.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" (and {more} more)")
+    } else {
+        String::new()
+    };
+    format!("; {}{more}", shown.join("; "))
 }
 
 /// What a restore at start does with a [`SeedChoice`].
@@ -99,6 +127,45 @@ pub fn plan_seed(choice: SeedChoice, wait: bool) -> SeedStep {
         SeedChoice::NoCompleteBackup(why) if wait => SeedStep::Wait(why),
         SeedChoice::NoCompleteBackup(why) => SeedStep::Refuse(why),
     }
+}
+
+/// Headroom over a backup's size that a restore wants free (a twentieth): the
+/// staging copy is the backup's size, and the running server keeps writing.
+const ROOM_HEADROOM_DIVISOR: u64 = 20;
+
+/// Whether `free` bytes in `dir` are enough to stage the backup `m` describes:
+/// its files' total size plus a twentieth. A floor, not a promise (an xtrabackup
+/// restore's `--prepare` and other writers take space too): a restore that still
+/// runs out fails cleanly, this only spares the disk of a serving tablet from
+/// being filled when it plainly cannot fit. Pure.
+pub fn check_room(m: &Manifest, free: u64, dir: &Path) -> Result<(), String> {
+    let need = m
+        .total_size
+        .saturating_add(m.total_size / ROOM_HEADROOM_DIVISOR);
+    if free >= need {
+        return Ok(());
+    }
+    Err(format!(
+        "not enough space in {} to restore backup {}: it needs {need} bytes (its {} bytes \
+         of files and a twentieth more), {free} are free",
+        dir.display(),
+        m.backup_name,
+        m.total_size
+    ))
+}
+
+/// Bytes available to this process in the file system holding `dir`.
+fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("{} has a NUL byte", dir.display()))?;
+    // SAFETY: statvfs(3) with a valid C string and a zeroed struct it fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statvfs {}", dir.display()));
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 impl Agent {
@@ -176,7 +243,7 @@ impl Agent {
                     tracing::info!("no backup of this shard exists: starting empty");
                     return Ok(false);
                 }
-                SeedStep::Refuse(why) => bail!("cannot restore: {why}"),
+                SeedStep::Refuse(why) => bail!("cannot restore: {why}: refusing to start empty"),
                 SeedStep::Wait(why) => why,
             };
             tracing::info!(reason = %why, interval = ?wait_interval, "waiting for a backup to restore");
@@ -232,6 +299,17 @@ impl Agent {
         .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", m.backup_name))
     }
 
+    /// Refuses, before anything is touched, a restore of `m` that cannot fit in
+    /// the tablet dir (see [`check_room`]).
+    fn check_space(&self, m: &Manifest) -> anyhow::Result<()> {
+        if failpoint::skip_check("restore-space") {
+            return Ok(());
+        }
+        let dir = &self.cfg.tablet_dir;
+        let free = free_bytes(dir)?;
+        check_room(m, free, dir).map_err(|why| anyhow::anyhow!("{why}"))
+    }
+
     /// Publishes which backup a restore reads (or none), so retention keeps it.
     fn set_restoring(&self, name: Option<&str>) {
         lock(&self.status).restoring = name.map(str::to_string);
@@ -258,6 +336,10 @@ impl Agent {
         self.check_fits(m, mysqld.binary_version())?;
         fs::create_dir_all(&self.cfg.tablet_dir)
             .with_context(|| format!("creating {}", self.cfg.tablet_dir.display()))?;
+        let staging = self.staging_dir();
+        // A half-staged copy from an earlier attempt is garbage: its space counts.
+        remove_dir_if_exists(&staging)?;
+        self.check_space(m)?;
         let dir = &self.cfg.tablet_dir;
         write_marker(
             dir,
@@ -266,12 +348,10 @@ impl Agent {
                 kind: MarkerKind::AtStart,
             },
         )?;
-        let staging = self.staging_dir();
-        remove_dir_if_exists(&staging)?;
         let started = Instant::now();
         let progress = Arc::new(Progress::default());
         tracing::info!(backup = %m.backup_name, engine = %m.backup_method, "restoring");
-        engine::restore_to_staging(engine::RestoreParams {
+        let restored = engine::restore_to_staging(engine::RestoreParams {
             storage: self.storage()?,
             keyspace: &self.cfg.keyspace,
             shard: &self.cfg.shard,
@@ -282,8 +362,15 @@ impl Agent {
             progress,
             cancel: self.cancel.clone(),
         })
-        .await
-        .with_context(|| format!("restoring backup {}", m.backup_name))?;
+        .await;
+        if let Err(e) = restored {
+            // Nothing was moved: the partial copy goes (a full disk gets its space
+            // back); the marker stays, so the next start redoes this restore.
+            if let Err(rm) = remove_dir_if_exists(&staging) {
+                tracing::warn!(error = %format!("{rm:#}"), "cannot remove the partial restore");
+            }
+            return Err(e.context(format!("restoring backup {}", m.backup_name)));
+        }
         failpoint::hit("restore-at-start-before-rename");
         let data = mysqld.data_dir();
         remove_dir_if_exists(&data)?;
@@ -316,6 +403,7 @@ impl Agent {
         &self,
         at_or_before: Option<&str>,
         progress: Arc<Progress>,
+        run: &JobRun,
     ) -> anyhow::Result<String> {
         let ts = at_or_before.map(parse_backup_timestamp).transpose()?;
         let backups = self.list_backups().await?;
@@ -333,10 +421,11 @@ impl Agent {
         let original = self.tablet_type();
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;
+        self.check_space(&m)?;
         self.set_restoring(Some(&m.backup_name));
         self.write_health().await;
         let r = self
-            .restore_in_place_inner(&m, original, &staging, progress)
+            .restore_in_place_inner(&m, original, &staging, progress, run)
             .await;
         self.set_restoring(None);
         r
@@ -348,6 +437,7 @@ impl Agent {
         original: TabletType,
         staging: &Path,
         progress: Arc<Progress>,
+        run: &JobRun,
     ) -> anyhow::Result<String> {
         let server_version = self.mysqld.lock().await.binary_version().to_string();
         let restored = engine::restore_to_staging(engine::RestoreParams {
@@ -359,9 +449,16 @@ impl Agent {
             cfg: &self.cfg.backup,
             server_version: &server_version,
             progress,
-            cancel: self.cancel.clone(),
+            cancel: run.cancel.clone(),
         })
         .await;
+        failpoint::pause("restore-before-swap").await;
+        let restored = restored.and_then(|()| {
+            if run.stopped() {
+                bail!("stopped before the swap");
+            }
+            Ok(())
+        });
         if let Err(e) = restored {
             let _ = remove_dir_if_exists(staging);
             return Err(e.context(format!(
@@ -373,7 +470,7 @@ impl Agent {
         self.publish_tablet(TabletType::Restore)
             .await
             .context("switching to RESTORE")?;
-        let swapped = self.swap_in(m, staging).await;
+        let swapped = self.swap_in(m, staging, run).await;
         if swapped.is_err() {
             // Refused before the swap (the tablet became primary, mysqld would not
             // stop): the verified copy is not needed any more.
@@ -385,7 +482,7 @@ impl Agent {
         Ok(m.backup_name.clone())
     }
 
-    async fn swap_in(&self, m: &Manifest, staging: &Path) -> anyhow::Result<()> {
+    async fn swap_in(&self, m: &Manifest, staging: &Path, run: &JobRun) -> anyhow::Result<()> {
         // The Shard record may have named this tablet primary since the job began.
         self.refuse_if_primary().await?;
         let mut mysqld = self.mysqld.lock().await;
@@ -394,6 +491,9 @@ impl Agent {
             .shutdown(Duration::from_secs(300))
             .await
             .context("stopping mysqld for the swap")?;
+        // Last moment to refuse: the job still ours, our lease still live in etcd.
+        // After this the renames take milliseconds.
+        self.check_still_held(run).await?;
         let dir = &self.cfg.tablet_dir;
         let data = mysqld.data_dir();
         let old = dir.join(BEFORE_RESTORE);
@@ -443,113 +543,4 @@ impl Agent {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backup::manifest::{BackupMethod, CompressionEngine, FORMAT_VERSION};
-    use chrono::{TimeZone, Utc};
-
-    fn info(name: &str, secs: i64, complete: bool) -> BackupInfo {
-        let t = Utc.timestamp_opt(secs, 0).unwrap();
-        if !complete {
-            return BackupInfo::incomplete(name, 1);
-        }
-        BackupInfo::with_manifest(
-            name,
-            Manifest {
-                backup_name: name.into(),
-                backup_method: BackupMethod::Builtin,
-                position: "MariaDB/0-1-1".into(),
-                purged_position: String::new(),
-                backup_time: t,
-                finished_time: t,
-                server_uuid: String::new(),
-                tablet_alias: "zone1-0000000001".into(),
-                hostname: String::new(),
-                keyspace: "ks".into(),
-                shard: "0".into(),
-                schedule: None,
-                mysql_version: String::new(),
-                upgrade_safe: false,
-                compression_engine: CompressionEngine::Zstd,
-                file_entries: vec![],
-                total_size: 0,
-                stored_size: 0,
-                stream_mode: None,
-                flavor: "MariaDB".into(),
-                format_version: FORMAT_VERSION,
-            },
-            1,
-        )
-    }
-
-    fn picked(c: SeedChoice) -> String {
-        match c {
-            SeedChoice::Backup(m) => m.backup_name,
-            SeedChoice::NoBackup => "none".into(),
-            SeedChoice::NoCompleteBackup(_) => "incomplete".into(),
-        }
-    }
-
-    #[test]
-    fn newest_complete_backup_wins() {
-        let b = vec![
-            info("a", 100, true),
-            info("b", 200, true),
-            info("c", 300, false),
-        ];
-        assert_eq!(picked(choose_backup(&b, None)), "b");
-        assert_eq!(
-            picked(choose_backup(&b, Some(Utc.timestamp_opt(150, 0).unwrap()))),
-            "a"
-        );
-        assert_eq!(
-            picked(choose_backup(&b, Some(Utc.timestamp_opt(50, 0).unwrap()))),
-            "incomplete"
-        );
-        assert_eq!(picked(choose_backup(&[], None)), "none");
-        assert_eq!(
-            picked(choose_backup(&[info("c", 300, false)], None)),
-            "incomplete"
-        );
-        // Never an unreadable or unrestorable one, however new.
-        let mut newer = info("d", 400, true).manifest.unwrap();
-        newer.format_version = FORMAT_VERSION + 1;
-        let b = vec![
-            info("a", 100, true),
-            BackupInfo::unreadable("e", "garbage", 1),
-            BackupInfo::with_manifest("d", newer, 1),
-        ];
-        assert_eq!(picked(choose_backup(&b, None)), "a");
-        assert_eq!(picked(choose_backup(&b[1..], None)), "incomplete");
-    }
-
-    #[test]
-    fn plan_seed_table() {
-        let b = vec![info("a", 100, true)];
-        let backup = || choose_backup(&b, None);
-        let none = || SeedChoice::NoBackup;
-        let incomplete = || SeedChoice::NoCompleteBackup("why".into());
-        let step = |s: SeedStep| match s {
-            SeedStep::Restore(m) => format!("restore {}", m.backup_name),
-            SeedStep::StartEmpty => "start empty".into(),
-            SeedStep::Refuse(why) => format!("refuse: {why}"),
-            SeedStep::Wait(why) => format!("wait: {why}"),
-        };
-        // (choice, waiting allowed, step)
-        let cases = [
-            (backup(), false, "restore a"),
-            (backup(), true, "restore a"),
-            (none(), false, "start empty"),
-            (none(), true, "wait: no backup yet"),
-            (incomplete(), false, "refuse: why"),
-            (incomplete(), true, "wait: why"),
-        ];
-        for (choice, wait, want) in cases {
-            assert_eq!(
-                step(plan_seed(choice.clone(), wait)),
-                want,
-                "{choice:?}, wait {wait}"
-            );
-        }
-    }
-}
+mod tests;

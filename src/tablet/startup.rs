@@ -208,9 +208,11 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         mysqld: tokio::sync::Mutex::new(mysqld),
         status: Mutex::new(Status {
             tablet_type,
+            type_unpublished: false,
             role: Role::Unknown,
             last_error: None,
             busy_job: None,
+            job_run: None,
             mysqld_up: false,
             restoring: None,
             replication: Default::default(),
@@ -219,7 +221,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         metrics: Arc::new(AgentMetrics::default()),
         http_port,
         cancel: cancel.clone(),
-        health_writer: tokio::sync::Mutex::new(()),
+        health_writer: tokio::sync::Mutex::new(None),
         storage,
         cfg,
     });
@@ -305,7 +307,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         .publish_tablet(tablet_type)
         .await
         .context("registering the tablet")?;
-    agent.fail_orphaned_jobs().await;
+    agent.fail_orphaned_jobs(super::jobs::AGENT_RESTARTED).await;
     if let Err(e) = agent.reconcile(None).await {
         agent.set_error(format!("{e:#}"));
     }

@@ -11,11 +11,23 @@ use super::{http_get, Cluster};
 
 impl Cluster {
     /// Starts `cairn coordinator --id ID` with an HTTP port of its own, logging to
-    /// `coordinator-ID.log` in the cluster dir.
+    /// `coordinator-ID.log` in the cluster dir, with the tests'
+    /// [`TEST_MIN_SCHEDULE_PERIOD`](super::TEST_MIN_SCHEDULE_PERIOD) unless `extra`
+    /// gives the flag.
     pub fn spawn_coordinator(
         &self,
         id: &str,
         extra: &[&str],
+    ) -> anyhow::Result<CoordinatorProcess> {
+        self.spawn_coordinator_env(id, extra, &[])
+    }
+
+    /// [`Cluster::spawn_coordinator`] with more environment (e.g. a failpoint).
+    pub fn spawn_coordinator_env(
+        &self,
+        id: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
     ) -> anyhow::Result<CoordinatorProcess> {
         let port = free_port().context("picking a port")?;
         let log_path = self.dir.path().join(format!("coordinator-{id}.log"));
@@ -32,6 +44,8 @@ impl Cluster {
             .args(&self.storage_flags)
             .envs(self.storage_env.iter().map(|(k, v)| (k, v)))
             .args(extra)
+            .envs(env.iter().copied())
+            .env("CAIRN_MIN_SCHEDULE_PERIOD", super::TEST_MIN_SCHEDULE_PERIOD)
             .env(
                 "RUST_LOG",
                 std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -68,6 +82,29 @@ impl CoordinatorProcess {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit on its own (e.g. at a failpoint); its status.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let what = format!("coordinator {} to exit", self.id);
+        let waited = super::wait_for(&what, timeout, || {
+            let st = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            async move { Ok(st) }
+        })
+        .await;
+        match waited {
+            Ok(st) => {
+                self.child = None;
+                Ok(st)
+            }
+            Err(e) => Err(anyhow::anyhow!("{e}\n{}", self.log_tail(20))),
         }
     }
 

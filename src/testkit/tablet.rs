@@ -52,7 +52,6 @@ impl Cluster {
             .args(["--mysql-port", &spec.mysql_port.to_string()])
             .args(&self.storage_flags)
             .envs(self.storage_env.iter().map(|(k, v)| (k, v)))
-            .args(["--health-interval", "1s", "--health-ttl", "4s"])
             .args(["--innodb-buffer-pool-size", "32M"])
             .args(&spec.extra)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -64,6 +63,16 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        // Fast health by default; a spec that sets either flag (a benchmark at the
+        // defaults) sets both itself.
+        let sets_health = spec.extra.iter().any(|a| {
+            ["--health-interval", "--health-ttl"]
+                .iter()
+                .any(|f| a == f || a.starts_with(&format!("{f}=")))
+        });
+        if !sets_health {
+            cmd.args(["--health-interval", "1s", "--health-ttl", "4s"]);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("spawning {}", self.bin.display()))?;

@@ -3,7 +3,9 @@
 //! plus the shared client, with [`Topo::call`] running each unary call under the
 //! request deadline with transient errors retried.
 //!
-//! Calls [`crate::retry`] (deadlines, backoff) and [`crate::keys`]. The raw
+//! Calls [`crate::retry`] (deadlines, backoff), [`crate::keys`], `explain` and
+//! `tls_probe` (why a connection failed) and `health` (keeping a multi-member
+//! client on healthy members). The raw
 //! client is handed only to the modules of this crate (and, with the `testkit`
 //! feature, to tests); everything else goes through the typed API.
 
@@ -13,12 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, KeyValue, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions,
+};
 use tracing::warn;
 
 use crate::error::{Result, TopoError};
+use crate::explain::{explain, looks_dropped, serves_tls, Attempt};
+use crate::health::{self, MonitorGuard};
 use crate::keys::Keys;
 use crate::retry::{next_delay, reconnect_backoff, unary_backoff, with_timeout};
+use crate::tls_probe::{probe, Verdict};
 
 /// How to reach etcd (the contract's global `--topo-*` flags).
 #[derive(Debug, Clone)]
@@ -76,6 +83,8 @@ pub struct Topo {
     request_timeout: Duration,
     /// The endpoints as given, for log lines.
     endpoints: Arc<str>,
+    /// Keeps a multi-member client on healthy members; stops with the last clone.
+    _health: Option<Arc<MonitorGuard>>,
 }
 
 /// The key of an etcd key-value as text (keys are always written from `&str`
@@ -101,27 +110,47 @@ fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>> {
         .map_err(|e| TopoError::Config(format!("cannot read {what} {}: {e}", path.display())))
 }
 
-/// Endpoints with their scheme: `https` when TLS is configured. An endpoint that
-/// already names a scheme is kept as written.
+/// Endpoints with their scheme: `https` when TLS is configured (a CA is
+/// given), else `http`. A scheme written out must agree: `http://` with TLS
+/// flags would talk plaintext while the operator asked for TLS, and `https://`
+/// without a CA cannot verify the server; both are configuration errors, as is
+/// any other scheme.
 fn endpoint_urls(cfg: &TopoConfig) -> Result<Vec<String>> {
-    let scheme = if cfg.ca_file.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let urls: Vec<String> = cfg
+    let tls = cfg.ca_file.is_some();
+    let mut urls = Vec::new();
+    for e in cfg
         .endpoints
         .iter()
         .map(|e| e.trim())
         .filter(|e| !e.is_empty())
-        .map(|e| {
-            if e.contains("://") {
-                e.to_string()
-            } else {
-                format!("{scheme}://{e}")
-            }
-        })
-        .collect();
+    {
+        let url = match e.split_once("://") {
+            None if tls => format!("https://{e}"),
+            None => format!("http://{e}"),
+            Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+                "https" if tls => format!("https://{rest}"),
+                "https" => {
+                    return Err(TopoError::Config(format!(
+                        "topo endpoint {e} is https:// but no --topo-cacert was given \
+                         (the CA that signed etcd's certificate)"
+                    )))
+                }
+                "http" if tls => {
+                    return Err(TopoError::Config(format!(
+                        "topo endpoint {e} is plaintext http:// but TLS flags were given; \
+                         write it as HOST:PORT or https://HOST:PORT"
+                    )))
+                }
+                "http" => format!("http://{rest}"),
+                _ => {
+                    return Err(TopoError::Config(format!(
+                        "topo endpoint {e}: unsupported scheme {scheme}://; write HOST:PORT"
+                    )))
+                }
+            },
+        };
+        urls.push(url);
+    }
     if urls.is_empty() {
         return Err(TopoError::Config("no topo server endpoints given".into()));
     }
@@ -181,14 +210,69 @@ fn connect_options(cfg: &TopoConfig) -> Result<ConnectOptions> {
     Ok(opts)
 }
 
+/// `e`, or the clear permanent error [`explain`] makes of it.
+fn explained(e: TopoError, what: &Attempt<'_>) -> TopoError {
+    let code = match &e {
+        TopoError::Etcd(etcd_client::Error::GRpcStatus(s)) => Some(s.code()),
+        _ => None,
+    };
+    explain(&format!("{e} {e:?}"), code, what).unwrap_or(e)
+}
+
+/// After a dropped connection: a TLS handshake with each endpoint, as
+/// configured, to learn whether the server refuses us (then a clear error) or,
+/// without TLS flags, whether it speaks TLS. `None` when nothing is learnt.
+async fn diagnose(cfg: &TopoConfig, urls: &[String], what: &Attempt<'_>) -> Option<TopoError> {
+    let ca = match &cfg.ca_file {
+        Some(p) => Some(std::fs::read(p).ok()?),
+        None => None,
+    };
+    let identity = match (&cfg.cert_file, &cfg.key_file) {
+        (Some(c), Some(k)) => Some((std::fs::read(c).ok()?, std::fs::read(k).ok()?)),
+        _ => None,
+    };
+    for url in urls {
+        let host_port = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let ids = identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let verdict = probe(host_port, ca.as_deref(), ids).await;
+        match (&ca, verdict) {
+            (Some(_), Verdict::Refused(text)) => {
+                if let Some(e) = explain(&text, None, what) {
+                    return Some(e);
+                }
+            }
+            // Without a CA every certificate is refused: a TLS server all the same.
+            (None, Verdict::Refused(text)) if text.contains("invalid peer certificate") => {
+                return Some(serves_tls(what))
+            }
+            (None, Verdict::Accepted) => return Some(serves_tls(what)),
+            _ => {}
+        }
+    }
+    None
+}
+
 impl Topo {
     /// Connects (retrying transient failures with a logged, jittered backoff until
     /// `give_up_after`, or forever when `None`). Reachability is proven with a
-    /// real request, since the client connects lazily.
+    /// real request, since the client connects lazily: a serializable read of the
+    /// root prefix, so a TLS handshake that cannot succeed, a refused login or a
+    /// root the user may not read fail at once with a clear error
+    /// ([`TopoError::Tls`], [`TopoError::Auth`]) instead of being retried.
     pub async fn connect(cfg: &TopoConfig, give_up_after: Option<Duration>) -> Result<Topo> {
-        let opts = connect_options(cfg)?;
         let urls = endpoint_urls(cfg)?;
+        let opts = connect_options(cfg)?;
         let endpoints: Arc<str> = cfg.endpoints.join(",").into();
+        let keys = Keys::new(&cfg.root);
+        // The probe reads the root prefix: it proves the server answers, the
+        // TLS handshake and the login work, and the user may read the root.
+        let prefix = format!("{}/", keys.root());
+        let what = Attempt {
+            endpoints: &endpoints,
+            client_cert: cfg.cert_file.is_some(),
+            user: cfg.user.as_deref(),
+            prefix: &prefix,
+        };
         let started = Instant::now();
         let mut backoff = reconnect_backoff();
         loop {
@@ -200,20 +284,33 @@ impl Topo {
                 )
                 .await?;
                 let mut probe = client.clone();
-                with_timeout(cfg.request_timeout, "status", async {
-                    Ok(probe.status().await?)
+                let probe_opts = GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_limit(1)
+                    .with_serializable();
+                with_timeout(cfg.request_timeout, "probe read", async {
+                    Ok(probe.get(prefix.as_str(), Some(probe_opts)).await?)
                 })
                 .await?;
                 Ok::<_, TopoError>(client)
             };
-            match attempt.await {
+            let outcome = match attempt.await.map_err(|e| explained(e, &what)) {
+                Err(e) if e.is_transient() && looks_dropped(&format!("{e} {e:?}")) => {
+                    Err(diagnose(cfg, &urls, &what).await.unwrap_or(e))
+                }
+                other => other,
+            };
+            match outcome {
                 Ok(client) => {
+                    let health = health::start(client.clone(), urls.clone(), opts.clone()).await;
                     return Ok(Topo {
-                        keys: Keys::new(&cfg.root),
+                        keys,
                         client,
                         request_timeout: cfg.request_timeout,
                         endpoints,
-                    })
+                        _health: health,
+                    });
                 }
                 Err(e) if e.is_transient() => {
                     let delay = next_delay(&mut backoff);
@@ -297,9 +394,40 @@ mod tests {
             vec!["http://a:1", "http://b:2", "http://c:3"]
         );
         c.ca_file = Some("ca.pem".into());
-        assert_eq!(endpoint_urls(&c).unwrap()[0], "https://a:1");
+        c.endpoints = vec!["a:1".into(), "HTTPS://b:2".into()];
+        assert_eq!(
+            endpoint_urls(&c).unwrap(),
+            vec!["https://a:1", "https://b:2"]
+        );
         c.endpoints = vec![];
         assert!(matches!(endpoint_urls(&c), Err(TopoError::Config(_))));
+    }
+
+    /// A scheme that contradicts the TLS flags is an error naming the endpoint,
+    /// never a silent plaintext (or unverifiable) connection.
+    #[test]
+    fn a_scheme_contradicting_the_tls_flags_is_refused() {
+        let cases: &[(&str, bool, &str)] = &[
+            ("http://a:1", true, "plaintext http:// but TLS flags"),
+            ("Http://a:1", true, "plaintext http:// but TLS flags"),
+            ("https://a:1", false, "no --topo-cacert"),
+            ("unix://a:1", false, "unsupported scheme unix://"),
+            ("grpc://a:1", true, "unsupported scheme grpc://"),
+        ];
+        for (endpoint, tls, want) in cases {
+            let mut c = cfg();
+            c.endpoints = vec!["b:2".into(), endpoint.to_string()];
+            if *tls {
+                c.ca_file = Some("ca.pem".into());
+            }
+            match endpoint_urls(&c) {
+                Err(TopoError::Config(msg)) => {
+                    assert!(msg.contains(want), "{endpoint}: {msg}");
+                    assert!(msg.contains(endpoint), "{endpoint}: {msg}");
+                }
+                other => panic!("{endpoint} (tls {tls}): {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub enum TopoError {
     /// Bad configuration (files, endpoints).
     #[error("{0}")]
     Config(String),
+    /// A TLS handshake that cannot succeed as configured (an untrusted server
+    /// certificate, a client certificate etcd rejects, plaintext to a TLS port).
+    #[error("{0}")]
+    Tls(String),
+    /// etcd refused the login, or the user may not touch the `--topo-root` prefix.
+    #[error("{0}")]
+    Auth(String),
 }
 
 pub type Result<T, E = TopoError> = std::result::Result<T, E>;

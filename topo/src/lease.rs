@@ -6,7 +6,10 @@
 //! TTL <= 0, "lease not found") or when no ping has been answered for a whole TTL
 //! (the server is frozen or unreachable; by then etcd may have expired it). A
 //! broken keepalive stream by itself is not a loss: the stream is reopened, and
-//! its first reply proves whether the lease still lives. On loss, the old lease is
+//! its first reply proves whether the lease still lives. Nor is one ping left
+//! unanswered for a ping interval: the stream is reopened too, so a stream stuck
+//! on a frozen member of a multi-member cluster moves to one that answers
+//! before the TTL is spent. On loss, the old lease is
 //! revoked best-effort (so its keys cannot outlive our belief that they are
 //! gone), a new one is granted as soon as etcd answers, and the new state is
 //! announced so the owner re-puts its ephemeral keys.
@@ -216,13 +219,23 @@ async fn keep_alive_until_lost(
     mut last_ok: Instant,
 ) -> String {
     let interval = ttl / 3;
+    let lost = |ttl: Duration| format!("no keepalive answer within the TTL ({ttl:?})");
     loop {
-        // (Re)open the keepalive stream; its first reply tells whether the lease lives.
+        // (Re)open the keepalive stream; its first reply tells whether the lease
+        // lives. An attempt gets one ping interval: a stream stuck on a frozen
+        // member is given up and reopened (the balancer may place it on another
+        // member) well before the TTL runs out.
         let sent = Instant::now();
+        let expires = last_ok + ttl;
         let mut c = topo.client();
-        let opened = tokio::time::timeout_at(last_ok + ttl, c.lease_keep_alive(id)).await;
+        let opened =
+            tokio::time::timeout_at((sent + interval).min(expires), c.lease_keep_alive(id)).await;
         let (mut keeper, mut stream) = match opened {
-            Err(_) => return format!("no keepalive answer within the TTL ({ttl:?})"),
+            Err(_) if Instant::now() >= expires => return lost(ttl),
+            Err(_) => {
+                warn!("lease {id:x} keepalive did not open within {interval:?}; retrying");
+                continue;
+            }
             Ok(Ok(ks)) => {
                 last_ok = sent;
                 ks
@@ -245,12 +258,17 @@ async fn keep_alive_until_lost(
         loop {
             tokio::time::sleep(interval).await;
             let sent = Instant::now();
+            let expires = last_ok + ttl;
             let ping = async {
                 keeper.keep_alive().await?;
                 stream.message().await
             };
-            match tokio::time::timeout_at(last_ok + ttl, ping).await {
-                Err(_) => return format!("no keepalive answer within the TTL ({ttl:?})"),
+            match tokio::time::timeout_at((sent + interval).min(expires), ping).await {
+                Err(_) if Instant::now() >= expires => return lost(ttl),
+                Err(_) => {
+                    warn!("lease {id:x} keepalive unanswered for {interval:?}; reopening");
+                    break;
+                }
                 Ok(Ok(Some(r))) if r.ttl() > 0 => last_ok = sent,
                 Ok(Ok(Some(_))) => return "etcd answered with TTL 0 (expired)".to_string(),
                 Ok(Ok(None)) => {

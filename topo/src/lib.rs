@@ -10,6 +10,11 @@
 //!   BackupRecord, Job, Schedule).
 //! - [`retry`]: deadlines, backoffs and transient-error classification.
 //! - [`codec`]: [`Versioned`] records and their JSON encoding.
+//! - `explain`: clear, permanent errors for connection failures the operator
+//!   must fix (TLS handshakes, logins, permissions).
+//! - `tls_probe`: a one-off TLS handshake that learns why a server dropped us.
+//! - `health`: member health checks that keep a multi-member client on the
+//!   members that answer.
 //! - [`conn`]: [`TopoConfig`], TLS/auth, connecting; [`Topo`] and its retried unary call.
 //! - [`snapshot`]: etcd's maintenance snapshot as a [`SnapshotStream`] of chunks.
 //! - [`txn`]: the conditional (CAS) transaction and [`Fence`], its leader condition.
@@ -21,6 +26,8 @@
 //! - [`lease`]: leases with a keepalive loop that re-grants when the lease is lost.
 //! - [`lock`]: shard locks and leader election.
 //! - [`typed`]: typed reads of the contract's records (tablets with health, shards...).
+//! - [`fault`]: ambiguous writes (applied, then reported as a timeout) for tests
+//!   (only with the `fault-injection` feature).
 //! - [`testkit`]: a real etcd process on loopback for tests and examples
 //!   (only with the `testkit` feature).
 //!
@@ -30,7 +37,11 @@ pub mod codec;
 pub mod conn;
 pub mod engines;
 pub mod error;
+mod explain;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod fenced;
+mod health;
 pub mod keys;
 pub mod lease;
 pub mod lock;
@@ -42,6 +53,7 @@ pub mod snapshot;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod tls_probe;
 pub mod txn;
 pub mod typed;
 pub mod watch;

@@ -218,6 +218,27 @@ pub struct BackupRecord {
     /// the field existed.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// `complete`, or `unreadable` once the catalog reconciler found the backup's
+    /// MANIFEST, or a file it lists, unreadable in storage: the record is kept
+    /// (only an operator removes the backup), `complete` is false, and the backup
+    /// is never a shard's latest. Records written before the field: complete.
+    #[serde(default)]
+    pub state: BackupRecordState,
+    /// Why the backup is unreadable (`state: unreadable`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether a catalogued backup can be restored, as the catalog last found it in
+/// storage (the spelling `list-backups --json` uses for the same states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupRecordState {
+    /// Its MANIFEST is readable and restorable and its files are all there.
+    #[default]
+    Complete,
+    /// Its MANIFEST (or a file it lists) can no longer be read or restored.
+    Unreadable,
 }
 
 /// What a job does.
@@ -385,6 +406,19 @@ pub struct Schedule {
     #[serde(default)]
     pub next_run: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Runs the coordinator did not take, counted instead of recorded one by one:
+    /// each shard of a slot given up (no eligible tablet until the slot's give-up
+    /// time, or the shard's previous backup still running), and each time the
+    /// schedule itself was refused (below `--min-schedule-period`, or a cron or
+    /// target that does not parse), once per refusal.
+    #[serde(default)]
+    pub skipped_runs: u64,
+    /// Why the last skipped run was skipped, in one line.
+    #[serde(default)]
+    pub last_skip_reason: Option<String>,
+    /// When the last run was skipped.
+    #[serde(default)]
+    pub last_skip_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]
@@ -430,6 +464,17 @@ mod tests {
         assert!(h.replication_failing());
         let back: Health = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
         assert_eq!(back.replication_error, Some(e));
+    }
+
+    #[test]
+    fn old_schedule_records_without_skip_counters_parse() {
+        let s = r#"{"name":"nightly","cron":"0 2 * * *","target":"ks",
+            "created_at":"2026-01-01T00:00:00Z"}"#;
+        let s: Schedule = serde_json::from_str(s).unwrap();
+        assert_eq!(s.skipped_runs, 0);
+        assert_eq!(s.last_skip_reason, None);
+        assert_eq!(s.last_skip_at, None);
+        assert!(!s.paused);
     }
 
     #[test]

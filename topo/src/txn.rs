@@ -8,7 +8,11 @@
 //! Versions are etcd `mod_revision`s: a record read at version `v` can be
 //! replaced only while its `mod_revision` is still `v`.
 //!
-//! Calls [`crate::conn`] (the retried unary call) and [`crate::retry`].
+//! [`Topo::holds`] is the read-only sibling: a compare-only transaction that says
+//! whether a key is unchanged and another still hangs on a lease.
+//!
+//! Calls [`crate::conn`] (the retried unary call), [`crate::retry`] and, with the
+//! `fault-injection` feature, `fault` (writes made ambiguous).
 
 use etcd_client::{
     Compare, CompareOp, DeleteOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
@@ -139,7 +143,18 @@ impl Topo {
         let resp: TxnResponse = self
             .call("txn", |mut c| {
                 let txn = txn.clone();
-                async move { c.txn(txn).await.map_err(|e| map_lease_error(e, lease)) }
+                #[cfg(feature = "fault-injection")]
+                let key = key.to_string();
+                async move {
+                    let resp = c.txn(txn).await.map_err(|e| map_lease_error(e, lease))?;
+                    #[cfg(feature = "fault-injection")]
+                    if resp.succeeded() && crate::fault::take_ambiguous(&key) {
+                        return Err(TopoError::Timeout(
+                            "txn: injected fault: applied, then no answer".into(),
+                        ));
+                    }
+                    Ok(resp)
+                }
             })
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -170,6 +185,34 @@ impl Topo {
             // lost race so the caller re-reads.
             (Cond::Any | Cond::Present, _) => TopoError::BadVersion(key.to_string()),
         })
+    }
+}
+
+impl Topo {
+    /// Whether, at one revision, `key` still has the version (`mod_revision`)
+    /// `version` and `lease_key` exists attached to lease `lease`. Writes nothing:
+    /// a compare-only transaction, so every write that could change the answer is
+    /// ordered after it. What a tablet checks immediately before an irreversible
+    /// step (the swap of an in-place restore): its job unchanged since it read it,
+    /// and its Health still on its lease, as etcd sees them.
+    pub async fn holds(
+        &self,
+        key: &str,
+        version: i64,
+        lease_key: &str,
+        lease: i64,
+    ) -> Result<bool> {
+        let txn = Txn::new().when(vec![
+            Compare::mod_revision(key, CompareOp::Equal, version),
+            Compare::lease(lease_key, CompareOp::Equal, lease),
+        ]);
+        let resp: TxnResponse = self
+            .call("txn", |mut c| {
+                let txn = txn.clone();
+                async move { Ok(c.txn(txn).await?) }
+            })
+            .await?;
+        Ok(resp.succeeded())
     }
 }
 

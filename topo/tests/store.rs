@@ -1,5 +1,7 @@
 //! The store against a real etcd: typed CAS outcomes, read-modify-write under
-//! contention, unreadable records, leases on writes, connecting to a late etcd.
+//! contention, unreadable records, leases on writes, connecting to a late etcd,
+//! the compare-only `holds` check, and what an ambiguous write (applied, answer
+//! lost) looks like to its caller.
 
 mod common;
 
@@ -184,6 +186,60 @@ async fn leased_keys_go_with_their_lease() {
             topo.create(k, &rec(2), Some(0x1234)).await,
             Err(TopoError::LeaseNotFound(0x1234))
         ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_checks_the_version_and_the_lease_together() {
+    within(60, async {
+        let (_etcd, topo) = setup().await;
+        let lease = topo.lease(10).await.unwrap();
+        let other = topo.lease(10).await.unwrap();
+        let job = "/test/global/jobs/held";
+        let health = "/test/zone1/tablets/zone1-0000000101/Health";
+        let v = topo.create(job, &rec(1), None).await.unwrap();
+        topo.put(health, &rec(1), Some(lease.id())).await.unwrap();
+        assert!(topo.holds(job, v, health, lease.id()).await.unwrap());
+        // Health on another lease, or gone: not held.
+        assert!(!topo.holds(job, v, health, other.id()).await.unwrap());
+        // The job changed since it was read: not held.
+        let v2 = topo.update(job, &rec(2), v).await.unwrap();
+        assert!(!topo.holds(job, v, health, lease.id()).await.unwrap());
+        assert!(topo.holds(job, v2, health, lease.id()).await.unwrap());
+        // The lease revoked (Health deleted with it): not held.
+        let id = lease.id();
+        lease.revoke().await.unwrap();
+        assert!(!topo.holds(job, v2, health, id).await.unwrap());
+        // Nothing was written by the checks.
+        assert_eq!(topo.get::<Rec>(job).await.unwrap().unwrap().version, v2);
+    })
+    .await;
+}
+
+/// The fault the agent tests use: the write lands, its answer is replaced by a
+/// timeout, and the unary retry then sees its own write as a lost race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_write_lands_and_reports_a_lost_race() {
+    within(60, async {
+        let (_etcd, topo) = setup().await;
+        let k = "/test/global/jobs/ambiguous-1";
+        cairn_topo::fault::set_ambiguous_writes("ambiguous-1", 1);
+        assert!(matches!(
+            topo.create(k, &rec(1), None).await,
+            Err(TopoError::NodeExists(_))
+        ));
+        let got = topo.get::<Rec>(k).await.unwrap().unwrap();
+        assert_eq!(got.value, rec(1), "the create landed");
+        cairn_topo::fault::set_ambiguous_writes("ambiguous-1", 1);
+        assert!(matches!(
+            topo.update(k, &rec(2), got.version).await,
+            Err(TopoError::BadVersion(_))
+        ));
+        assert_eq!(topo.get::<Rec>(k).await.unwrap().unwrap().value, rec(2));
+        // Spent: the next write is plain.
+        let v = topo.get::<Rec>(k).await.unwrap().unwrap().version;
+        topo.update(k, &rec(3), v).await.unwrap();
     })
     .await;
 }

@@ -4,7 +4,7 @@
 //! blocking work off the async runtime.
 //!
 //! May call: `std`, `libc`, `tokio`; nothing else of the crate but the storage
-//! module's error type and modes.
+//! module's error type and modes, and `common::failpoint`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -105,6 +105,8 @@ pub(super) fn remove_backup_dir(dir: &Path) -> StorageResult<()> {
             ))
         }
     }
+    // The backup is incomplete now; its data is still there.
+    crate::common::failpoint::hit("remove-backup-after-manifest");
     match fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -23,7 +23,7 @@ use super::file_writer::FileBackupWriter;
 use super::{
     validate_blob_dir, validate_blob_name, validate_shard_path, validate_stored_name, BackupInfo,
     BackupStorage, BackupWriter, BlobInfo, BlobWritten, ShardDir, StorageError, StorageResult,
-    BLOB_DIRS, DIR_MODE, MANIFEST_FILE,
+    StoredFiles, BLOB_DIRS, DIR_MODE, MANIFEST_FILE,
 };
 use crate::backup::manifest::Manifest;
 
@@ -94,20 +94,20 @@ fn read_manifest_at(dir: &Path, label: &str) -> StorageResult<Option<Manifest>> 
         })
 }
 
-/// Sum of the sizes of the regular files in `dir` (not recursive: backups are flat).
-fn dir_size(dir: &Path) -> StorageResult<u64> {
+/// The regular files in `dir` with their sizes (not recursive: backups are flat).
+fn dir_files(dir: &Path) -> StorageResult<StoredFiles> {
     let rd =
         fs::read_dir(dir).map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
-    let mut total = 0;
+    let mut files = StoredFiles::new();
     for entry in rd {
         let entry = entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
         if let Ok(md) = entry.metadata() {
             if md.is_file() {
-                total += md.len();
+                files.insert(entry.file_name().to_string_lossy().into_owned(), md.len());
             }
         }
     }
-    Ok(total)
+    Ok(files)
 }
 
 /// Sub-directory names of `dir` passing `valid`, sorted; empty if `dir` is absent.
@@ -174,8 +174,8 @@ impl BackupStorage for FileStorage {
                     let bdir = dir.join(&name);
                     let label = format!("{label}/{name}");
                     let read = read_manifest_at(&bdir, &label);
-                    let size_bytes = match dir_size(&bdir) {
-                        Ok(s) => s,
+                    let files = match dir_files(&bdir) {
+                        Ok(f) => f,
                         // Removed while we were listing it: skip.
                         Err(StorageError::Io { error, .. })
                             if error.kind() == io::ErrorKind::NotFound =>
@@ -184,10 +184,14 @@ impl BackupStorage for FileStorage {
                         }
                         Err(e) => return Err(e),
                     };
-                    let info = BackupInfo::classify(name, read, size_bytes);
+                    let size_bytes = files.values().sum();
+                    // The listing has every file's size anyway: a file the MANIFEST
+                    // names that is missing or of another size makes it unreadable.
+                    let info =
+                        BackupInfo::classify(name, read, size_bytes).with_stored_files(&files);
                     if let Some(error) = &info.error {
                         tracing::warn!(backup = %label, %error,
-                            "unreadable MANIFEST: the backup is kept, never restored");
+                            "unreadable MANIFEST or missing file: the backup is kept, never restored");
                     }
                     out.push(info);
                 }

@@ -124,7 +124,8 @@ pub enum BackupState {
     /// No MANIFEST: still being written, or abandoned.
     Incomplete,
     /// A MANIFEST is present but cannot be read, does not parse, or is one this
-    /// version of cairn would refuse to restore. Kept, never restored, reported.
+    /// version of cairn would refuse to restore, or a file it lists is missing
+    /// or of another size in storage. Kept, never restored, reported.
     Unreadable,
 }
 
@@ -211,6 +212,22 @@ impl BackupInfo {
         Self::classify(name, Ok(Some(manifest)), size_bytes)
     }
 
+    /// A complete backup becomes unreadable, with the reason, when a file its
+    /// MANIFEST lists is not in `present` with its stored size
+    /// ([`check_stored_files`]): restoring it would fail halfway, and retention
+    /// must not count it as the newest complete backup. Other states unchanged.
+    pub fn with_stored_files(mut self, present: &StoredFiles) -> Self {
+        let Some(m) = self.restorable_manifest() else {
+            return self;
+        };
+        if let Err(why) = check_stored_files(m, present) {
+            self.state = BackupState::Unreadable;
+            self.complete = false;
+            self.error = Some(why);
+        }
+        self
+    }
+
     /// Whether the MANIFEST is present but unusable (see [`BackupState::Unreadable`]).
     pub fn is_unreadable(&self) -> bool {
         self.state == BackupState::Unreadable
@@ -220,6 +237,33 @@ impl BackupInfo {
     pub fn restorable_manifest(&self) -> Option<&Manifest> {
         self.manifest.as_ref().filter(|_| self.complete)
     }
+}
+
+/// The stored files of one backup as a listing sees them: stored name → bytes.
+pub type StoredFiles = std::collections::BTreeMap<String, u64>;
+
+/// Whether every file `m` lists is in `present` with the stored size the
+/// MANIFEST says; the error names the first that is not (missing, truncated or
+/// grown). Pure: a listing that already has the sizes checks this for free.
+pub fn check_stored_files(m: &Manifest, present: &StoredFiles) -> Result<(), String> {
+    for e in &m.file_entries {
+        match present.get(&e.stored_name) {
+            None => {
+                return Err(format!(
+                    "stored file {} ({}) is missing from storage",
+                    e.stored_name, e.name
+                ))
+            }
+            Some(&n) if n != e.stored_size => {
+                return Err(format!(
+                    "stored file {} ({}) has {n} bytes in storage, its MANIFEST says {}",
+                    e.stored_name, e.name, e.stored_size
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// A keyspace/shard directory present in storage (for reconciliation).
@@ -285,7 +329,10 @@ pub trait BackupStorage: Send + Sync {
     fn list_shards(&self) -> BoxFuture<'_, StorageResult<Vec<ShardDir>>>;
 
     /// The backups of a shard, oldest (lowest name) first, incomplete ones included.
-    /// A shard with no directory has no backups.
+    /// A shard with no directory has no backups. A backend lists each backup's
+    /// stored files with their sizes anyway, and classifies with
+    /// [`BackupInfo::with_stored_files`]: a file the MANIFEST names that is missing
+    /// or of another size makes the backup unreadable, naming the file.
     fn list_backups<'a>(
         &'a self,
         keyspace: &'a str,

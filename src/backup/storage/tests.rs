@@ -449,3 +449,65 @@ async fn listing_tells_incomplete_from_unreadable() {
         assert_eq!(b.error.is_some(), b.is_unreadable(), "{b:?}");
     }
 }
+
+#[tokio::test]
+async fn listing_finds_missing_and_resized_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = FileStorage::new(tmp.path());
+    // (what, the files in storage, state, error contains)
+    type Files<'a> = &'a [(&'a str, &'a [u8])];
+    let cases: [(&str, Files, BackupState, &str); 5] = [
+        (
+            "all there",
+            &[("0", b"data"), ("1", b"more")],
+            BackupState::Complete,
+            "",
+        ),
+        (
+            "one missing",
+            &[("0", b"data")],
+            BackupState::Unreadable,
+            "stored file 1 (f1) is missing from storage",
+        ),
+        (
+            "truncated",
+            &[("0", b"da"), ("1", b"more")],
+            BackupState::Unreadable,
+            "stored file 0 (f0) has 2 bytes in storage, its MANIFEST says 4",
+        ),
+        (
+            "grown",
+            &[("0", b"data"), ("1", b"more!")],
+            BackupState::Unreadable,
+            "stored file 1 (f1) has 5 bytes",
+        ),
+        (
+            "an extra file is no harm",
+            &[("0", b"data"), ("1", b"more"), ("2", b"x")],
+            BackupState::Complete,
+            "",
+        ),
+    ];
+    for (i, (what, files, state, error)) in cases.iter().enumerate() {
+        let name = format!("2024-01-02.03040{i}.zone1-0000000101");
+        let dir = tmp.path().join("ks/0").join(&name);
+        fs::create_dir_all(&dir).unwrap();
+        for (f, data) in files.iter() {
+            fs::write(dir.join(f), data).unwrap();
+        }
+        let m = manifest("ks", "0", &name, vec![entry("0", 4), entry("1", 4)]);
+        fs::write(dir.join(MANIFEST_FILE), m.to_json().unwrap()).unwrap();
+        let l = st.list_backups("ks", "0").await.unwrap();
+        let b = l.iter().find(|b| b.name == name).unwrap();
+        assert_eq!(b.state, *state, "{what}");
+        assert_eq!(b.complete, *state == BackupState::Complete, "{what}");
+        assert!(
+            b.error.as_deref().unwrap_or("").contains(error),
+            "{what}: {:?}",
+            b.error
+        );
+        // The MANIFEST is still shown (for display), never as restorable.
+        assert!(b.manifest.is_some(), "{what}");
+        assert_eq!(b.restorable_manifest().is_some(), b.complete, "{what}");
+    }
+}

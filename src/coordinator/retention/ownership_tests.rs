@@ -29,6 +29,7 @@ fn b(name: &str, days_old: u64, complete: bool, schedule: Option<&str>) -> Reten
         },
         schedule: schedule.filter(|_| complete).map(str::to_string),
         in_flight: false,
+        once_complete: false,
     }
 }
 
@@ -250,4 +251,43 @@ fn reasons_are_unchanged_by_ownership() {
     assert!(matches!(got[0].reason, Reason::Incomplete { .. }));
     assert_eq!(got[1].name, "h4");
     assert_eq!(got[1].reason, Reason::OverCount { keep_count: 3 });
+}
+
+/// A backup whose job succeeded but that has no MANIFEST lost it to a removal cut
+/// short (a coordinator killed mid-prune): it is removed at once, by any
+/// schedule's pass, with no grace; a young incomplete one whose job did not
+/// succeed still gets its grace, and one in flight is kept.
+#[test]
+fn a_removal_cut_short_is_finished_at_once() {
+    let cut = |mut b: RetentionInput| {
+        b.once_complete = true;
+        b
+    };
+    let backups = vec![
+        b("h-old", 3, true, Some("hourly")),
+        cut(b("cut-young", 0, false, None)),
+        b("young", 0, false, None),
+        b("y-new", 0, true, Some("yearly")),
+    ];
+    for schedule in ["hourly", "yearly", "other"] {
+        let got = plan(
+            &owned_by(&backups, schedule),
+            rule(None, None),
+            now(),
+            &HashSet::new(),
+        );
+        assert_eq!(got.len(), 1, "{schedule}: {got:?}");
+        assert_eq!(got[0].name, "cut-young");
+        assert_eq!(got[0].reason, Reason::RemovalCutShort);
+        assert!(got[0].reason.to_string().contains("removal was cut short"));
+    }
+    // Read by a restore: kept like any other.
+    let in_use: HashSet<String> = ["cut-young".to_string()].into();
+    let got = plan(
+        &owned_by(&backups, "hourly"),
+        rule(None, None),
+        now(),
+        &in_use,
+    );
+    assert!(got.is_empty(), "{got:?}");
 }

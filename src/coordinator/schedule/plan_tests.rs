@@ -1,8 +1,10 @@
 //! Table tests of the scheduler's planners in [`super`]: target expansion, the
-//! slot plan, the scheduled job, the etcd snapshot cron.
+//! slot plan, the scheduled job (or why a shard cannot start), the etcd snapshot
+//! cron.
 
 use super::tests::{sched, t};
 use super::*;
+use cairn_topo::{JobState, TabletAlias};
 
 #[test]
 fn stored_targets_expand_to_the_shards_topo_knows() {
@@ -285,7 +287,6 @@ fn scheduled_job_table() {
         ..sched("0 * * * *", "2026-01-01T00:00:00Z", None)
     };
     let slot = t("2026-01-01T10:00:00Z");
-    let now = t("2026-01-01T10:00:05Z");
     let run = ScheduledRun {
         schedule: &s,
         slot,
@@ -301,82 +302,78 @@ fn scheduled_job_table() {
         j.state = state;
         j
     };
-    // (what, jobs, choice, state, tablet, error fragment)
-    type Row<'a> = (&'a str, Vec<Job>, Choice, JobState, String, Option<&'a str>);
+    let busy = |state| {
+        Err(Blocked::Busy {
+            job: "old".into(),
+            state,
+        })
+    };
+    // (what, jobs, choice, a job on this tablet, or why none)
+    type Row<'a> = (&'a str, Vec<Job>, Choice, Result<&'a str, Blocked>);
     let rows: Vec<Row> = vec![
         (
             "a tablet was chosen",
             vec![],
             Choice::Tablet(a101.clone()),
-            JobState::Pending,
-            "zone1-0000000101".into(),
-            None,
+            Ok("zone1-0000000101"),
         ),
         (
-            "a backup of the shard still runs: cancelled, on its tablet",
+            "a backup of the shard still runs: no job",
             vec![running(JobState::Running, JobKind::Backup, "-80")],
             Choice::Tablet(a101.clone()),
-            JobState::Cancelled,
-            "zone1-0000000102".into(),
-            Some("skipped: backup job old of this shard is still Running"),
+            busy(JobState::Running),
         ),
         (
             "a pending backup counts as running too, even with no tablet",
             vec![running(JobState::Pending, JobKind::Backup, "-80")],
             Choice::None(vec![]),
-            JobState::Cancelled,
-            "zone1-0000000102".into(),
-            Some("is still Pending"),
+            busy(JobState::Pending),
         ),
         (
             "finished backups, restores and other shards do not count",
             vec![
                 running(JobState::Succeeded, JobKind::Backup, "-80"),
+                running(JobState::Cancelled, JobKind::Backup, "-80"),
                 running(JobState::Running, JobKind::Restore, "-80"),
                 running(JobState::Running, JobKind::Backup, "80-"),
             ],
             Choice::Tablet(a101.clone()),
-            JobState::Pending,
-            "zone1-0000000101".into(),
-            None,
+            Ok("zone1-0000000101"),
         ),
         (
-            "no tablets at all: failed on the placeholder",
+            "no tablets at all: no job",
             vec![],
             Choice::None(vec![]),
-            JobState::Failed,
-            "none-0000000000".into(),
-            Some("no eligible tablet (no tablets)"),
+            Err(Blocked::NoTablet {
+                why: "no tablets".into(),
+            }),
         ),
         (
-            "no eligible tablet: failed with every reason",
+            "no eligible tablet: no job, every reason kept",
             vec![],
             Choice::None(vec![
                 (a101.clone(), "lagging 900s > 300s".into()),
                 (a102.clone(), "mysqld down".into()),
             ]),
-            JobState::Failed,
-            "none-0000000000".into(),
-            Some("no eligible tablet (zone1-0000000101: lagging 900s > 300s; zone1-0000000102: mysqld down)"),
+            Err(Blocked::NoTablet {
+                why: "zone1-0000000101: lagging 900s > 300s; zone1-0000000102: mysqld down".into(),
+            }),
         ),
     ];
-    for (what, jobs, choice, state, tablet, error) in rows {
-        let j = scheduled_job(&run, &jobs, &choice, now);
-        assert_eq!(j.state, state, "{what}");
-        assert_eq!(j.tablet_alias.to_string(), tablet, "{what}");
-        match error {
-            None => assert_eq!(j.error, None, "{what}"),
-            Some(e) => assert!(
-                j.error.as_deref().is_some_and(|x| x.contains(e)),
-                "{what}: {:?}",
-                j.error
-            ),
-        }
-        assert_eq!(
-            j.finished_at,
-            (state != JobState::Pending).then_some(now),
-            "{what}"
-        );
+    for (what, jobs, choice, want) in rows {
+        let got = scheduled_job(&run, &jobs, &choice);
+        let j = match (got, want) {
+            (Ok(j), Ok(tablet)) => {
+                assert_eq!(j.tablet_alias.to_string(), tablet, "{what}");
+                j
+            }
+            (got, want) => {
+                assert_eq!(got.map(|j| j.id), want.map(|_| String::new()), "{what}");
+                continue;
+            }
+        };
+        assert_eq!(j.state, JobState::Pending, "{what}");
+        assert_eq!((j.error.as_deref(), j.finished_at), (None, None), "{what}");
         assert_eq!(
             (j.kind, j.keyspace.as_str(), j.shard.as_str()),
             (JobKind::Backup, "commerce", "-80"),
@@ -388,6 +385,17 @@ fn scheduled_job_table() {
         assert_eq!(j.pending_timeout_seconds, Some(90), "{what}");
         assert_eq!(j.attempt, 1, "{what}");
     }
+    assert_eq!(
+        busy(JobState::Running).unwrap_err().to_string(),
+        "backup job old of the shard is still RUNNING"
+    );
+    assert_eq!(
+        Blocked::NoTablet {
+            why: "no tablets".into()
+        }
+        .to_string(),
+        "no eligible tablet (no tablets)"
+    );
 }
 
 #[test]
@@ -433,5 +441,88 @@ fn snapshot_due_table() {
             want.map(t),
             "{what}"
         );
+    }
+}
+
+#[test]
+fn a_slot_a_dead_leader_left_half_started_is_found_from_the_jobs() {
+    let hourly = "0 * * * *";
+    // (what, last_run, stored next_run, jobs as (schedule, slot), slot in progress)
+    type Row = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Vec<(&'static str, &'static str)>,
+        Option<&'static str>,
+    );
+    let rows: Vec<Row> = vec![
+        ("no jobs", None, None, vec![], None),
+        (
+            "never ran; one shard of 10:00 started",
+            None,
+            None,
+            vec![("nightly", "2026-01-01T10:00:00Z")],
+            Some("2026-01-01T10:00:00Z"),
+        ),
+        (
+            "09:00 recorded; 10:00 half started",
+            Some("2026-01-01T09:00:00Z"),
+            Some("2026-01-01T10:00:00Z"),
+            vec![
+                ("nightly", "2026-01-01T09:00:00Z"),
+                ("nightly", "2026-01-01T10:00:00Z"),
+            ],
+            Some("2026-01-01T10:00:00Z"),
+        ),
+        (
+            "the latest slot recorded: nothing in progress",
+            Some("2026-01-01T10:00:00Z"),
+            Some("2026-01-01T11:00:00Z"),
+            vec![
+                ("nightly", "2026-01-01T09:00:00Z"),
+                ("nightly", "2026-01-01T10:00:00Z"),
+            ],
+            None,
+        ),
+        (
+            "another schedule's jobs do not count",
+            Some("2026-01-01T09:00:00Z"),
+            None,
+            vec![("other", "2026-01-01T10:00:00Z")],
+            None,
+        ),
+        (
+            "resumed past the half-started slot: not made up",
+            Some("2026-01-01T09:00:00Z"),
+            Some("2026-01-01T15:00:00Z"),
+            vec![("nightly", "2026-01-01T10:00:00Z")],
+            None,
+        ),
+        (
+            "jobs from before the schedule was created (an older schedule of that name)",
+            None,
+            None,
+            vec![("nightly", "2025-12-31T10:00:00Z")],
+            None,
+        ),
+        (
+            "the latest of two unrecorded slots",
+            Some("2026-01-01T08:00:00Z"),
+            None,
+            vec![
+                ("nightly", "2026-01-01T09:00:00Z"),
+                ("nightly", "2026-01-01T11:00:00Z"),
+            ],
+            Some("2026-01-01T11:00:00Z"),
+        ),
+    ];
+    for (what, last_run, next_run, jobs, want) in rows {
+        let mut s = sched(hourly, "2026-01-01T00:30:00Z", last_run);
+        s.next_run = next_run.map(t);
+        let jobs: Vec<Job> = jobs
+            .iter()
+            .map(|(name, slot)| job_for(name, slot, "commerce", "-80"))
+            .collect();
+        assert_eq!(slot_in_progress(&s, &jobs), want.map(t), "{what}");
     }
 }

@@ -19,6 +19,9 @@ pub(super) fn sched(cron: &str, created: &str, last_run: Option<&str>) -> Schedu
         last_run: last_run.map(t),
         next_run: None,
         created_at: t(created),
+        skipped_runs: 0,
+        last_skip_reason: None,
+        last_skip_at: None,
     }
 }
 

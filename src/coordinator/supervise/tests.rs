@@ -27,6 +27,16 @@ fn view(registered: bool, lease: Option<i64>) -> TabletView {
     TabletView {
         registered,
         health_lease: lease,
+        health_gone_since: None,
+    }
+}
+
+/// A registered tablet whose Health the coordinator saw deleted at `since`.
+fn gone(since: i64) -> TabletView {
+    TabletView {
+        registered: true,
+        health_lease: None,
+        health_gone_since: Some(at(since)),
     }
 }
 
@@ -45,6 +55,7 @@ fn table() {
         pending: Duration::from_secs(60),
         running: Duration::from_secs(3600),
         no_health_grace: Duration::from_secs(15),
+        lost_health_grace: Duration::from_secs(10),
     };
     let p = RetryPolicy::default();
     // (what, job, tablet, now, expected verdict with a reason fragment)
@@ -90,6 +101,48 @@ fn table() {
             view(true, None),
             at(10),
             V::Retry("lost its health"),
+        ),
+        (
+            "running, health gone within the grace",
+            job(Running, Backup, true, 1),
+            gone(5),
+            at(15),
+            V::Leave,
+        ),
+        (
+            "running, health gone past the grace",
+            job(Running, Backup, true, 1),
+            gone(5),
+            at(16),
+            V::Retry("without it for longer than the 10s grace"),
+        ),
+        (
+            "running, health gone since the future (clock skew)",
+            job(Running, Backup, true, 1),
+            gone(50),
+            at(16),
+            V::Leave,
+        ),
+        (
+            "running, health gone within the grace, past the timeout",
+            job(Running, Backup, true, 1),
+            gone(3600),
+            at(3606),
+            V::Retry("past the 1h timeout"),
+        ),
+        (
+            "restore, health gone past the grace",
+            job(Running, Restore, false, 1),
+            gone(0),
+            at(11),
+            V::Fail("lost its health"),
+        ),
+        (
+            "restore, health gone within the grace",
+            job(Running, Restore, false, 1),
+            gone(0),
+            at(10),
+            V::Leave,
         ),
         (
             "running, agent restarted",
@@ -486,7 +539,11 @@ fn expired_jobs_table() {
         v("old-running", JobState::Running, Some(days_ago(9)), 9),
         v("old-pending", JobState::Pending, Some(days_ago(9)), 10),
     ];
-    let got = expired_jobs(&jobs, now, day);
+    let h = |d: Duration| JobHistory {
+        finished: d,
+        short: d,
+    };
+    let got = expired_jobs(&jobs, now, &h(day));
     assert_eq!(
         got,
         vec![
@@ -495,6 +552,136 @@ fn expired_jobs_table() {
             ("old-cancelled".to_string(), 5),
         ]
     );
-    assert!(expired_jobs(&jobs, now, Duration::from_secs(30 * 86_400)).is_empty());
-    assert!(expired_jobs(&jobs, now, Duration::MAX).is_empty());
+    assert!(expired_jobs(&jobs, now, &h(Duration::from_secs(30 * 86_400))).is_empty());
+    assert!(expired_jobs(&jobs, now, &h(Duration::MAX)).is_empty());
+}
+
+#[test]
+fn cancelled_and_never_started_manual_jobs_have_the_short_history() {
+    let hour = 3600;
+    let now = at(100 * hour);
+    let history = JobHistory {
+        finished: Duration::from_secs(48 * 3600),
+        short: Duration::from_secs(6 * 3600),
+    };
+    // (what, state, scheduled, started, finished hours ago, short-lived, expired)
+    let rows = [
+        (
+            "cancelled, old",
+            JobState::Cancelled,
+            true,
+            false,
+            7,
+            true,
+            true,
+        ),
+        (
+            "cancelled, recent",
+            JobState::Cancelled,
+            false,
+            false,
+            5,
+            true,
+            false,
+        ),
+        (
+            "cancelled after it started",
+            JobState::Cancelled,
+            false,
+            true,
+            7,
+            true,
+            true,
+        ),
+        (
+            "manual, failed before starting",
+            JobState::Failed,
+            false,
+            false,
+            7,
+            true,
+            true,
+        ),
+        (
+            "manual, failed before starting, recent",
+            JobState::Failed,
+            false,
+            false,
+            5,
+            true,
+            false,
+        ),
+        (
+            "manual, failed while running",
+            JobState::Failed,
+            false,
+            true,
+            7,
+            false,
+            false,
+        ),
+        (
+            "scheduled, not taken",
+            JobState::Failed,
+            true,
+            false,
+            7,
+            false,
+            false,
+        ),
+        (
+            "scheduled, not taken, past the full window",
+            JobState::Failed,
+            true,
+            false,
+            49,
+            false,
+            true,
+        ),
+        (
+            "succeeded",
+            JobState::Succeeded,
+            false,
+            true,
+            7,
+            false,
+            false,
+        ),
+        (
+            "succeeded, past the full window",
+            JobState::Succeeded,
+            true,
+            true,
+            49,
+            false,
+            true,
+        ),
+    ];
+    for (what, state, scheduled, started, ago, short, expired) in rows {
+        let mut j = job(state, JobKind::Backup, scheduled, 1);
+        j.started_at = started.then(|| at(0));
+        j.finished_at = Some(now - chrono::Duration::hours(ago));
+        assert_eq!(short_lived(&j), short, "{what}");
+        let v = [Versioned {
+            value: j,
+            version: 1,
+        }];
+        assert_eq!(
+            !expired_jobs(&v, now, &history).is_empty(),
+            expired,
+            "{what}"
+        );
+    }
+    // The short window never outlasts the full one.
+    let mut j = job(JobState::Cancelled, JobKind::Backup, false, 1);
+    j.finished_at = Some(now - chrono::Duration::hours(3));
+    let v = [Versioned {
+        value: j,
+        version: 1,
+    }];
+    let longer_short = JobHistory {
+        finished: Duration::from_secs(2 * 3600),
+        short: Duration::from_secs(24 * 3600),
+    };
+    assert_eq!(expired_jobs(&v, now, &longer_short).len(), 1);
 }
