@@ -42,7 +42,8 @@ pub async fn backup(
 /// Restores the backup `p` names into `p.staging`, verifying every byte; on
 /// success `staging` is a data directory mysqld can start on.
 /// Refuses before anything is touched a MANIFEST that does not fit: another
-/// keyspace/shard (unless `--allow-other-shard`), or a newer server version.
+/// keyspace/shard (unless `--allow-other-shard`), a newer server version, or an
+/// encrypted backup this tablet's identities cannot open.
 pub async fn restore_to_staging(p: RestoreParams<'_>) -> anyhow::Result<()> {
     check_manifest_fits(
         p.manifest,
@@ -52,12 +53,20 @@ pub async fn restore_to_staging(p: RestoreParams<'_>) -> anyhow::Result<()> {
         p.cfg.allow_other_shard,
     )
     .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", p.manifest.backup_name))?;
+    check_decryptable(&p).await?;
     let staging = p.staging.to_path_buf();
     match p.manifest.backup_method {
         BackupMethod::Builtin => builtin::restore(p).await?,
         BackupMethod::Xtrabackup => xtrabackup::restore(p).await?,
     }
     owner_only(&staging)
+}
+
+/// Proves the tablet's identities open the backup `p` names (nothing to prove
+/// for a plaintext one) before anything is touched; the error names the
+/// recipients needed. Reads only the age header of one stored file.
+pub async fn check_decryptable(p: &RestoreParams<'_>) -> anyhow::Result<()> {
+    super::pipeline::check_decryptable(p.stored()).await
 }
 
 /// Whether a backup described by `m` may be restored on a tablet of
@@ -148,6 +157,8 @@ mod tests {
             total_size: 0,
             stored_size: 0,
             stream_mode: None,
+            encryption: None,
+            encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: super::super::manifest::FORMAT_VERSION,
         }

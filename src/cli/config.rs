@@ -1,13 +1,15 @@
 //! Typed configurations built from the flags: the CLI is the only module that sees
 //! clap structs; the layers below take these.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_topo::TabletAlias;
 
-use super::args::{CoordinatorArgs, StorageArg, StorageArgs, TabletArgs};
+use super::args::{CoordinatorArgs, EncryptionArgs, StorageArg, StorageArgs, TabletArgs};
+use crate::backup::encryption::{parse_recipients_file, Identities, Recipients};
 use crate::backup::engine::EngineConfig;
 use crate::backup::pipeline::Compression;
 use crate::backup::{BackupStorage, StorageConfig};
@@ -30,6 +32,47 @@ pub fn storage_config(s: &StorageArgs, required: bool) -> anyhow::Result<Storage
             None => Ok(StorageConfig::None),
         },
     }
+}
+
+/// The recipients the encryption flags name (`None`: no encryption), validated
+/// and proven able to encrypt. An unreadable or empty recipients file, or a line
+/// that is not an age X25519 public key, is a usage error naming the flag:
+/// configured but unusable encryption never starts, so nothing is stored in
+/// plaintext by accident.
+pub fn encryption_recipients(a: &EncryptionArgs) -> Result<Option<Arc<Recipients>>, UsageError> {
+    let mut keys = a.backup_encryption_recipient.clone();
+    if let Some(f) = &a.backup_encryption_recipients_file {
+        let flag = format!("--backup-encryption-recipients-file {}", f.display());
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| UsageError(format!("{flag}: cannot read it: {e}")))?;
+        let listed =
+            parse_recipients_file(&text).map_err(|why| UsageError(format!("{flag}: {why}")))?;
+        if listed.is_empty() {
+            return Err(UsageError(format!("{flag}: lists no recipient")));
+        }
+        keys.extend(listed);
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    Recipients::new(&keys)
+        .map(|r| Some(Arc::new(r)))
+        .map_err(|why| UsageError(format!("--backup-encryption-recipient: {why}")))
+}
+
+/// The identities `--backup-encryption-identity-file` holds (`None` without the
+/// flag). An unreadable file, or one without a valid X25519 identity, is a usage
+/// error naming the flag; the error never quotes the file's content.
+pub fn encryption_identities(file: Option<&Path>) -> Result<Option<Arc<Identities>>, UsageError> {
+    let Some(f) = file else {
+        return Ok(None);
+    };
+    let flag = format!("--backup-encryption-identity-file {}", f.display());
+    let text =
+        std::fs::read_to_string(f).map_err(|e| UsageError(format!("{flag}: cannot read it: {e}")))?;
+    Identities::parse(&text, &f.display().to_string())
+        .map(|ids| Some(Arc::new(ids)))
+        .map_err(|why| UsageError(format!("{flag}: {why}")))
 }
 
 /// The replication password the flags or `CAIRN_REPLICATION_PASSWORD` give, if any.
@@ -215,6 +258,8 @@ pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
             xtrabackup_root_path: args.xtrabackup_root_path.clone(),
             work_dir: args.tablet_dir.clone(),
             allow_other_shard: args.allow_other_shard,
+            encryption: encryption_recipients(&args.encryption)?,
+            identities: encryption_identities(args.backup_encryption_identity_file.as_deref())?,
         },
         restore_from_backup: args.restore_from_backup,
         wait_for_backup_interval: args.wait_for_backup_interval,
@@ -248,6 +293,7 @@ pub fn coordinator_config(args: &CoordinatorArgs) -> anyhow::Result<CoordinatorC
         snapshot_cron: args.topo_snapshot_cron.clone(),
         snapshot_keep: args.topo_snapshot_keep.max(1),
         storage: storage_config(&args.storage, true)?,
+        encryption: encryption_recipients(&args.encryption)?,
         http_port: args.port,
     })
 }
@@ -450,6 +496,96 @@ mod tests {
         for (addr, given, want) in cases {
             let got = check_replication_password(addr, *given).err().map(|e| e.0);
             assert_eq!(&got, want, "{addr} given={given}");
+        }
+    }
+
+    /// Every way encryption can be configured unusably is refused with a usage
+    /// error (exit 2) naming the flag; usable settings give the keys.
+    #[test]
+    fn encryption_flags_are_checked() {
+        use age::secrecy::ExposeSecret;
+        let d = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let (public, secret) = (id.to_public().to_string(), id.to_string());
+        let public: &str = public.leak();
+        let other = age::x25519::Identity::generate().to_public().to_string();
+        let write = |name: &str, text: &str| -> &'static str {
+            let p = d.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string().leak()
+        };
+        let good = write("good.txt", &format!("# keys\n{public}\n\n{other}\n"));
+        let empty = write("empty.txt", "# nobody\n");
+        let bad = write("bad.txt", &format!("{public}\nage1oops\n"));
+        let key = write("key.txt", &format!("# public key: {public}\n{}\n", secret.expose_secret()));
+        let nokey = write("nokey.txt", &format!("{public}\n"));
+        let missing: &str = d.path().join("missing.txt").display().to_string().leak();
+        let base = [
+            "tablet", "--tablet-uid", "1", "--init-keyspace", "ks", "--init-shard", "0",
+            "--tablet-dir", "/nonexistent", "--mysql-port", "1",
+        ];
+        // (extra flags, recipients or the start of the error)
+        let cases: Vec<(Vec<&str>, Result<usize, String>)> = vec![
+            (vec![], Ok(0)),
+            (vec!["--backup-encryption-recipient", public], Ok(1)),
+            (vec!["--backup-encryption-recipients-file", good], Ok(2)),
+            (
+                vec!["--backup-encryption-recipient", public, "--backup-encryption-recipients-file", good],
+                Ok(2),
+            ),
+            (
+                vec!["--backup-encryption-recipients-file", empty],
+                Err(format!("--backup-encryption-recipients-file {empty}: lists no recipient")),
+            ),
+            (
+                vec!["--backup-encryption-recipients-file", bad],
+                Err(format!("--backup-encryption-recipients-file {bad}: line 2: \"age1oops\" is not")),
+            ),
+            (
+                vec!["--backup-encryption-recipients-file", missing],
+                Err(format!("--backup-encryption-recipients-file {missing}: cannot read it")),
+            ),
+            (vec!["--backup-encryption-identity-file", key], Ok(0)),
+            (
+                vec!["--backup-encryption-identity-file", nokey],
+                Err(format!("--backup-encryption-identity-file {nokey}: line 1 is not an age X25519 identity")),
+            ),
+            (
+                vec!["--backup-encryption-identity-file", missing],
+                Err(format!("--backup-encryption-identity-file {missing}: cannot read it")),
+            ),
+            (
+                vec!["--backup-encryption-identity-file", empty],
+                Err(format!("--backup-encryption-identity-file {empty}: holds no identity")),
+            ),
+        ];
+        for (extra, want) in cases {
+            let mut argv = base.to_vec();
+            argv.extend_from_slice(&extra);
+            let Command::Tablet(a) = parse(&argv) else {
+                panic!("not a tablet command")
+            };
+            let got = encryption_recipients(&a.encryption).and_then(|r| {
+                encryption_identities(a.backup_encryption_identity_file.as_deref())?;
+                Ok(r.map_or(0, |r| r.names().len()))
+            });
+            match (got, want) {
+                (Ok(n), Ok(m)) => assert_eq!(n, m, "{extra:?}"),
+                (Err(e), Err(w)) => assert!(e.0.starts_with(&w), "{extra:?}: {} vs {w}", e.0),
+                (got, want) => panic!("{extra:?}: {got:?} vs {want:?}"),
+            }
+        }
+        // A recipient that is not an age key is refused by the parser (exit 2),
+        // in every spelling, naming the flag.
+        for spelling in ["--backup-encryption-recipient", "--backup_encryption_recipient", "-backup_encryption_recipient"] {
+            let mut argv = vec!["cairn".to_string()];
+            argv.extend(base.iter().map(|s| s.to_string()));
+            argv.extend([spelling.to_string(), "ssh-ed25519 AAAA".to_string()]);
+            let e = Cli::try_parse_from(crate::cli::args::normalize_args(argv)).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            let msg = e.to_string();
+            assert!(msg.contains("--backup-encryption-recipient"), "{msg}");
+            assert!(msg.contains("is not an age X25519 public key"), "{msg}");
         }
     }
 
