@@ -31,7 +31,11 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
         .arg(&path)
         .output()
         .expect("running age-keygen (install the age package)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     let public = text
         .lines()
@@ -95,7 +99,12 @@ fn manifest(c: &Cluster, name: &str) -> Value {
 
 /// Starts a tablet restoring at start with `flags`; returns it once it exited
 /// (with its log) or became healthy.
-async fn seed(c: &Cluster, topo: &Topo, uid: u32, flags: &[String]) -> Result<TabletProcess, String> {
+async fn seed(
+    c: &Cluster,
+    topo: &Topo,
+    uid: u32,
+    flags: &[String],
+) -> Result<TabletProcess, String> {
     let mut spec = c.tablet(uid, "ks", "0").unwrap();
     spec.extra = vec!["--restore-from-backup".to_string()];
     spec.extra.extend_from_slice(flags);
@@ -105,10 +114,17 @@ async fn seed(c: &Cluster, topo: &Topo, uid: u32, flags: &[String]) -> Result<Ta
         if let Some(status) = t.try_exit() {
             return Err(format!("exited {status}: {}", t.log_tail(20)));
         }
-        if t.wait_healthy(topo, Duration::from_millis(500)).await.is_ok() {
+        if t.wait_healthy(topo, Duration::from_millis(500))
+            .await
+            .is_ok()
+        {
             return Ok(t);
         }
-        assert!(started.elapsed() < T, "tablet {uid} neither served nor failed: {}", t.log_tail(30));
+        assert!(
+            started.elapsed() < T,
+            "tablet {uid} neither served nor failed: {}",
+            t.log_tail(30)
+        );
     }
 }
 
@@ -135,15 +151,25 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
         let probe: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(r.spec.dir.join("data/app/probe.bin"), &probe).unwrap();
 
-        let name = c.cli_ok(&["backup", &r.spec.alias()]).unwrap().trim().to_string();
+        let name = c
+            .cli_ok(&["backup", &r.spec.alias()])
+            .unwrap()
+            .trim()
+            .to_string();
         let m = manifest(&c, &name);
         assert_eq!(m["Encryption"], "age", "{m}");
         assert_eq!(m["EncryptionRecipients"], serde_json::json!([pub_a, pub_b]));
         assert_eq!(m["FormatVersion"], 2);
         let root = c.backup_root().display().to_string();
         let listed: Vec<Value> = serde_json::from_str(
-            &c.cli_ok(&["list-backups", "ks/0", "--json", "--file-backup-storage-root", &root])
-                .unwrap(),
+            &c.cli_ok(&[
+                "list-backups",
+                "ks/0",
+                "--json",
+                "--file-backup-storage-root",
+                &root,
+            ])
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(listed[0]["encryption"], "age", "{listed:?}");
@@ -153,12 +179,22 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
         assert!(entries.len() > 10, "{m}");
         for e in entries {
             let stored = std::fs::read(dir.join(e["StoredName"].as_str().unwrap())).unwrap();
-            assert!(stored.starts_with(AGE_MAGIC), "{} is not an age file", e["Name"]);
+            assert!(
+                stored.starts_with(AGE_MAGIC),
+                "{} is not an age file",
+                e["Name"]
+            );
             // The hash is over the stored bytes: verifying needs no key.
-            assert_eq!(hex::encode(Sha256::digest(&stored)), e["Hash"].as_str().unwrap());
+            assert_eq!(
+                hex::encode(Sha256::digest(&stored)),
+                e["Hash"].as_str().unwrap()
+            );
             assert_eq!(stored.len() as u64, e["StoredSize"].as_u64().unwrap());
         }
-        let entry = entries.iter().find(|e| e["Name"] == "app/probe.bin").unwrap();
+        let entry = entries
+            .iter()
+            .find(|e| e["Name"] == "app/probe.bin")
+            .unwrap();
         let stored = dir.join(entry["StoredName"].as_str().unwrap());
         // Either recipient's identity opens it with the reference tool.
         for key in [&key_a, &key_b] {
@@ -167,7 +203,10 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
                 key.display(),
                 stored.display()
             ));
-            assert!(plain == probe, "age -d | zstd -d did not give the original bytes");
+            assert!(
+                plain == probe,
+                "age -d | zstd -d did not give the original bytes"
+            );
         }
         let wrong = Command::new("age")
             .arg("-d")
@@ -180,13 +219,22 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
 
         // No identity, or a wrong one: refused before anything is touched, naming
         // the recipients needed.
-        let no_id = seed(&c, &topo, 310, &[]).await.err().expect("restored without a key");
-        assert!(no_id.contains("needs --backup-encryption-identity-file"), "{no_id}");
+        let no_id = seed(&c, &topo, 310, &[])
+            .await
+            .err()
+            .expect("restored without a key");
+        assert!(
+            no_id.contains("needs --backup-encryption-identity-file"),
+            "{no_id}"
+        );
         let wrong_id = seed(
             &c,
             &topo,
             311,
-            &["--backup-encryption-identity-file".into(), key_c.display().to_string()],
+            &[
+                "--backup-encryption-identity-file".into(),
+                key_c.display().to_string(),
+            ],
         )
         .await
         .err()
@@ -206,7 +254,10 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
                 &c,
                 &topo,
                 uid,
-                &["--backup-encryption-identity-file".into(), key.display().to_string()],
+                &[
+                    "--backup-encryption-identity-file".into(),
+                    key.display().to_string(),
+                ],
             )
             .await
             .unwrap_or_else(|e| panic!("tablet {uid}: {e}"));
@@ -219,7 +270,10 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
         let out = c.cli(&["restore-from-backup", &r.spec.alias()]).unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains("needs --backup-encryption-identity-file"), "{err}");
+        assert!(
+            err.contains("needs --backup-encryption-identity-file"),
+            "{err}"
+        );
         assert!(err.contains(&pub_a) && err.contains(&pub_b), "{err}");
         p.sql("INSERT INTO app.t VALUES (9001, 'after the refused restore')")
             .unwrap();
@@ -237,13 +291,20 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
         assert_eq!(m["Encryption"], "age", "{m}");
         let entries = m["FileEntries"].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{m}");
-        let stream = c.backup_root().join("ks/0").join(&xb).join(entries[0]["StoredName"].as_str().unwrap());
+        let stream = c
+            .backup_root()
+            .join("ks/0")
+            .join(&xb)
+            .join(entries[0]["StoredName"].as_str().unwrap());
         assert!(std::fs::read(&stream).unwrap().starts_with(AGE_MAGIC));
         let t = seed(
             &c,
             &topo,
             314,
-            &["--backup-encryption-identity-file".into(), key_b.display().to_string()],
+            &[
+                "--backup-encryption-identity-file".into(),
+                key_b.display().to_string(),
+            ],
         )
         .await
         .unwrap_or_else(|e| panic!("xtrabackup seed: {e}"));
@@ -281,8 +342,16 @@ async fn unusable_encryption_flags_refuse_to_start() {
     let tablet_dir = keys.path().join("tablet");
     let tablet = |extra: &[String]| {
         let mut v: Vec<String> = [
-            "tablet", "--tablet-uid", "1", "--init-keyspace", "ks", "--init-shard", "0",
-            "--mysql-port", "1", "--tablet-dir",
+            "tablet",
+            "--tablet-uid",
+            "1",
+            "--init-keyspace",
+            "ks",
+            "--init-shard",
+            "0",
+            "--mysql-port",
+            "1",
+            "--tablet-dir",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -303,17 +372,58 @@ async fn unusable_encryption_flags_refuse_to_start() {
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     // (command line, what the one error line names)
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (tablet(&s(&["--backup-encryption-recipient", "ssh-ed25519 AAAA"])), "--backup-encryption-recipient"),
-        (tablet(&s(&["-backup_encryption_recipient=age1nope"])), "--backup-encryption-recipient"),
-        (tablet(&s(&["--backup-encryption-recipient", &key.display().to_string()])), "--backup-encryption-recipient"),
-        (tablet(&s(&["--backup-encryption-recipients-file", &p(&garbage)])), "--backup-encryption-recipients-file"),
-        (tablet(&s(&["--backup-encryption-recipients-file", &p(&empty)])), "--backup-encryption-recipients-file"),
-        (tablet(&s(&["--backup-encryption-recipients-file", &p(&missing)])), "--backup-encryption-recipients-file"),
-        (tablet(&s(&["--backup-encryption-recipient", &public, "--backup-encryption-identity-file", &p(&missing)])), "--backup-encryption-identity-file"),
-        (tablet(&s(&["--backup-encryption-identity-file", &p(&garbage)])), "--backup-encryption-identity-file"),
-        (tablet(&s(&["--backup-encryption-identity-file", &p(&damaged)])), "--backup-encryption-identity-file"),
-        (coordinator(&s(&["--backup-encryption-recipients-file", &p(&garbage)])), "--backup-encryption-recipients-file"),
-        (coordinator(&s(&["--backup_encryption_recipient", "age1nope"])), "--backup-encryption-recipient"),
+        (
+            tablet(&s(&["--backup-encryption-recipient", "ssh-ed25519 AAAA"])),
+            "--backup-encryption-recipient",
+        ),
+        (
+            tablet(&s(&["-backup_encryption_recipient=age1nope"])),
+            "--backup-encryption-recipient",
+        ),
+        (
+            tablet(&s(&[
+                "--backup-encryption-recipient",
+                &key.display().to_string(),
+            ])),
+            "--backup-encryption-recipient",
+        ),
+        (
+            tablet(&s(&["--backup-encryption-recipients-file", &p(&garbage)])),
+            "--backup-encryption-recipients-file",
+        ),
+        (
+            tablet(&s(&["--backup-encryption-recipients-file", &p(&empty)])),
+            "--backup-encryption-recipients-file",
+        ),
+        (
+            tablet(&s(&["--backup-encryption-recipients-file", &p(&missing)])),
+            "--backup-encryption-recipients-file",
+        ),
+        (
+            tablet(&s(&[
+                "--backup-encryption-recipient",
+                &public,
+                "--backup-encryption-identity-file",
+                &p(&missing),
+            ])),
+            "--backup-encryption-identity-file",
+        ),
+        (
+            tablet(&s(&["--backup-encryption-identity-file", &p(&garbage)])),
+            "--backup-encryption-identity-file",
+        ),
+        (
+            tablet(&s(&["--backup-encryption-identity-file", &p(&damaged)])),
+            "--backup-encryption-identity-file",
+        ),
+        (
+            coordinator(&s(&["--backup-encryption-recipients-file", &p(&garbage)])),
+            "--backup-encryption-recipients-file",
+        ),
+        (
+            coordinator(&s(&["--backup_encryption_recipient", "age1nope"])),
+            "--backup-encryption-recipient",
+        ),
     ];
     for (args, flag) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -369,7 +479,10 @@ async fn the_coordinators_etcd_snapshots_are_encrypted() {
         drop(co);
         for e in std::fs::read_dir(&topo_dir).unwrap() {
             let n = e.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(n.contains(".db.age"), "a plaintext snapshot was stored: {n}");
+            assert!(
+                n.contains(".db.age"),
+                "a plaintext snapshot was stored: {n}"
+            );
         }
         let blob = topo_dir.join(&name);
         let stored = std::fs::read(&blob).unwrap();
@@ -378,7 +491,10 @@ async fn the_coordinators_etcd_snapshots_are_encrypted() {
             serde_json::from_slice(&std::fs::read(topo_dir.join(format!("{name}.json"))).unwrap())
                 .unwrap();
         assert_eq!(sidecar["encryption"], "age");
-        assert_eq!(sidecar["encryption_recipients"], serde_json::json!([public]));
+        assert_eq!(
+            sidecar["encryption_recipients"],
+            serde_json::json!([public])
+        );
         assert_eq!(sidecar["sha256"], hex::encode(Sha256::digest(&stored)));
         assert_eq!(sidecar["size_bytes"], stored.len() as u64);
         // `age -d` gives etcd's snapshot, which etcdctl accepts.

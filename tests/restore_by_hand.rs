@@ -30,8 +30,16 @@ fn readme_script() -> String {
 /// A key pair made by the real `age-keygen`: (identity file, public key).
 fn keygen(dir: &Path) -> (PathBuf, String) {
     let path = dir.join("backup.key");
-    let out = Command::new("age-keygen").arg("-o").arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let public = std::fs::read_to_string(&path)
         .unwrap()
         .lines()
@@ -160,7 +168,9 @@ async fn builtin_and_xtrabackup_backups_restore_by_hand_with_standard_tools() {
         drop(tablets);
 
         let out_dir = tempfile::tempdir().unwrap();
-        for (name, engine, compression) in [(&builtin, "builtin", "zstd"), (&xtra, "xtrabackup", "lz4")] {
+        for (name, engine, compression) in
+            [(&builtin, "builtin", "zstd"), (&xtra, "xtrabackup", "lz4")]
+        {
             let backup = c.backup_root().join("ks/0").join(name);
             let m: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(backup.join("MANIFEST")).unwrap()).unwrap();
@@ -179,7 +189,10 @@ async fn builtin_and_xtrabackup_backups_restore_by_hand_with_standard_tools() {
                 .output()
                 .unwrap();
             let stderr = String::from_utf8_lossy(&run.stderr);
-            assert!(run.status.success(), "{engine}: the README script failed: {stderr}");
+            assert!(
+                run.status.success(),
+                "{engine}: the README script failed: {stderr}"
+            );
             let stdout = String::from_utf8_lossy(&run.stdout);
             let position = m["Position"].as_str().unwrap();
             assert!(stdout.contains(position), "{engine}: {stdout}");

@@ -68,8 +68,8 @@ pub fn encryption_identities(file: Option<&Path>) -> Result<Option<Arc<Identitie
         return Ok(None);
     };
     let flag = format!("--backup-encryption-identity-file {}", f.display());
-    let text =
-        std::fs::read_to_string(f).map_err(|e| UsageError(format!("{flag}: cannot read it: {e}")))?;
+    let text = std::fs::read_to_string(f)
+        .map_err(|e| UsageError(format!("{flag}: cannot read it: {e}")))?;
     Identities::parse(&text, &f.display().to_string())
         .map(|ids| Some(Arc::new(ids)))
         .map_err(|why| UsageError(format!("{flag}: {why}")))

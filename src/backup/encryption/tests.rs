@@ -58,7 +58,7 @@ fn recipients_files_allow_comments_and_name_the_bad_line() {
 fn identity_files_parse_and_never_quote_a_secret() {
     let (text, public) = keypair();
     let ids = Identities::parse(&text, "key.txt").unwrap();
-    assert_eq!(ids.public_keys(), &[public.clone()]);
+    assert_eq!(ids.public_keys(), std::slice::from_ref(&public));
     assert!(!format!("{ids:?}").contains("AGE-SECRET-KEY"));
     assert!(format!("{ids:?}").contains(&public));
     let e = Identities::parse("", "k").unwrap_err();
@@ -71,6 +71,14 @@ fn identity_files_parse_and_never_quote_a_secret() {
     assert!(Identities::parse(&public, "k").is_err());
 }
 
+/// (encryption, recipients, identities, Ok or a piece of the error)
+type Case<'a> = (
+    Option<&'a str>,
+    Vec<String>,
+    Option<&'a Identities>,
+    Result<(), &'a str>,
+);
+
 #[test]
 fn which_identities_open_which_backup() {
     let (ta, a) = keypair();
@@ -81,16 +89,31 @@ fn which_identities_open_which_backup() {
     let idc = Identities::parse(&tc, "c.key").unwrap();
     let both = vec![a.clone(), b.clone()];
     // (encryption, recipients, identities, Ok or a piece of the error)
-    let cases: Vec<(Option<&str>, Vec<String>, Option<&Identities>, Result<(), &str>)> = vec![
+    let cases: Vec<Case> = vec![
         (None, vec![], None, Ok(())),
         (None, vec![], Some(&ida), Ok(())),
         (Some("age"), both.clone(), Some(&ida), Ok(())),
         (Some("age"), both.clone(), Some(&idb), Ok(())),
-        (Some("age"), vec![a.clone()], Some(&idb), Err("none of the identities in --backup-encryption-identity-file b.key")),
+        (
+            Some("age"),
+            vec![a.clone()],
+            Some(&idb),
+            Err("none of the identities in --backup-encryption-identity-file b.key"),
+        ),
         (Some("age"), both.clone(), Some(&idc), Err("is one of them")),
-        (Some("age"), both.clone(), None, Err("needs --backup-encryption-identity-file")),
+        (
+            Some("age"),
+            both.clone(),
+            None,
+            Err("needs --backup-encryption-identity-file"),
+        ),
         (Some("age"), vec![], Some(&idc), Ok(())),
-        (Some("age"), vec![], None, Err("recipients not listed in its MANIFEST")),
+        (
+            Some("age"),
+            vec![],
+            None,
+            Err("recipients not listed in its MANIFEST"),
+        ),
         (Some("gpg"), vec![], Some(&ida), Err("cannot decrypt")),
     ];
     for (enc, recips, ids, want) in cases {
@@ -101,7 +124,10 @@ fn which_identities_open_which_backup() {
                 assert!(e.contains(piece), "{enc:?} {recips:?}: {e}");
                 assert!(e.contains("backup B"), "{e}");
                 for r in &recips {
-                    assert!(e.contains(r.as_str()), "the error names the recipients: {e}");
+                    assert!(
+                        e.contains(r.as_str()),
+                        "the error names the recipients: {e}"
+                    );
                 }
             }
             _ => panic!("{enc:?} {recips:?} {:?}: {got:?}", ids.map(|i| i.source())),

@@ -147,10 +147,7 @@ impl VerifiedReader {
             Some(ids) => Opened::Age(Box::new(ids.decrypt(buffered).map_err(|why| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!(
-                        "cannot decrypt {} of backup {backup}: {why}",
-                        entry.name
-                    ),
+                    format!("cannot decrypt {} of backup {backup}: {why}", entry.name),
                 )
             })?)),
         };

@@ -217,12 +217,24 @@ fn encryption_flags_are_checked() {
     let good = write("good.txt", &format!("# keys\n{public}\n\n{other}\n"));
     let empty = write("empty.txt", "# nobody\n");
     let bad = write("bad.txt", &format!("{public}\nage1oops\n"));
-    let key = write("key.txt", &format!("# public key: {public}\n{}\n", secret.expose_secret()));
+    let key = write(
+        "key.txt",
+        &format!("# public key: {public}\n{}\n", secret.expose_secret()),
+    );
     let nokey = write("nokey.txt", &format!("{public}\n"));
     let missing: &str = d.path().join("missing.txt").display().to_string().leak();
     let base = [
-        "tablet", "--tablet-uid", "1", "--init-keyspace", "ks", "--init-shard", "0",
-        "--tablet-dir", "/nonexistent", "--mysql-port", "1",
+        "tablet",
+        "--tablet-uid",
+        "1",
+        "--init-keyspace",
+        "ks",
+        "--init-shard",
+        "0",
+        "--tablet-dir",
+        "/nonexistent",
+        "--mysql-port",
+        "1",
     ];
     // (extra flags, recipients or the start of the error)
     let cases: Vec<(Vec<&str>, Result<usize, String>)> = vec![
@@ -230,33 +242,50 @@ fn encryption_flags_are_checked() {
         (vec!["--backup-encryption-recipient", public], Ok(1)),
         (vec!["--backup-encryption-recipients-file", good], Ok(2)),
         (
-            vec!["--backup-encryption-recipient", public, "--backup-encryption-recipients-file", good],
+            vec![
+                "--backup-encryption-recipient",
+                public,
+                "--backup-encryption-recipients-file",
+                good,
+            ],
             Ok(2),
         ),
         (
             vec!["--backup-encryption-recipients-file", empty],
-            Err(format!("--backup-encryption-recipients-file {empty}: lists no recipient")),
+            Err(format!(
+                "--backup-encryption-recipients-file {empty}: lists no recipient"
+            )),
         ),
         (
             vec!["--backup-encryption-recipients-file", bad],
-            Err(format!("--backup-encryption-recipients-file {bad}: line 2: \"age1oops\" is not")),
+            Err(format!(
+                "--backup-encryption-recipients-file {bad}: line 2: \"age1oops\" is not"
+            )),
         ),
         (
             vec!["--backup-encryption-recipients-file", missing],
-            Err(format!("--backup-encryption-recipients-file {missing}: cannot read it")),
+            Err(format!(
+                "--backup-encryption-recipients-file {missing}: cannot read it"
+            )),
         ),
         (vec!["--backup-encryption-identity-file", key], Ok(0)),
         (
             vec!["--backup-encryption-identity-file", nokey],
-            Err(format!("--backup-encryption-identity-file {nokey}: line 1 is not an age X25519 identity")),
+            Err(format!(
+                "--backup-encryption-identity-file {nokey}: line 1 is not an age X25519 identity"
+            )),
         ),
         (
             vec!["--backup-encryption-identity-file", missing],
-            Err(format!("--backup-encryption-identity-file {missing}: cannot read it")),
+            Err(format!(
+                "--backup-encryption-identity-file {missing}: cannot read it"
+            )),
         ),
         (
             vec!["--backup-encryption-identity-file", empty],
-            Err(format!("--backup-encryption-identity-file {empty}: holds no identity")),
+            Err(format!(
+                "--backup-encryption-identity-file {empty}: holds no identity"
+            )),
         ),
     ];
     for (extra, want) in cases {
@@ -277,7 +306,11 @@ fn encryption_flags_are_checked() {
     }
     // A recipient that is not an age key is refused by the parser (exit 2),
     // in every spelling, naming the flag.
-    for spelling in ["--backup-encryption-recipient", "--backup_encryption_recipient", "-backup_encryption_recipient"] {
+    for spelling in [
+        "--backup-encryption-recipient",
+        "--backup_encryption_recipient",
+        "-backup_encryption_recipient",
+    ] {
         let mut argv = vec!["cairn".to_string()];
         argv.extend(base.iter().map(|s| s.to_string()));
         argv.extend([spelling.to_string(), "ssh-ed25519 AAAA".to_string()]);

@@ -60,7 +60,14 @@ async fn restore(
     ids: Option<&Identities>,
     dest: &Path,
 ) -> anyhow::Result<()> {
-    restore_files(stored(st, m, ids), dest, 2, Progress::new(), CancellationToken::new()).await
+    restore_files(
+        stored(st, m, ids),
+        dest,
+        2,
+        Progress::new(),
+        CancellationToken::new(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +75,11 @@ async fn encrypted_round_trip_with_either_recipient() {
     let (ida, a) = keypair("a.key");
     let (idb, b) = keypair("b.key");
     let (idc, _) = keypair("c.key");
-    for c in [Compression::default_zstd(), Compression::Lz4, Compression::None] {
+    for c in [
+        Compression::default_zstd(),
+        Compression::Lz4,
+        Compression::None,
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let src = make_source(&tmp.path().join("src"));
         let st = FileStorage::new(tmp.path().join("store"));
@@ -77,9 +88,18 @@ async fn encrypted_round_trip_with_either_recipient() {
         assert_eq!(m.encryption_recipients, vec![a.clone(), b.clone()]);
         assert_eq!(m.format_version, FORMAT_VERSION);
         for e in &m.file_entries {
-            let bytes = fs::read(tmp.path().join("store/ks/0").join(NAME).join(&e.stored_name))
-                .unwrap();
-            assert!(bytes.starts_with(AGE_MAGIC), "{} is not an age file", e.name);
+            let bytes = fs::read(
+                tmp.path()
+                    .join("store/ks/0")
+                    .join(NAME)
+                    .join(&e.stored_name),
+            )
+            .unwrap();
+            assert!(
+                bytes.starts_with(AGE_MAGIC),
+                "{} is not an age file",
+                e.name
+            );
             assert_eq!(hex::encode(Sha256::digest(&bytes)), e.hash);
             assert_eq!(bytes.len() as u64, e.stored_size);
         }
@@ -109,7 +129,9 @@ async fn encrypted_round_trip_with_either_recipient() {
             .await
             .unwrap_err();
         assert!(format!("{e:#}").contains("cannot decrypt"), "{e:#}");
-        check_decryptable(stored(&st, &unlisted, Some(&idb))).await.unwrap();
+        check_decryptable(stored(&st, &unlisted, Some(&idb)))
+            .await
+            .unwrap();
     }
 }
 
@@ -120,8 +142,16 @@ async fn encrypted_corruption_and_lying_manifests_never_restore() {
     let src = make_source(&tmp.path().join("src"));
     let st = FileStorage::new(tmp.path().join("store"));
     let m = sealed_backup(&st, src.clone(), Compression::default_zstd(), &[a]).await;
-    let e = m.file_entries.iter().find(|e| e.name == "ib_logfile0").unwrap();
-    let p = tmp.path().join("store/ks/0").join(NAME).join(&e.stored_name);
+    let e = m
+        .file_entries
+        .iter()
+        .find(|e| e.name == "ib_logfile0")
+        .unwrap();
+    let p = tmp
+        .path()
+        .join("store/ks/0")
+        .join(NAME)
+        .join(&e.stored_name);
     let orig = fs::read(&p).unwrap();
     // A flipped byte in the payload, or in the header: refused.
     for at in [orig.len() / 2, 40] {
@@ -149,7 +179,9 @@ async fn encrypted_corruption_and_lying_manifests_never_restore() {
     assert!(format!("{err:#}").contains("its hash matches"), "{err:#}");
     // Plaintext presented as encrypted: not an age file.
     let st2 = FileStorage::new(tmp.path().join("store2"));
-    let plain = backup(&st2, src.clone(), Compression::default_zstd()).await.unwrap();
+    let plain = backup(&st2, src.clone(), Compression::default_zstd())
+        .await
+        .unwrap();
     let mut claimed = plain.clone();
     claimed.set_encryption(ida.public_keys());
     let err = restore(&st2, &claimed, Some(&ida), &tmp.path().join("claimed"))
