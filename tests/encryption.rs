@@ -263,6 +263,14 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
             .unwrap_or_else(|e| panic!("tablet {uid}: {e}"));
             wait_rows(&t, 2000).await;
             assert!(std::fs::read(t.spec.dir.join("data/app/probe.bin")).unwrap() == probe);
+            if uid == 313 {
+                // In place too, on a tablet with an identity: our file comes back.
+                std::fs::remove_file(t.spec.dir.join("data/app/probe.bin")).unwrap();
+                c.cli_ok(&["restore-from-backup", &t.spec.alias()])
+                    .unwrap_or_else(|e| panic!("{e}: {}", t.log_tail(20)));
+                wait_rows(&t, 2000).await;
+                assert!(std::fs::read(t.spec.dir.join("data/app/probe.bin")).unwrap() == probe);
+            }
         }
 
         // An in-place restore on a tablet without an identity fails before the
