@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cairn needs on a Debian machine, only where it is missing:
-# the servers the tests and the demo run (etcd, MariaDB, mariabackup) and what
-# etcd-client's build needs (protoc and the protobuf well-known types).
+# the servers the tests and the demo run (etcd, MariaDB, mariabackup), what
+# etcd-client's build needs (protoc and the protobuf well-known types), and the
+# standard tools a backup is restored with by hand (zstd, lz4, age, jq).
 set -euo pipefail
 
 need=()
@@ -19,6 +20,10 @@ have_cmd python3 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The etcd TLS tests make their certificates with the openssl command line.
 have_cmd openssl || need+=(openssl)
+# The restore-by-hand and encryption tests use the reference tools, as an operator would.
+have_cmd lz4 || need+=(lz4)
+have_cmd age || need+=(age)
+have_cmd jq || need+=(jq)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -67,6 +67,8 @@ fn manifest(name: &str, entries: Vec<FileEntry>) -> Manifest {
         total_size: 0,
         stored_size: 0,
         stream_mode: None,
+        encryption: None,
+        encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: cairn::backup::manifest::FORMAT_VERSION,
     };

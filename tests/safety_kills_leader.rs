@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cairn::testkit::{wait_for, Cluster, CoordinatorProcess};
-use cairn_topo::{Job, Schedule, Topo};
+use cairn_topo::{Health, Job, Schedule, Tablet, TabletAlias, TabletType, Topo};
 use kills::*;
 
 /// Jobs of schedule `name` in topo.
@@ -36,14 +36,52 @@ async fn schedule(topo: &Topo, name: &str) -> Schedule {
         .value
 }
 
+/// A REPLICA of `ks/shard` with a healthy Health record and no agent: eligible
+/// for a scheduled backup, never taking its job.
+async fn register_idle_replica(topo: &Topo, uid: u32, shard: &str) {
+    let alias = TabletAlias {
+        cell: "zone1".into(),
+        uid,
+    };
+    let tablet = Tablet {
+        alias: alias.clone(),
+        hostname: "127.0.0.1".into(),
+        mysql_host: "127.0.0.1".into(),
+        mysql_port: 1,
+        port: 1,
+        keyspace: "ks".into(),
+        shard: shard.into(),
+        tablet_type: TabletType::Replica,
+        base_type: TabletType::Replica,
+        flavor: "MariaDB".into(),
+        tablet_dir: format!("tablet-{uid}"),
+        started_at: chrono::Utc::now(),
+    };
+    let health = Health {
+        mysqld_up: true,
+        replication_io_running: true,
+        replication_sql_running: true,
+        replication_lag_seconds: Some(0),
+        gtid_position: Some("MariaDB/0-1-1".into()),
+        serving: true,
+        updated_at: Some(chrono::Utc::now()),
+        ..Health::default()
+    };
+    let k = topo.keys();
+    topo.put(&k.tablet(&alias), &tablet, None).await.unwrap();
+    topo.put(&k.health(&alias), &health, None).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn leader_killed_between_two_shards_job_creation_finishes_the_run_once() {
     tokio::time::timeout(Duration::from_secs(420), async {
         let c = cluster().await;
         let topo = c.topo().await.unwrap();
         // Three shards whose stagger delays lie apart, so the run starts them in
-        // different passes (no tablets: each job fails at once, "no tablets";
-        // what matters is that every shard gets exactly one job per slot).
+        // different passes. Each has one registered replica with healthy Health
+        // but no agent: its job is created and, never taken, failed after the
+        // pending timeout; what matters is that every shard gets exactly one job
+        // per slot.
         let window = Duration::from_secs(9);
         let delay = |s: &str| cairn::coordinator::schedule::stagger("s", "ks", s, window);
         let candidates = [
@@ -61,8 +99,9 @@ async fn leader_killed_between_two_shards_job_creation_finishes_the_run_once() {
                     .all(|w| w[1] - w[0] >= Duration::from_millis(1500))
             })
             .expect("a set of shards with spread staggers");
-        for s in shards {
+        for (i, s) in shards.iter().enumerate() {
             topo.ensure_keyspace_shard("ks", s).await.unwrap();
+            register_idle_replica(&topo, 700 + i as u32, s).await;
         }
         let period = chrono::Duration::seconds(20);
         c.cli_ok(&[
@@ -82,6 +121,8 @@ async fn leader_killed_between_two_shards_job_creation_finishes_the_run_once() {
             "9s",
             "--max-attempts",
             "1",
+            "--pending-timeout",
+            "3s",
         ];
         let mut a = c
             .spawn_coordinator_env(
@@ -168,7 +209,16 @@ async fn leader_killed_between_two_shards_job_creation_finishes_the_run_once() {
         .await
         .unwrap_or_else(|e2| panic!("{e2}\n{}", e.log_tail(30)));
         c.cli_ok(&["schedule", "pause", "s"]).unwrap();
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The last jobs fail once their pending timeout passes (nobody takes them).
+        wait_for("every job of the schedule to end", T, || async {
+            Ok(jobs_of(&topo, "s")
+                .await
+                .iter()
+                .all(|j| j.state.is_final())
+                .then_some(()))
+        })
+        .await
+        .unwrap_or_else(|e2| panic!("{e2}\n{}", e.log_tail(30)));
 
         // Never two jobs for one shard and slot; every job finished.
         let jobs = jobs_of(&topo, "s").await;

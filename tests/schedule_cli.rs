@@ -608,7 +608,7 @@ async fn snapshots_in_storage_have_sidecars_and_are_pruned() {
         let mut names = Vec::new();
         for i in 0..3 {
             let at = t0 + chrono::Duration::hours(i);
-            let (name, info) = save_to_storage(&topo, &storage, at).await.unwrap();
+            let (name, info) = save_to_storage(&topo, &storage, at, None).await.unwrap();
             assert_eq!(name, format!("etcd-2026-01-01.{:02}0000.db", i));
             let path = root.join(TOPO_DIR).join(&name);
             let bytes = std::fs::read(&path).unwrap();
@@ -633,7 +633,7 @@ async fn snapshots_in_storage_have_sidecars_and_are_pruned() {
             put_tablet(&topo, 102 + i as u32).await;
         }
         // The same second twice: refused, the first one kept intact.
-        assert!(save_to_storage(&topo, &storage, t0).await.is_err());
+        assert!(save_to_storage(&topo, &storage, t0, None).await.is_err());
         let removed = prune_snapshots(&storage, 2).await.unwrap();
         assert_eq!(
             removed,

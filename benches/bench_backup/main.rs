@@ -21,6 +21,10 @@
 //! 5. Restore: `pipeline::restore_files` of the zstd backup into a fresh directory
 //!    against `zstd -d < file | tar -x`.
 //!
+//! After pass 3 (warm), `encryption` measures the same builtin zstd backup with
+//! and without age (goal: at most 15% slower), and the two restores;
+//! `--encryption-only` runs just that pass after generating the data.
+//!
 //! Passes 3 and 4 run warm (every file read just before) and cold (the files'
 //! pages dropped with `posix_fadvise(DONTNEED)` just before). cairn fsyncs every
 //! file it writes; the shell baselines do not, so the time a `sync` of their output
@@ -29,13 +33,15 @@
 //! compression and hashing from storage writes and fsync, and compare `none` with
 //! a durable `cat FILES > file; sync file`.
 //!
-//! `cargo bench --bench bench_backup -- [--size 2G] [--concurrency 4] [--runs 3]` (or
+//! `cargo bench --bench bench_backup -- [--size 2G] [--concurrency 4] [--runs 3]
+//! [--encryption-only]` (or
 //! scripts/bench.sh). Files: `dataset` generates the data, `measure` times one
 //! pass of ours or of a shell baseline, `report` prints the pairs.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod dataset;
+mod encryption;
 mod measure;
 mod report;
 
@@ -76,6 +82,9 @@ struct Opts {
     /// Runs of every pass (medians are reported).
     #[arg(long = "runs", value_name = "N", default_value_t = 3, value_parser = at_least_one)]
     reps: usize,
+    /// Only the encryption pass (builtin zstd with vs without age) after generating.
+    #[arg(long)]
+    encryption_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -140,132 +149,137 @@ async fn main() -> anyhow::Result<()> {
         format!("2024-01-01.00{:04}.zone1-0000000101", n)
     };
 
-    // 1. xtrabackup, online. Files warm: every data file read once first (mysqld
-    // writes with O_DIRECT, so little of it is cached).
-    let files = list_data_files(&data_dir)?;
-    let paths: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
-    let cat_args = paths.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
-    let cat = format!("cat {cat_args} > /dev/null");
-    shell("warm-up read", &cat)?;
-    let xb_dir = work.join("xb");
-    let xb_args = vec![
-        "--backup".to_string(),
-        "--stream=xbstream".into(),
-        format!("--target-dir={}", xb_dir.join("target").display()),
-        format!("--extra-lsndir={}", xb_dir.join("lsn").display()),
-        format!("--socket={}", socket.display()),
-        format!("--datadir={}", data_dir.display()),
-        "--user=root".into(),
-        format!("--parallel={}", o.concurrency),
-    ];
-    let xb_out = work.join("xb.xbstream.zst");
-    let xb_script = format!(
-        "mariabackup {} 2>{} | zstd -q -T2 -1 > {}",
-        xb_args
-            .iter()
-            .map(|a| quote(Path::new(a)))
-            .collect::<Vec<_>>()
-            .join(" "),
-        quote(&work.join("xb.log")),
-        quote(&xb_out)
-    );
-    let tablet_storage = FileStorage::new(c.backup_root());
-    let xb_store = FileStorage::new(work.join("xb-store"));
-    let (mut xo, mut xb, mut xs, mut job_secs) = (vec![], vec![], vec![], vec![]);
-    let (mut xb_base_size, mut xb_base_sync, mut xm, mut stream_stored) = (0, 0.0, None, 0);
-    for rep in 0..o.reps {
-        eprintln!("xtrabackup, run {}/{}…", rep + 1, o.reps);
-        for first in [rep % 2 == 0, rep % 2 == 1] {
-            std::fs::create_dir_all(xb_dir.join("lsn"))?;
-            if first {
-                let t0 = Instant::now();
-                let out = c.cli_ok(&[
-                    "backup",
-                    &alias,
-                    "--allow-primary",
-                    "--backup-engine",
-                    "xtrabackup",
-                    "--json",
-                ])?;
-                let secs = t0.elapsed().as_secs_f64();
-                xo.push(Timed {
-                    secs,
-                    cpu: f64::NAN,
-                });
-                let done: serde_json::Value =
-                    serde_json::from_str(out.trim()).context("parsing cairn backup --json")?;
-                let xb_name = done["backup_name"]
-                    .as_str()
-                    .context("no backup_name")?
-                    .to_string();
-                let job_id = done["job"].as_str().context("no job id")?.to_string();
-                let jobs: Vec<serde_json::Value> =
-                    serde_json::from_str(&c.cli_ok(&["jobs", "--json"])?)?;
-                let job = jobs
-                    .iter()
-                    .find(|j| j["id"] == job_id.as_str())
-                    .context("the backup job is not listed")?;
-                let ts = |k: &str| -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-                    Ok(job[k]
+    let xtra: Option<(Manifest, u64)> = if o.encryption_only {
+        None
+    } else {
+        // 1. xtrabackup, online. Files warm: every data file read once first (mysqld
+        // writes with O_DIRECT, so little of it is cached).
+        let files = list_data_files(&data_dir)?;
+        let paths: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
+        let cat_args = paths.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
+        let cat = format!("cat {cat_args} > /dev/null");
+        shell("warm-up read", &cat)?;
+        let xb_dir = work.join("xb");
+        let xb_args = vec![
+            "--backup".to_string(),
+            "--stream=xbstream".into(),
+            format!("--target-dir={}", xb_dir.join("target").display()),
+            format!("--extra-lsndir={}", xb_dir.join("lsn").display()),
+            format!("--socket={}", socket.display()),
+            format!("--datadir={}", data_dir.display()),
+            "--user=root".into(),
+            format!("--parallel={}", o.concurrency),
+        ];
+        let xb_out = work.join("xb.xbstream.zst");
+        let xb_script = format!(
+            "mariabackup {} 2>{} | zstd -q -T2 -1 > {}",
+            xb_args
+                .iter()
+                .map(|a| quote(Path::new(a)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            quote(&work.join("xb.log")),
+            quote(&xb_out)
+        );
+        let tablet_storage = FileStorage::new(c.backup_root());
+        let xb_store = FileStorage::new(work.join("xb-store"));
+        let (mut xo, mut xb, mut xs, mut job_secs) = (vec![], vec![], vec![], vec![]);
+        let (mut xb_base_size, mut xb_base_sync, mut xm, mut stream_stored) = (0, 0.0, None, 0);
+        for rep in 0..o.reps {
+            eprintln!("xtrabackup, run {}/{}…", rep + 1, o.reps);
+            for first in [rep % 2 == 0, rep % 2 == 1] {
+                std::fs::create_dir_all(xb_dir.join("lsn"))?;
+                if first {
+                    let t0 = Instant::now();
+                    let out = c.cli_ok(&[
+                        "backup",
+                        &alias,
+                        "--allow-primary",
+                        "--backup-engine",
+                        "xtrabackup",
+                        "--json",
+                    ])?;
+                    let secs = t0.elapsed().as_secs_f64();
+                    xo.push(Timed {
+                        secs,
+                        cpu: f64::NAN,
+                    });
+                    let done: serde_json::Value =
+                        serde_json::from_str(out.trim()).context("parsing cairn backup --json")?;
+                    let xb_name = done["backup_name"]
                         .as_str()
-                        .with_context(|| format!("job has no {k}"))?
-                        .parse()?)
-                };
-                job_secs.push(
-                    (ts("finished_at")? - ts("started_at")?).num_milliseconds() as f64 / 1000.0,
-                );
-                xm = Some(tablet_storage.read_manifest(KS, SHARD, &xb_name).await?);
-                std::fs::remove_dir_all(c.backup_root().join(KS).join(SHARD).join(&xb_name))?;
-            } else {
-                xb.push(shell("mariabackup | zstd", &xb_script)?);
-                xb_base_size = std::fs::metadata(&xb_out)?.len();
-                xb_base_sync = sync_paths(&[&xb_out])?;
-                std::fs::remove_file(&xb_out)?;
+                        .context("no backup_name")?
+                        .to_string();
+                    let job_id = done["job"].as_str().context("no job id")?.to_string();
+                    let jobs: Vec<serde_json::Value> =
+                        serde_json::from_str(&c.cli_ok(&["jobs", "--json"])?)?;
+                    let job = jobs
+                        .iter()
+                        .find(|j| j["id"] == job_id.as_str())
+                        .context("the backup job is not listed")?;
+                    let ts = |k: &str| -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+                        Ok(job[k]
+                            .as_str()
+                            .with_context(|| format!("job has no {k}"))?
+                            .parse()?)
+                    };
+                    job_secs.push(
+                        (ts("finished_at")? - ts("started_at")?).num_milliseconds() as f64 / 1000.0,
+                    );
+                    xm = Some(tablet_storage.read_manifest(KS, SHARD, &xb_name).await?);
+                    std::fs::remove_dir_all(c.backup_root().join(KS).join(SHARD).join(&xb_name))?;
+                } else {
+                    xb.push(shell("mariabackup | zstd", &xb_script)?);
+                    xb_base_size = std::fs::metadata(&xb_out)?.len();
+                    xb_base_sync = sync_paths(&[&xb_out])?;
+                    std::fs::remove_file(&xb_out)?;
+                }
+                let _ = std::fs::remove_dir_all(&xb_dir);
+                settle();
             }
+            // The same stream through the pipeline in this process (no tablet, no job).
+            std::fs::create_dir_all(xb_dir.join("lsn"))?;
+            let (t, entry) = our_stream(&xb_store, &name(), &xb_args, o.concurrency).await?;
+            xs.push(t);
+            stream_stored = entry.stored_size;
+            std::fs::remove_dir_all(work.join("xb-store"))?;
             let _ = std::fs::remove_dir_all(&xb_dir);
             settle();
         }
-        // The same stream through the pipeline in this process (no tablet, no job).
-        std::fs::create_dir_all(xb_dir.join("lsn"))?;
-        let (t, entry) = our_stream(&xb_store, &name(), &xb_args, o.concurrency).await?;
-        xs.push(t);
-        stream_stored = entry.stored_size;
-        std::fs::remove_dir_all(work.join("xb-store"))?;
-        let _ = std::fs::remove_dir_all(&xb_dir);
-        settle();
-    }
-    let xm = xm.context("no xtrabackup backup")?;
-    let stream_bytes = xm.total_size;
-    let job_secs: Vec<String> = job_secs.iter().map(|s| format!("{s:.2}")).collect();
-    rows.push(Row {
-        what: "xtrabackup: cairn backup job vs mariabackup|zstd".into(),
-        ours: xo,
-        base: xb.clone(),
-        bytes: stream_bytes,
-        goal: Some(Goal::MaxTime(1.10)),
-        note: format!(
-            "server running, files warm; ours = the whole `cairn backup` command (job started->finished {} s); \
-             stream {}, stored {} (ratio {:.2}) vs baseline {} (ratio {:.2}); baseline output sync +{xb_base_sync:.2}s (not counted); \
-             ours' cpu is the tablet's (not measured)",
-            job_secs.join(" "),
-            gib(stream_bytes),
-            gib(xm.stored_size),
-            stream_bytes as f64 / xm.stored_size as f64,
-            gib(xb_base_size),
-            stream_bytes as f64 / xb_base_size as f64,
-        ),
-    });
-    rows.push(Row {
-        what: "  (diag) backup_stream in-process vs same".into(),
-        ours: xs,
-        base: xb,
-        bytes: stream_bytes,
-        goal: None,
-        note: format!(
-            "mariabackup piped into pipeline::backup_stream here (no tablet, no job); stored {}; cpu includes mariabackup's",
-            gib(stream_stored)
-        ),
-    });
+        let xm = xm.context("no xtrabackup backup")?;
+        let stream_bytes = xm.total_size;
+        let job_secs: Vec<String> = job_secs.iter().map(|s| format!("{s:.2}")).collect();
+        rows.push(Row {
+            what: "xtrabackup: cairn backup job vs mariabackup|zstd".into(),
+            ours: xo,
+            base: xb.clone(),
+            bytes: stream_bytes,
+            goal: Some(Goal::MaxTime(1.10)),
+            note: format!(
+                "server running, files warm; ours = the whole `cairn backup` command (job started->finished {} s); \
+                 stream {}, stored {} (ratio {:.2}) vs baseline {} (ratio {:.2}); baseline output sync +{xb_base_sync:.2}s (not counted); \
+                 ours' cpu is the tablet's (not measured)",
+                job_secs.join(" "),
+                gib(stream_bytes),
+                gib(xm.stored_size),
+                stream_bytes as f64 / xm.stored_size as f64,
+                gib(xb_base_size),
+                stream_bytes as f64 / xb_base_size as f64,
+            ),
+        });
+        rows.push(Row {
+            what: "  (diag) backup_stream in-process vs same".into(),
+            ours: xs,
+            base: xb,
+            bytes: stream_bytes,
+            goal: None,
+            note: format!(
+                "mariabackup piped into pipeline::backup_stream here (no tablet, no job); stored {}; cpu includes mariabackup's",
+                gib(stream_stored)
+            ),
+        });
+        Some((xm, xb_base_size))
+    };
 
     // 2. Stop the tablet: a clean shutdown; the data directory as the builtin engine sees it.
     tablet.terminate(Duration::from_secs(300))?;
@@ -312,6 +326,22 @@ async fn main() -> anyhow::Result<()> {
             shell("warm-up read", &cat).map(|_| ())
         }
     };
+
+    if o.encryption_only {
+        let rows =
+            encryption::age_pass(&work, &files, &cat, o.concurrency, o.reps, &mut name).await?;
+        println!(
+            "\nbench_backup --encryption-only: data set {} in {} files; {threads} cores; concurrency {}, {} runs; \
+             load average at start {load_start}, at the end {}",
+            gib(data_bytes),
+            files.len(),
+            o.concurrency,
+            o.reps,
+            loadavg()
+        );
+        print_rows(&rows);
+        return Ok(());
+    }
 
     // 3. builtin zstd vs tar | zstd, warm then cold; the first backup is kept for
     // the restore.
@@ -379,6 +409,9 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let zm = kept.context("no zstd backup kept")?;
+
+    // 3b. Encryption's cost: the same backup with and without age (warm).
+    rows.extend(encryption::age_pass(&work, &files, &cat, o.concurrency, o.reps, &mut name).await?);
 
     // 4. builtin none vs cat, warm then cold.
     for cold in [false, true] {
@@ -468,6 +501,7 @@ async fn main() -> anyhow::Result<()> {
                         shard: SHARD,
                         name: &zm.backup_name,
                         manifest: &zm,
+                        identities: None,
                     },
                     &dest,
                     o.concurrency,
@@ -534,6 +568,7 @@ async fn main() -> anyhow::Result<()> {
         loadavg()
     );
     print_rows(&rows);
+    let (xm, xb_base_size) = xtra.context("no xtrabackup backup")?;
     println!(
         "\ncompressed size, builtin zstd vs tar|zstd -T2 -1: {} vs {} = {:.3} (ours/baseline)",
         gib(zm.stored_size),

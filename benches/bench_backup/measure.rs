@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use cairn::backup::manifest::{BackupMethod, FileEntry, Manifest, FORMAT_VERSION};
+use cairn::backup::manifest::{BackupMethod, FileEntry, Manifest, FORMAT_VERSION_PLAIN};
 use cairn::backup::pipeline::{self, Compression, CopyOptions, Progress, SourceFile};
 use cairn::backup::storage::{BackupStorage, BackupWriter, FileSink, FileStorage, StorageResult};
 use futures::future::BoxFuture;
@@ -142,8 +142,10 @@ pub fn manifest_for(name: &str, compression: Compression, entries: Vec<FileEntry
         total_size: 0,
         stored_size: 0,
         stream_mode: None,
+        encryption: None,
+        encryption_recipients: vec![],
         flavor: "MariaDB".into(),
-        format_version: FORMAT_VERSION,
+        format_version: FORMAT_VERSION_PLAIN,
     };
     m.set_file_entries(entries);
     m
@@ -161,7 +163,19 @@ pub async fn our_backup(
         compression,
         concurrency,
         retries_per_file: 1,
+        encryption: None,
     };
+    our_backup_with(storage, name, files, &opts).await
+}
+
+/// Like [`our_backup`] with any copy options (encryption among them).
+pub async fn our_backup_with(
+    storage: Option<&FileStorage>,
+    name: &str,
+    files: &[SourceFile],
+    opts: &CopyOptions,
+) -> anyhow::Result<(Timed, Manifest)> {
+    let compression = opts.compression;
     let (c0, _) = cpu_times();
     let t0 = Instant::now();
     let writer: Box<dyn BackupWriter> = match storage {
@@ -171,12 +185,15 @@ pub async fn our_backup(
     let entries = pipeline::backup_files(
         &*writer,
         files.to_vec(),
-        &opts,
+        opts,
         Progress::new(),
         CancellationToken::new(),
     )
     .await?;
-    let m = manifest_for(name, compression, entries);
+    let mut m = manifest_for(name, compression, entries);
+    if let Some(r) = &opts.encryption {
+        m.set_encryption(r.names());
+    }
     writer.write_manifest(&m).await?;
     let secs = t0.elapsed().as_secs_f64();
     let (c1, _) = cpu_times();
@@ -250,6 +267,7 @@ pub async fn our_stream(
         compression: Compression::default_zstd(),
         concurrency,
         retries_per_file: 1,
+        encryption: None,
     };
     let entry = pipeline::backup_stream(
         &*writer,

@@ -57,6 +57,8 @@ async fn write_seed_backup(
         total_size: 0,
         stored_size: 0,
         stream_mode: None,
+        encryption: None,
+        encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
     };

@@ -52,7 +52,8 @@ pub async fn backup(
 /// Restores the backup `p` names into `p.staging`, verifying every byte; on
 /// success `staging` is a data directory mysqld can start on.
 /// Refuses before anything is touched a MANIFEST that does not fit: another
-/// keyspace/shard (unless `--allow-other-shard`), or a newer server version.
+/// keyspace/shard (unless `--allow-other-shard`), a newer server version, or an
+/// encrypted backup this tablet's identities cannot open.
 pub async fn restore_to_staging(p: RestoreParams<'_>) -> anyhow::Result<()> {
     check_manifest_fits(
         p.manifest,
@@ -64,6 +65,7 @@ pub async fn restore_to_staging(p: RestoreParams<'_>) -> anyhow::Result<()> {
     .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", p.manifest.backup_name))?;
     external::check_entries(p.manifest)
         .map_err(|why| anyhow::anyhow!("backup {} refused: {why}", p.manifest.backup_name))?;
+    check_decryptable(&p).await?;
     let staging = p.staging.to_path_buf();
     let name = p.manifest.backup_name.clone();
     match p.manifest.backup_method {
@@ -73,6 +75,13 @@ pub async fn restore_to_staging(p: RestoreParams<'_>) -> anyhow::Result<()> {
     // An online backup may have caught a DATA DIRECTORY table created meanwhile.
     external::check_restored(&staging, &name)?;
     owner_only(&staging)
+}
+
+/// Proves the tablet's identities open the backup `p` names (nothing to prove
+/// for a plaintext one) before anything is touched; the error names the
+/// recipients needed. Reads only the age header of one stored file.
+pub async fn check_decryptable(p: &RestoreParams<'_>) -> anyhow::Result<()> {
+    super::pipeline::check_decryptable(p.stored()).await
 }
 
 /// Whether a backup described by `m` may be restored on a tablet of
@@ -163,6 +172,8 @@ mod tests {
             total_size: 0,
             stored_size: 0,
             stream_mode: None,
+            encryption: None,
+            encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: super::super::manifest::FORMAT_VERSION,
         }

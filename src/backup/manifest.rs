@@ -14,8 +14,18 @@ use cairn_topo::names::{NameError, TabletAlias};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The MANIFEST format this code writes; a reader refuses anything newer.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest MANIFEST format this code reads, and the one it writes for an
+/// encrypted backup: a cairn that predates encryption refuses (and never prunes)
+/// such a backup instead of trying to decompress ciphertext. A reader refuses
+/// anything newer.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format written for a backup without encryption: unchanged since version
+/// 1, so every cairn still reads it.
+pub const FORMAT_VERSION_PLAIN: u32 = 1;
+
+/// The only value of `Encryption` this code writes and restores.
+pub const ENCRYPTION_AGE: &str = "age";
 
 /// The only hash algorithm cairn writes and accepts for restores.
 pub const HASH_ALGORITHM_SHA256: &str = "sha256";
@@ -188,6 +198,22 @@ pub struct Manifest {
     /// MANIFEST format version; 0 means written by something other than cairn.
     #[serde(rename = "FormatVersion", default)]
     pub format_version: u32,
+    /// `age` when every stored file is an age file (of the compressed bytes);
+    /// absent for plaintext. The hashes are over the stored (encrypted) bytes.
+    #[serde(
+        rename = "Encryption",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub encryption: Option<String>,
+    /// The age recipients (`age1…`) the files are encrypted to: the identity of
+    /// any one of them decrypts the backup.
+    #[serde(
+        rename = "EncryptionRecipients",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub encryption_recipients: Vec<String>,
 }
 
 impl Manifest {
@@ -196,6 +222,14 @@ impl Manifest {
         self.total_size = entries.iter().map(|e| e.size).sum();
         self.stored_size = entries.iter().map(|e| e.stored_size).sum();
         self.file_entries = entries;
+    }
+
+    /// Marks every stored file as an age file encrypted to `recipients`, and the
+    /// MANIFEST as one that predates-encryption readers must refuse.
+    pub fn set_encryption(&mut self, recipients: &[String]) {
+        self.encryption = Some(ENCRYPTION_AGE.to_string());
+        self.encryption_recipients = recipients.to_vec();
+        self.format_version = self.format_version.max(FORMAT_VERSION);
     }
 
     /// The JSON bytes written to storage (pretty, for operators reading it).
@@ -223,6 +257,11 @@ impl Manifest {
             return Err(bad(format!(
                 "format version {} is newer than this cairn understands ({FORMAT_VERSION})",
                 self.format_version
+            )));
+        }
+        if let Some(e) = self.encryption.as_deref().filter(|e| *e != ENCRYPTION_AGE) {
+            return Err(bad(format!(
+                "encryption {e:?} is not supported (only {ENCRYPTION_AGE:?})"
             )));
         }
         let mut names = std::collections::HashSet::new();
@@ -358,8 +397,10 @@ mod tests {
             total_size: 0,
             stored_size: 0,
             stream_mode: None,
+            encryption: None,
+            encryption_recipients: vec![],
             flavor: "MariaDB".into(),
-            format_version: FORMAT_VERSION,
+            format_version: FORMAT_VERSION_PLAIN,
         };
         m.set_file_entries(vec![FileEntry {
             base: base::DATA.into(),

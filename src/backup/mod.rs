@@ -9,6 +9,9 @@
 //!   shared as `Arc<dyn BackupStorage>`), its errors and name rules, and its
 //!   backends: `file` ([`storage::FileStorage`]: layout, permissions,
 //!   MANIFEST-last, blobs) and, in test builds only, the fault-injecting wrapper.
+//! - [`encryption`]: encryption at rest with age: recipients and identities
+//!   from the flags, whether identities can open a backup, the streaming
+//!   encryptor/decryptor the pipeline and the etcd snapshots use.
 //! - [`location`]: [`StorageConfig`], which backend and where, opened into a
 //!   `dyn BackupStorage`.
 //! - [`pipeline`]: the parallel compress+hash copy into storage and the verifying
@@ -36,6 +39,7 @@
 
 pub mod builtin;
 pub mod catalog;
+pub mod encryption;
 pub mod engine;
 pub mod external;
 pub mod location;

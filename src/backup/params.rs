@@ -11,6 +11,7 @@ use cairn_topo::{StreamMode, TabletAlias};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::encryption::{Identities, Recipients};
 use super::manifest::{BackupMethod, Manifest};
 use super::pipeline::{Compression, CopyOptions, Progress, StoredBackup};
 use super::storage::BackupStorage;
@@ -35,6 +36,11 @@ pub struct EngineConfig {
     /// `--allow-other-shard`: restores may use a backup whose MANIFEST names another
     /// keyspace or shard than the tablet's.
     pub allow_other_shard: bool,
+    /// `--backup-encryption-recipient(s-file)`: backups are age files to these.
+    pub encryption: Option<Arc<Recipients>>,
+    /// `--backup-encryption-identity-file`: what decrypts encrypted backups on
+    /// restore (plaintext ones need none).
+    pub identities: Option<Arc<Identities>>,
 }
 
 /// One backup to take.
@@ -93,10 +99,15 @@ impl BackupParams {
             total_size: 0,
             stored_size: 0,
             stream_mode: None,
+            encryption: None,
+            encryption_recipients: vec![],
             flavor: flavor.to_string(),
-            format_version: super::manifest::FORMAT_VERSION,
+            format_version: super::manifest::FORMAT_VERSION_PLAIN,
         };
         m.set_file_entries(entries);
+        if let Some(r) = &self.copy.encryption {
+            m.set_encryption(r.names());
+        }
         m
     }
 }
@@ -135,6 +146,7 @@ impl<'a> RestoreParams<'a> {
             shard: self.shard,
             name: &self.manifest.backup_name,
             manifest: self.manifest,
+            identities: self.cfg.identities.as_deref(),
         }
     }
 }

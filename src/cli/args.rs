@@ -213,6 +213,25 @@ fn parse_sse(s: &str) -> Result<ServerSideEncryption, String> {
     ServerSideEncryption::parse(s)
 }
 
+/// An age X25519 recipient (`age1…`), checked at parse time.
+fn parse_age_recipient(s: &str) -> Result<String, String> {
+    crate::backup::encryption::parse_recipient(s)?;
+    Ok(s.trim().to_string())
+}
+
+/// Encryption of what is written to backup storage (tablets' backups, the
+/// coordinator's etcd snapshots): age, to these recipients.
+#[derive(Debug, Clone, Args)]
+pub struct EncryptionArgs {
+    /// Encrypt backups with age to this X25519 recipient (repeatable: any one
+    /// recipient's identity decrypts)
+    #[arg(long, value_name = "AGE1…", value_parser = parse_age_recipient)]
+    pub backup_encryption_recipient: Vec<String>,
+    /// File listing age recipients, one `age1…` a line (`#` comments allowed)
+    #[arg(long, value_name = "FILE")]
+    pub backup_encryption_recipients_file: Option<PathBuf>,
+}
+
 /// `cairn tablet`.
 #[derive(Debug, Clone, Args)]
 pub struct TabletArgs {
@@ -260,6 +279,12 @@ pub struct TabletArgs {
     pub xtrabackup_root_path: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
+    /// age identity file (`AGE-SECRET-KEY-1…` lines) that decrypts encrypted
+    /// backups when this tablet restores
+    #[arg(long, value_name = "FILE")]
+    pub backup_encryption_identity_file: Option<PathBuf>,
     /// Compression of backup files
     #[arg(long, value_enum, default_value_t = CompressionEngine::Zstd)]
     pub compression_engine: CompressionEngine,
@@ -310,6 +335,8 @@ pub struct CoordinatorArgs {
     pub id: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
     /// Leadership lease TTL: a dead or frozen leader is replaced within it
     #[arg(long, default_value = "10s", value_parser = parse_dur)]
     pub lease_ttl: Duration,

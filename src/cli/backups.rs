@@ -183,6 +183,8 @@ pub struct BackupRow {
     /// The schedule that took it (only its retention rule prunes it); `null` for
     /// a manual backup and for one without a MANIFEST.
     pub schedule: Option<String>,
+    /// `age` for an encrypted backup; `null` for plaintext and without a MANIFEST.
+    pub encryption: Option<String>,
 }
 
 /// Storage joined with topo's catalog, oldest first.
@@ -224,6 +226,7 @@ pub async fn backup_rows(
                     error: b.error.clone(),
                     in_topo,
                     schedule: m.schedule.clone(),
+                    encryption: m.encryption.clone(),
                 },
                 None => BackupRow {
                     name: b.name.clone(),
@@ -243,6 +246,7 @@ pub async fn backup_rows(
                     error: b.error.clone(),
                     in_topo,
                     schedule: None,
+                    encryption: None,
                 },
             }
         })

@@ -1,13 +1,15 @@
 //! Typed configurations built from the flags: the CLI is the only module that sees
 //! clap structs; the layers below take these.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_topo::TabletAlias;
 
-use super::args::{CoordinatorArgs, StorageArg, StorageArgs, TabletArgs};
+use super::args::{CoordinatorArgs, EncryptionArgs, StorageArg, StorageArgs, TabletArgs};
+use crate::backup::encryption::{parse_recipients_file, Identities, Recipients};
 use crate::backup::engine::EngineConfig;
 use crate::backup::pipeline::Compression;
 use crate::backup::storage::S3Config;
@@ -102,6 +104,47 @@ fn with_concurrency(storage: StorageConfig, concurrency: u32) -> StorageConfig {
         }),
         other => other,
     }
+}
+
+/// The recipients the encryption flags name (`None`: no encryption), validated
+/// and proven able to encrypt. An unreadable or empty recipients file, or a line
+/// that is not an age X25519 public key, is a usage error naming the flag:
+/// configured but unusable encryption never starts, so nothing is stored in
+/// plaintext by accident.
+pub fn encryption_recipients(a: &EncryptionArgs) -> Result<Option<Arc<Recipients>>, UsageError> {
+    let mut keys = a.backup_encryption_recipient.clone();
+    if let Some(f) = &a.backup_encryption_recipients_file {
+        let flag = format!("--backup-encryption-recipients-file {}", f.display());
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| UsageError(format!("{flag}: cannot read it: {e}")))?;
+        let listed =
+            parse_recipients_file(&text).map_err(|why| UsageError(format!("{flag}: {why}")))?;
+        if listed.is_empty() {
+            return Err(UsageError(format!("{flag}: lists no recipient")));
+        }
+        keys.extend(listed);
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    Recipients::new(&keys)
+        .map(|r| Some(Arc::new(r)))
+        .map_err(|why| UsageError(format!("--backup-encryption-recipient: {why}")))
+}
+
+/// The identities `--backup-encryption-identity-file` holds (`None` without the
+/// flag). An unreadable file, or one without a valid X25519 identity, is a usage
+/// error naming the flag; the error never quotes the file's content.
+pub fn encryption_identities(file: Option<&Path>) -> Result<Option<Arc<Identities>>, UsageError> {
+    let Some(f) = file else {
+        return Ok(None);
+    };
+    let flag = format!("--backup-encryption-identity-file {}", f.display());
+    let text = std::fs::read_to_string(f)
+        .map_err(|e| UsageError(format!("{flag}: cannot read it: {e}")))?;
+    Identities::parse(&text, &f.display().to_string())
+        .map(|ids| Some(Arc::new(ids)))
+        .map_err(|why| UsageError(format!("{flag}: {why}")))
 }
 
 /// The replication password the flags or `CAIRN_REPLICATION_PASSWORD` give, if any.
@@ -286,6 +329,9 @@ fn human(d: Duration) -> String {
 /// The agent configuration `cairn tablet`'s flags describe.
 pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
     check_tablet_flags(args)?;
+    // Unusable encryption refuses to start before anything else is said or done.
+    let encryption = encryption_recipients(&args.encryption)?;
+    let identities = encryption_identities(args.backup_encryption_identity_file.as_deref())?;
     let alias =
         TabletAlias::new(&args.cell, args.tablet_uid).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(AgentConfig {
@@ -318,6 +364,8 @@ pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
             xtrabackup_root_path: args.xtrabackup_root_path.clone(),
             work_dir: args.tablet_dir.clone(),
             allow_other_shard: args.allow_other_shard,
+            encryption,
+            identities,
         },
         restore_from_backup: args.restore_from_backup,
         wait_for_backup_interval: args.wait_for_backup_interval,
@@ -354,6 +402,7 @@ pub fn coordinator_config(args: &CoordinatorArgs) -> anyhow::Result<CoordinatorC
         snapshot_cron: args.topo_snapshot_cron.clone(),
         snapshot_keep: args.topo_snapshot_keep.max(1),
         storage: storage_config(&args.storage, true)?,
+        encryption: encryption_recipients(&args.encryption)?,
         http_port: args.port,
     })
 }
@@ -363,280 +412,4 @@ pub fn coordinator_config(args: &CoordinatorArgs) -> anyhow::Result<CoordinatorC
 mod storage_tests;
 
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-    use crate::cli::args::{Cli, Command};
-
-    fn parse(argv: &[&str]) -> Command {
-        let mut full = vec!["cairn"];
-        full.extend_from_slice(argv);
-        match Cli::try_parse_from(full) {
-            Ok(c) => c.command,
-            Err(e) => panic!("{argv:?} did not parse: {e}"),
-        }
-    }
-
-    #[test]
-    fn tablet_flags_are_checked() {
-        let base = [
-            "tablet",
-            "--tablet-uid",
-            "1",
-            "--init-keyspace",
-            "ks",
-            "--init-shard",
-            "0",
-            "--tablet-dir",
-            "/nonexistent",
-            "--mysql-port",
-            "1",
-        ];
-        let cases: &[(&[&str], Option<&str>)] = &[
-            (&[], None),
-            (
-                &["--health-interval", "0"],
-                Some("--health-interval must be at least 100ms"),
-            ),
-            (
-                &["--health-ttl", "1s"],
-                Some("--health-ttl must be at least 2s"),
-            ),
-            (
-                &["--health-interval", "5s", "--health-ttl", "5s"],
-                Some("--health-interval (5s) must be shorter than --health-ttl (5s)"),
-            ),
-            (
-                &["--concurrency", "0"],
-                Some("--concurrency must be at least 1"),
-            ),
-            (
-                &["--job-progress-interval", "0"],
-                Some("--job-progress-interval must be at least 100ms"),
-            ),
-            (&["--job-progress-interval", "1s"], None),
-        ];
-        for (extra, want) in cases {
-            let mut argv = base.to_vec();
-            argv.extend_from_slice(extra);
-            let Command::Tablet(a) = parse(&argv) else {
-                panic!("not a tablet command")
-            };
-            let got = check_tablet_flags(&a).err().map(|e| e.0);
-            assert_eq!(got.as_deref(), *want, "{extra:?}");
-        }
-    }
-
-    #[test]
-    fn coordinator_flags_are_checked() {
-        let cases: &[(&[&str], Option<&str>)] = &[
-            (&[], None),
-            (
-                &["--lease-ttl", "1s"],
-                Some("--lease-ttl must be at least 2s"),
-            ),
-            (
-                &["--reconcile-interval", "0"],
-                Some("--reconcile-interval must be at least 100ms"),
-            ),
-            (
-                &["--max-attempts", "0"],
-                Some("--max-attempts must be at least 1 (the first try)"),
-            ),
-            (
-                &["--topo-snapshot-keep", "0"],
-                Some("--topo-snapshot-keep must be at least 1"),
-            ),
-            (
-                &["--min-schedule-period", "0"],
-                Some("--min-schedule-period must be at least 1s"),
-            ),
-            (
-                &["--min-schedule-period", "500ms"],
-                Some("--min-schedule-period must be at least 1s"),
-            ),
-            (&["--min-schedule-period", "1s"], None),
-            (&["--min-schedule-period", "24h"], None),
-            (
-                &["--cancelled-job-history", "0"],
-                Some("--cancelled-job-history must be at least 1s"),
-            ),
-            // Longer than --job-history is allowed: the shorter one wins.
-            (
-                &["--cancelled-job-history", "720h", "--job-history", "1h"],
-                None,
-            ),
-            (
-                &["--job-timeout", "2h", "--incomplete-grace", "1h"],
-                Some(
-                    "--incomplete-grace (1h) must be longer than --job-timeout (2h): a backup \
-                     in flight would otherwise be pruned as abandoned",
-                ),
-            ),
-            (
-                &["--job-timeout", "2h", "--incomplete-grace", "2h30m"],
-                None,
-            ),
-            (
-                &["--lost-health-grace", "500ms"],
-                Some("--lost-health-grace must be at least 1s"),
-            ),
-            (
-                &["--lost-health-grace", "0"],
-                Some("--lost-health-grace must be at least 1s"),
-            ),
-            (
-                &["--job-timeout", "30s", "--lost-health-grace", "30s"],
-                Some("--lost-health-grace (30s) must be shorter than --job-timeout (30s)"),
-            ),
-            (
-                &["--job-timeout", "30s", "--lost-health-grace", "29s"],
-                None,
-            ),
-            (&["--lost-health-grace", "1s"], None),
-        ];
-        for (extra, want) in cases {
-            let mut argv = vec!["coordinator"];
-            argv.extend_from_slice(extra);
-            let Command::Coordinator(a) = parse(&argv) else {
-                panic!("not a coordinator command")
-            };
-            let got = check_coordinator_flags(&a).err().map(|e| e.0);
-            assert_eq!(got.as_deref(), *want, "{extra:?}");
-        }
-    }
-
-    /// The flags' defaults are the rules' own constants.
-    #[test]
-    fn the_minimum_schedule_period_defaults_to_the_rule_s_constant() {
-        use crate::coordinator::schedule::period::DEFAULT_MIN_SCHEDULE_PERIOD;
-        let Command::Coordinator(a) = parse(&["coordinator"]) else {
-            panic!("not a coordinator command")
-        };
-        assert_eq!(a.min_schedule_period, DEFAULT_MIN_SCHEDULE_PERIOD);
-        let Command::Schedule(crate::cli::args::ScheduleCommand::Set(s)) = parse(&[
-            "schedule",
-            "set",
-            "n",
-            "--cron",
-            "0 2 * * *",
-            "--target",
-            "ks",
-        ]) else {
-            panic!("not schedule set")
-        };
-        assert_eq!(s.min_schedule_period, DEFAULT_MIN_SCHEDULE_PERIOD);
-    }
-
-    /// Both timestamp flags refuse at parse time what the restore would refuse when
-    /// the job runs (the CLI's rule is the restore's).
-    #[test]
-    fn timestamps_are_parsed_strictly_at_the_cli() {
-        let tablet = |ts: &str| {
-            Cli::try_parse_from([
-                "cairn",
-                "tablet",
-                "--tablet-uid",
-                "1",
-                "--init-keyspace",
-                "ks",
-                "--init-shard",
-                "0",
-                "--tablet-dir",
-                "/nonexistent",
-                "--mysql-port",
-                "1",
-                "--restore-from-backup-ts",
-                ts,
-            ])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        };
-        let restore = |ts: &str| {
-            Cli::try_parse_from([
-                "cairn",
-                "restore-from-backup",
-                "zone1-1",
-                "--backup-timestamp",
-                ts,
-            ])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        };
-        for (ts, ok) in [
-            ("2024-01-31.235959", true),
-            ("2024-02-29.000000", true),
-            ("2024-1-31.235959", false),
-            ("2024-01-31.2359", false),
-            ("2024-01-31.23595", false),
-            ("2024-01-31.235959Z", false),
-            (" 2024-01-31.235959", false),
-            ("2024-01-31 235959", false),
-            ("2023-02-29.000000", false),
-            ("2024-13-01.000000", false),
-            ("2024-01-31.246000", false),
-            ("+2024-01-31.235959", false),
-            ("", false),
-        ] {
-            for (which, got) in [("tablet", tablet(ts)), ("restore", restore(ts))] {
-                assert_eq!(got.is_ok(), ok, "{which} {ts:?}: {got:?}");
-                if let Err(e) = got {
-                    assert!(
-                        e.contains("expected YYYY-MM-DD.HHMMSS"),
-                        "{which} {ts:?}: {e}"
-                    );
-                }
-            }
-            assert_eq!(
-                crate::backup::manifest::parse_backup_timestamp(ts).is_ok(),
-                ok,
-                "the restore's own rule disagrees on {ts:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn built_in_password_only_on_loopback() {
-        let refused = |addr: &str| {
-            Some(format!(
-                "--mysql-bind-address {addr} is not a loopback address: set the replication \
-                 password with --replication-password-file or CAIRN_REPLICATION_PASSWORD (the \
-                 built-in one is only allowed on loopback)"
-            ))
-        };
-        let cases: &[(&str, bool, Option<String>)] = &[
-            ("127.0.0.1", false, None),
-            ("127.0.0.2", false, None),
-            ("::1", false, None),
-            ("[::1]", false, None),
-            ("localhost", false, None),
-            ("LOCALHOST", false, None),
-            ("0.0.0.0", false, refused("0.0.0.0")),
-            ("::", false, refused("::")),
-            ("10.0.0.5", false, refused("10.0.0.5")),
-            ("db1.example.com", false, refused("db1.example.com")),
-            ("0.0.0.0", true, None),
-            ("10.0.0.5", true, None),
-            ("db1.example.com", true, None),
-        ];
-        for (addr, given, want) in cases {
-            let got = check_replication_password(addr, *given).err().map(|e| e.0);
-            assert_eq!(&got, want, "{addr} given={given}");
-        }
-    }
-
-    #[test]
-    fn durations_read_back_as_flags() {
-        for (d, s) in [
-            (Duration::from_millis(100), "100ms"),
-            (Duration::from_secs(2), "2s"),
-            (Duration::from_secs(90), "1m30s"),
-            (Duration::from_secs(3600), "1h"),
-            (Duration::from_secs(9000), "2h30m"),
-            (Duration::from_secs(3601), "1h0m1s"),
-        ] {
-            assert_eq!(human(d), s);
-        }
-    }
-}
+mod tests;

@@ -3,8 +3,10 @@
 //!
 //! Plain data; may call `backup` (the storage it opens) and `common`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backup::encryption::Recipients;
 use crate::backup::StorageConfig;
 
 /// Settings of the coordinator (its flags).
@@ -46,6 +48,9 @@ pub struct CoordinatorConfig {
     pub snapshot_keep: u32,
     /// Backup storage (read, pruned, reconciled; snapshots under `_topo/`).
     pub storage: StorageConfig,
+    /// `--backup-encryption-recipient(s-file)`: etcd snapshots stored under
+    /// `_topo/` are age files to these (`None`: plaintext).
+    pub encryption: Option<Arc<Recipients>>,
     /// HTTP port (/healthz, /metrics, /api/v1/status); 0 picks a free one.
     pub http_port: u16,
 }

@@ -5,7 +5,8 @@
 //! itself is [`BackupStorage`]'s. (Not the coordinator's in-memory topology: that
 //! is [`TopoView`](super::cache::TopoView).)
 //!
-//! May call: `cairn-topo` (the snapshot stream, status), `backup` (storage).
+//! May call: `cairn-topo` (the snapshot stream, status), `backup` (storage,
+//! encryption).
 //!
 //! The stream's layout (etcd 3.4, checked against `etcdctl snapshot save`): the
 //! bbolt database file, then the sha256 of those bytes as the last 32 bytes. The
@@ -13,6 +14,13 @@
 //! so `etcdctl snapshot restore` verifies it again. The first message's
 //! `remaining_bytes` plus its blob tell the database size, which finds a stream
 //! that ends early.
+//!
+//! With recipients configured (`--backup-encryption-recipient…`), the stored
+//! blob is the age encryption of that stream, named `etcd-<time>.db.age`; its
+//! sidecar's `sha256`/`size_bytes` are those of the stored bytes (as for a
+//! MANIFEST), `db_sha256`/`db_size_bytes` those of the snapshot inside, and
+//! `encryption`/`encryption_recipients` say who can open it:
+//! `age -d -i KEY etcd-….db.age > etcd.db` gives what `etcdctl` restores.
 //!
 //! `revision` is the store revision etcd reported when the snapshot began (the
 //! snapshot's own response header when it carries one, else a status call just
@@ -31,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::backup::encryption::{EncryptingReader, Recipients, AGE};
 use crate::backup::storage::{BackupStorage, StorageError, StorageResultExt};
 
 /// Length of etcd's trailing integrity hash (sha256).
@@ -43,6 +52,8 @@ pub const TOPO_DIR: &str = "_topo";
 const NAME_PREFIX: &str = "etcd-";
 /// Suffix of snapshot blob names.
 const DB_SUFFIX: &str = ".db";
+/// Suffix appended to the name of an encrypted snapshot.
+const AGE_SUFFIX: &str = ".age";
 /// Suffix appended to a snapshot's name to name its sidecar.
 const SIDECAR_SUFFIX: &str = ".json";
 
@@ -119,12 +130,24 @@ pub struct Sidecar {
     pub name: String,
     /// See [`SnapshotInfo::revision`].
     pub revision: i64,
-    /// See [`SnapshotInfo::size_bytes`].
+    /// Bytes stored (of the age file, when encrypted).
     pub size_bytes: u64,
-    /// See [`SnapshotInfo::sha256`].
+    /// Hex sha256 of the stored bytes (what `sha256sum` of the blob prints).
     pub sha256: String,
     /// When the coordinator took it.
     pub taken_at: DateTime<Utc>,
+    /// `age` when the blob is an age file; absent for plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    /// The recipients it is encrypted to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encryption_recipients: Vec<String>,
+    /// Encrypted only: size of the snapshot inside (etcd's stream, trailer included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_size_bytes: Option<u64>,
+    /// Encrypted only: hex sha256 of the snapshot inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_sha256: Option<String>,
 }
 
 /// Checks the stream as it passes: the database bytes are hashed, the last 32
@@ -292,8 +315,10 @@ pub fn snapshot_name(at: DateTime<Utc>) -> String {
     format!("{NAME_PREFIX}{}{DB_SUFFIX}", at.format("%Y-%m-%d.%H%M%S"))
 }
 
-/// Whether a blob name is one of our snapshots (not a sidecar, not foreign).
+/// Whether a blob name is one of our snapshots, plaintext or encrypted (not a
+/// sidecar, not foreign).
 fn is_snapshot_name(name: &str) -> bool {
+    let name = name.strip_suffix(AGE_SUFFIX).unwrap_or(name);
     name.starts_with(NAME_PREFIX) && name.ends_with(DB_SUFFIX)
 }
 
@@ -330,19 +355,34 @@ impl AsyncRead for SnapshotHashReader {
 }
 
 /// Takes a snapshot into backup storage as `_topo/etcd-<time>.db` plus the sidecar
-/// `…db.json`; returns the snapshot's name. Nothing is kept of a snapshot that did
-/// not verify; a snapshot whose sidecar cannot be written is removed again.
+/// `…db.json`, or, with `encryption`, as the age file `_topo/etcd-<time>.db.age`
+/// plus `…db.age.json`; returns the snapshot's name. Nothing is kept of a
+/// snapshot that did not verify; a snapshot whose sidecar cannot be written is
+/// removed again.
 pub async fn save_to_storage(
     topo: &Topo,
     storage: &dyn BackupStorage,
     now: DateTime<Utc>,
+    encryption: Option<&Recipients>,
 ) -> Result<(String, SnapshotInfo), SnapshotError> {
-    let name = snapshot_name(now);
+    let mut name = snapshot_name(now);
+    if encryption.is_some() {
+        name.push_str(AGE_SUFFIX);
+    }
     let (mut writer, reader) = tokio::io::duplex(1 << 20);
     let verified = Arc::new(Mutex::new(None));
     let reader = SnapshotHashReader {
         inner: reader,
         verified: verified.clone(),
+    };
+    let (reader, sealed): (Box<dyn AsyncRead + Send + Unpin>, _) = match encryption {
+        None => (Box::new(reader), None),
+        Some(r) => {
+            let enc = EncryptingReader::new(reader, r)
+                .map_err(io_err("setting up the snapshot's encryption"))?;
+            let sealed = enc.sealed();
+            (Box::new(enc), Some(sealed))
+        }
     };
     let produce = async {
         let r = save_snapshot(topo, &mut writer).await;
@@ -351,32 +391,42 @@ pub async fn save_to_storage(
         drop(writer);
         r
     };
-    let store = storage.put_blob(TOPO_DIR, &name, Box::new(reader));
+    let store = storage.put_blob(TOPO_DIR, &name, reader);
     let (produced, stored) = tokio::join!(produce, store);
-    let stored = match (produced, stored) {
+    let (info, stored) = match (produced, stored) {
         // The snapshot's own error explains a storage read failure best.
         (Err(e), _) => return Err(e),
         (Ok(_), Err(e)) => return Err(storage_err(format!("storing {TOPO_DIR}/{name}"))(e)),
-        (Ok(info), Ok(stored)) => {
-            if stored.sha256 != info.sha256 || stored.size_bytes != info.size_bytes {
-                let _ = storage.remove_blob(TOPO_DIR, &name).await;
-                return Err(SnapshotError::Io {
-                    context: format!("storing {TOPO_DIR}/{name}"),
-                    source: io::Error::other(format!(
-                        "storage holds {} bytes with sha256 {}, the snapshot was {} bytes with sha256 {}",
-                        stored.size_bytes, stored.sha256, info.size_bytes, info.sha256
-                    )),
-                });
-            }
-            info
-        }
+        (Ok(info), Ok(stored)) => (info, stored),
     };
+    // What was handed to storage: the snapshot itself, or its age file.
+    let handed = match &sealed {
+        None => Some((info.size_bytes, info.sha256.clone())),
+        Some(s) => crate::common::lock(s)
+            .clone()
+            .map(|s| (s.size_bytes, s.sha256)),
+    };
+    if handed.as_ref() != Some(&(stored.size_bytes, stored.sha256.clone())) {
+        let _ = storage.remove_blob(TOPO_DIR, &name).await;
+        return Err(SnapshotError::Io {
+            context: format!("storing {TOPO_DIR}/{name}"),
+            source: io::Error::other(format!(
+                "storage holds {} bytes with sha256 {}, {:?} (bytes, sha256) were handed to it",
+                stored.size_bytes, stored.sha256, handed
+            )),
+        });
+    }
+    let encrypted = encryption.is_some();
     let sidecar = Sidecar {
         name: name.clone(),
-        revision: stored.revision,
+        revision: info.revision,
         size_bytes: stored.size_bytes,
         sha256: stored.sha256.clone(),
         taken_at: now,
+        encryption: encryption.map(|_| AGE.to_string()),
+        encryption_recipients: encryption.map(|r| r.names().to_vec()).unwrap_or_default(),
+        db_size_bytes: encrypted.then_some(info.size_bytes),
+        db_sha256: encrypted.then(|| info.sha256.clone()),
     };
     let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| SnapshotError::Io {
         context: "encoding the snapshot sidecar".into(),
@@ -390,7 +440,14 @@ pub async fn save_to_storage(
         let _ = storage.remove_blob(TOPO_DIR, &name).await;
         return Err(storage_err(format!("storing {TOPO_DIR}/{sidecar_name}"))(e));
     }
-    Ok((name, stored))
+    Ok((
+        name,
+        SnapshotInfo {
+            revision: info.revision,
+            size_bytes: stored.size_bytes,
+            sha256: stored.sha256,
+        },
+    ))
 }
 
 /// Which snapshot blobs pruning removes so that the newest `keep` snapshots stay
@@ -439,137 +496,4 @@ pub async fn prune_snapshots(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fake stream: `db` then its sha256, cut into chunks of `step` with etcd's
-    /// `remaining_bytes` (the hash message says 0).
-    fn stream(db: &[u8], step: usize) -> Vec<(Vec<u8>, u64)> {
-        let mut out = Vec::new();
-        let mut sent = 0;
-        for c in db.chunks(step) {
-            sent += c.len();
-            out.push((c.to_vec(), (db.len() - sent) as u64));
-        }
-        out.push((Sha256::digest(db).to_vec(), 0));
-        out
-    }
-
-    fn verify(msgs: &[(Vec<u8>, u64)]) -> Result<(u64, String), SnapshotError> {
-        let mut v = Verifier::default();
-        for (c, r) in msgs {
-            v.push(c, *r);
-        }
-        v.finish()
-    }
-
-    #[test]
-    fn good_streams_verify_whatever_the_chunking() {
-        let db: Vec<u8> = (0..20_480u32).map(|i| (i * 7 % 251) as u8).collect();
-        for step in [1, 7, 31, 32, 33, 4096, 100_000] {
-            let msgs = stream(&db, step);
-            let (size, sha) = verify(&msgs).unwrap();
-            assert_eq!(size, db.len() as u64 + 32, "step {step}");
-            let mut whole = db.clone();
-            whole.extend_from_slice(&Sha256::digest(&db));
-            assert_eq!(sha, hex::encode(Sha256::digest(&whole)));
-        }
-        // The hash may arrive glued to the last data chunk, or split.
-        let mut whole = db.clone();
-        whole.extend_from_slice(&Sha256::digest(&db));
-        let msgs: Vec<(Vec<u8>, u64)> = whole
-            .chunks(5000)
-            .scan(whole.len(), |left, c| {
-                *left -= c.len();
-                Some((c.to_vec(), left.saturating_sub(32) as u64))
-            })
-            .collect();
-        assert!(verify(&msgs).is_ok());
-    }
-
-    #[test]
-    fn corruption_is_found() {
-        let db = vec![42u8; 8192];
-        let mut msgs = stream(&db, 1000);
-        msgs[3].0[10] ^= 1;
-        match verify(&msgs) {
-            Err(SnapshotError::HashMismatch { size, .. }) => assert_eq!(size, 8192),
-            other => panic!("{other:?}"),
-        }
-        let mut msgs = stream(&db, 1000);
-        let last = msgs.len() - 1;
-        msgs[last].0[0] ^= 1;
-        assert!(matches!(
-            verify(&msgs),
-            Err(SnapshotError::HashMismatch { .. })
-        ));
-    }
-
-    #[test]
-    fn truncation_is_found() {
-        let db = vec![1u8; 8192];
-        // Hash missing.
-        let mut msgs = stream(&db, 1000);
-        msgs.pop();
-        match verify(&msgs) {
-            Err(SnapshotError::Truncated { got, expected }) => {
-                assert_eq!((got, expected), (8192, 8224));
-            }
-            other => panic!("{other:?}"),
-        }
-        // A data chunk missing in the middle.
-        let mut msgs = stream(&db, 1000);
-        msgs.remove(4);
-        assert!(matches!(
-            verify(&msgs),
-            Err(SnapshotError::Truncated { .. })
-        ));
-        // Nothing at all, or less than a hash.
-        assert!(matches!(verify(&[]), Err(SnapshotError::Truncated { .. })));
-        assert!(matches!(
-            verify(&[(vec![0u8; 10], 0)]),
-            Err(SnapshotError::Truncated { .. })
-        ));
-        let msg = SnapshotError::Truncated {
-            got: 1,
-            expected: 2,
-        }
-        .to_string();
-        assert!(msg.contains("truncated"), "{msg}");
-    }
-
-    #[test]
-    fn names_and_pruning() {
-        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(snapshot_name(at), "etcd-2026-01-02.030405.db");
-        let names: Vec<String> = [
-            "etcd-2026-01-01.000000.db",
-            "etcd-2026-01-01.000000.db.json",
-            "etcd-2026-01-02.000000.db",
-            "etcd-2026-01-02.000000.db.json",
-            "etcd-2026-01-03.000000.db",
-            "etcd-2026-01-03.000000.db.json",
-            "etcd-2025-12-31.000000.db.json", // orphan sidecar
-            "operator-notes.txt",             // not ours
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        assert_eq!(
-            prune_plan(&names, 2),
-            vec![
-                "etcd-2025-12-31.000000.db.json",
-                "etcd-2026-01-01.000000.db",
-                "etcd-2026-01-01.000000.db.json"
-            ]
-        );
-        assert_eq!(prune_plan(&names, 0).len(), 5, "0 keeps the newest");
-        assert_eq!(
-            prune_plan(&names, 10),
-            vec!["etcd-2025-12-31.000000.db.json"]
-        );
-        assert!(prune_plan(&[], 3).is_empty());
-    }
-}
+mod tests;

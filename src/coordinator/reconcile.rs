@@ -200,6 +200,8 @@ mod tests {
             total_size: 0,
             stored_size: 0,
             stream_mode: None,
+            encryption: None,
+            encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: crate::backup::manifest::FORMAT_VERSION,
         };

@@ -24,8 +24,13 @@ pub(super) async fn snapshot_pass(
         return Ok(());
     }
     *last = Some(now);
-    let (name, _) =
-        etcd_snapshot::save_to_storage(&shared.topo, shared.storage.as_ref(), now).await?;
+    let (name, _) = etcd_snapshot::save_to_storage(
+        &shared.topo,
+        shared.storage.as_ref(),
+        now,
+        shared.cfg.encryption.as_deref(),
+    )
+    .await?;
     etcd_snapshot::prune_snapshots(shared.storage.as_ref(), shared.cfg.snapshot_keep).await?;
     shared.metrics.snapshots.inc();
     tracing::info!(%name, "etcd snapshot stored");

@@ -190,6 +190,7 @@ impl Agent {
         let mut copy = CopyOptions {
             compression: self.cfg.backup.compression,
             concurrency: self.cfg.backup.concurrency,
+            encryption: self.cfg.backup.encryption.clone(),
             ..CopyOptions::default()
         };
         if let Some(c) = job.concurrency {

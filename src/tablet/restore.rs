@@ -9,7 +9,8 @@
 //! Every rename is made durable, and failpoints (`restore-*`) let tests kill the
 //! agent at each step. An in-place restore swaps only while its job is still held
 //! ([`super::fence`]): stopped (lease lost, job failed meanwhile) or refused by the
-//! check made right before the renames, the tablet keeps its data. A primary is never restored over. Which backup, and whether to restore, start empty, wait or refuse, are
+//! check made right before the renames, the tablet keeps its data. A primary is never restored over, and an encrypted
+//! backup the tablet's identities cannot open is refused before anything is touched. Which backup, and whether to restore, start empty, wait or refuse, are
 //! pure decisions ([`choose_backup`], [`plan_seed`]) with table tests.
 //!
 //! Calls `backup` (engine, storage, MANIFEST), `mysql` (through the agent's mysqld),
@@ -32,6 +33,7 @@ use super::recovery::{
 };
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::{parse_backup_timestamp, Manifest};
+use crate::backup::pipeline::{self, StoredBackup};
 use crate::backup::storage::BackupInfo;
 use crate::common::failpoint;
 use crate::common::lock;
@@ -310,6 +312,21 @@ impl Agent {
         check_room(m, free, dir).map_err(|why| anyhow::anyhow!("{why}"))
     }
 
+    /// Refuses, before anything is touched, an encrypted backup this tablet's
+    /// `--backup-encryption-identity-file` cannot open (or that it lacks); the
+    /// error names the recipients needed. Reads one age header, no data.
+    async fn check_decryptable(&self, m: &Manifest) -> anyhow::Result<()> {
+        pipeline::check_decryptable(StoredBackup {
+            storage: self.storage()?,
+            keyspace: &self.cfg.keyspace,
+            shard: &self.cfg.shard,
+            name: &m.backup_name,
+            manifest: m,
+            identities: self.cfg.backup.identities.as_deref(),
+        })
+        .await
+    }
+
     /// Publishes which backup a restore reads (or none), so retention keeps it.
     fn set_restoring(&self, name: Option<&str>) {
         lock(&self.status).restoring = name.map(str::to_string);
@@ -326,6 +343,7 @@ impl Agent {
     }
 
     async fn restore_backup_at_start_inner(&self, m: &Manifest) -> anyhow::Result<()> {
+        self.check_decryptable(m).await?;
         let mut mysqld = self.mysqld.lock().await;
         if mysqld.is_running() {
             mysqld
@@ -418,6 +436,7 @@ impl Agent {
         };
         let server_version = self.mysqld.lock().await.binary_version().to_string();
         self.check_fits(&m, &server_version)?;
+        self.check_decryptable(&m).await?;
         let original = self.tablet_type();
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;

@@ -50,6 +50,8 @@ fn manifest(name: &str, sec: u32) -> Manifest {
         total_size: 0,
         stored_size: 0,
         stream_mode: None,
+        encryption: None,
+        encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
     }

@@ -74,6 +74,7 @@ async fn backup_one(
                 budget.clone(),
             );
             let compression = opts.compression;
+            let encryption = opts.encryption.clone();
             tokio::task::spawn_blocking(move || {
                 let mut f = open_source(&src.path)
                     .map_err(|e| AttemptError::Source(anyhow!(e).context("opening")))?;
@@ -87,6 +88,7 @@ async fn backup_one(
                     &mut f,
                     sink,
                     compression,
+                    encryption.as_deref(),
                     lease.n,
                     buf_size_for(src.size),
                     &progress,
@@ -197,6 +199,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     let ctx = || format!("backing up stream {name} in backup {}", writer.name());
     let sink = writer.create_file(stored_name).await.with_context(ctx)?;
     let compression = opts.compression;
+    let encryption = opts.encryption.clone();
     let mt = match compression {
         Compression::Zstd { threads, .. } => threads,
         _ => 0,
@@ -206,6 +209,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
             &mut reader,
             sink,
             compression,
+            encryption.as_deref(),
             mt,
             BUF_SIZE,
             &progress,

@@ -4,7 +4,13 @@
 //! [`AttemptError`] says whether a retry can help. Also the bounded pool of
 //! zstdmt workers the big files of one copy share.
 //!
-//! May call: the pipeline's types, [`crate::backup::storage::FileSink`].
+//! The layers, top to bottom: compressor → `Seal` (age's streaming encryptor,
+//! or nothing) → buffer → `HashingSink` (sha256 and count of exactly what
+//! storage accepts) → storage. With recipients configured, the sink checks the
+//! stored bytes start as an age file before the file counts as stored.
+//!
+//! May call: the pipeline's types, [`crate::backup::storage::FileSink`],
+//! [`crate::backup::encryption`].
 
 use std::io::{self, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cancelled, Compression, Progress};
+use crate::backup::encryption::{Recipients, AGE_MAGIC};
 use crate::backup::storage::FileSink;
 
 /// Stats of one stored file, taken from the attempt that stored it.
@@ -35,6 +42,9 @@ pub(super) enum AttemptError {
     Source(anyhow::Error),
     /// Storage (or the compressor writing into it) failed: worth a retry.
     Sink(anyhow::Error),
+    /// What would be stored breaks a rule (plaintext with encryption configured):
+    /// a retry would do the same.
+    Refused(anyhow::Error),
     /// Cancelled.
     Cancelled,
 }
@@ -42,7 +52,7 @@ pub(super) enum AttemptError {
 impl AttemptError {
     pub(super) fn into_anyhow(self) -> anyhow::Error {
         match self {
-            AttemptError::Source(e) | AttemptError::Sink(e) => e,
+            AttemptError::Source(e) | AttemptError::Sink(e) | AttemptError::Refused(e) => e,
             AttemptError::Cancelled => anyhow::Error::new(Cancelled),
         }
     }
@@ -102,6 +112,9 @@ struct HashingSink {
     hasher: Sha256,
     /// Bytes accepted by `inner`.
     count: u64,
+    /// The first bytes accepted (up to the length of the age magic), to prove
+    /// an encrypted file is one.
+    head: Vec<u8>,
 }
 
 impl Write for HashingSink {
@@ -110,6 +123,10 @@ impl Write for HashingSink {
         // Hash exactly what storage accepted, nothing more.
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
+        if self.head.len() < AGE_MAGIC.len() {
+            let take = (AGE_MAGIC.len() - self.head.len()).min(n);
+            self.head.extend_from_slice(&buf[..take]);
+        }
         Ok(n)
     }
 
@@ -118,24 +135,71 @@ impl Write for HashingSink {
     }
 }
 
+/// The encryption layer between the compressor and storage's buffer.
+enum Seal {
+    /// Stored as the compressor wrote it.
+    Clear(BufWriter<HashingSink>),
+    /// An age file (STREAM: 64 KiB chunks, each authenticated).
+    Age(age::stream::StreamWriter<BufWriter<HashingSink>>),
+}
+
+impl Write for Seal {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Seal::Clear(w) => w.write(buf),
+            Seal::Age(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Seal::Clear(w) => w.write_all(buf),
+            Seal::Age(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Seal::Clear(w) => w.flush(),
+            Seal::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Seal {
+    /// Ends the age file (its last chunk) and flushes the buffer into the sink.
+    fn finish(self) -> io::Result<HashingSink> {
+        let buffered = match self {
+            Seal::Clear(w) => w,
+            Seal::Age(w) => w.finish()?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())
+    }
+}
+
 /// The compressor in front of storage.
 enum Encoder {
     /// No compression.
-    Plain(BufWriter<HashingSink>),
+    Plain(Seal),
     /// zstd (single- or multithreaded).
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<HashingSink>>),
+    Zstd(zstd::stream::write::Encoder<'static, Seal>),
     /// LZ4 frames.
-    Lz4(lz4_flex::frame::FrameEncoder<BufWriter<HashingSink>>),
+    Lz4(lz4_flex::frame::FrameEncoder<Seal>),
 }
 
 impl Encoder {
     fn new(
         sink: HashingSink,
         compression: Compression,
+        encryption: Option<&Recipients>,
         mt_workers: u32,
         buf_size: usize,
     ) -> io::Result<Self> {
         let buffered = BufWriter::with_capacity(buf_size, sink);
+        let buffered = match encryption {
+            None => Seal::Clear(buffered),
+            Some(r) => Seal::Age(r.encrypt(buffered)?),
+        };
         Ok(match compression {
             Compression::None => Encoder::Plain(buffered),
             Compression::Zstd { level, .. } => {
@@ -164,23 +228,27 @@ impl Encoder {
         }
     }
 
-    /// Ends the compressed stream and flushes everything into the sink.
+    /// Ends the compressed stream (and the age file) and flushes everything
+    /// into the sink.
     fn finish(self) -> io::Result<HashingSink> {
-        let buffered = match self {
+        let sealed = match self {
             Encoder::Plain(w) => w,
             Encoder::Zstd(w) => w.finish()?,
             Encoder::Lz4(w) => w.finish().map_err(io::Error::other)?,
         };
-        buffered.into_inner().map_err(|e| e.into_error())
+        sealed.finish()
     }
 }
 
-/// Copies `reader` through the compressor into `sink`. Blocking; runs on a
-/// worker thread. The returned stats come from this attempt's own hasher.
+/// Copies `reader` through the compressor (and the encryptor, with
+/// `encryption`) into `sink`. Blocking; runs on a worker thread. The returned
+/// stats come from this attempt's own hasher.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn compress_into(
     reader: &mut dyn Read,
     sink: Box<dyn FileSink>,
     compression: Compression,
+    encryption: Option<&Recipients>,
     mt_workers: u32,
     buf_size: usize,
     progress: &Progress,
@@ -190,8 +258,9 @@ pub(super) fn compress_into(
         inner: sink,
         hasher: Sha256::new(),
         count: 0,
+        head: Vec::with_capacity(AGE_MAGIC.len()),
     };
-    let mut enc = Encoder::new(sink, compression, mt_workers, buf_size)
+    let mut enc = Encoder::new(sink, compression, encryption, mt_workers, buf_size)
         .map_err(|e| AttemptError::Sink(anyhow!(e).context("setting up the compressor")))?;
     let mut buf = vec![0u8; buf_size];
     let mut size = 0u64;
@@ -218,7 +287,9 @@ pub(super) fn compress_into(
             inner,
             hasher,
             count,
+            head,
         } = sink;
+        check_sealed(encryption.is_some(), &head).map_err(AttemptError::Refused)?;
         let stored = inner
             .finish()
             .map_err(|e| AttemptError::Sink(anyhow!(e).context("finishing the stored file")))?;
@@ -238,4 +309,42 @@ pub(super) fn compress_into(
         progress.bytes_done.fetch_sub(size, Ordering::Relaxed);
     }
     result
+}
+
+/// With encryption configured, the stored bytes must start as an age file: the
+/// last guard against storing plaintext because a layer was left out. The file
+/// is then dropped unfinished (abandoned), never referenced by a MANIFEST.
+fn check_sealed(encrypted: bool, head: &[u8]) -> anyhow::Result<()> {
+    if encrypted && head != AGE_MAGIC {
+        anyhow::bail!(
+            "refusing to store plaintext: encryption is configured but the stored bytes are not an age file"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_age_files_pass_when_encrypting() {
+        let sealed = b"age-encryption.org/v1\n-> X25519 abc";
+        // (encrypted, first bytes stored, allowed)
+        let cases: [(bool, &[u8], bool); 6] = [
+            (true, &sealed[..AGE_MAGIC.len()], true),
+            (true, b"\x28\xb5\x2f\xfd", false),
+            (true, b"", false),
+            (true, &sealed[..10], false),
+            (false, b"\x28\xb5\x2f\xfd", true),
+            (false, b"", true),
+        ];
+        for (encrypted, head, ok) in cases {
+            assert_eq!(
+                check_sealed(encrypted, head).is_ok(),
+                ok,
+                "{encrypted} {head:?}"
+            );
+        }
+    }
 }

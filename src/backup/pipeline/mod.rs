@@ -1,6 +1,10 @@
 //! The copy pipeline between a server's files and backup storage: read →
-//! compress (zstd, possibly multithreaded; lz4 frames; or none) → sha256 of the
-//! stored bytes → storage, and back: storage → sha256 check → decompress → disk.
+//! compress (zstd, possibly multithreaded; lz4 frames; or none) → encrypt (age,
+//! when recipients are configured) → sha256 of the stored bytes → storage, and
+//! back: storage → sha256 check → decrypt → decompress → disk. Encryption lives
+//! here, not in a backend, so every [`BackupStorage`](super::storage::BackupStorage)
+//! gets it; with recipients configured, a stored file that does not start as an
+//! age file is refused (nothing is stored in plaintext by accident).
 //!
 //! Owns speed and integrity of the bytes, nothing else: which files to copy and
 //! what the MANIFEST says beyond the file entries is the engines' business.
@@ -28,8 +32,8 @@
 //!   against their MANIFEST entry.
 //! - [`restore`]: files and streams out of storage through a [`VerifiedReader`].
 //!
-//! May call: [`super::storage`] and [`super::manifest`]; nothing above backup,
-//! no mysqld, no etcd.
+//! May call: [`super::storage`], [`super::manifest`] and [`super::encryption`];
+//! nothing above backup, no mysqld, no etcd.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +43,7 @@ use anyhow::anyhow;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::encryption::Recipients;
 use super::manifest::CompressionEngine;
 #[cfg(doc)]
 use super::manifest::{base, FileEntry};
@@ -51,7 +56,7 @@ mod tests;
 pub mod verify;
 
 pub use backup::{backup_files, backup_stream};
-pub use restore::{open_stream, restore_files, restore_stream, StoredBackup};
+pub use restore::{check_decryptable, open_stream, restore_files, restore_stream, StoredBackup};
 pub use verify::{integrity_error, VerifiedReader};
 
 /// Size of read buffers and of the buffer in front of storage.
@@ -137,6 +142,8 @@ pub struct CopyOptions {
     /// Extra attempts per file after a storage write error (Vitess: 1). Source
     /// read errors, cancellation and integrity errors are never retried.
     pub retries_per_file: u32,
+    /// Encrypt every stored file with age to these recipients (`None`: plaintext).
+    pub encryption: Option<Arc<Recipients>>,
 }
 
 impl Default for CopyOptions {
@@ -145,6 +152,7 @@ impl Default for CopyOptions {
             compression: Compression::default(),
             concurrency: 4,
             retries_per_file: 1,
+            encryption: None,
         }
     }
 }

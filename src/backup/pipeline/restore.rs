@@ -1,10 +1,12 @@
 //! Restoring: every file of a backup into a directory, or its single stream
 //! into a consumer (`mbstream -x`), each through a [`VerifiedReader`]. Unsafe
 //! names are refused before anything is written; a file that fails verification
-//! is removed.
+//! is removed. An encrypted backup needs identities that open it:
+//! [`check_decryptable`] proves they do (from the MANIFEST, then by opening the
+//! first stored file's age header) before anything is touched.
 //!
 //! May call: [`super::verify`], [`crate::backup::storage`],
-//! [`crate::backup::manifest`].
+//! [`crate::backup::manifest`], [`crate::backup::encryption`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::verify::{io_to_anyhow, VerifiedReader};
 use super::{buf_size_for, run_fail_fast, Cancelled, Progress, BUF_SIZE};
+use crate::backup::encryption::{check_identities, Identities};
 use crate::backup::manifest::{base, CompressionEngine, FileEntry, Manifest};
 use crate::backup::storage::{create_dirs_0700, BackupStorage};
 
@@ -36,8 +39,59 @@ pub struct StoredBackup<'a> {
     pub name: &'a str,
     /// Its MANIFEST: the files, their hashes and sizes, the compression.
     pub manifest: &'a Manifest,
+    /// What decrypts it, if it is encrypted (`--backup-encryption-identity-file`).
+    pub identities: Option<&'a Identities>,
 }
 
+impl<'a> StoredBackup<'a> {
+    /// The identities to decrypt its files with: `None` for a plaintext backup;
+    /// for an encrypted one, the identities, or an error naming the recipients
+    /// needed when there are none or none of them is a recipient.
+    fn decryption(&self) -> anyhow::Result<Option<&'a Identities>> {
+        let m = self.manifest;
+        check_identities(
+            self.name,
+            m.encryption.as_deref(),
+            &m.encryption_recipients,
+            self.identities,
+        )
+        .map_err(anyhow::Error::msg)?;
+        Ok(self.identities.filter(|_| m.encryption.is_some()))
+    }
+}
+
+/// Proves, before anything is touched, that this restore can decrypt the backup:
+/// nothing to prove for a plaintext one; for an encrypted one, the identities
+/// must include one of the MANIFEST's recipients and must open the age header of
+/// its first stored file (only the header is read). The error names the
+/// recipients needed.
+pub async fn check_decryptable(from: StoredBackup<'_>) -> anyhow::Result<()> {
+    let Some(ids) = from.decryption()? else {
+        return Ok(());
+    };
+    let Some(entry) = from.manifest.file_entries.first() else {
+        return Ok(());
+    };
+    let stored = from
+        .storage
+        .open_file(from.keyspace, from.shard, from.name, &entry.stored_name)
+        .await
+        .with_context(|| format!("opening {} of backup {}", entry.name, from.name))?;
+    let ids = ids.clone();
+    let (name, backup) = (entry.name.clone(), from.name.to_string());
+    let recipients = from.manifest.encryption_recipients.join(", ");
+    tokio::task::spawn_blocking(move || {
+        ids.decrypt(io::BufReader::with_capacity(64 << 10, stored))
+            .map(|_| ())
+            .map_err(|why| {
+                anyhow!(
+                    "cannot decrypt {name} of backup {backup} (encrypted to {recipients}): {why}"
+                )
+            })
+    })
+    .await
+    .map_err(|e| anyhow!("decryption check failed: {e}"))?
+}
 /// Creates `path` for writing, 0600, never following a symlink there.
 fn create_dest(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
@@ -52,16 +106,18 @@ fn create_dest(path: &Path) -> io::Result<File> {
 }
 
 /// Restores one stored file to `dest`. Blocking.
+#[allow(clippy::too_many_arguments)]
 fn restore_one_blocking(
     stored: Box<dyn Read + Send>,
     entry: &FileEntry,
     engine: CompressionEngine,
+    identities: Option<&Identities>,
     backup: &str,
     dest: &Path,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut reader = VerifiedReader::new(stored, entry, engine, backup)?;
+    let mut reader = VerifiedReader::new(stored, entry, engine, identities, backup)?;
     let mut out = create_dest(dest).with_context(|| format!("creating {}", dest.display()))?;
     let result = (|| {
         copy_verified(
@@ -124,12 +180,14 @@ pub async fn restore_files(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let identities = from.decryption()?.cloned().map(Arc::new);
     let StoredBackup {
         storage,
         keyspace,
         shard,
         name: backup_name,
         manifest,
+        ..
     } = from;
     manifest.check_restorable()?;
     let engine = manifest.compression_engine;
@@ -165,6 +223,7 @@ pub async fn restore_files(
         .into_iter()
         .map(|(i, entry)| {
             let (progress, cancel) = (progress.clone(), cancel.clone());
+            let identities = identities.clone();
             let dest = dest_dir.join(&entry.name);
             let fut = async move {
                 let ctx = || format!("restoring {} from backup {backup_name}", entry.name);
@@ -178,7 +237,14 @@ pub async fn restore_files(
                 let (entry2, backup) = (entry.clone(), backup_name.to_string());
                 tokio::task::spawn_blocking(move || {
                     restore_one_blocking(
-                        stored, &entry2, engine, &backup, &dest, &progress, &cancel,
+                        stored,
+                        &entry2,
+                        engine,
+                        identities.as_deref(),
+                        &backup,
+                        &dest,
+                        &progress,
+                        &cancel,
                     )
                 })
                 .await
@@ -206,12 +272,14 @@ pub async fn restore_files(
 /// Opens the single `Stream` entry of a backup as a [`VerifiedReader`] (e.g. to
 /// feed `mbstream -x` yourself).
 pub async fn open_stream(from: StoredBackup<'_>) -> anyhow::Result<VerifiedReader> {
+    let identities = from.decryption()?.cloned();
     let StoredBackup {
         storage,
         keyspace,
         shard,
         name: backup_name,
         manifest,
+        ..
     } = from;
     manifest.check_restorable()?;
     let streams: Vec<&FileEntry> = manifest
@@ -229,12 +297,17 @@ pub async fn open_stream(from: StoredBackup<'_>) -> anyhow::Result<VerifiedReade
         .open_file(keyspace, shard, backup_name, &entry.stored_name)
         .await
         .with_context(|| format!("opening stream {} of backup {backup_name}", entry.name))?;
-    Ok(VerifiedReader::new(
-        stored,
-        entry,
+    // An age header is read when the reader is made: on a blocking thread.
+    let (entry, engine, backup) = (
+        entry.clone(),
         manifest.compression_engine,
-        backup_name,
-    )?)
+        backup_name.to_string(),
+    );
+    Ok(tokio::task::spawn_blocking(move || {
+        VerifiedReader::new(stored, &entry, engine, identities.as_ref(), &backup)
+    })
+    .await
+    .map_err(|e| anyhow!("restore worker failed: {e}"))??)
 }
 
 /// Pipes the verified, decompressed stream of a backup into `out` (e.g. the

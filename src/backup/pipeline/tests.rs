@@ -1,5 +1,5 @@
 //! Unit tests of the copy pipeline: round trips, corruption, failures,
-//! cancellation, retries, streams.
+//! cancellation, retries, streams; `encrypted` the same with encryption.
 
 use std::fs;
 use std::io::{self, Write};
@@ -15,6 +15,8 @@ use crate::backup::storage::{
 };
 use chrono::Utc;
 use rand::{Rng, RngCore, SeedableRng};
+
+mod encrypted;
 
 const NAME: &str = "2024-01-02.030405.zone1-0000000101";
 
@@ -91,6 +93,8 @@ fn manifest_for(entries: Vec<FileEntry>, engine: CompressionEngine) -> Manifest 
         total_size: 0,
         stored_size: 0,
         stream_mode: None,
+        encryption: None,
+        encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
     };
@@ -103,6 +107,7 @@ fn opts(compression: Compression) -> CopyOptions {
         compression,
         concurrency: 3,
         retries_per_file: 1,
+        encryption: None,
     }
 }
 
@@ -190,6 +195,7 @@ async fn round_trip_every_compression() {
                 shard: "0",
                 name: NAME,
                 manifest: &m2,
+                identities: None,
             },
             &dest,
             2,
@@ -240,6 +246,7 @@ async fn corrupted_byte_is_a_hash_mismatch_naming_the_file() {
                 shard: "0",
                 name: NAME,
                 manifest: &m,
+                identities: None,
             },
             &dest,
             2,
@@ -294,6 +301,7 @@ async fn truncated_or_extended_files_are_detected() {
                 shard: "0",
                 name: NAME,
                 manifest: &m,
+                identities: None,
             },
             &tmp.path().join("r"),
             2,
@@ -320,6 +328,7 @@ async fn truncated_or_extended_files_are_detected() {
             shard: "0",
             name: NAME,
             manifest: &m2,
+            identities: None,
         },
         &tmp.path().join("r2"),
         2,
@@ -347,7 +356,8 @@ async fn unsafe_names_are_refused() {
                 keyspace: "ks",
                 shard: "0",
                 name: NAME,
-                manifest: &m2
+                manifest: &m2,
+                identities: None,
             },
             &dest,
             2,
@@ -503,6 +513,7 @@ async fn retried_file_carries_the_hash_of_what_was_stored() {
             shard: "0",
             name: NAME,
             manifest: &m,
+            identities: None,
         },
         &dest,
         2,
@@ -563,6 +574,7 @@ async fn stream_round_trip_and_corruption() {
                 shard: "0",
                 name: NAME,
                 manifest: &m,
+                identities: None,
             },
             Vec::new(),
             Progress::new(),
@@ -585,6 +597,7 @@ async fn stream_round_trip_and_corruption() {
                 shard: "0",
                 name: NAME,
                 manifest: &m,
+                identities: None,
             },
             Vec::new(),
             Progress::new(),

@@ -1,19 +1,27 @@
 //! Verifying what comes out of storage: [`VerifiedReader`], the one reader in
-//! the backup module that hashes every stored byte, decompresses, and fails its
-//! last read with an [`IntegrityError`] when the bytes or sizes differ from the
-//! MANIFEST entry.
+//! the backup module that hashes every stored byte, decrypts (age, when the
+//! MANIFEST says so), decompresses, and fails its last read with an
+//! [`IntegrityError`] when the bytes or sizes differ from the MANIFEST entry.
 //!
-//! May call: the pipeline's types, [`crate::backup::manifest`].
+//! The layers, bottom to top: storage → `Tap` (sha256 and count of every stored
+//! byte, shared so the rest can be drained and hashed whatever the layers above
+//! hold) → buffer → `Opened` (age's streaming decryptor, or nothing) →
+//! decompressor.
+//!
+//! May call: the pipeline's types, [`crate::backup::manifest`],
+//! [`crate::backup::encryption`].
 
 use std::io::{self, BufReader, Read};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use super::{buf_size_for, IntegrityError};
+use crate::backup::encryption::Identities;
 use crate::backup::manifest::{CompressionEngine, FileEntry};
 
 /// Hashes and counts every stored byte read.
-struct HashingReader {
+struct TapState {
     /// The stored file.
     inner: Box<dyn Read + Send>,
     /// sha256 of the bytes read so far.
@@ -24,17 +32,29 @@ struct HashingReader {
     failed: bool,
 }
 
-impl Read for HashingReader {
+/// The stored file as read by the layers above, hashing on the way; cloned so
+/// [`VerifiedReader`] keeps a handle to drain the rest at the end.
+#[derive(Clone)]
+struct Tap(Arc<Mutex<TapState>>);
+
+impl Tap {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Read for Tap {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
+        let mut t = self.lock();
+        match t.inner.read(buf) {
             Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.count += n as u64;
+                t.hasher.update(&buf[..n]);
+                t.count += n as u64;
                 Ok(n)
             }
             Err(e) => {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed = true;
+                    t.failed = true;
                 }
                 Err(e)
             }
@@ -42,14 +62,31 @@ impl Read for HashingReader {
     }
 }
 
+/// The decryption layer: the stored bytes as they are, or an age file opened.
+enum Opened {
+    /// Stored without encryption.
+    Clear(BufReader<Tap>),
+    /// An age file; each chunk is authenticated as it is read.
+    Age(Box<age::stream::StreamReader<BufReader<Tap>>>),
+}
+
+impl Read for Opened {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Opened::Clear(r) => r.read(buf),
+            Opened::Age(r) => r.read(buf),
+        }
+    }
+}
+
 /// The decompressor behind the hash check.
 enum Decoder {
     /// Stored as is.
-    Plain(BufReader<HashingReader>),
+    Plain(Opened),
     /// zstd frames.
-    Zstd(zstd::stream::read::Decoder<'static, BufReader<HashingReader>>),
+    Zstd(Box<zstd::stream::read::Decoder<'static, BufReader<Opened>>>),
     /// LZ4 frames.
-    Lz4(lz4_flex::frame::FrameDecoder<BufReader<HashingReader>>),
+    Lz4(Box<lz4_flex::frame::FrameDecoder<Opened>>),
 }
 
 impl Decoder {
@@ -58,14 +95,6 @@ impl Decoder {
             Decoder::Plain(r) => r.read(buf),
             Decoder::Zstd(r) => r.read(buf),
             Decoder::Lz4(r) => r.read(buf),
-        }
-    }
-
-    fn into_inner(self) -> BufReader<HashingReader> {
-        match self {
-            Decoder::Plain(r) => r,
-            Decoder::Zstd(r) => r.finish(),
-            Decoder::Lz4(r) => r.into_inner(),
         }
     }
 }
@@ -78,6 +107,8 @@ impl Decoder {
 pub struct VerifiedReader {
     /// The decoder, taken when the end (or an error) is reached.
     decoder: Option<Decoder>,
+    /// The bottom of the stack, for draining and the final hash.
+    tap: Tap,
     /// The MANIFEST entry being checked against.
     entry: FileEntry,
     /// The backup's name, for messages.
@@ -94,31 +125,44 @@ impl VerifiedReader {
         &self.entry
     }
 
-    /// Wraps a stored file opened from storage.
+    /// Wraps a stored file opened from storage. With `identities`, the file is an
+    /// age file: its header is read here (blocking) and must open with one of
+    /// them. Without, the stored bytes are the compressed ones.
     pub fn new(
         stored: Box<dyn Read + Send>,
         entry: &FileEntry,
         engine: CompressionEngine,
+        identities: Option<&Identities>,
         backup: &str,
     ) -> io::Result<Self> {
-        let hashing = BufReader::with_capacity(
-            buf_size_for(entry.stored_size),
-            HashingReader {
-                inner: stored,
-                hasher: Sha256::new(),
-                count: 0,
-                failed: false,
-            },
-        );
+        let tap = Tap(Arc::new(Mutex::new(TapState {
+            inner: stored,
+            hasher: Sha256::new(),
+            count: 0,
+            failed: false,
+        })));
+        let buffered = BufReader::with_capacity(buf_size_for(entry.stored_size), tap.clone());
+        let opened = match identities {
+            None => Opened::Clear(buffered),
+            Some(ids) => Opened::Age(Box::new(ids.decrypt(buffered).map_err(|why| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("cannot decrypt {} of backup {backup}: {why}", entry.name),
+                )
+            })?)),
+        };
         let decoder = match engine {
-            CompressionEngine::None => Decoder::Plain(hashing),
+            CompressionEngine::None => Decoder::Plain(opened),
             CompressionEngine::Zstd => {
-                Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(hashing)?)
+                Decoder::Zstd(Box::new(zstd::stream::read::Decoder::new(opened)?))
             }
-            CompressionEngine::Lz4 => Decoder::Lz4(lz4_flex::frame::FrameDecoder::new(hashing)),
+            CompressionEngine::Lz4 => {
+                Decoder::Lz4(Box::new(lz4_flex::frame::FrameDecoder::new(opened)))
+            }
         };
         Ok(Self {
             decoder: Some(decoder),
+            tap,
             entry: entry.clone(),
             backup: backup.to_string(),
             out: 0,
@@ -140,32 +184,35 @@ impl VerifiedReader {
     }
 
     /// Reads the rest of the stored bytes and checks hash, then sizes. `decode_err`
-    /// is the decoder's complaint, if any: reported only when the hash matches
-    /// (which would mean a bug, not corruption).
+    /// is the decrypter's or decoder's complaint, if any: reported only when the
+    /// hash matches (which would mean a bug, not corruption).
     fn finish(&mut self, decode_err: Option<io::Error>) -> io::Result<()> {
-        let Some(decoder) = self.decoder.take() else {
+        if self.decoder.take().is_none() {
             return Err(io::Error::other("read after a failed verification"));
+        }
+        // What the layers above buffered is hashed already; hash the rest.
+        let mut rest = self.tap.clone();
+        io::copy(&mut rest, &mut io::sink())?;
+        let (got, count) = {
+            let mut t = self.tap.lock();
+            let hasher = std::mem::take(&mut t.hasher);
+            (hex::encode(hasher.finalize()), t.count)
         };
-        let mut rest = decoder.into_inner();
-        let drained = io::copy(&mut rest, &mut io::sink());
-        let hashing = rest.into_inner();
-        drained?;
-        let got = hex::encode(hashing.hasher.finalize());
         if !got.eq_ignore_ascii_case(&self.entry.hash) {
             return Err(self.mismatch("hash", self.entry.hash.clone(), got));
         }
-        if hashing.count != self.entry.stored_size {
+        if count != self.entry.stored_size {
             return Err(self.mismatch(
                 "stored size",
                 self.entry.stored_size.to_string(),
-                hashing.count.to_string(),
+                count.to_string(),
             ));
         }
         if let Some(e) = decode_err {
             return Err(io::Error::new(
                 e.kind(),
                 format!(
-                    "decompressing {} in backup {} (its hash matches): {e}",
+                    "decrypting or decompressing {} in backup {} (its hash matches): {e}",
                     self.entry.name, self.backup
                 ),
             ));
@@ -203,12 +250,7 @@ impl Read for VerifiedReader {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
             Err(e) => {
-                let storage_failed = match self.decoder.as_mut() {
-                    Some(Decoder::Plain(r)) => r.get_ref().failed,
-                    Some(Decoder::Zstd(r)) => r.get_ref().get_ref().failed,
-                    Some(Decoder::Lz4(r)) => r.get_ref().get_ref().failed,
-                    None => false,
-                };
+                let storage_failed = self.tap.lock().failed;
                 if storage_failed {
                     self.decoder = None;
                     return Err(e);

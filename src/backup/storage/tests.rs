@@ -37,6 +37,8 @@ fn manifest(ks: &str, shard: &str, name: &str, entries: Vec<FileEntry>) -> Manif
         total_size: 0,
         stored_size: 0,
         stream_mode: None,
+        encryption: None,
+        encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
     };

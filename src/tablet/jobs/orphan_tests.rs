@@ -27,6 +27,8 @@ fn manifest(format_version: u32) -> Manifest {
         total_size: 0,
         stored_size: 0,
         stream_mode: Some("xbstream".into()),
+        encryption: None,
+        encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version,
     }

@@ -32,6 +32,8 @@ fn info(name: &str, secs: i64, complete: bool) -> BackupInfo {
             total_size: 0,
             stored_size: 0,
             stream_mode: None,
+            encryption: None,
+            encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: FORMAT_VERSION,
         },
