@@ -47,8 +47,10 @@ case ":$PATH:" in *:/usr/sbin:*) ;; *) echo "setup: add /usr/sbin to PATH (maria
 # moto server (PyPI moto[server]) for the s3 storage tests, in a virtualenv under the
 # ignored target/ directory: never into the system Python. The tests find it there.
 venv="$(cd "$(dirname "$0")/.." && pwd)/target/moto-venv"
-if [ ! -x "$venv/bin/moto_server" ]; then
+# A virtualenv is tied to its path: one that was moved (or half installed) is made again.
+if ! "$venv/bin/moto_server" --help >/dev/null 2>&1; then
   echo "setup: installing moto[server] into $venv" >&2
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6'
 fi
