@@ -68,6 +68,23 @@ pub(super) struct Status {
     pub(super) restoring: Option<String>,
     /// What the agent saw of replication: errors, clean runs, restarts (backoff).
     pub(super) replication: ReplicationHistory,
+    /// The second (Unix time) of the last backup name this agent chose: names have
+    /// one-second resolution, so two backups started within one second would
+    /// otherwise collide ([`unique_backup_second`]).
+    pub(super) last_backup_second: Option<i64>,
+}
+
+/// The start time a new backup is named after: `now` to the whole second, or the
+/// second after the last one used when that is not later (a second backup within
+/// the same second). Names stay unique per tablet; a name runs ahead of the clock
+/// only while backups start faster than one a second. Pure.
+pub(super) fn unique_backup_second(now: DateTime<Utc>, last: Option<i64>) -> DateTime<Utc> {
+    let second = now.timestamp();
+    let pick = match last {
+        Some(l) if second <= l => l + 1,
+        _ => second,
+    };
+    DateTime::<Utc>::from_timestamp(pick, 0).unwrap_or(now)
 }
 
 /// A running job's handle: its id, the lease it was claimed under, its
@@ -164,8 +181,9 @@ impl Agent {
 
     /// A fresh backup name for this tablet and its start time (whole seconds).
     pub(super) fn new_backup_name(&self) -> (String, DateTime<Utc>) {
-        let now = Utc::now();
-        let backup_time = now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64);
+        let mut st = lock(&self.status);
+        let backup_time = unique_backup_second(Utc::now(), st.last_backup_second);
+        st.last_backup_second = Some(backup_time.timestamp());
         (backup_name(backup_time, &self.cfg.alias), backup_time)
     }
 
@@ -265,5 +283,31 @@ impl Agent {
             s.type_unpublished = false;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_backup_second;
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn backup_names_are_unique_within_a_second() {
+        let at = |s: i64, ms: u32| {
+            DateTime::<Utc>::from_timestamp(s, ms * 1_000_000).expect("a valid time")
+        };
+        // (now, last second used, second picked)
+        let cases = [
+            (at(100, 250), None, 100),
+            (at(100, 999), Some(99), 100),
+            (at(100, 10), Some(100), 101),
+            (at(100, 10), Some(101), 102),
+            (at(105, 0), Some(101), 105),
+        ];
+        for (now, last, want) in cases {
+            let got = unique_backup_second(now, last);
+            assert_eq!(got.timestamp(), want, "{now} after {last:?}");
+            assert_eq!(got.timestamp_subsec_nanos(), 0);
+        }
     }
 }

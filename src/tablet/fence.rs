@@ -32,6 +32,9 @@ use tokio::sync::watch;
 
 use super::agent::{Agent, JobRun};
 
+/// Why a job the previous agent left RUNNING is failed (at the next start).
+pub(super) const AGENT_RESTARTED: &str = "the tablet's agent restarted while running the job";
+
 /// Why a job stopped because its agent lost the lease.
 pub(super) const LEASE_LOST: &str =
     "the tablet's agent lost its etcd lease while running the job (cut off from etcd for \

@@ -29,6 +29,8 @@ use tracing::Instrument;
 
 use super::agent::Role;
 use super::agent::{Agent, JobRun};
+#[cfg(test)]
+use super::fence::AGENT_RESTARTED;
 use super::fence::{self, claim_is_ours, is_orphan, stale_pending_reason, RETRY_MAX};
 use super::publish::should_publish;
 use crate::backup::catalog::{complete_record, Catalog};
@@ -46,9 +48,6 @@ pub(super) fn job_error(e: &anyhow::Error, stopped_for: Option<&str>) -> String 
         None => format!("{e:#}"),
     }
 }
-
-/// Why a job the previous agent left RUNNING is failed.
-pub(super) const AGENT_RESTARTED: &str = "the tablet's agent restarted while running the job";
 
 /// What a restarted agent makes of the backup a RUNNING job of the previous agent
 /// names, from reading its MANIFEST: complete (restorable) is the job's finished

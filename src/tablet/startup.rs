@@ -216,6 +216,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             mysqld_up: false,
             restoring: None,
             replication: Default::default(),
+            last_backup_second: None,
         }),
         lease,
         metrics: Arc::new(AgentMetrics::default()),
@@ -307,7 +308,9 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         .publish_tablet(tablet_type)
         .await
         .context("registering the tablet")?;
-    agent.fail_orphaned_jobs(super::jobs::AGENT_RESTARTED).await;
+    agent
+        .fail_orphaned_jobs(super::fence::AGENT_RESTARTED)
+        .await;
     if let Err(e) = agent.reconcile(None).await {
         agent.set_error(format!("{e:#}"));
     }
