@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
 scripts/setup.sh
 cargo build --release --bin cairn --example local_cluster
-exec target/release/examples/local_cluster "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/examples/local_cluster" "$@"
