@@ -141,7 +141,8 @@ async fn wait_leader(c: &CoordinatorProcess) {
 
 /// Runs `schedule` (every 3 s, keeping `keep`) until it has `runs` successful
 /// backups, pauses it, and waits until every job is finished and the leader's
-/// retention left exactly `keep` of its backups in storage; returns them.
+/// retention left exactly `keep` of its backups in storage, with no removal still
+/// under way; returns them.
 async fn run_schedule(
     c: &Cluster,
     coord: &CoordinatorProcess,
@@ -171,8 +172,12 @@ async fn run_schedule(
         let settled = jobs(c)
             .iter()
             .all(|j| j["state"] != "PENDING" && j["state"] != "RUNNING");
-        let own = complete_of(&list_backups(c), Some(schedule));
-        Ok((settled && own.len() == keep).then_some(own))
+        let listed = list_backups(c);
+        // A removal in progress (MANIFEST gone, files going) is listed incomplete
+        // until it ends; every prune plan would still name it.
+        let removed = listed.iter().all(|b| b["complete"] == true);
+        let own = complete_of(&listed, Some(schedule));
+        Ok((settled && removed && own.len() == keep).then_some(own))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", list_backups(c), coord.log_tail(30)))
