@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use cairn_topo::names::{validate_backup_name, validate_keyspace, validate_shard};
+use cairn_topo::names::{validate_backup_name, validate_shard};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -23,7 +23,7 @@ use super::file_writer::FileBackupWriter;
 use super::{
     validate_blob_dir, validate_blob_name, validate_shard_path, validate_stored_name, BackupInfo,
     BackupStorage, BackupWriter, BlobInfo, BlobWritten, ShardDir, StorageError, StorageResult,
-    StoredFiles, BLOB_DIRS, DIR_MODE, MANIFEST_FILE,
+    StoredFiles, DIR_MODE, MANIFEST_FILE,
 };
 use crate::backup::manifest::Manifest;
 
@@ -143,9 +143,7 @@ impl BackupStorage for FileStorage {
         let root = self.root.clone();
         Box::pin(blocking(move || {
             let mut out = Vec::new();
-            let keyspaces = list_subdirs(&root, |k| {
-                validate_keyspace(k).is_ok() && !BLOB_DIRS.contains(&k)
-            })?;
+            let keyspaces = list_subdirs(&root, super::is_keyspace_dir)?;
             for ks in keyspaces {
                 for shard in list_subdirs(&root.join(&ks), |s| validate_shard(s).is_ok())? {
                     out.push(ShardDir {

@@ -433,6 +433,12 @@ pub fn validate_blob_name(s: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Whether a top-level directory of storage holds a keyspace (what listings
+/// walk): a valid keyspace name that is not a reserved blob directory.
+fn is_keyspace_dir(name: &str) -> bool {
+    validate_keyspace(name).is_ok() && !BLOB_DIRS.contains(&name)
+}
+
 fn validate_shard_path(keyspace: &str, shard: &str) -> Result<(), NameError> {
     validate_keyspace(keyspace)?;
     if BLOB_DIRS.contains(&keyspace) {

@@ -26,7 +26,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_topo::names::{validate_backup_name, validate_keyspace, validate_shard};
+use cairn_topo::names::{validate_backup_name, validate_shard};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
@@ -40,7 +40,7 @@ use super::file::MAX_MANIFEST_BYTES;
 use super::{
     validate_blob_dir, validate_blob_name, validate_shard_path, validate_stored_name, BackupInfo,
     BackupStorage, BackupWriter, BlobInfo, BlobWritten, ShardDir, StorageError, StorageResult,
-    BLOB_DIRS, MANIFEST_FILE,
+    MANIFEST_FILE,
 };
 use crate::backup::manifest::Manifest;
 pub(super) use errors::error_chain;
@@ -289,7 +289,7 @@ impl BackupStorage for S3Storage {
         Box::pin(async move {
             let mut out = Vec::new();
             for ks in self.subdirs(&self.key(&[])).await? {
-                if validate_keyspace(&ks).is_err() || BLOB_DIRS.contains(&ks.as_str()) {
+                if !super::is_keyspace_dir(&ks) {
                     continue;
                 }
                 for shard in self.subdirs(&self.key(&[&ks])).await? {
