@@ -1,4 +1,4 @@
-//! MariaDB GTIDs as data: parse, format and merge GTID lists (`0-1-5,1-2-9`). Pure,
+//! MariaDB GTIDs as data: parse, format, merge and compare GTID lists (`0-1-5,1-2-9`). Pure,
 //! no IO; used by [`super::flavor`] to build and compare positions. Calls nothing
 //! else in the crate.
 
@@ -80,6 +80,33 @@ pub fn merge_gtid_lists(lists: &[Vec<Gtid>]) -> Vec<Gtid> {
     v
 }
 
+/// Whether position `a` includes every transaction of position `b`: for each domain
+/// of `b`, `a` has that domain at a sequence number at least as high. Positions are
+/// "newest GTID per domain" lists (`gtid_binlog_pos`, a MANIFEST's `Position`);
+/// under gtid_strict_mode a domain's sequence numbers only grow, so this is set
+/// containment of the histories they stand for.
+pub fn position_contains(a: &[Gtid], b: &[Gtid]) -> bool {
+    let a = merge_gtid_lists(&[a.to_vec()]);
+    merge_gtid_lists(&[b.to_vec()]).iter().all(|want| {
+        a.iter()
+            .any(|have| have.domain == want.domain && have.seq >= want.seq)
+    })
+}
+
+/// The sequence number position `pos` holds for `domain` (0 when it has none).
+pub fn seq_of(pos: &[Gtid], domain: u32) -> u64 {
+    pos.iter()
+        .filter(|g| g.domain == domain)
+        .map(|g| g.seq)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether `gtid` is already part of the history `pos` stands for.
+pub fn position_has(pos: &[Gtid], gtid: Gtid) -> bool {
+    seq_of(pos, gtid.domain) >= gtid.seq && pos.iter().any(|g| g.domain == gtid.domain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +139,36 @@ mod tests {
             format_gtid_list(&merge_gtid_lists(&[a, b])),
             "0-3-7,1-2-9,2-1-1"
         );
+    }
+
+    #[test]
+    fn containment_is_per_domain() {
+        let p = |s: &str| parse_gtid_list(s).unwrap();
+        // (a, b, a contains b)
+        let cases = [
+            ("0-1-5", "0-1-5", true),
+            ("0-1-5", "0-1-4", true),
+            ("0-1-5", "0-2-4", true), // another server wrote seq 4 of the same domain
+            ("0-1-5", "0-1-6", false),
+            ("0-1-5", "0-1-5,1-1-1", false), // domain 1 unknown to a
+            ("0-1-5,1-1-3", "1-1-2", true),
+            ("", "", true),
+            ("0-1-1", "", true),
+            ("", "0-1-1", false),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(position_contains(&p(a), &p(b)), want, "{a} ⊇ {b}");
+        }
+        let pos = p("0-1-5,2-3-9");
+        let g = |d, s| Gtid {
+            domain: d,
+            server: 1,
+            seq: s,
+        };
+        assert!(position_has(&pos, g(0, 5)));
+        assert!(!position_has(&pos, g(0, 6)));
+        assert!(!position_has(&pos, g(1, 1)));
+        assert_eq!(seq_of(&pos, 2), 9);
+        assert_eq!(seq_of(&pos, 1), 0);
     }
 }

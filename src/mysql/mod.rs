@@ -10,7 +10,10 @@
 //! - [`flavor`]: what differs between MariaDB and MySQL (SQL text, tool names, GTID
 //!   position spellings, the replication status row); pure and unit-tested.
 //! - [`gtid`]: MariaDB GTID lists: parse, format, merge; pure.
+//! - [`binlog`]: MariaDB binlog files: their events, transactions, GTID state and
+//!   times, and where the complete part of a growing file ends; pure.
 
+pub mod binlog;
 pub mod flavor;
 pub mod gtid;
 pub mod mysqld;
