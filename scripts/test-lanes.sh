@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs every test binary of the workspace, several binaries at once.
+#
+# `cargo test` runs one test binary after the other. Most of cairn's tests wait on
+# real servers (etcd elections, mysqld start, lease expiry), so on a 2-core machine
+# one binary at a time leaves the CPU idle most of the suite. This builds all test
+# targets once, then runs the binaries in LANES parallel lanes (longest first, each
+# binary with --test-threads=2), prints each binary's output whole when it ends, and
+# fails if any binary failed, naming them all at the end.
+#
+# Usage: scripts/test-lanes.sh [LANES]   (default 3; CAIRN_TEST_LANES overrides)
+#        CAIRN_TEST_ONLY=REGEX runs only the binaries whose name matches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lanes="${1:-${CAIRN_TEST_LANES:-3}}"
+target_dir="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
+out="$target_dir/test-lanes"
+rm -rf "$out"
+mkdir -p "$out"
+
+# Build every test target once; keep (executable, package dir, name) of each.
+cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
+  | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test == true)
+           | [.executable, (.manifest_path | sub("/Cargo.toml$"; "")), .target.name, (.target.kind[0])] | @tsv' \
+  > "$out/binaries.tsv"
+
+# Longest first (figures from earlier runs, seconds); the rest after, in any order.
+slow_first="safety_etcd_restart coordinator safety_kills_leader safety_shutdown safety_retention
+s3_cluster safety_replication backup safety_lease safety_manifest safety_growth safety_restore
+safety_etcd_cluster tablet s3_faults store encryption mysqld"
+{
+  for name in $slow_first; do awk -F'\t' -v n="$name" '$3 == n' "$out/binaries.tsv"; done
+  awk -F'\t' -v list=" $(echo $slow_first) " 'index(list, " " $3 " ") == 0' "$out/binaries.tsv"
+} | awk -F'\t' -v re="${CAIRN_TEST_ONLY:-.}" '$3 ~ re' > "$out/order.tsv"
+
+run_one() {
+  local exe="$1" dir="$2" name="$3" kind="$4"
+  local log="$out/$kind-$name.log"
+  local start=$SECONDS rc=0
+  # What `cargo test` sets for a test binary it runs.
+  (cd "$dir" && CARGO_MANIFEST_DIR="$dir" CARGO_PKG_NAME="$(basename "$dir")" \
+    "$exe" --test-threads=2) >"$log" 2>&1 || rc=$?
+  local took=$((SECONDS - start))
+  {
+    echo "===== $kind $name ($dir): exit $rc in ${took}s"
+    cat "$log"
+  } | flock "$out/print.lock" cat
+  if [ "$rc" -ne 0 ]; then
+    echo "$kind $name" >>"$out/failed"
+  fi
+  echo "$took $kind $name" >>"$out/times"
+}
+export -f run_one
+export out
+
+start=$SECONDS
+tr '\t' '\n' <"$out/order.tsv" | tr '\n' '\0' \
+  | xargs -0 -n 4 -P "$lanes" bash -c 'run_one "$@"' _ || true
+echo "===== all test binaries ran in $((SECONDS - start))s ($lanes lanes); slowest:"
+sort -rn "$out/times" | head -8
+if [ -s "$out/failed" ]; then
+  echo "===== FAILED test binaries:"
+  cat "$out/failed"
+  exit 1
+fi
+echo "===== every test binary passed"
