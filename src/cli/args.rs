@@ -102,6 +102,24 @@ pub enum Command {
     /// Topology server maintenance
     #[command(subcommand)]
     Topo(TopoCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        long_about = "Print a shell completion script for cairn on stdout. Changes nothing.\n\n\
+Examples:\n  \
+source <(cairn completions bash)\n  \
+cairn completions bash > /etc/bash_completion.d/cairn\n  \
+cairn completions zsh > \"${fpath[1]}/_cairn\"\n  \
+cairn completions fish > ~/.config/fish/completions/cairn.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+/// `cairn completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// A `KEYSPACE/SHARD` argument, validated at parse time.

@@ -45,11 +45,17 @@ pub fn report_usage_error(e: clap::Error) -> ExitCode {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("error: bad usage")
                 .trim();
-            let line = if first.starts_with("error:") {
+            let mut line = if first.starts_with("error:") {
                 first.to_string()
             } else {
                 format!("error: {first}")
             };
+            // Still one line, but say what would have been accepted.
+            if let Some(clap::error::ContextValue::Strings(valid)) =
+                e.get(clap::error::ContextKind::ValidValue)
+            {
+                line.push_str(&format!("; possible values: {}", valid.join(", ")));
+            }
             eprintln!("{line} (see --help)");
             ExitCode::from(2)
         }
@@ -142,5 +148,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(a) => jobs::list(&connect_admin(&g).await?, a).await,
         Command::Schedule(c) => schedule::run(&g, c).await,
         Command::Topo(c) => topo_snapshot::run(&g, c).await,
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "cairn", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
