@@ -24,6 +24,8 @@ have_cmd openssl || need+=(openssl)
 have_cmd lz4 || need+=(lz4)
 have_cmd age || need+=(age)
 have_cmd jq || need+=(jq)
+# The example systemd units are checked with systemd-analyze.
+have_cmd systemd-analyze || need+=(systemd)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -1,5 +1,5 @@
-//! The operator's toolbox around the binary: shell completions, checked with the
-//! real shells where they are installed.
+//! The operator's toolbox around the binary: shell completions checked with a real
+//! bash, and the example systemd units checked with systemd's own verifier.
 
 use std::process::Command;
 
@@ -83,4 +83,95 @@ fn zsh_and_fish_scripts_name_every_subcommand_and_bad_shells_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tcsh") && err.contains("bash"), "{err}");
     assert!(out.stdout.is_empty());
+}
+
+/// The example unit files, as shipped.
+fn unit(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/systemd")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The example value of `var` given in a unit's comments (continuation lines
+/// start with `#     `).
+fn example_args(unit: &str, var: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut inside = false;
+    for line in unit.lines() {
+        let text = line.trim_start_matches('#').trim();
+        if let Some(rest) = text.strip_prefix(&format!("{var}=")) {
+            inside = true;
+            words.extend(rest.split_whitespace().map(String::from));
+        } else if inside && line.starts_with("#     ") {
+            words.extend(text.split_whitespace().map(String::from));
+        } else {
+            inside = false;
+        }
+    }
+    assert!(!words.is_empty(), "no example of {var}");
+    words
+}
+
+/// The unit's ExecStart with `%i` and `$VAR` filled in, without the binary.
+fn exec_args(unit: &str, instance: &str, var: &str, example: &[String]) -> Vec<String> {
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let mut args = Vec::new();
+    for w in exec.split_whitespace().skip(1) {
+        if w == format!("${var}") {
+            args.extend(example.iter().cloned());
+        } else {
+            args.push(w.replace("%i", instance));
+        }
+    }
+    args
+}
+
+#[test]
+fn systemd_units_verify_and_their_flags_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_cairn");
+    let cases = [
+        (
+            "cairn-tablet@.service",
+            "cairn-tablet@101.service",
+            "CAIRN_TABLET_ARGS",
+        ),
+        (
+            "cairn-coordinator.service",
+            "cairn-coordinator.service",
+            "CAIRN_COORDINATOR_ARGS",
+        ),
+    ];
+    let mut files = Vec::new();
+    for (shipped, as_named, var) in cases {
+        let text = unit(shipped);
+        // Every flag the unit and its documented example use is one cairn knows:
+        // `--help` at the end only prints if everything before it parsed.
+        let example = example_args(&text, var);
+        let mut args = exec_args(&text, "101", var, &example);
+        args.push("--help".into());
+        let out = Command::new(bin).args(&args).output().expect("run cairn");
+        assert!(
+            out.status.success(),
+            "{shipped}: cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.path().join(as_named);
+        std::fs::write(&path, text.replace("/usr/local/bin/cairn", bin)).expect("write unit");
+        files.push(path);
+    }
+    // systemd's own checker: unknown keys, bad values and missing binaries are
+    // reported on stderr.
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(&files)
+        .output()
+        .expect("run systemd-analyze (installed by scripts/setup.sh)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
 }
