@@ -27,8 +27,55 @@ pub const FORMAT_VERSION_PLAIN: u32 = 1;
 /// The only value of `Encryption` this code writes and restores.
 pub const ENCRYPTION_AGE: &str = "age";
 
-/// The only hash algorithm cairn writes and accepts for restores.
+/// The hash algorithm of every MANIFEST entry cairn writes: BLAKE3, fast enough
+/// that hashing is not what limits an uncompressed copy.
+pub const HASH_ALGORITHM_BLAKE3: &str = "blake3";
+
+/// The hash algorithm cairn wrote before BLAKE3; such backups stay restorable.
 pub const HASH_ALGORITHM_SHA256: &str = "sha256";
+
+/// A hash algorithm a MANIFEST entry may name (`HashAlgorithm`), each verified
+/// with its own algorithm. A cairn that predates BLAKE3 refuses a `blake3` entry
+/// in [`Manifest::check_restorable`] (it only ever accepted `sha256`), so such a
+/// backup is unreadable to it, never mis-verified: no format version bump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashAlgorithm {
+    /// SHA-256: what cairn wrote before BLAKE3 (and what `sha256sum` prints).
+    Sha256,
+    /// BLAKE3 with its default 32-byte output (what `b3sum` prints).
+    #[default]
+    Blake3,
+}
+
+impl HashAlgorithm {
+    /// The name recorded in the MANIFEST.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sha256 => HASH_ALGORITHM_SHA256,
+            HashAlgorithm::Blake3 => HASH_ALGORITHM_BLAKE3,
+        }
+    }
+
+    /// The algorithm a MANIFEST names; `None` for one this code cannot verify.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            HASH_ALGORITHM_SHA256 => Some(HashAlgorithm::Sha256),
+            HASH_ALGORITHM_BLAKE3 => Some(HashAlgorithm::Blake3),
+            _ => None,
+        }
+    }
+
+    /// Length of a digest in hex (both are 32 bytes).
+    pub fn hex_len(self) -> usize {
+        64
+    }
+}
+
+impl std::fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Values of [`FileEntry::base`]: which part of the server a file came from.
 pub mod base {
@@ -120,7 +167,8 @@ pub struct FileEntry {
     /// Hex digest of the stored bytes; a mismatch fails the restore.
     #[serde(rename = "Hash")]
     pub hash: String,
-    /// Algorithm of `Hash`; always `sha256` for cairn (Vitess uses CRC-32).
+    /// Algorithm of `Hash` (see [`HashAlgorithm`]): `blake3` for what cairn writes
+    /// now, `sha256` for what it wrote before (Vitess uses CRC-32).
     #[serde(rename = "HashAlgorithm", default)]
     pub hash_algorithm: String,
 }
@@ -245,9 +293,9 @@ impl Manifest {
     }
 
     /// Checks everything a restore relies on before touching any file: a format
-    /// this code understands, a sha256 hash on every entry (an empty hash would
-    /// make a corrupt file undetectable — Vitess #19338), safe relative names,
-    /// no duplicate names.
+    /// this code understands, a valid hash in an algorithm it verifies on every
+    /// entry (an empty hash would make a corrupt file undetectable — Vitess
+    /// #19338), safe relative names, no duplicate names.
     pub fn check_restorable(&self) -> Result<(), ManifestError> {
         let bad = |why: String| ManifestError::Unrestorable {
             backup: self.backup_name.clone(),
@@ -267,15 +315,16 @@ impl Manifest {
         let mut names = std::collections::HashSet::new();
         let mut stored = std::collections::HashSet::new();
         for e in &self.file_entries {
-            if e.hash_algorithm != HASH_ALGORITHM_SHA256 {
+            let Some(algorithm) = HashAlgorithm::parse(&e.hash_algorithm) else {
                 return Err(bad(format!(
-                    "file {} has hash algorithm {:?}, only sha256 is supported",
+                    "file {} has hash algorithm {:?}, this cairn verifies only {HASH_ALGORITHM_BLAKE3:?} and {HASH_ALGORITHM_SHA256:?}",
                     e.name, e.hash_algorithm
                 )));
-            }
-            if e.hash.len() != 64 || !e.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            };
+            if e.hash.len() != algorithm.hex_len() || !e.hash.bytes().all(|b| b.is_ascii_hexdigit())
+            {
                 return Err(bad(format!(
-                    "file {} has no valid sha256 hash ({:?})",
+                    "file {} has no valid {algorithm} hash ({:?})",
                     e.name, e.hash
                 )));
             }
@@ -371,209 +420,4 @@ pub fn parse_backup_name(name: &str) -> Result<(DateTime<Utc>, TabletAlias), Man
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Manifest {
-        let t = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
-        let alias: TabletAlias = "zone1-101".parse().unwrap();
-        let mut m = Manifest {
-            backup_name: backup_name(t, &alias),
-            backup_method: BackupMethod::Builtin,
-            position: "MariaDB/0-101-42".into(),
-            purged_position: "MariaDB/0-101-1".into(),
-            backup_time: t,
-            finished_time: t + chrono::Duration::seconds(30),
-            server_uuid: "uuid".into(),
-            tablet_alias: alias.to_string(),
-            hostname: "host".into(),
-            keyspace: "commerce".into(),
-            shard: "-80".into(),
-            schedule: None,
-            mysql_version: "10.11.6-MariaDB".into(),
-            upgrade_safe: false,
-            compression_engine: CompressionEngine::Zstd,
-            file_entries: vec![],
-            total_size: 0,
-            stored_size: 0,
-            stream_mode: None,
-            encryption: None,
-            encryption_recipients: vec![],
-            flavor: "MariaDB".into(),
-            format_version: FORMAT_VERSION_PLAIN,
-        };
-        m.set_file_entries(vec![FileEntry {
-            base: base::DATA.into(),
-            name: "commerce/t.ibd".into(),
-            stored_name: "0".into(),
-            size: 100,
-            stored_size: 40,
-            hash: "ab".repeat(32),
-            hash_algorithm: HASH_ALGORITHM_SHA256.into(),
-        }]);
-        m
-    }
-
-    #[test]
-    fn backup_name_round_trips() {
-        let t = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
-        let alias: TabletAlias = "zone1-101".parse().unwrap();
-        let name = backup_name(t, &alias);
-        assert_eq!(name, "2024-01-02.030405.zone1-0000000101");
-        let (t2, a2) = parse_backup_name(&name).unwrap();
-        assert_eq!(t2, t);
-        assert_eq!(a2, alias);
-        // Sub-second precision is dropped by the name.
-        let t3 = t + chrono::Duration::milliseconds(999);
-        assert_eq!(backup_name(t3, &alias), name);
-    }
-
-    #[test]
-    fn backup_name_parse_errors() {
-        for bad in [
-            "",
-            "2024-01-02.030405",
-            "2024-01-02.030405.zone1-101.x",
-            "2024-01-02.030405.zone1",
-            "2024-01-02.030405.zone1-abc",
-            "2024-1-02.030405.zone1-101",
-            "2024-01-02.30405.zone1-101",
-            "2024-13-02.030405.zone1-101",
-            "2024-02-30.030405.zone1-101",
-            "2024-01-02.246060.zone1-101",
-            "2024-01-02T030405.zone1-101",
-            "x024-01-02.030405.zone1-101",
-        ] {
-            let err = parse_backup_name(bad);
-            assert!(err.is_err(), "{bad:?} accepted");
-        }
-        assert!(parse_backup_name("2024-01-02.030405.zone1-101").is_ok());
-    }
-
-    #[test]
-    fn timestamp_parsing_is_strict() {
-        let t = parse_backup_timestamp("2024-12-31.235959").unwrap();
-        assert_eq!(t, Utc.with_ymd_and_hms(2024, 12, 31, 23, 59, 59).unwrap());
-        for bad in [
-            "2024-12-31",
-            "2024-12-31.23595",
-            "2024-12-31.2359590",
-            " 2024-12-31.235959",
-            "2024-12-31 235959",
-            "+024-12-31.235959",
-        ] {
-            assert!(parse_backup_timestamp(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn manifest_json_uses_vitess_field_names_and_round_trips() {
-        let m = sample();
-        let json = String::from_utf8(m.to_json().unwrap()).unwrap();
-        for field in [
-            "\"BackupName\"",
-            "\"BackupMethod\": \"builtin\"",
-            "\"Position\": \"MariaDB/0-101-42\"",
-            "\"BackupTime\": \"2024-01-02T03:04:05Z\"",
-            "\"FinishedTime\": \"2024-01-02T03:04:35Z\"",
-            "\"ServerUUID\"",
-            "\"MySQLVersion\"",
-            "\"CompressionEngine\": \"zstd\"",
-            "\"FileEntries\"",
-            "\"StoredName\": \"0\"",
-            "\"HashAlgorithm\": \"sha256\"",
-            "\"TotalSize\": 100",
-            "\"StoredSize\": 40",
-            "\"FormatVersion\": 1",
-        ] {
-            assert!(json.contains(field), "{field} missing in {json}");
-        }
-        assert!(!json.contains("StreamMode"));
-        let back = Manifest::from_json(json.as_bytes()).unwrap();
-        assert_eq!(back, m);
-        back.check_restorable().unwrap();
-    }
-
-    #[test]
-    fn the_owning_schedule_is_recorded_and_absent_means_manual() {
-        let manual = sample();
-        let json = String::from_utf8(manual.to_json().unwrap()).unwrap();
-        assert!(!json.contains("Schedule"), "{json}");
-        let mut owned = sample();
-        owned.schedule = Some("hourly".into());
-        let json = String::from_utf8(owned.to_json().unwrap()).unwrap();
-        assert!(json.contains("\"Schedule\": \"hourly\""), "{json}");
-        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), owned);
-        // A MANIFEST written before the field existed reads as manual.
-        let mut v = serde_json::to_value(sample()).unwrap();
-        v.as_object_mut().unwrap().remove("Schedule");
-        let old: Manifest = serde_json::from_value(v).unwrap();
-        assert_eq!(old.schedule, None);
-    }
-
-    #[test]
-    fn manifest_parsing_errors_and_vitess_leniency() {
-        assert!(Manifest::from_json(b"{").is_err());
-        assert!(Manifest::from_json(b"{}").is_err());
-        let mut v = serde_json::to_value(sample()).unwrap();
-        v["CompressionEngine"] = "pgzip".into();
-        assert!(serde_json::from_value::<Manifest>(v.clone()).is_err());
-        v["CompressionEngine"] = "lz4".into();
-        // Vitess writes an empty BackupMethod for builtin.
-        v["BackupMethod"] = "".into();
-        v["BackupTime"] = "2024-01-02T05:04:05+02:00".into();
-        let m: Manifest = serde_json::from_value(v).unwrap();
-        assert_eq!(m.backup_method, BackupMethod::Builtin);
-        assert_eq!(m.compression_engine, CompressionEngine::Lz4);
-        assert_eq!(
-            m.backup_time,
-            Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap()
-        );
-    }
-
-    #[test]
-    fn restorability_checks() {
-        let mut m = sample();
-        m.file_entries[0].hash.clear();
-        assert!(m
-            .check_restorable()
-            .unwrap_err()
-            .to_string()
-            .contains("no valid sha256"));
-        let mut m = sample();
-        m.file_entries[0].hash_algorithm = "crc32".into();
-        assert!(m.check_restorable().is_err());
-        let mut m = sample();
-        m.format_version = FORMAT_VERSION + 1;
-        assert!(m.check_restorable().is_err());
-        let mut m = sample();
-        let e = m.file_entries[0].clone();
-        m.file_entries.push(FileEntry {
-            stored_name: "1".into(),
-            ..e
-        });
-        assert!(m
-            .check_restorable()
-            .unwrap_err()
-            .to_string()
-            .contains("twice"));
-        for bad in [
-            "../x",
-            "/etc/passwd",
-            "a/../b",
-            "",
-            "./a",
-            "a/./b",
-            "a\0b",
-            "a//b",
-            "a/",
-        ] {
-            let mut m = sample();
-            m.file_entries[0].name = bad.into();
-            assert!(m.check_restorable().is_err(), "{bad:?} accepted");
-        }
-        for good in ["ibdata1", "db/t.ibd", "a/b/c.frm", "a..b/.c"] {
-            assert!(check_relative_name(good).is_ok(), "{good:?} refused");
-        }
-    }
-}
+mod tests;

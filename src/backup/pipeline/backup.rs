@@ -15,12 +15,12 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use super::encode::{compress_into, AttemptError, ThreadBudget};
+use super::encode::{compress_into, read_ahead_for, AttemptError, Encoding, ThreadBudget};
 use super::{
     buf_size_for, run_fail_fast, Cancelled, Compression, CopyOptions, Progress, SourceFile,
     BUF_SIZE, ZSTD_MT_MIN_SIZE,
 };
-use crate::backup::manifest::{base, check_relative_name, FileEntry, HASH_ALGORITHM_SHA256};
+use crate::backup::manifest::{base, check_relative_name, FileEntry};
 use crate::backup::storage::BackupWriter;
 
 /// Opens a source file for sequential reading.
@@ -75,6 +75,7 @@ async fn backup_one(
             );
             let compression = opts.compression;
             let encryption = opts.encryption.clone();
+            let (hash, read_ahead) = (opts.hash, opts.read_ahead);
             tokio::task::spawn_blocking(move || {
                 let mut f = open_source(&src.path)
                     .map_err(|e| AttemptError::Source(anyhow!(e).context("opening")))?;
@@ -84,16 +85,15 @@ async fn backup_one(
                     }
                     _ => budget.take(0),
                 };
-                let stored = compress_into(
-                    &mut f,
-                    sink,
+                let how = Encoding {
                     compression,
-                    encryption.as_deref(),
-                    lease.n,
-                    buf_size_for(src.size),
-                    &progress,
-                    &cancel,
-                )?;
+                    encryption: encryption.as_deref(),
+                    mt_workers: lease.n,
+                    buf_size: buf_size_for(src.size),
+                    hash,
+                    read_ahead: read_ahead_for(read_ahead, Some(src.size)),
+                };
+                let stored = compress_into(&mut f, sink, &how, &progress, &cancel)?;
                 if stored.size != src.size {
                     tracing::warn!(file = %src.name, expected = src.size, read = stored.size,
                         "file size changed while it was backed up");
@@ -114,7 +114,7 @@ async fn backup_one(
                     size: stored.size,
                     stored_size: stored.stored_size,
                     hash: stored.hash,
-                    hash_algorithm: HASH_ALGORITHM_SHA256.to_string(),
+                    hash_algorithm: stored.hash_algorithm.name().to_string(),
                 })
             }
             Err(AttemptError::Sink(e))
@@ -204,17 +204,17 @@ pub async fn backup_stream<R: Read + Send + 'static>(
         Compression::Zstd { threads, .. } => threads,
         _ => 0,
     };
+    let (hash, read_ahead) = (opts.hash, read_ahead_for(opts.read_ahead, None));
     let stored = tokio::task::spawn_blocking(move || {
-        compress_into(
-            &mut reader,
-            sink,
+        let how = Encoding {
             compression,
-            encryption.as_deref(),
-            mt,
-            BUF_SIZE,
-            &progress,
-            &cancel,
-        )
+            encryption: encryption.as_deref(),
+            mt_workers: mt,
+            buf_size: BUF_SIZE,
+            hash,
+            read_ahead,
+        };
+        compress_into(&mut reader, sink, &how, &progress, &cancel)
     })
     .await
     .map_err(|e| anyhow!("copy worker failed: {e}"))
@@ -228,6 +228,6 @@ pub async fn backup_stream<R: Read + Send + 'static>(
         size: stored.size,
         stored_size: stored.stored_size,
         hash: stored.hash,
-        hash_algorithm: HASH_ALGORITHM_SHA256.to_string(),
+        hash_algorithm: stored.hash_algorithm.name().to_string(),
     })
 }

@@ -4,10 +4,12 @@
 //! [`AttemptError`] says whether a retry can help. Also the bounded pool of
 //! zstdmt workers the big files of one copy share.
 //!
-//! The layers, top to bottom: compressor → `Seal` (age's streaming encryptor,
-//! or nothing) → buffer → `HashingSink` (sha256 and count of exactly what
-//! storage accepts) → storage. With recipients configured, the sink checks the
-//! stored bytes start as an age file before the file counts as stored.
+//! The layers, top to bottom: source, read ahead on its own thread (see
+//! `read_ahead`) → compressor → `Seal` (age's streaming encryptor, or nothing)
+//! → buffer → `HashingSink` (hash, BLAKE3 unless told otherwise, and count of
+//! exactly what storage accepts) → storage. With recipients configured, the
+//! sink checks the stored bytes start as an age file before the file counts as
+//! stored.
 //!
 //! May call: the pipeline's types, [`crate::backup::storage::FileSink`],
 //! [`crate::backup::encryption`].
@@ -17,11 +19,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::{Cancelled, Compression, Progress};
+use super::hash::ContentHasher;
+use super::read_ahead::{for_each_chunk, ChunkError};
+use super::{Cancelled, Compression, Progress, BUF_SIZE};
 use crate::backup::encryption::{Recipients, AGE_MAGIC};
+use crate::backup::manifest::HashAlgorithm;
 use crate::backup::storage::FileSink;
 
 /// Stats of one stored file, taken from the attempt that stored it.
@@ -31,8 +35,10 @@ pub(super) struct Stored {
     pub(super) size: u64,
     /// Bytes that reached storage.
     pub(super) stored_size: u64,
-    /// Hex sha256 of exactly those bytes.
+    /// Hex digest of exactly those bytes.
     pub(super) hash: String,
+    /// The algorithm of `hash`.
+    pub(super) hash_algorithm: HashAlgorithm,
 }
 
 /// Why a single attempt failed; decides whether a retry can help.
@@ -108,8 +114,8 @@ impl Drop for ThreadLease {
 struct HashingSink {
     /// The storage file.
     inner: Box<dyn FileSink>,
-    /// sha256 of the bytes accepted by `inner`.
-    hasher: Sha256,
+    /// Hash of the bytes accepted by `inner`.
+    hasher: ContentHasher,
     /// Bytes accepted by `inner`.
     count: u64,
     /// The first bytes accepted (up to the length of the age magic), to prove
@@ -240,52 +246,85 @@ impl Encoder {
     }
 }
 
+/// How one attempt encodes what it reads.
+pub(super) struct Encoding<'a> {
+    /// Compression of the stored bytes.
+    pub(super) compression: Compression,
+    /// Encrypt to these recipients (`None`: plaintext).
+    pub(super) encryption: Option<&'a Recipients>,
+    /// zstdmt workers lent to this attempt (0: single-threaded).
+    pub(super) mt_workers: u32,
+    /// Size of the read buffers and of the buffer in front of storage.
+    pub(super) buf_size: usize,
+    /// Hash algorithm of the stored bytes.
+    pub(super) hash: HashAlgorithm,
+    /// Read on a thread of its own, ahead of the rest (see [`read_ahead_for`]).
+    pub(super) read_ahead: bool,
+}
+
+/// Whether a source of `size` bytes (`None`: a stream of unknown length) is
+/// read ahead on a thread of its own, when `enabled`: not for one that fits in
+/// two buffers, where a thread costs more than the overlap gains.
+pub(super) fn read_ahead_for(enabled: bool, size: Option<u64>) -> bool {
+    enabled && size.is_none_or(|s| s > 2 * BUF_SIZE as u64)
+}
+
 /// Copies `reader` through the compressor (and the encryptor, with
-/// `encryption`) into `sink`. Blocking; runs on a worker thread. The returned
-/// stats come from this attempt's own hasher.
-#[allow(clippy::too_many_arguments)]
+/// `encryption`) into `sink`. Blocking; runs on a worker thread (and, reading
+/// ahead, one more for the reads). The returned stats come from this attempt's
+/// own hasher.
 pub(super) fn compress_into(
-    reader: &mut dyn Read,
+    reader: &mut (dyn Read + Send),
     sink: Box<dyn FileSink>,
-    compression: Compression,
-    encryption: Option<&Recipients>,
-    mt_workers: u32,
-    buf_size: usize,
+    how: &Encoding<'_>,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<Stored, AttemptError> {
+    let encryption = how.encryption;
     let sink = HashingSink {
         inner: sink,
-        hasher: Sha256::new(),
+        hasher: ContentHasher::new(how.hash),
         count: 0,
         head: Vec::with_capacity(AGE_MAGIC.len()),
     };
-    let mut enc = Encoder::new(sink, compression, encryption, mt_workers, buf_size)
-        .map_err(|e| AttemptError::Sink(anyhow!(e).context("setting up the compressor")))?;
-    let mut buf = vec![0u8; buf_size];
+    let mut enc = Encoder::new(
+        sink,
+        how.compression,
+        encryption,
+        how.mt_workers,
+        how.buf_size,
+    )
+    .map_err(|e| AttemptError::Sink(anyhow!(e).context("setting up the compressor")))?;
     let mut size = 0u64;
     let result = (|| {
-        loop {
+        if cancel.is_cancelled() {
+            return Err(AttemptError::Cancelled);
+        }
+        let copied = for_each_chunk(reader, how.buf_size, how.read_ahead, |chunk| {
             if cancel.is_cancelled() {
                 return Err(AttemptError::Cancelled);
             }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(AttemptError::Source(anyhow!(e).context("reading"))),
-            };
-            enc.write_all(&buf[..n])
+            enc.write_all(chunk)
                 .map_err(|e| AttemptError::Sink(anyhow!(e).context("writing to storage")))?;
-            size += n as u64;
-            progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+            size += chunk.len() as u64;
+            progress
+                .bytes_done
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            Ok(())
+        });
+        match copied {
+            Ok(()) => {}
+            Err(ChunkError::Source(e)) => {
+                return Err(AttemptError::Source(anyhow!(e).context("reading")))
+            }
+            Err(ChunkError::Consumer(e)) => return Err(e),
         }
         let sink = enc
             .finish()
             .map_err(|e| AttemptError::Sink(anyhow!(e).context("writing to storage")))?;
         let HashingSink {
             inner,
-            hasher,
+            mut hasher,
             count,
             head,
         } = sink;
@@ -301,7 +340,8 @@ pub(super) fn compress_into(
         Ok(Stored {
             size,
             stored_size: count,
-            hash: hex::encode(hasher.finalize()),
+            hash: hasher.finish_hex(),
+            hash_algorithm: hasher.algorithm(),
         })
     })();
     if result.is_err() {
@@ -326,6 +366,24 @@ fn check_sealed(encrypted: bool, head: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sources_bigger_than_two_buffers_are_read_ahead() {
+        let b = BUF_SIZE as u64;
+        // (enabled, size, read ahead)
+        let cases = [
+            (true, None, true),
+            (true, Some(0), false),
+            (true, Some(2 * b), false),
+            (true, Some(2 * b + 1), true),
+            (true, Some(u64::MAX), true),
+            (false, None, false),
+            (false, Some(u64::MAX), false),
+        ];
+        for (enabled, size, want) in cases {
+            assert_eq!(read_ahead_for(enabled, size), want, "{enabled} {size:?}");
+        }
+    }
 
     #[test]
     fn only_age_files_pass_when_encrypting() {

@@ -1,7 +1,9 @@
-//! The copy pipeline between a server's files and backup storage: read →
-//! compress (zstd, possibly multithreaded; lz4 frames; or none) → encrypt (age,
-//! when recipients are configured) → sha256 of the stored bytes → storage, and
-//! back: storage → sha256 check → decrypt → decompress → disk. Encryption lives
+//! The copy pipeline between a server's files and backup storage: read (ahead,
+//! on a thread of its own) → compress (zstd, possibly multithreaded; lz4
+//! frames; or none) → encrypt (age, when recipients are configured) → BLAKE3 of
+//! the stored bytes → storage, and back: storage → hash check (in the algorithm
+//! each MANIFEST entry names: BLAKE3, or SHA-256 for older backups) → decrypt →
+//! decompress → disk. Encryption lives
 //! here, not in a backend, so every [`BackupStorage`](super::storage::BackupStorage)
 //! gets it; with recipients configured, a stored file that does not start as an
 //! age file is refused (nothing is stored in plaintext by accident).
@@ -12,20 +14,27 @@
 //! - Parallel across files (`concurrency`), largest first, so one huge tablespace
 //!   does not start last; within a big file zstd runs multithreaded (zstdmt) out
 //!   of a bounded worker budget, so even a single ibdata1 keeps every core busy.
-//! - Memory is bounded: fixed buffers per file (1 MiB) plus zstd's windows, never
-//!   a whole file.
+//! - Memory is bounded: fixed buffers per file (up to [`READ_AHEAD_BUFFERS`]
+//!   read buffers of [`BUF_SIZE`] and one in front of storage) plus zstd's
+//!   windows, never a whole file.
+//! - Reading overlaps the rest: a big file is read on a thread of its own a few
+//!   buffers ahead of compression, hashing and the storage write.
 //! - Fail fast: the first error cancels every other file and is returned with the
 //!   file it concerns; workers are awaited before returning, so nothing is still
 //!   writing when the caller aborts the backup.
 //! - A [`FileEntry`] is built only from the attempt that stored the bytes, from
 //!   that attempt's own hasher, so a retried file can never carry a stale or empty
 //!   hash (Vitess #19338).
-//! - Restores verify the sha256 of every stored byte and both sizes; a mismatch is
-//!   an [`IntegrityError`] naming the file, and the partly written file is removed.
+//! - Restores verify the hash of every stored byte and both sizes; a mismatch is
+//!   an [`IntegrityError`] naming the file, and the partly written file is
+//!   removed. An entry naming an unknown hash algorithm is refused before
+//!   anything is read.
 //!
 //! The rooms:
 //! - `encode`: the compressor and hasher in front of storage, and the zstdmt
 //!   worker budget (blocking, one attempt at a time).
+//! - `read_ahead`: the reader thread and its bounded, recycled buffers.
+//! - `hash`: the content hash, BLAKE3 or SHA-256, the same type both ways.
 //! - [`backup`]: files and streams into a [`BackupWriter`](super::storage::BackupWriter),
 //!   parallel, largest first, retrying storage errors.
 //! - [`verify`]: [`VerifiedReader`], the one reader that checks stored bytes
@@ -44,23 +53,26 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::encryption::Recipients;
-use super::manifest::CompressionEngine;
 #[cfg(doc)]
 use super::manifest::{base, FileEntry};
+use super::manifest::{CompressionEngine, HashAlgorithm};
 
 pub mod backup;
 mod encode;
+mod hash;
+mod read_ahead;
 pub mod restore;
 #[cfg(test)]
 mod tests;
 pub mod verify;
 
 pub use backup::{backup_files, backup_stream};
+pub use read_ahead::READ_AHEAD_BUFFERS;
 pub use restore::{check_decryptable, open_stream, restore_files, restore_stream, StoredBackup};
 pub use verify::{integrity_error, VerifiedReader};
 
 /// Size of read buffers and of the buffer in front of storage.
-const BUF_SIZE: usize = 1 << 20;
+pub const BUF_SIZE: usize = 1 << 20;
 /// Smallest buffer: small files get small buffers (thousands of `.frm` files
 /// would otherwise each pay for zeroing a full-size one).
 const MIN_BUF_SIZE: usize = 64 << 10;
@@ -144,6 +156,12 @@ pub struct CopyOptions {
     pub retries_per_file: u32,
     /// Encrypt every stored file with age to these recipients (`None`: plaintext).
     pub encryption: Option<Arc<Recipients>>,
+    /// Hash algorithm recorded for every stored file: BLAKE3 by default; SHA-256
+    /// still works (a backup a cairn that predates BLAKE3 can restore).
+    pub hash: HashAlgorithm,
+    /// Read big files on a thread of their own, a few buffers ahead (default);
+    /// `false` reads and encodes on one thread (for comparisons).
+    pub read_ahead: bool,
 }
 
 impl Default for CopyOptions {
@@ -153,6 +171,8 @@ impl Default for CopyOptions {
             concurrency: 4,
             retries_per_file: 1,
             encryption: None,
+            hash: HashAlgorithm::default(),
+            read_ahead: true,
         }
     }
 }

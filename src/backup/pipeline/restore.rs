@@ -167,7 +167,8 @@ fn copy_verified(
 }
 
 /// Restores every file of a backup into `dest_dir/<Name>`, verifying each
-/// stored file's sha256 and sizes against `manifest`, decompressing with the
+/// stored file's hash (in the algorithm its entry names) and sizes against
+/// `manifest`, decompressing with the
 /// MANIFEST's engine, `concurrency` files at a time. Refuses unsafe names before
 /// writing anything. On error, the first failure (naming the file) is returned
 /// after every worker stopped; files already restored stay, the failing one is

@@ -6,8 +6,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::*;
 use crate::backup::manifest::{base, BackupMethod, FileEntry, Manifest, FORMAT_VERSION};
 use crate::backup::storage::{
@@ -17,6 +15,7 @@ use chrono::Utc;
 use rand::{Rng, RngCore, SeedableRng};
 
 mod encrypted;
+mod hashes;
 
 const NAME: &str = "2024-01-02.030405.zone1-0000000101";
 
@@ -107,7 +106,7 @@ fn opts(compression: Compression) -> CopyOptions {
         compression,
         concurrency: 3,
         retries_per_file: 1,
-        encryption: None,
+        ..CopyOptions::default()
     }
 }
 
@@ -179,7 +178,8 @@ async fn round_trip_every_compression() {
             )
             .unwrap();
             assert_eq!(stored.len() as u64, e.stored_size);
-            assert_eq!(hex::encode(Sha256::digest(&stored)), e.hash);
+            assert_eq!(e.hash_algorithm, "blake3");
+            assert_eq!(blake3::hash(&stored).to_hex().as_str(), e.hash);
         }
         if c != Compression::None {
             assert!(m.stored_size < m.total_size, "{c:?} did not compress");

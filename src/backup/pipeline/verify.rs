@@ -3,8 +3,8 @@
 //! MANIFEST says so), decompresses, and fails its last read with an
 //! [`IntegrityError`] when the bytes or sizes differ from the MANIFEST entry.
 //!
-//! The layers, bottom to top: storage → `Tap` (sha256 and count of every stored
-//! byte, shared so the rest can be drained and hashed whatever the layers above
+//! The layers, bottom to top: storage → `Tap` (hash, in the algorithm the
+//! entry names, and count of every stored byte, shared so the rest can be drained and hashed whatever the layers above
 //! hold) → buffer → `Opened` (age's streaming decryptor, or nothing) →
 //! decompressor.
 //!
@@ -14,18 +14,17 @@
 use std::io::{self, BufReader, Read};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
-
+use super::hash::ContentHasher;
 use super::{buf_size_for, IntegrityError};
 use crate::backup::encryption::Identities;
-use crate::backup::manifest::{CompressionEngine, FileEntry};
+use crate::backup::manifest::{CompressionEngine, FileEntry, HashAlgorithm};
 
 /// Hashes and counts every stored byte read.
 struct TapState {
     /// The stored file.
     inner: Box<dyn Read + Send>,
-    /// sha256 of the bytes read so far.
-    hasher: Sha256,
+    /// Hash of the bytes read so far, in the entry's algorithm.
+    hasher: ContentHasher,
     /// Bytes read so far.
     count: u64,
     /// Set when `inner` failed: the error is storage's, not corruption.
@@ -100,8 +99,8 @@ impl Decoder {
 }
 
 /// A stored file's decompressed content, verified: the final read (the one that
-/// would return 0) returns an error instead if the stored bytes' sha256 or
-/// sizes differ from the MANIFEST entry. The error wraps an [`IntegrityError`]
+/// would return 0) returns an error instead if the stored bytes' hash (in the
+/// algorithm the entry names) or sizes differ from the MANIFEST entry. The error wraps an [`IntegrityError`]
 /// (see [`integrity_error`]). Data is handed out before the end is reached, so a
 /// consumer must treat a failed final read as "everything read is garbage".
 pub struct VerifiedReader {
@@ -127,7 +126,9 @@ impl VerifiedReader {
 
     /// Wraps a stored file opened from storage. With `identities`, the file is an
     /// age file: its header is read here (blocking) and must open with one of
-    /// them. Without, the stored bytes are the compressed ones.
+    /// them. Without, the stored bytes are the compressed ones. An entry naming
+    /// a hash algorithm this code cannot verify is refused before anything is
+    /// read.
     pub fn new(
         stored: Box<dyn Read + Send>,
         entry: &FileEntry,
@@ -135,9 +136,18 @@ impl VerifiedReader {
         identities: Option<&Identities>,
         backup: &str,
     ) -> io::Result<Self> {
+        let algorithm = HashAlgorithm::parse(&entry.hash_algorithm).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "cannot verify {} of backup {backup}: unknown hash algorithm {:?}",
+                    entry.name, entry.hash_algorithm
+                ),
+            )
+        })?;
         let tap = Tap(Arc::new(Mutex::new(TapState {
             inner: stored,
-            hasher: Sha256::new(),
+            hasher: ContentHasher::new(algorithm),
             count: 0,
             failed: false,
         })));
@@ -195,8 +205,7 @@ impl VerifiedReader {
         io::copy(&mut rest, &mut io::sink())?;
         let (got, count) = {
             let mut t = self.tap.lock();
-            let hasher = std::mem::take(&mut t.hasher);
-            (hex::encode(hasher.finalize()), t.count)
+            (t.hasher.finish_hex(), t.count)
         };
         if !got.eq_ignore_ascii_case(&self.entry.hash) {
             return Err(self.mismatch("hash", self.entry.hash.clone(), got));
