@@ -33,6 +33,8 @@
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
+//! - [`verify`]: checking stored backups without restoring them or a key (every
+//!   object's size and hash), OK / WARNING / FAILURE per backup; `cairn verify`.
 //!
 //! The engines sit on top of storage and the pipeline and decide what to copy and
 //! when; only they talk to mysqld, and only the catalog talks to etcd.
@@ -47,6 +49,7 @@ pub mod manifest;
 pub mod params;
 pub mod pipeline;
 pub mod storage;
+pub mod verify;
 pub mod xtrabackup;
 
 pub use location::StorageConfig;

@@ -102,6 +102,16 @@ pub enum Command {
     /// Topology server maintenance
     #[command(subcommand)]
     Topo(TopoCommand),
+    /// Check a shard's stored backups: every object's size and hash, and their age
+    #[command(long_about = "Check a shard's backups where they are stored, without restoring them and \
+without a decryption key: each MANIFEST parses and is restorable, every object it lists exists \
+with the recorded size and hash (read in full, several at once), and the newest good backup is \
+younger than its schedule's period plus the usual backup duration. Prints OK, WARNING or FAILURE \
+per backup with one line per problem. Exit 0 when nothing failed, 1 otherwise. Reads storage \
+and etcd only; changes nothing.\n\nExamples:\n  \
+cairn verify commerce/0 --file-backup-storage-root /var/backups/cairn\n  \
+cairn verify commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json")]
+    Verify(VerifyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(
         long_about = "Print a shell completion script for cairn on stdout. Changes nothing.\n\n\
@@ -112,6 +122,23 @@ cairn completions zsh > \"${fpath[1]}/_cairn\"\n  \
 cairn completions fish > ~/.config/fish/completions/cairn.fish"
     )]
     Completions(CompletionsArgs),
+}
+
+/// `cairn verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[arg(value_parser = parse_ks_shard)]
+    pub keyspace_shard: KeyspaceShard,
+    /// Only this backup (and no shard-level age check)
+    #[arg(long, value_parser = parse_backup_name)]
+    pub backup: Option<String>,
+    /// Objects read at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// `cairn completions SHELL`.

@@ -13,6 +13,7 @@ pub mod output;
 pub mod schedule;
 pub mod tablets;
 pub mod topo_snapshot;
+pub mod verify;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -148,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(a) => jobs::list(&connect_admin(&g).await?, a).await,
         Command::Schedule(c) => schedule::run(&g, c).await,
         Command::Topo(c) => topo_snapshot::run(&g, c).await,
+        Command::Verify(a) => verify::verify(&g, a).await,
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "cairn", &mut std::io::stdout());

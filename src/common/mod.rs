@@ -19,7 +19,7 @@ pub mod shutdown;
 pub mod sync;
 pub mod wait;
 
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use error::UsageError;
 pub use host::hostname;
 pub use sync::lock;

@@ -154,25 +154,8 @@ pub struct Removal {
     pub reason: Reason,
 }
 
-/// A duration in whole seconds as `1h2m3s`-style text (the spelling flags accept).
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s == 0 {
-        return "0s".into();
-    }
-    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if sec > 0 {
-        out.push_str(&format!("{sec}s"));
-    }
-    out
-}
+/// A duration as `1h2m3s`-style text (lives in `common`; named here for its callers).
+pub use crate::common::format_duration as human;
 
 fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
     (now - t).to_std().unwrap_or(Duration::ZERO)

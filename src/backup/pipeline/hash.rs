@@ -56,6 +56,28 @@ impl ContentHasher {
     }
 }
 
+/// Reads `src` to its end through a hash of `algorithm`: the bytes read and the
+/// lower-case hex digest (what a MANIFEST entry records of a stored object).
+pub fn digest_reader(
+    src: &mut dyn std::io::Read,
+    algorithm: HashAlgorithm,
+) -> std::io::Result<(u64, String)> {
+    let mut hasher = ContentHasher::new(algorithm);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hasher.finish_hex()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

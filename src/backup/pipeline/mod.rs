@@ -67,6 +67,7 @@ mod tests;
 pub mod verify;
 
 pub use backup::{backup_files, backup_stream};
+pub use hash::digest_reader;
 pub use read_ahead::READ_AHEAD_BUFFERS;
 pub use restore::{check_decryptable, open_stream, restore_files, restore_stream, StoredBackup};
 pub use verify::{integrity_error, VerifiedReader};
