@@ -104,7 +104,10 @@ pub fn judge_object(backup: &str, entry: &FileEntry, observed: &Observed) -> Opt
     let object = Some(format!("{backup}/{}", entry.stored_name));
     let fail = |m: String| Some(Problem::new(Status::Failure, object.clone(), m));
     match observed {
-        Err(why) => fail(format!("{} ({}) cannot be read: {why}", entry.stored_name, entry.name)),
+        Err(why) => fail(format!(
+            "{} ({}) cannot be read: {why}",
+            entry.stored_name, entry.name
+        )),
         Ok((size, _)) if *size != entry.stored_size => fail(format!(
             "{} ({}) has {size} bytes in storage, its MANIFEST says {}",
             entry.stored_name, entry.name, entry.stored_size

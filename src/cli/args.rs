@@ -103,14 +103,16 @@ pub enum Command {
     #[command(subcommand)]
     Topo(TopoCommand),
     /// Check a shard's stored backups: every object's size and hash, and their age
-    #[command(long_about = "Check a shard's backups where they are stored, without restoring them and \
+    #[command(
+        long_about = "Check a shard's backups where they are stored, without restoring them and \
 without a decryption key: each MANIFEST parses and is restorable, every object it lists exists \
 with the recorded size and hash (read in full, several at once), and the newest good backup is \
 younger than its schedule's period plus the usual backup duration. Prints OK, WARNING or FAILURE \
 per backup with one line per problem. Exit 0 when nothing failed, 1 otherwise. Reads storage \
 and etcd only; changes nothing.\n\nExamples:\n  \
 cairn verify commerce/0 --file-backup-storage-root /var/backups/cairn\n  \
-cairn verify commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json")]
+cairn verify commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json"
+    )]
     Verify(VerifyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(

@@ -17,9 +17,7 @@ use serde::Serialize;
 use super::args::{GlobalArgs, VerifyArgs};
 use super::config::open_storage;
 use crate::backup::storage::BackupInfo;
-use crate::backup::verify::{
-    judge_freshness, verify_backup, worst, BackupReport, Problem, Status,
-};
+use crate::backup::verify::{judge_freshness, verify_backup, worst, BackupReport, Problem, Status};
 use crate::coordinator::schedule::{next_run, usable_schedule, Target};
 
 /// How many slots ahead the longest gap of a cron is looked for.
@@ -51,7 +49,16 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> anyhow::Result<()> {
     }
     let mut backups = Vec::new();
     for info in &listed {
-        backups.push(verify_backup(Arc::clone(&storage), ks, shard, info, a.concurrency as usize).await);
+        backups.push(
+            verify_backup(
+                Arc::clone(&storage),
+                ks,
+                shard,
+                info,
+                a.concurrency as usize,
+            )
+            .await,
+        );
     }
     let mut problems = Vec::new();
     if a.backup.is_none() {
@@ -98,7 +105,13 @@ fn print_text(r: &ShardReport) {
         }
     }
     for p in &r.problems {
-        println!("{:<8} {}/{}: {}", p.status.as_str(), r.keyspace, r.shard, p.message);
+        println!(
+            "{:<8} {}/{}: {}",
+            p.status.as_str(),
+            r.keyspace,
+            r.shard,
+            p.message
+        );
     }
     println!(
         "{}: {}/{}, {} backup(s) checked",
@@ -201,7 +214,10 @@ fn longest_gap(
 fn usual_duration(durations: impl DoubleEndedIterator<Item = Duration>) -> Duration {
     let mut recent: Vec<Duration> = durations.rev().take(5).collect();
     recent.sort();
-    recent.get(recent.len() / 2).copied().unwrap_or(Duration::ZERO)
+    recent
+        .get(recent.len() / 2)
+        .copied()
+        .unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]
@@ -222,7 +238,11 @@ mod tests {
         ];
         for (expr, want) in cases {
             let cron = parse_cron(expr).unwrap();
-            assert_eq!(longest_gap(from, |t| next_run(&cron, t)), Some(want), "{expr}");
+            assert_eq!(
+                longest_gap(from, |t| next_run(&cron, t)),
+                Some(want),
+                "{expr}"
+            );
         }
         assert!(covers("commerce", "commerce", "0"));
         assert!(covers("commerce/0", "commerce", "0"));
