@@ -315,9 +315,17 @@ async fn main() -> anyhow::Result<()> {
     };
 
     if o.s3_only {
-        let (rows, rss) =
-            s3::s3_pass(&work, &data_dir, &list, &files, &cat, o.concurrency, o.reps, &mut name)
-                .await?;
+        let (rows, rss) = s3::s3_pass(
+            &work,
+            &data_dir,
+            &list,
+            &files,
+            &cat,
+            o.concurrency,
+            o.reps,
+            &mut name,
+        )
+        .await?;
         println!(
             "\nbench_backup --s3-only: data set {} in {} files; {threads} cores; ours: concurrency {}, zstd level 1 with \
              {threads} zstdmt workers; {} runs per pass, alternating which goes first; load average at start {load_start}, \

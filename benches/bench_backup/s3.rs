@@ -67,7 +67,9 @@ fn s3s_fs_binary() -> Option<PathBuf> {
 /// Starts s3s-fs over `root` (or moto without it) with bucket [`BUCKET`].
 async fn start_server(root: &Path) -> anyhow::Result<Server> {
     let Some(bin) = s3s_fs_binary() else {
-        eprintln!("s3s-fs not found (scripts/bench.sh installs it): measuring on moto, which is slow");
+        eprintln!(
+            "s3s-fs not found (scripts/bench.sh installs it): measuring on moto, which is slow"
+        );
         let m = MotoServer::start().await?;
         m.create_bucket(BUCKET)?;
         return Ok(Server {
@@ -158,10 +160,7 @@ pub async fn s3_pass(
     reps: usize,
     name: &mut impl FnMut() -> String,
 ) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
-    for (k, v) in AWS_ENV
-        .iter()
-        .chain(&[("AWS_DEFAULT_REGION", "us-east-1")])
-    {
+    for (k, v) in AWS_ENV.iter().chain(&[("AWS_DEFAULT_REGION", "us-east-1")]) {
         // SAFETY: set before any client of this pass reads the environment; the
         // AWS CLI children inherit it.
         unsafe { std::env::set_var(k, v) };
@@ -193,7 +192,10 @@ pub async fn s3_pass(
     let (mut ours, mut base, mut our_rss, mut base_rss) = (vec![], vec![], vec![], vec![]);
     let (mut before, mut base_size) = (f64::NAN, 0);
     for rep in 0..reps {
-        eprintln!("s3: builtin zstd vs tar|zstd|aws s3 cp, run {}/{reps}…", rep + 1);
+        eprintln!(
+            "s3: builtin zstd vs tar|zstd|aws s3 cp, run {}/{reps}…",
+            rep + 1
+        );
         for first in [rep % 2 == 0, rep % 2 == 1] {
             shell("warm-up read", warm_up)?;
             if first {
@@ -265,7 +267,10 @@ pub async fn s3_pass(
     );
     let (mut ours, mut base, mut our_rss, mut base_rss) = (vec![], vec![], vec![], vec![]);
     for rep in 0..reps {
-        eprintln!("s3: restore vs aws s3 cp|zstd -d|tar -x, run {}/{reps}…", rep + 1);
+        eprintln!(
+            "s3: restore vs aws s3 cp|zstd -d|tar -x, run {}/{reps}…",
+            rep + 1
+        );
         for first in [rep % 2 == 0, rep % 2 == 1] {
             if first {
                 before = reset_peak_rss();
@@ -316,7 +321,9 @@ pub async fn s3_pass(
         base,
         bytes: data_bytes,
         goal: Some(Goal::MaxTime(1.0)),
-        note: format!("{server_note}; ours verifies sha256 and fsyncs every file, the baseline neither"),
+        note: format!(
+            "{server_note}; ours verifies sha256 and fsyncs every file, the baseline neither"
+        ),
     });
     rss.push(format!(
         "peak RSS, restore of {:.0} MiB from S3: ours {:.0} MiB (max of runs; {before:.0} MiB before the pass; \
