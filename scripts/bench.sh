@@ -6,6 +6,10 @@
 #                 mariabackup shell pipelines on a generated InnoDB data set;
 #                 it also measures encryption's cost: the builtin zstd backup with
 #                 and without age (`--only encryption` runs just that pass);
+#                 `--only s3`: the builtin zstd backup into an S3 server (s3s-fs,
+#                 installed into target/tools on first use) and its restore against
+#                 `tar|zstd -T2 -1|aws s3 cp -` and `aws s3 cp -|zstd -d|tar -x`,
+#                 with each side's peak RSS;
 #   bench_coordinator  a coordinator over 10,000 synthetic tablets in 2,500 shards:
 #                 load time, memory, job creation, Health throughput, seed latency;
 #   bench_growth  what one shard (primary + replica) and a coordinator write to etcd
@@ -13,7 +17,7 @@
 #                 (only with --only growth: it idles for minutes by design).
 # Everything runs on loopback in temporary directories that are removed afterwards.
 #
-#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|encryption|coordinator|growth]
+#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|encryption|s3|coordinator|growth]
 #
 # --size is the data set of bench_backup (default 2G; e.g. 256M for a quick run);
 # --runs the repetitions of each measurement (default: 5 for bench_tablet, 3 for
@@ -25,6 +29,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
 
 size="" runs="" conc="" only=""
+# The S3 server of `--only s3` (see above).
+S3S_FS_VERSION="${S3S_FS_VERSION:-0.14.1}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size="${2:?--size needs a value}"; shift 2 ;;
@@ -35,11 +41,11 @@ while [ $# -gt 0 ]; do
     --concurrency=*) conc="${1#--concurrency=}"; shift ;;
     --only) only="${2:?--only needs tablet or backup}"; shift 2 ;;
     --only=*) only="${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$only" in ""|tablet|backup|encryption|coordinator|growth) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, coordinator or growth" >&2; exit 2 ;; esac
+case "$only" in ""|tablet|backup|encryption|s3|coordinator|growth) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, s3, coordinator or growth" >&2; exit 2 ;; esac
 
 scripts/setup.sh
 # The benchmarks are bench targets (benches/, harness = false): build them and take
@@ -75,6 +81,16 @@ fi
 if [ "$only" = encryption ]; then
   echo "== bench_backup --encryption-only"
   "$backup_exe" --encryption-only ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
+fi
+if [ "$only" = s3 ]; then
+  # A fast S3 server for throughput figures, built apart from cairn's own crates
+  # (no dependency of the project): s3s-fs, into the ignored target/tools.
+  if [ ! -x target/tools/bin/s3s-fs ]; then
+    echo "bench.sh: installing s3s-fs $S3S_FS_VERSION into target/tools" >&2
+    cargo install --quiet --locked s3s-fs --version "$S3S_FS_VERSION" --features binary --root target/tools
+  fi
+  echo "== bench_backup --s3-only"
+  "$backup_exe" --s3-only ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
 fi
 if [ -z "$only" ] || [ "$only" = coordinator ]; then
   echo "== bench_coordinator"

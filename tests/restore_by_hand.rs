@@ -1,17 +1,22 @@
 //! Users never depend on cairn to get their data back: the README's "Restoring by
 //! hand" script (read from the README itself, so the two cannot drift) restores
 //! an encrypted builtin backup (zstd) and an encrypted xtrabackup backup (lz4)
-//! with standard tools only (`cp`, `jq`, `sha256sum`, `age -d`, `zstd -d`,
+//! from `file` storage, and an encrypted builtin and xtrabackup backup (zstd) from
+//! an S3 bucket (moto, under a prefix), with standard tools only (`cp`, the real
+//! AWS CLI's `aws s3 cp --recursive`, `jq`, `sha256sum`, `age -d`, `zstd -d`,
 //! `lz4 -d`, `mbstream -x`, `mariabackup --prepare`); a real mariadbd then starts
-//! on each result and serves every row.
+//! on each result and serves every row. One cluster and one moto for all four.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cairn::testkit::{mysql_client, Cluster, TabletProcess};
+use cairn::testkit::{mysql_client, Cluster, MotoServer, TabletProcess, AWS_ENV};
 
 const T: Duration = Duration::from_secs(120);
+const BUCKET: &str = "cairn-by-hand";
+/// `--s3-backup-storage-root` of the s3 tablet: the URL the operator passes has it.
+const S3_ROOT: &str = "fleet/eu";
 
 /// The one `bash` block of the README's "Restoring by hand" section.
 fn readme_script() -> String {
@@ -115,10 +120,12 @@ impl Drop for HandServer {
 const CHECK: &str = "SELECT COUNT(*), SUM(CRC32(v)) FROM app.t";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn builtin_and_xtrabackup_backups_restore_by_hand_with_standard_tools() {
+async fn builtin_and_xtrabackup_backups_restore_by_hand_from_file_and_s3_with_standard_tools() {
     let script = readme_script();
     tokio::time::timeout(Duration::from_secs(600), async {
-        let c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        let moto = MotoServer::start().await.expect("moto");
+        moto.create_bucket(BUCKET).unwrap();
+        let mut c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
             .await
             .expect("cluster");
         let topo = c.topo().await.unwrap();
@@ -138,6 +145,13 @@ async fn builtin_and_xtrabackup_backups_restore_by_hand_with_standard_tools() {
             .iter()
             .map(|s| c.spawn_tablet(s).unwrap())
             .collect();
+        // A fourth tablet stores its backups (both engines, zstd) in the bucket.
+        let mut s3_flags = moto.flags(BUCKET, None, 2);
+        s3_flags.extend(["--s3-backup-storage-root".into(), S3_ROOT.into()]);
+        c.use_storage(s3_flags, AWS_ENV);
+        let mut s3_spec = c.tablet(403, "ks", "0").unwrap();
+        s3_spec.extra = vec!["--backup-encryption-recipient".into(), public.clone()];
+        tablets.push(c.spawn_tablet(&s3_spec).unwrap());
         for t in &mut tablets {
             t.wait_healthy(&topo, T).await.unwrap();
         }
@@ -165,39 +179,78 @@ async fn builtin_and_xtrabackup_backups_restore_by_hand_with_standard_tools() {
             .unwrap()
             .trim()
             .to_string();
+        let s3_builtin = c
+            .cli_ok(&["backup", &s3_spec.alias()])
+            .unwrap()
+            .trim()
+            .to_string();
+        let s3_xtra = c
+            .cli_ok(&["backup", &s3_spec.alias(), "--backup-engine", "xtrabackup"])
+            .unwrap()
+            .trim()
+            .to_string();
         drop(tablets);
 
+        // What the operator's shell has: credentials and the endpoint in the
+        // environment (no AWS config file of this machine's user).
+        let mut aws_env: Vec<(&str, String)> =
+            AWS_ENV.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        aws_env.extend([
+            ("AWS_ENDPOINT_URL", moto.endpoint()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("AWS_CONFIG_FILE", "/nonexistent".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+        ]);
         let out_dir = tempfile::tempdir().unwrap();
-        for (name, engine, compression) in
-            [(&builtin, "builtin", "zstd"), (&xtra, "xtrabackup", "lz4")]
-        {
-            let backup = c.backup_root().join("ks/0").join(name);
-            let m: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(backup.join("MANIFEST")).unwrap()).unwrap();
-            assert_eq!(m["BackupMethod"], engine);
-            assert_eq!(m["CompressionEngine"], compression);
-            assert_eq!(m["Encryption"], "age");
-            let datadir = out_dir.path().join(engine).join("data");
-            let run = Command::new("bash")
-                .arg("-c")
+        for (name, engine, compression, s3) in [
+            (&builtin, "builtin", "zstd", false),
+            (&xtra, "xtrabackup", "lz4", false),
+            (&s3_builtin, "builtin", "zstd", true),
+            (&s3_xtra, "xtrabackup", "zstd", true),
+        ] {
+            let local = c.backup_root().join("ks/0").join(name);
+            let (source, m, case) = if s3 {
+                // Nothing of it on local disk: the script must fetch it.
+                assert!(!local.exists(), "{name} is in file storage too");
+                let (code, body) = moto
+                    .get(BUCKET, &format!("{S3_ROOT}/ks/0/{name}/MANIFEST"))
+                    .unwrap();
+                assert_eq!(code, 200, "{name}: MANIFEST in the bucket: {body}");
+                let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let url = format!("s3://{BUCKET}/{S3_ROOT}/ks/0/{name}");
+                (url, m, format!("s3 {engine}"))
+            } else {
+                let m: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(local.join("MANIFEST")).unwrap())
+                        .unwrap();
+                (local.display().to_string(), m, format!("file {engine}"))
+            };
+            assert_eq!(m["BackupMethod"], engine, "{case}");
+            assert_eq!(m["CompressionEngine"], compression, "{case}");
+            assert_eq!(m["Encryption"], "age", "{case}");
+            let datadir = out_dir.path().join(case.replace(' ', "-")).join("data");
+            let mut cmd = Command::new("bash");
+            cmd.arg("-c")
                 .arg(&script)
                 .arg("restore-by-hand")
-                .arg(&backup)
+                .arg(&source)
                 .arg(&datadir)
                 .arg(&key)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
+                .stdin(Stdio::null());
+            if s3 {
+                cmd.envs(aws_env.iter().map(|(k, v)| (k, v)));
+            }
+            let run = cmd.output().unwrap();
             let stderr = String::from_utf8_lossy(&run.stderr);
             assert!(
                 run.status.success(),
-                "{engine}: the README script failed: {stderr}"
+                "{case}: the README script failed: {stderr}"
             );
             let stdout = String::from_utf8_lossy(&run.stdout);
             let position = m["Position"].as_str().unwrap();
-            assert!(stdout.contains(position), "{engine}: {stdout}");
+            assert!(stdout.contains(position), "{case}: {stdout}");
             let server = HandServer::start(&datadir).await;
-            assert_eq!(server.sql(CHECK), want, "{engine}: rows differ");
+            assert_eq!(server.sql(CHECK), want, "{case}: rows differ");
         }
         // Without the key, the script fails (age cannot decrypt).
         let datadir = out_dir.path().join("nokey").join("data");

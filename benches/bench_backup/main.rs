@@ -24,6 +24,9 @@
 //! After pass 3 (warm), `encryption` measures the same builtin zstd backup with
 //! and without age (goal: at most 15% slower), and the two restores;
 //! `--encryption-only` runs just that pass after generating the data.
+//! `--s3-only` runs just the S3 pass (`s3`): the builtin zstd backup into an S3
+//! server and its restore against `tar|zstd|aws s3 cp -` and
+//! `aws s3 cp -|zstd -d|tar -x`, with each side's peak RSS.
 //!
 //! Passes 3 and 4 run warm (every file read just before) and cold (the files'
 //! pages dropped with `posix_fadvise(DONTNEED)` just before). cairn fsyncs every
@@ -34,9 +37,9 @@
 //! a durable `cat FILES > file; sync file`.
 //!
 //! `cargo bench --bench bench_backup -- [--size 2G] [--concurrency 4] [--runs 3]
-//! [--encryption-only]` (or
+//! [--encryption-only | --s3-only]` (or
 //! scripts/bench.sh). Files: `dataset` generates the data, `measure` times one
-//! pass of ours or of a shell baseline, `report` prints the pairs.
+//! pass of ours or of a shell baseline, `report` prints the pairs, `s3` the S3 pass.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -44,6 +47,7 @@ mod dataset;
 mod encryption;
 mod measure;
 mod report;
+mod s3;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -57,7 +61,7 @@ use cairn::testkit::{cairn_binary, Cluster};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use common::{at_least_one, cpu_times, gib, loadavg, quote};
+use common::{at_least_one, cpu_times, gib, loadavg, parse_size, quote};
 use dataset::{flush_dirty, generate};
 use measure::{
     dir_bytes, evict, our_backup, our_stream, settle, shell, stage_speeds, sync_paths, Timed,
@@ -83,32 +87,15 @@ struct Opts {
     #[arg(long = "runs", value_name = "N", default_value_t = 3, value_parser = at_least_one)]
     reps: usize,
     /// Only the encryption pass (builtin zstd with vs without age) after generating.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "s3_only")]
     encryption_only: bool,
+    /// Only the S3 pass (builtin zstd backup and restore against the AWS CLI
+    /// pipelines, on s3s-fs or moto) after generating.
+    #[arg(long)]
+    s3_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => bail!("bad size unit {other:?} in {s:?} (use K, M or G)"),
-    };
-    let bytes = (num * mult as f64) as u64;
-    if bytes < 16 << 20 {
-        bail!("--size {s} is too small (at least 16M)");
-    }
-    Ok(bytes)
 }
 
 #[tokio::main]
@@ -149,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         format!("2024-01-01.00{:04}.zone1-0000000101", n)
     };
 
-    let xtra: Option<(Manifest, u64)> = if o.encryption_only {
+    let xtra: Option<(Manifest, u64)> = if o.encryption_only || o.s3_only {
         None
     } else {
         // 1. xtrabackup, online. Files warm: every data file read once first (mysqld
@@ -327,6 +314,32 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    if o.s3_only {
+        let (rows, rss) = s3::s3_pass(
+            &work,
+            &data_dir,
+            &list,
+            &files,
+            &cat,
+            o.concurrency,
+            o.reps,
+            &mut name,
+        )
+        .await?;
+        println!(
+            "\nbench_backup --s3-only: data set {} in {} files; {threads} cores; ours: concurrency {}, zstd level 1 with \
+             {threads} zstdmt workers; {} runs per pass, alternating which goes first; load average at start {load_start}, \
+             at the end {}",
+            gib(data_bytes),
+            files.len(),
+            o.concurrency,
+            o.reps,
+            loadavg()
+        );
+        print_rows(&rows);
+        rss.iter().for_each(|l| println!("{l}"));
+        return Ok(());
+    }
     if o.encryption_only {
         let rows =
             encryption::age_pass(&work, &files, &cat, o.concurrency, o.reps, &mut name).await?;

@@ -25,6 +25,29 @@ pub fn skipped_under_cargo_test(name: &str) -> bool {
     false
 }
 
+/// A size for clap: BYTES with an optional K, M or G (at least 16M).
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => anyhow::bail!("bad size unit {other:?} in {s:?} (use K, M or G)"),
+    };
+    let bytes = (num * mult as f64) as u64;
+    if bytes < 16 << 20 {
+        anyhow::bail!("--size {s} is too small (at least 16M)");
+    }
+    Ok(bytes)
+}
+
 /// A count of at least 1, for clap (`value_parser = at_least_one`).
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
