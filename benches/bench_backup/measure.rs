@@ -146,6 +146,9 @@ pub fn manifest_for(name: &str, compression: Compression, entries: Vec<FileEntry
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION_PLAIN,
+        incremental: false,
+        from_position: String::new(),
+        incremental_details: None,
     };
     m.set_file_entries(entries);
     m

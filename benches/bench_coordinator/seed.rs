@@ -61,6 +61,9 @@ async fn write_seed_backup(
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
+        incremental: false,
+        from_position: String::new(),
+        incremental_details: None,
     };
     m.set_file_entries(vec![FileEntry {
         base: base::DATA.into(),

@@ -176,6 +176,9 @@ mod tests {
             encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: super::super::manifest::FORMAT_VERSION,
+            incremental: false,
+            from_position: String::new(),
+            incremental_details: None,
         }
     }
 

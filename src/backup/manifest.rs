@@ -214,6 +214,45 @@ pub struct Manifest {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub encryption_recipients: Vec<String>,
+    /// An incremental backup: binary log files from `FromPosition` to `Position`,
+    /// not a data directory. Never restored on its own; a point-in-time restore
+    /// applies it on top of a full backup.
+    #[serde(rename = "Incremental", default)]
+    pub incremental: bool,
+    /// Incremental only: the GTID state before its first binlog file (the first
+    /// file's `Gtid_list`), same notation as `Position`.
+    #[serde(
+        rename = "FromPosition",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub from_position: String,
+    /// Incremental only: the first and last event times and the files holding them.
+    #[serde(
+        rename = "IncrementalDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub incremental_details: Option<IncrementalDetails>,
+}
+
+/// What an incremental backup's binlogs span in time (Vitess's
+/// `IncrementalBackupDetails`): the first and last event timestamps and the
+/// binlog files that hold them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementalDetails {
+    /// Time of the first event (UTC, whole seconds).
+    #[serde(rename = "FirstTimestamp", with = "rfc3339")]
+    pub first_timestamp: DateTime<Utc>,
+    /// The binlog file holding it.
+    #[serde(rename = "FirstTimestampBinlog", default)]
+    pub first_timestamp_binlog: String,
+    /// Time of the last event (UTC, whole seconds).
+    #[serde(rename = "LastTimestamp", with = "rfc3339")]
+    pub last_timestamp: DateTime<Utc>,
+    /// The binlog file holding it.
+    #[serde(rename = "LastTimestampBinlog", default)]
+    pub last_timestamp_binlog: String,
 }
 
 impl Manifest {
@@ -401,6 +440,9 @@ mod tests {
             encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: FORMAT_VERSION_PLAIN,
+            incremental: false,
+            from_position: String::new(),
+            incremental_details: None,
         };
         m.set_file_entries(vec![FileEntry {
             base: base::DATA.into(),
@@ -492,6 +534,34 @@ mod tests {
         let back = Manifest::from_json(json.as_bytes()).unwrap();
         assert_eq!(back, m);
         back.check_restorable().unwrap();
+    }
+
+    #[test]
+    fn incremental_fields_use_the_contract_names_and_default_to_full() {
+        let full = String::from_utf8(sample().to_json().unwrap()).unwrap();
+        assert!(!full.contains("FromPosition") && !full.contains("IncrementalDetails"));
+        assert!(!Manifest::from_json(full.as_bytes()).unwrap().incremental);
+        let mut m = sample();
+        m.incremental = true;
+        m.from_position = "MariaDB/0-101-40".into();
+        m.incremental_details = Some(IncrementalDetails {
+            first_timestamp: m.backup_time,
+            first_timestamp_binlog: "mysql-bin.000002".into(),
+            last_timestamp: m.finished_time,
+            last_timestamp_binlog: "mysql-bin.000003".into(),
+        });
+        let json = String::from_utf8(m.to_json().unwrap()).unwrap();
+        for field in [
+            "\"Incremental\": true",
+            "\"FromPosition\": \"MariaDB/0-101-40\"",
+            "\"FirstTimestamp\": \"2024-01-02T03:04:05Z\"",
+            "\"FirstTimestampBinlog\": \"mysql-bin.000002\"",
+            "\"LastTimestamp\": \"2024-01-02T03:04:35Z\"",
+            "\"LastTimestampBinlog\": \"mysql-bin.000003\"",
+        ] {
+            assert!(json.contains(field), "{field} missing in {json}");
+        }
+        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), m);
     }
 
     #[test]

@@ -54,6 +54,9 @@ fn manifest(name: &str, sec: u32) -> Manifest {
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
+        incremental: false,
+        from_position: String::new(),
+        incremental_details: None,
     }
 }
 

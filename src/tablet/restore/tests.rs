@@ -36,6 +36,9 @@ fn info(name: &str, secs: i64, complete: bool) -> BackupInfo {
             encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: FORMAT_VERSION,
+            incremental: false,
+            from_position: String::new(),
+            incremental_details: None,
         },
         1,
     )
