@@ -30,6 +30,8 @@
 //! - [`xtrabackup`]: the xtrabackup engine: `mariabackup --stream` piped through
 //!   the pipeline while mysqld serves; restore through `mbstream -x` and
 //!   `--prepare`.
+//! - [`pitr`]: point-in-time restores, the pure half: targets, the chain of a
+//!   full backup and incrementals that reaches one, the transactions to apply.
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
@@ -46,6 +48,7 @@ pub mod location;
 pub mod manifest;
 pub mod params;
 pub mod pipeline;
+pub mod pitr;
 pub mod storage;
 pub mod xtrabackup;
 
