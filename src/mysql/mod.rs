@@ -12,8 +12,11 @@
 //! - [`gtid`]: MariaDB GTID lists: parse, format, merge; pure.
 //! - [`binlog`]: MariaDB binlog files: their events, transactions, GTID state and
 //!   times, and where the complete part of a growing file ends; pure.
+//! - [`binlog_apply`]: binlog files applied to the running server
+//!   (`mariadb-binlog | mariadb`), both tools' errors captured.
 
 pub mod binlog;
+pub mod binlog_apply;
 pub mod flavor;
 pub mod gtid;
 pub mod mysqld;
