@@ -171,6 +171,18 @@ fn parse_backup_ts(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `MariaDB/<gtid-list>`, checked as the restore will read it.
+fn parse_restore_to_pos(s: &str) -> Result<String, String> {
+    crate::backup::pitr::parse_restore_to_pos(s)?;
+    Ok(s.to_string())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, not in the future.
+fn parse_restore_to_timestamp(s: &str) -> Result<String, String> {
+    crate::backup::pitr::parse_restore_to_timestamp(s, chrono::Utc::now())?;
+    Ok(s.to_string())
+}
+
 /// `cairn tablet`.
 #[derive(Debug, Clone, Args)]
 pub struct TabletArgs {
@@ -239,6 +251,14 @@ pub struct TabletArgs {
     /// With --restore-from-backup: newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
     #[arg(long, value_parser = parse_backup_ts)]
     pub restore_from_backup_ts: Option<String>,
+    /// With --restore-from-backup: restore up to and including these GTIDs
+    /// (MariaDB/<gtid-list>), then stay DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_pos, conflicts_with = "restore_to_timestamp")]
+    pub restore_to_pos: Option<String>,
+    /// With --restore-from-backup: restore every transaction committed before this
+    /// second (YYYY-MM-DDTHH:MM:SSZ, UTC), then stay DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_timestamp)]
+    pub restore_to_timestamp: Option<String>,
     /// Restores on this tablet (at start and in place) may use a backup whose MANIFEST
     /// names another keyspace or shard
     #[arg(long)]
@@ -403,8 +423,20 @@ pub struct RestoreArgs {
     #[arg(value_parser = parse_alias)]
     pub alias: TabletAlias,
     /// Newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
-    #[arg(long, short = 't', value_parser = parse_backup_ts)]
+    #[arg(long, short = 't', value_parser = parse_backup_ts, conflicts_with_all = ["restore_to_pos", "restore_to_timestamp"])]
     pub backup_timestamp: Option<String>,
+    /// Restore up to and including these GTIDs (MariaDB/<gtid-list>); the tablet
+    /// ends DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_pos, conflicts_with = "restore_to_timestamp")]
+    pub restore_to_pos: Option<String>,
+    /// Restore every transaction committed before this second
+    /// (YYYY-MM-DDTHH:MM:SSZ, UTC); the tablet ends DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_timestamp)]
+    pub restore_to_timestamp: Option<String>,
+    /// With --restore-to-pos/--restore-to-timestamp: print the chain of backups
+    /// the restore would use and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long)]
     pub no_wait: bool,
     #[arg(long, default_value = "30s", value_parser = parse_dur)]

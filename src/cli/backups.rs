@@ -7,7 +7,7 @@
 //! coordinator's retention takes.
 
 use anyhow::{bail, Context};
-use cairn_topo::{Job, JobKind, JobState, TabletAlias, TabletType, Topo};
+use cairn_topo::{Job, JobKind, JobState, PointInTime, TabletAlias, TabletType, Topo};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -134,10 +134,25 @@ pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
             t.shard
         );
     }
+    let to_point = a.restore_to_pos.is_some() || a.restore_to_timestamp.is_some();
+    if a.dry_run && !to_point {
+        return Err(UsageError(
+            "--dry-run needs --restore-to-pos or --restore-to-timestamp".into(),
+        )
+        .into());
+    }
     jobs::refuse_if_busy(topo, alias).await?;
     let mut job = Job::pending(JobKind::Restore, &t.keyspace, &t.shard, alias);
     job.backup_timestamp = a.backup_timestamp.clone();
     job.pending_timeout_seconds = Some(a.pending_timeout.as_secs());
+    if to_point {
+        job.point_in_time = Some(PointInTime {
+            restore_to_pos: a.restore_to_pos.clone(),
+            restore_to_timestamp: a.restore_to_timestamp.clone(),
+            dry_run: a.dry_run,
+            ..PointInTime::default()
+        });
+    }
     jobs::submit(topo, &job).await?;
     if a.no_wait {
         println!("{}", job.id);
@@ -146,10 +161,24 @@ pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
     let done = jobs::wait(topo, &job.id, a.pending_timeout).await?;
     match done.state {
         JobState::Succeeded => {
-            println!(
-                "{alias} restored from {}",
-                done.backup_name.unwrap_or_default()
-            );
+            match &done.point_in_time {
+                Some(p) if to_point => {
+                    for line in &p.plan {
+                        println!("{line}");
+                    }
+                    match (&p.restored_to, a.dry_run) {
+                        (_, true) => println!("dry run: {alias} was not changed"),
+                        (Some(r), false) => println!(
+                            "{alias} restored to {r}; it is DRAINED with replication stopped"
+                        ),
+                        (None, false) => println!("{alias} restored"),
+                    }
+                }
+                _ => println!(
+                    "{alias} restored from {}",
+                    done.backup_name.unwrap_or_default()
+                ),
+            }
             Ok(())
         }
         _ => bail!(

@@ -72,6 +72,9 @@ pub(super) struct Status {
     /// one-second resolution, so two backups started within one second would
     /// otherwise collide ([`unique_backup_second`]).
     pub(super) last_backup_second: Option<i64>,
+    /// A point-in-time restore put this tablet in the past: it stays DRAINED with
+    /// replication stopped (see [`super::pitr`]).
+    pub(super) pitr_hold: bool,
 }
 
 /// The start time a new backup is named after: `now` to the whole second, or the

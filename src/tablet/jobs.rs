@@ -652,9 +652,13 @@ impl Agent {
             bail!("tablet is PRIMARY: in-place restore refused");
         }
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
-        let r = self
-            .restore_in_place(job.backup_timestamp.as_deref(), progress, run)
-            .await;
+        let r = match &job.point_in_time {
+            Some(pit) => self.run_point_in_time_job(job, pit, progress, run).await,
+            None => {
+                self.restore_in_place(job.backup_timestamp.as_deref(), progress, run)
+                    .await
+            }
+        };
         reporter.abort();
         r
     }

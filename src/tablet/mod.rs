@@ -18,6 +18,8 @@
 //!   return the tablet to service after each.
 //! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
+//! - [`pitr`]: restores to a point (a GTID position or a second): the chain
+//!   planned, its binlogs fetched and applied, the tablet held DRAINED.
 //! - [`recovery`]: at every start, what an interrupted restore left is rolled back
 //!   or redone.
 //! - [`http`]: `/healthz` and `/metrics`.
@@ -28,6 +30,7 @@ pub mod fence;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod pitr;
 mod publish;
 pub mod recovery;
 pub mod replication;

@@ -60,6 +60,8 @@ pub fn choose_backup(
     let best = backups
         .iter()
         .filter_map(BackupInfo::restorable_manifest)
+        // An incremental holds binlogs, not a data directory: never a seed.
+        .filter(|m| !m.incremental)
         .filter(|m| at_or_before.is_none_or(|t| m.backup_time <= t))
         .max_by(|a, b| (a.backup_time, &a.backup_name).cmp(&(b.backup_time, &b.backup_name)));
     match best {
@@ -193,7 +195,7 @@ impl Agent {
         Ok(())
     }
 
-    async fn list_backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
+    pub(super) async fn list_backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
         self.storage()?
             .list_backups(&self.cfg.keyspace, &self.cfg.shard)
             .await
@@ -290,7 +292,7 @@ impl Agent {
 
     /// Refuses, before anything is touched, a backup whose MANIFEST does not fit this
     /// tablet (another shard without `--allow-other-shard`, a newer server).
-    fn check_fits(&self, m: &Manifest, server_version: &str) -> anyhow::Result<()> {
+    pub(super) fn check_fits(&self, m: &Manifest, server_version: &str) -> anyhow::Result<()> {
         engine::check_manifest_fits(
             m,
             &self.cfg.keyspace,
@@ -315,7 +317,7 @@ impl Agent {
     /// Refuses, before anything is touched, an encrypted backup this tablet's
     /// `--backup-encryption-identity-file` cannot open (or that it lacks); the
     /// error names the recipients needed. Reads one age header, no data.
-    async fn check_decryptable(&self, m: &Manifest) -> anyhow::Result<()> {
+    pub(super) async fn check_decryptable(&self, m: &Manifest) -> anyhow::Result<()> {
         pipeline::check_decryptable(StoredBackup {
             storage: self.storage()?,
             keyspace: &self.cfg.keyspace,
@@ -334,7 +336,7 @@ impl Agent {
 
     /// Restores `m` into the (missing, empty or half-restored) data directory and
     /// starts mysqld on it with the backup's position.
-    async fn restore_backup_at_start(&self, m: &Manifest) -> anyhow::Result<()> {
+    pub(super) async fn restore_backup_at_start(&self, m: &Manifest) -> anyhow::Result<()> {
         self.set_restoring(Some(&m.backup_name));
         self.write_health().await;
         let r = self.restore_backup_at_start_inner(m).await;
@@ -438,13 +440,30 @@ impl Agent {
         self.check_fits(&m, &server_version)?;
         self.check_decryptable(&m).await?;
         let original = self.tablet_type();
+        self.restore_manifest_in_place(&m, original, progress, run, true)
+            .await
+    }
+
+    /// Restores `m` in place (staging, then the swap). With `serve_after` the
+    /// tablet returns to `original` afterwards; without, a swapped-in restore
+    /// leaves mysqld up on the restored data, replication reset, type RESTORE
+    /// (a point-in-time restore goes on from there); a refused or failed one
+    /// still returns to service.
+    pub(super) async fn restore_manifest_in_place(
+        &self,
+        m: &Manifest,
+        original: TabletType,
+        progress: Arc<Progress>,
+        run: &JobRun,
+        serve_after: bool,
+    ) -> anyhow::Result<String> {
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;
-        self.check_space(&m)?;
+        self.check_space(m)?;
         self.set_restoring(Some(&m.backup_name));
         self.write_health().await;
         let r = self
-            .restore_in_place_inner(&m, original, &staging, progress, run)
+            .restore_in_place_inner(m, original, &staging, progress, run, serve_after)
             .await;
         self.set_restoring(None);
         r
@@ -457,6 +476,7 @@ impl Agent {
         staging: &Path,
         progress: Arc<Progress>,
         run: &JobRun,
+        serve_after: bool,
     ) -> anyhow::Result<String> {
         let server_version = self.mysqld.lock().await.binary_version().to_string();
         let restored = engine::restore_to_staging(engine::RestoreParams {
@@ -494,6 +514,11 @@ impl Agent {
             // Refused before the swap (the tablet became primary, mysqld would not
             // stop): the verified copy is not needed any more.
             let _ = remove_dir_if_exists(staging);
+        } else if serve_after {
+            // Plain data replaced whatever a point-in-time restore left.
+            self.release_hold();
+        } else {
+            return Ok(m.backup_name.clone());
         }
         let back = self.return_to_service(original).await;
         swapped?;

@@ -335,6 +335,31 @@ pub struct Job {
     /// Tablets that already failed this run (retries go elsewhere).
     #[serde(default)]
     pub excluded_tablets: Vec<TabletAlias>,
+    /// Restore only: a point-in-time restore's target and, once the agent planned
+    /// or ran it, the chain it chose and where it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTime>,
+}
+
+/// A point-in-time restore, as its job asks for it and reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointInTime {
+    /// `--restore-to-pos`: `MariaDB/<gtid-list>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to_pos: Option<String>,
+    /// `--restore-to-timestamp`: `YYYY-MM-DDTHH:MM:SSZ`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to_timestamp: Option<String>,
+    /// `--dry-run`: plan and report the chain, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Written by the agent: the chain, one line per backup and the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
+    /// Written by the agent when done: the position the tablet holds
+    /// (`MariaDB/<gtid-list>`) and the last applied transaction's commit time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_to: Option<String>,
 }
 
 fn one() -> u32 {
@@ -382,6 +407,7 @@ impl Job {
             scheduled_for: None,
             retry_of: None,
             excluded_tablets: vec![],
+            point_in_time: None,
         }
     }
 }
