@@ -16,17 +16,20 @@
 //! `backup --incremental-from-pos` command is another part of issue 10.
 
 use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
+use cairn::backup::encryption::Recipients;
 use cairn::backup::manifest::{
     backup_name, base, BackupMethod, CompressionEngine, IncrementalDetails, Manifest,
     FORMAT_VERSION_PLAIN,
 };
 use cairn::backup::pipeline::{backup_files, CopyOptions, Progress, SourceFile};
 use cairn::backup::pitr::format_position;
-use cairn::backup::storage::{BackupStorage, FileStorage};
+use cairn::backup::storage::{BackupStorage, FileStorage, S3Config, S3Storage};
 use cairn::mysql::binlog::summarize;
-use cairn::testkit::{Cluster, TabletProcess};
+use cairn::testkit::{Cluster, MotoServer, TabletProcess, AWS_ENV};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +59,13 @@ fn at(t: u32) -> DateTime<Utc> {
 }
 
 /// Stores the replica's closed binlogs past `after` as an incremental backup in
-/// the cluster's file storage; returns the last file stored.
-async fn store_incremental(c: &Cluster, t: &TabletProcess, after: Option<&str>) -> String {
+/// `storage` (encrypted to `enc` if given); returns the last file stored.
+async fn store_incremental(
+    storage: &dyn BackupStorage,
+    enc: Option<Arc<Recipients>>,
+    t: &TabletProcess,
+    after: Option<&str>,
+) -> String {
     let names = closed_binlogs(t, after);
     assert!(!names.is_empty(), "no new binlog to store");
     let data = t.spec.dir.join("data");
@@ -83,7 +91,6 @@ async fn store_incremental(c: &Cluster, t: &TabletProcess, after: Option<&str>) 
     let now = Utc::now();
     let alias = t.spec.alias().parse().unwrap();
     let name = backup_name(now, &alias);
-    let storage = FileStorage::new(c.backup_root());
     let w = storage.start_backup("ks", "0", &name).await.unwrap();
     let sources = names
         .iter()
@@ -94,10 +101,14 @@ async fn store_incremental(c: &Cluster, t: &TabletProcess, after: Option<&str>) 
             size: std::fs::metadata(data.join(n)).unwrap().len(),
         })
         .collect();
+    let opts = CopyOptions {
+        encryption: enc.clone(),
+        ..CopyOptions::default()
+    };
     let entries = backup_files(
         &*w,
         sources,
-        &CopyOptions::default(),
+        &opts,
         Progress::new(),
         CancellationToken::new(),
     )
@@ -138,6 +149,9 @@ async fn store_incremental(c: &Cluster, t: &TabletProcess, after: Option<&str>) 
     };
     m.compression_engine = CopyOptions::default().compression.engine();
     m.set_file_entries(entries);
+    if let Some(r) = &enc {
+        m.set_encryption(r.names());
+    }
     w.write_manifest(&m).await.unwrap();
     // Backup names have one-second resolution.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -205,11 +219,22 @@ fn refused(c: &Cluster, args: &[&str], code: i32, why: &str) {
     assert!(err.contains(why), "{args:?}: {why:?} not in {err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid() {
-    let c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
-        .await
-        .unwrap();
+/// The accident, staged: what the restores are checked against.
+struct Scene {
+    p: TabletProcess,
+    r: TabletProcess,
+    /// The second each row (id = index + 1) was written in.
+    seconds: Vec<DateTime<Utc>>,
+    /// The primary's position after each row.
+    gtids: Vec<String>,
+    /// The second of the `DROP TABLE`, which no row shares.
+    drop_second: DateTime<Utc>,
+}
+
+/// A primary (101) and a replica (102) of `ks/0`; rows 1..3 second by second, a
+/// full backup of the replica, rows 4..7, an incremental, `DROP TABLE` in a
+/// second of its own, another incremental (stored in `storage`).
+async fn accident(c: &Cluster, storage: &dyn BackupStorage, enc: Option<Arc<Recipients>>) -> Scene {
     let topo = c.topo().await.unwrap();
     let (ps, rs) = (
         c.tablet(101, "ks", "0").unwrap(),
@@ -223,10 +248,17 @@ async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid()
         .unwrap();
     p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, at BIGINT)")
         .unwrap();
-    // Rows second by second: 1..3 before the full backup, 4..7 after it.
     let mut seconds = vec![];
     let mut gtids = vec![];
-    let mut write = |id: u32, at: DateTime<Utc>| {
+    for id in 1..=7 {
+        if id == 4 {
+            r.wait_value("SELECT COUNT(*) FROM app.t", "3", T)
+                .await
+                .unwrap();
+            c.cli_ok(&["backup", &rs.alias()]).unwrap();
+            r.wait_healthy(&topo, T).await.unwrap();
+        }
+        let at = next_second().await;
         p.sql(&format!(
             "INSERT INTO app.t VALUES ({id}, {})",
             at.timestamp()
@@ -239,25 +271,11 @@ async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid()
                 .trim()
                 .to_string(),
         );
-    };
-    for id in 1..=3 {
-        let s = next_second().await;
-        write(id, s);
-    }
-    r.wait_value("SELECT COUNT(*) FROM app.t", "3", T)
-        .await
-        .unwrap();
-    c.cli_ok(&["backup", &rs.alias()]).unwrap();
-    r.wait_healthy(&topo, T).await.unwrap();
-    for id in 4..=7 {
-        let s = next_second().await;
-        write(id, s);
     }
     r.wait_value("SELECT COUNT(*) FROM app.t", "7", T)
         .await
         .unwrap();
-    let stored = store_incremental(&c, &r, None).await;
-    // The accident, in a second of its own.
+    let stored = store_incremental(storage, enc.clone(), &r, None).await;
     let drop_second = next_second().await;
     p.sql("DROP TABLE app.t").unwrap();
     r.wait_value(
@@ -267,7 +285,29 @@ async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid()
     )
     .await
     .unwrap();
-    store_incremental(&c, &r, Some(&stored)).await;
+    store_incremental(storage, enc, &r, Some(&stored)).await;
+    Scene {
+        p,
+        r,
+        seconds,
+        gtids,
+        drop_second,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid() {
+    let c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        .await
+        .unwrap();
+    let storage = FileStorage::new(c.backup_root());
+    let Scene {
+        p,
+        r: _r,
+        seconds,
+        gtids,
+        drop_second,
+    } = accident(&c, &storage, None).await;
     let last_insert = format!("MariaDB/{}", gtids[6]);
 
     // A new tablet to the second of the drop: everything before it, not the drop.
@@ -410,4 +450,74 @@ async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid()
     assert_eq!(ids(&t3), "1,2,3,4,5");
     assert_not_replicating(&t3);
     assert!(Path::new(&s3.dir).join("point_in_time_restore").exists());
+}
+
+/// The same accident on `s3`, every stored object encrypted with age: a new
+/// tablet holding only the identity restores to the second of the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
+    const BUCKET: &str = "cairn-pitr";
+    let m = MotoServer::start().await.expect("moto");
+    m.create_bucket(BUCKET).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id.key");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap();
+    let mut c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        .await
+        .unwrap();
+    let mut flags = m.flags(BUCKET, None, 2);
+    flags.extend([
+        "--backup-encryption-recipient".to_string(),
+        public.clone(),
+        "--backup-encryption-identity-file".to_string(),
+        key.display().to_string(),
+    ]);
+    c.use_storage(flags, AWS_ENV);
+    for (k, v) in AWS_ENV {
+        // SAFETY: the only test of this binary that reads them; same values always.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let storage = S3Storage::open(S3Config {
+        endpoint: Some(m.endpoint()),
+        force_path_style: true,
+        retries: Some(2),
+        ..S3Config::new(BUCKET)
+    })
+    .unwrap();
+    let enc = Arc::new(Recipients::new(&[public]).unwrap());
+    let scene = accident(&c, &storage, Some(enc)).await;
+    let mut s3 = c.tablet(103, "ks", "0").unwrap();
+    s3.extra = vec![
+        "--restore-from-backup".into(),
+        "--restore-to-timestamp".into(),
+        rfc(scene.drop_second),
+    ];
+    let mut t3 = c.spawn_tablet(&s3).unwrap();
+    wait_drained(&c, &mut t3).await;
+    assert_eq!(ids(&t3), "1,2,3,4,5,6,7", "{}", t3.log_tail(30));
+    assert_eq!(
+        t3.sql("SELECT @@gtid_slave_pos").unwrap().trim(),
+        scene.gtids[6]
+    );
+    assert_not_replicating(&t3);
+    let stored = m.keys(BUCKET, "ks/0/").unwrap();
+    assert!(
+        stored.iter().filter(|k| k.ends_with("/MANIFEST")).count() >= 3,
+        "{stored:?}"
+    );
+    drop((scene.p, scene.r));
 }
