@@ -30,6 +30,9 @@
 //! - [`xtrabackup`]: the xtrabackup engine: `mariabackup --stream` piped through
 //!   the pipeline while mysqld serves; restore through `mbstream -x` and
 //!   `--prepare`.
+//! - [`incremental`]: incremental backups (Vitess's `--incremental-from-pos`):
+//!   the server's closed binary logs from a position, stored through the
+//!   pipeline as a backup whose MANIFEST says `Incremental`; mysqld keeps serving.
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
@@ -42,6 +45,7 @@ pub mod catalog;
 pub mod encryption;
 pub mod engine;
 pub mod external;
+pub mod incremental;
 pub mod location;
 pub mod manifest;
 pub mod params;
