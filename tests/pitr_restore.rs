@@ -10,152 +10,28 @@
 //! another shard's history, a hole, both flags) exits 2 or 1 with the reason and
 //! changes nothing.
 //!
-//! The incremental backups are stored by this test through cairn's own storage
-//! and pipeline (a MANIFEST with the contract's `Incremental`, `FromPosition`,
-//! `Position`, `IncrementalDetails`), from the replica's closed binlogs: the
-//! `backup --incremental-from-pos` command is another part of issue 10.
+//! The incremental backups are taken with `backup --incremental-from-pos auto`.
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::backup::encryption::Recipients;
-use cairn::backup::manifest::{
-    backup_name, base, BackupMethod, CompressionEngine, IncrementalDetails, Manifest,
-    FORMAT_VERSION_PLAIN,
-};
-use cairn::backup::pipeline::{backup_files, CopyOptions, Progress, SourceFile};
-use cairn::backup::pitr::format_position;
-use cairn::backup::storage::{BackupStorage, FileStorage, S3Config, S3Storage};
-use cairn::mysql::binlog::summarize;
 use cairn::testkit::{Cluster, MotoServer, TabletProcess, AWS_ENV};
 use chrono::{DateTime, SecondsFormat, Utc};
-use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(120);
 
-/// The replica's closed binlog files after `FLUSH BINARY LOGS`, past `after`.
-fn closed_binlogs(t: &TabletProcess, after: Option<&str>) -> Vec<String> {
-    t.sql("FLUSH BINARY LOGS").unwrap();
-    let data = t.spec.dir.join("data");
-    let mut names: Vec<String> = std::fs::read_dir(&data)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            n.strip_prefix("mysql-bin.")
-                .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .collect();
-    names.sort();
-    names.pop(); // the active one
-    names.retain(|n| after.is_none_or(|a| n.as_str() > a));
-    names
+fn at(t: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(t, 0).unwrap()
 }
 
-fn at(t: u32) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp(i64::from(t), 0).unwrap()
-}
-
-/// Stores the replica's closed binlogs past `after` as an incremental backup in
-/// `storage` (encrypted to `enc` if given); returns the last file stored.
-async fn store_incremental(
-    storage: &dyn BackupStorage,
-    enc: Option<Arc<Recipients>>,
-    t: &TabletProcess,
-    after: Option<&str>,
-) -> String {
-    let names = closed_binlogs(t, after);
-    assert!(!names.is_empty(), "no new binlog to store");
-    let data = t.spec.dir.join("data");
-    let sums: Vec<_> = names
-        .iter()
-        .map(|n| {
-            summarize(std::io::BufReader::new(
-                std::fs::File::open(data.join(n)).unwrap(),
-            ))
-            .unwrap()
-        })
-        .collect();
-    let first = sums
-        .iter()
-        .zip(&names)
-        .find_map(|(s, n)| Some((s.first_timestamp()?, n)));
-    let last = sums
-        .iter()
-        .zip(&names)
-        .rev()
-        .find_map(|(s, n)| Some((s.last_timestamp()?, n)));
-    let ((first_t, first_f), (last_t, last_f)) = (first.unwrap(), last.unwrap());
-    let now = Utc::now();
-    let alias = t.spec.alias().parse().unwrap();
-    let name = backup_name(now, &alias);
-    let w = storage.start_backup("ks", "0", &name).await.unwrap();
-    let sources = names
-        .iter()
-        .map(|n| SourceFile {
-            path: data.join(n),
-            name: n.clone(),
-            base: base::DATA.into(),
-            size: std::fs::metadata(data.join(n)).unwrap().len(),
-        })
-        .collect();
-    let opts = CopyOptions {
-        encryption: enc.clone(),
-        ..CopyOptions::default()
-    };
-    let entries = backup_files(
-        &*w,
-        sources,
-        &opts,
-        Progress::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let mut m = Manifest {
-        backup_name: name.clone(),
-        backup_method: BackupMethod::Builtin,
-        position: format_position(&sums.last().unwrap().end_position()),
-        purged_position: String::new(),
-        backup_time: at(now.timestamp() as u32),
-        finished_time: Utc::now(),
-        server_uuid: String::new(),
-        tablet_alias: alias.to_string(),
-        hostname: String::new(),
-        keyspace: "ks".into(),
-        shard: "0".into(),
-        schedule: None,
-        mysql_version: String::new(),
-        upgrade_safe: false,
-        compression_engine: CompressionEngine::Zstd,
-        file_entries: vec![],
-        total_size: 0,
-        stored_size: 0,
-        stream_mode: None,
-        encryption: None,
-        encryption_recipients: vec![],
-        flavor: "MariaDB".into(),
-        format_version: FORMAT_VERSION_PLAIN,
-        incremental: true,
-        from_position: format_position(&sums[0].gtid_list),
-        incremental_details: Some(IncrementalDetails {
-            first_timestamp: at(first_t),
-            first_timestamp_binlog: first_f.clone(),
-            last_timestamp: at(last_t),
-            last_timestamp_binlog: last_f.clone(),
-        }),
-    };
-    m.compression_engine = CopyOptions::default().compression.engine();
-    m.set_file_entries(entries);
-    if let Some(r) = &enc {
-        m.set_encryption(r.names());
-    }
-    w.write_manifest(&m).await.unwrap();
-    // Backup names have one-second resolution.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    names.last().unwrap().clone()
+/// `cairn backup ALIAS --incremental-from-pos auto`: the replica's binlogs since
+/// the newest backup, as an incremental backup.
+fn incremental(c: &Cluster, alias: &str) {
+    let name = c
+        .cli_ok(&["backup", alias, "--incremental-from-pos", "auto"])
+        .unwrap();
+    assert!(!name.trim().is_empty(), "no incremental stored");
 }
 
 /// Sleeps to the start of the next second; returns that second.
@@ -163,7 +39,7 @@ async fn next_second() -> DateTime<Utc> {
     let now = Utc::now();
     let ms = 1000 - now.timestamp_subsec_millis() as u64;
     tokio::time::sleep(Duration::from_millis(ms + 20)).await;
-    at((now.timestamp() + 1) as u32)
+    at(now.timestamp() + 1)
 }
 
 fn rfc(t: DateTime<Utc>) -> String {
@@ -233,8 +109,8 @@ struct Scene {
 
 /// A primary (101) and a replica (102) of `ks/0`; rows 1..3 second by second, a
 /// full backup of the replica, rows 4..7, an incremental, `DROP TABLE` in a
-/// second of its own, another incremental (stored in `storage`).
-async fn accident(c: &Cluster, storage: &dyn BackupStorage, enc: Option<Arc<Recipients>>) -> Scene {
+/// second of its own, another incremental.
+async fn accident(c: &Cluster) -> Scene {
     let topo = c.topo().await.unwrap();
     let (ps, rs) = (
         c.tablet(101, "ks", "0").unwrap(),
@@ -275,7 +151,7 @@ async fn accident(c: &Cluster, storage: &dyn BackupStorage, enc: Option<Arc<Reci
     r.wait_value("SELECT COUNT(*) FROM app.t", "7", T)
         .await
         .unwrap();
-    let stored = store_incremental(storage, enc.clone(), &r, None).await;
+    incremental(c, &rs.alias());
     let drop_second = next_second().await;
     p.sql("DROP TABLE app.t").unwrap();
     r.wait_value(
@@ -285,7 +161,7 @@ async fn accident(c: &Cluster, storage: &dyn BackupStorage, enc: Option<Arc<Reci
     )
     .await
     .unwrap();
-    store_incremental(storage, enc, &r, Some(&stored)).await;
+    incremental(c, &rs.alias());
     Scene {
         p,
         r,
@@ -300,14 +176,13 @@ async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid()
     let c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
         .await
         .unwrap();
-    let storage = FileStorage::new(c.backup_root());
     let Scene {
         p,
         r: _r,
         seconds,
         gtids,
         drop_second,
-    } = accident(&c, &storage, None).await;
+    } = accident(&c).await;
     let last_insert = format!("MariaDB/{}", gtids[6]);
 
     // A new tablet to the second of the drop: everything before it, not the drop.
@@ -487,19 +362,7 @@ async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
         key.display().to_string(),
     ]);
     c.use_storage(flags, AWS_ENV);
-    for (k, v) in AWS_ENV {
-        // SAFETY: the only test of this binary that reads them; same values always.
-        unsafe { std::env::set_var(k, v) };
-    }
-    let storage = S3Storage::open(S3Config {
-        endpoint: Some(m.endpoint()),
-        force_path_style: true,
-        retries: Some(2),
-        ..S3Config::new(BUCKET)
-    })
-    .unwrap();
-    let enc = Arc::new(Recipients::new(&[public]).unwrap());
-    let scene = accident(&c, &storage, Some(enc)).await;
+    let scene = accident(&c).await;
     let mut s3 = c.tablet(103, "ks", "0").unwrap();
     s3.extra = vec![
         "--restore-from-backup".into(),
@@ -515,9 +378,14 @@ async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
     );
     assert_not_replicating(&t3);
     let stored = m.keys(BUCKET, "ks/0/").unwrap();
-    assert!(
-        stored.iter().filter(|k| k.ends_with("/MANIFEST")).count() >= 3,
-        "{stored:?}"
-    );
+    let manifests: Vec<&String> = stored.iter().filter(|k| k.ends_with("/MANIFEST")).collect();
+    assert!(manifests.len() >= 3, "{stored:?}");
+    let mut incrementals = 0;
+    for k in manifests {
+        let (_, body) = m.get(BUCKET, k).unwrap();
+        assert!(body.contains("\"Encryption\": \"age\""), "{k}: {body}");
+        incrementals += usize::from(body.contains("\"Incremental\": true"));
+    }
+    assert_eq!(incrementals, 2, "{stored:?}");
     drop((scene.p, scene.r));
 }

@@ -71,9 +71,7 @@ fn manifest(name: &str, entries: Vec<FileEntry>) -> Manifest {
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: cairn::backup::manifest::FORMAT_VERSION,
-        incremental: false,
-        from_position: String::new(),
-        incremental_details: None,
+        incremental: Default::default(),
     };
     m.set_file_entries(entries);
     m

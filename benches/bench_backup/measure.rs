@@ -146,9 +146,7 @@ pub fn manifest_for(name: &str, compression: Compression, entries: Vec<FileEntry
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION_PLAIN,
-        incremental: false,
-        from_position: String::new(),
-        incremental_details: None,
+        incremental: Default::default(),
     };
     m.set_file_entries(entries);
     m

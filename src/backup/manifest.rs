@@ -15,10 +15,18 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The newest MANIFEST format this code reads, and the one it writes for an
-/// encrypted backup: a cairn that predates encryption refuses (and never prunes)
-/// such a backup instead of trying to decompress ciphertext. A reader refuses
+/// incremental backup: a cairn that predates incrementals refuses (and never
+/// prunes) one instead of seeding a tablet from binary logs. A reader refuses
 /// anything newer.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format written for an encrypted full backup: a cairn that predates
+/// encryption refuses (and never prunes) it instead of trying to decompress
+/// ciphertext.
+pub const FORMAT_VERSION_ENCRYPTED: u32 = 2;
+
+/// The format written for an incremental backup (see [`FORMAT_VERSION`]).
+pub const FORMAT_VERSION_INCREMENTAL: u32 = 3;
 
 /// The format written for a backup without encryption: unchanged since version
 /// 1, so every cairn still reads it.
@@ -40,6 +48,8 @@ pub mod base {
     pub const INNODB_LOG: &str = "InnoDBLog";
     /// A whole-backup stream (xtrabackup/mariabackup `xbstream` or `tar`).
     pub const STREAM: &str = "Stream";
+    /// A binary log file of an incremental backup, named as the server named it.
+    pub const BINLOG: &str = "Binlog";
 }
 
 /// Errors of this module: malformed names, timestamps or MANIFEST documents.
@@ -214,44 +224,66 @@ pub struct Manifest {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub encryption_recipients: Vec<String>,
-    /// An incremental backup: binary log files from `FromPosition` to `Position`,
-    /// not a data directory. Never restored on its own; a point-in-time restore
-    /// applies it on top of a full backup.
-    #[serde(rename = "Incremental", default)]
-    pub incremental: bool,
-    /// Incremental only: the GTID state before its first binlog file (the first
-    /// file's `Gtid_list`), same notation as `Position`.
+    /// What makes an incremental backup one (Vitess's `Incremental`,
+    /// `FromPosition`, `FromBackup`, `IncrementalDetails`, at the top level of
+    /// the document); all absent for a full backup.
+    #[serde(flatten)]
+    pub incremental: Incremental,
+}
+
+/// The fields of an incremental backup (binary logs, not data files), Vitess's
+/// names. `Position` of such a MANIFEST is the state at the end of its files and
+/// `PurgedPosition` the state before the oldest binary log the server still had.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incremental {
+    /// True for an incremental backup: never restored as a seed.
+    #[serde(rename = "Incremental", default, skip_serializing_if = "is_false")]
+    pub is_incremental: bool,
+    /// Its files hold every transaction after this position (`MariaDB/<gtids>`):
+    /// the `Gtid_list` of its first file, never more than what was asked for.
     #[serde(
         rename = "FromPosition",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub from_position: String,
-    /// Incremental only: the first and last event times and the files holding them.
+    /// The backup whose `Position` was asked for (`auto` or a backup name);
+    /// empty when a position was given.
+    #[serde(
+        rename = "FromBackup",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub from_backup: String,
+    /// The first and last transactions' times and the files that hold them.
     #[serde(
         rename = "IncrementalDetails",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub incremental_details: Option<IncrementalDetails>,
+    pub details: Option<IncrementalDetails>,
 }
 
-/// What an incremental backup's binlogs span in time (Vitess's
-/// `IncrementalBackupDetails`): the first and last event timestamps and the
-/// binlog files that hold them.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Vitess's `IncrementalDetails`: when the first and the last transaction of an
+/// incremental backup committed (UTC, whole seconds) and which binary log holds
+/// each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncrementalDetails {
-    /// Time of the first event (UTC, whole seconds).
+    /// Start time of the first transaction after `FromPosition`.
     #[serde(rename = "FirstTimestamp", with = "rfc3339")]
     pub first_timestamp: DateTime<Utc>,
-    /// The binlog file holding it.
-    #[serde(rename = "FirstTimestampBinlog", default)]
+    /// The file holding it.
+    #[serde(rename = "FirstTimestampBinlog")]
     pub first_timestamp_binlog: String,
-    /// Time of the last event (UTC, whole seconds).
+    /// Commit time of the last transaction before `Position`.
     #[serde(rename = "LastTimestamp", with = "rfc3339")]
     pub last_timestamp: DateTime<Utc>,
-    /// The binlog file holding it.
-    #[serde(rename = "LastTimestampBinlog", default)]
+    /// The file holding it.
+    #[serde(rename = "LastTimestampBinlog")]
     pub last_timestamp_binlog: String,
 }
 
@@ -268,7 +300,12 @@ impl Manifest {
     pub fn set_encryption(&mut self, recipients: &[String]) {
         self.encryption = Some(ENCRYPTION_AGE.to_string());
         self.encryption_recipients = recipients.to_vec();
-        self.format_version = self.format_version.max(FORMAT_VERSION);
+        self.format_version = self.format_version.max(FORMAT_VERSION_ENCRYPTED);
+    }
+
+    /// Whether this is an incremental backup (binary logs): never a seed.
+    pub fn is_incremental(&self) -> bool {
+        self.incremental.is_incremental
     }
 
     /// The JSON bytes written to storage (pretty, for operators reading it).
@@ -410,240 +447,4 @@ pub fn parse_backup_name(name: &str) -> Result<(DateTime<Utc>, TabletAlias), Man
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Manifest {
-        let t = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
-        let alias: TabletAlias = "zone1-101".parse().unwrap();
-        let mut m = Manifest {
-            backup_name: backup_name(t, &alias),
-            backup_method: BackupMethod::Builtin,
-            position: "MariaDB/0-101-42".into(),
-            purged_position: "MariaDB/0-101-1".into(),
-            backup_time: t,
-            finished_time: t + chrono::Duration::seconds(30),
-            server_uuid: "uuid".into(),
-            tablet_alias: alias.to_string(),
-            hostname: "host".into(),
-            keyspace: "commerce".into(),
-            shard: "-80".into(),
-            schedule: None,
-            mysql_version: "10.11.6-MariaDB".into(),
-            upgrade_safe: false,
-            compression_engine: CompressionEngine::Zstd,
-            file_entries: vec![],
-            total_size: 0,
-            stored_size: 0,
-            stream_mode: None,
-            encryption: None,
-            encryption_recipients: vec![],
-            flavor: "MariaDB".into(),
-            format_version: FORMAT_VERSION_PLAIN,
-            incremental: false,
-            from_position: String::new(),
-            incremental_details: None,
-        };
-        m.set_file_entries(vec![FileEntry {
-            base: base::DATA.into(),
-            name: "commerce/t.ibd".into(),
-            stored_name: "0".into(),
-            size: 100,
-            stored_size: 40,
-            hash: "ab".repeat(32),
-            hash_algorithm: HASH_ALGORITHM_SHA256.into(),
-        }]);
-        m
-    }
-
-    #[test]
-    fn backup_name_round_trips() {
-        let t = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
-        let alias: TabletAlias = "zone1-101".parse().unwrap();
-        let name = backup_name(t, &alias);
-        assert_eq!(name, "2024-01-02.030405.zone1-0000000101");
-        let (t2, a2) = parse_backup_name(&name).unwrap();
-        assert_eq!(t2, t);
-        assert_eq!(a2, alias);
-        // Sub-second precision is dropped by the name.
-        let t3 = t + chrono::Duration::milliseconds(999);
-        assert_eq!(backup_name(t3, &alias), name);
-    }
-
-    #[test]
-    fn backup_name_parse_errors() {
-        for bad in [
-            "",
-            "2024-01-02.030405",
-            "2024-01-02.030405.zone1-101.x",
-            "2024-01-02.030405.zone1",
-            "2024-01-02.030405.zone1-abc",
-            "2024-1-02.030405.zone1-101",
-            "2024-01-02.30405.zone1-101",
-            "2024-13-02.030405.zone1-101",
-            "2024-02-30.030405.zone1-101",
-            "2024-01-02.246060.zone1-101",
-            "2024-01-02T030405.zone1-101",
-            "x024-01-02.030405.zone1-101",
-        ] {
-            let err = parse_backup_name(bad);
-            assert!(err.is_err(), "{bad:?} accepted");
-        }
-        assert!(parse_backup_name("2024-01-02.030405.zone1-101").is_ok());
-    }
-
-    #[test]
-    fn timestamp_parsing_is_strict() {
-        let t = parse_backup_timestamp("2024-12-31.235959").unwrap();
-        assert_eq!(t, Utc.with_ymd_and_hms(2024, 12, 31, 23, 59, 59).unwrap());
-        for bad in [
-            "2024-12-31",
-            "2024-12-31.23595",
-            "2024-12-31.2359590",
-            " 2024-12-31.235959",
-            "2024-12-31 235959",
-            "+024-12-31.235959",
-        ] {
-            assert!(parse_backup_timestamp(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn manifest_json_uses_vitess_field_names_and_round_trips() {
-        let m = sample();
-        let json = String::from_utf8(m.to_json().unwrap()).unwrap();
-        for field in [
-            "\"BackupName\"",
-            "\"BackupMethod\": \"builtin\"",
-            "\"Position\": \"MariaDB/0-101-42\"",
-            "\"BackupTime\": \"2024-01-02T03:04:05Z\"",
-            "\"FinishedTime\": \"2024-01-02T03:04:35Z\"",
-            "\"ServerUUID\"",
-            "\"MySQLVersion\"",
-            "\"CompressionEngine\": \"zstd\"",
-            "\"FileEntries\"",
-            "\"StoredName\": \"0\"",
-            "\"HashAlgorithm\": \"sha256\"",
-            "\"TotalSize\": 100",
-            "\"StoredSize\": 40",
-            "\"FormatVersion\": 1",
-        ] {
-            assert!(json.contains(field), "{field} missing in {json}");
-        }
-        assert!(!json.contains("StreamMode"));
-        let back = Manifest::from_json(json.as_bytes()).unwrap();
-        assert_eq!(back, m);
-        back.check_restorable().unwrap();
-    }
-
-    #[test]
-    fn incremental_fields_use_the_contract_names_and_default_to_full() {
-        let full = String::from_utf8(sample().to_json().unwrap()).unwrap();
-        assert!(!full.contains("FromPosition") && !full.contains("IncrementalDetails"));
-        assert!(!Manifest::from_json(full.as_bytes()).unwrap().incremental);
-        let mut m = sample();
-        m.incremental = true;
-        m.from_position = "MariaDB/0-101-40".into();
-        m.incremental_details = Some(IncrementalDetails {
-            first_timestamp: m.backup_time,
-            first_timestamp_binlog: "mysql-bin.000002".into(),
-            last_timestamp: m.finished_time,
-            last_timestamp_binlog: "mysql-bin.000003".into(),
-        });
-        let json = String::from_utf8(m.to_json().unwrap()).unwrap();
-        for field in [
-            "\"Incremental\": true",
-            "\"FromPosition\": \"MariaDB/0-101-40\"",
-            "\"FirstTimestamp\": \"2024-01-02T03:04:05Z\"",
-            "\"FirstTimestampBinlog\": \"mysql-bin.000002\"",
-            "\"LastTimestamp\": \"2024-01-02T03:04:35Z\"",
-            "\"LastTimestampBinlog\": \"mysql-bin.000003\"",
-        ] {
-            assert!(json.contains(field), "{field} missing in {json}");
-        }
-        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), m);
-    }
-
-    #[test]
-    fn the_owning_schedule_is_recorded_and_absent_means_manual() {
-        let manual = sample();
-        let json = String::from_utf8(manual.to_json().unwrap()).unwrap();
-        assert!(!json.contains("Schedule"), "{json}");
-        let mut owned = sample();
-        owned.schedule = Some("hourly".into());
-        let json = String::from_utf8(owned.to_json().unwrap()).unwrap();
-        assert!(json.contains("\"Schedule\": \"hourly\""), "{json}");
-        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), owned);
-        // A MANIFEST written before the field existed reads as manual.
-        let mut v = serde_json::to_value(sample()).unwrap();
-        v.as_object_mut().unwrap().remove("Schedule");
-        let old: Manifest = serde_json::from_value(v).unwrap();
-        assert_eq!(old.schedule, None);
-    }
-
-    #[test]
-    fn manifest_parsing_errors_and_vitess_leniency() {
-        assert!(Manifest::from_json(b"{").is_err());
-        assert!(Manifest::from_json(b"{}").is_err());
-        let mut v = serde_json::to_value(sample()).unwrap();
-        v["CompressionEngine"] = "pgzip".into();
-        assert!(serde_json::from_value::<Manifest>(v.clone()).is_err());
-        v["CompressionEngine"] = "lz4".into();
-        // Vitess writes an empty BackupMethod for builtin.
-        v["BackupMethod"] = "".into();
-        v["BackupTime"] = "2024-01-02T05:04:05+02:00".into();
-        let m: Manifest = serde_json::from_value(v).unwrap();
-        assert_eq!(m.backup_method, BackupMethod::Builtin);
-        assert_eq!(m.compression_engine, CompressionEngine::Lz4);
-        assert_eq!(
-            m.backup_time,
-            Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap()
-        );
-    }
-
-    #[test]
-    fn restorability_checks() {
-        let mut m = sample();
-        m.file_entries[0].hash.clear();
-        assert!(m
-            .check_restorable()
-            .unwrap_err()
-            .to_string()
-            .contains("no valid sha256"));
-        let mut m = sample();
-        m.file_entries[0].hash_algorithm = "crc32".into();
-        assert!(m.check_restorable().is_err());
-        let mut m = sample();
-        m.format_version = FORMAT_VERSION + 1;
-        assert!(m.check_restorable().is_err());
-        let mut m = sample();
-        let e = m.file_entries[0].clone();
-        m.file_entries.push(FileEntry {
-            stored_name: "1".into(),
-            ..e
-        });
-        assert!(m
-            .check_restorable()
-            .unwrap_err()
-            .to_string()
-            .contains("twice"));
-        for bad in [
-            "../x",
-            "/etc/passwd",
-            "a/../b",
-            "",
-            "./a",
-            "a/./b",
-            "a\0b",
-            "a//b",
-            "a/",
-        ] {
-            let mut m = sample();
-            m.file_entries[0].name = bad.into();
-            assert!(m.check_restorable().is_err(), "{bad:?} accepted");
-        }
-        for good in ["ibdata1", "db/t.ibd", "a/b/c.frm", "a..b/.c"] {
-            assert!(check_relative_name(good).is_ok(), "{good:?} refused");
-        }
-    }
-}
+mod tests;

@@ -103,9 +103,7 @@ impl BackupParams {
             encryption_recipients: vec![],
             flavor: flavor.to_string(),
             format_version: super::manifest::FORMAT_VERSION_PLAIN,
-            incremental: false,
-            from_position: String::new(),
-            incremental_details: None,
+            incremental: Default::default(),
         };
         m.set_file_entries(entries);
         if let Some(r) = &self.copy.encryption {

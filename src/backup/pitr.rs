@@ -153,7 +153,7 @@ impl ChainPlan {
             rfc3339(full_backup_time(&self.full))
         )];
         for m in &self.incrementals {
-            let span = match &m.incremental_details {
+            let span = match &m.incremental.details {
                 Some(d) => format!(
                     "  events {}..{}",
                     rfc3339(d.first_timestamp),
@@ -163,7 +163,7 @@ impl ChainPlan {
             };
             lines.push(format!(
                 "incremental {}  {} -> {}{span}",
-                m.backup_name, m.from_position, m.position
+                m.backup_name, m.incremental.from_position, m.position
             ));
         }
         lines.push(format!("target      {}", self.target));
@@ -191,7 +191,8 @@ fn reach(p: &[Gtid]) -> u128 {
 fn covers_time(last: &Manifest, t: DateTime<Utc>) -> bool {
     last.backup_time >= t
         || last
-            .incremental_details
+            .incremental
+            .details
             .as_ref()
             .is_some_and(|d| d.last_timestamp >= t)
 }
@@ -231,7 +232,7 @@ fn missing_range(from: &[Gtid], to: &[Gtid]) -> String {
 pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<ChainPlan, String> {
     let mut fulls: Vec<(&Manifest, Vec<Gtid>)> = manifests
         .iter()
-        .filter(|m| !m.incremental && m.check_restorable().is_ok())
+        .filter(|m| !m.is_incremental() && m.check_restorable().is_ok())
         .filter_map(|m| Some((m, parse_manifest_position(&m.position)?)))
         .filter(|(_, p)| !p.is_empty())
         .collect();
@@ -240,11 +241,11 @@ pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<Chai
     });
     let incs: Vec<Incremental> = manifests
         .iter()
-        .filter(|m| m.incremental && m.check_restorable().is_ok())
+        .filter(|m| m.is_incremental() && m.check_restorable().is_ok())
         .filter_map(|m| {
             Some(Incremental {
                 m,
-                from: parse_manifest_position(&m.from_position)?,
+                from: parse_manifest_position(&m.incremental.from_position)?,
                 pos: parse_manifest_position(&m.position)?,
                 purged: parse_manifest_position(&m.purged_position)?,
             })
@@ -317,7 +318,7 @@ pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<Chai
                     "GTIDs {} are in no backup (the next one, {}, starts at {})",
                     missing_range(&base, &i.from),
                     i.m.backup_name,
-                    i.m.from_position
+                    i.m.incremental.from_position
                 ),
                 (None, RestoreTarget::Position(t)) => {
                     format!("GTIDs {} are in no backup", missing_range(&base, t))
@@ -338,7 +339,8 @@ pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<Chai
         base = merge_gtid_lists(&[base.clone(), next.pos.clone()]);
         reached_time = next
             .m
-            .incremental_details
+            .incremental
+            .details
             .as_ref()
             .map(|d| d.last_timestamp)
             .unwrap_or(next.m.backup_time);

@@ -146,6 +146,11 @@ fn parse_backup_name(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `--incremental-from-pos`, in its canonical spelling for the job record.
+fn parse_incremental_from(s: &str) -> Result<String, String> {
+    crate::backup::incremental::parse_from_pos(s).map(|f| f.to_string())
+}
+
 fn parse_schedule_name(s: &str) -> Result<String, String> {
     names::validate_schedule_name(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
@@ -367,6 +372,10 @@ pub struct JobFlags {
     /// Print the outcome as JSON (job, backup_name, tablet_alias)
     #[arg(long)]
     pub json: bool,
+    /// An incremental backup (binary logs) from this point: `auto` (the newest
+    /// complete backup of the shard), `MariaDB/<gtid-list>`, or a backup's name
+    #[arg(long, value_parser = parse_incremental_from)]
+    pub incremental_from_pos: Option<String>,
 }
 
 /// `cairn backup`.

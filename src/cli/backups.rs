@@ -39,6 +39,22 @@ async fn tablet_for_job(
 async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyhow::Result<()> {
     let info = tablet_for_job(topo, alias).await?;
     let t = &info.tablet.value;
+    if f.incremental_from_pos.is_some() && f.backup_engine.is_some() {
+        return Err(UsageError(
+            "--backup-engine does not apply to an incremental backup (it copies binary logs)"
+                .into(),
+        )
+        .into());
+    }
+    if t.tablet_type == TabletType::Primary && !f.allow_primary && f.incremental_from_pos.is_some()
+    {
+        bail!(
+            "tablet {alias} is the PRIMARY of {}/{}: an incremental backup rotates its binary log; \
+             back up a replica, or pass --allow-primary",
+            t.keyspace,
+            t.shard
+        );
+    }
     if t.tablet_type == TabletType::Primary && !f.allow_primary {
         bail!(
             "tablet {alias} is the PRIMARY of {}/{}: a backup would take it out of service; \
@@ -56,6 +72,7 @@ async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyho
     job.engine = f.backup_engine;
     job.concurrency = f.concurrency;
     job.pending_timeout_seconds = Some(f.pending_timeout.as_secs());
+    job.incremental_from_pos = f.incremental_from_pos.clone();
     jobs::submit(topo, &job).await?;
     if f.no_wait {
         println!("{}", job.id);
@@ -63,6 +80,19 @@ async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyho
     }
     let done = jobs::wait(topo, &job.id, f.pending_timeout).await?;
     match done.state {
+        // An incremental backup with nothing new: not an error, nothing stored.
+        JobState::Succeeded if done.backup_name.is_none() && done.message.is_some() => {
+            let message = done.message.unwrap_or_default();
+            if f.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"job": done.id, "backup_name": null, "tablet_alias": alias.to_string(), "empty": true, "message": message})
+                );
+            } else {
+                eprintln!("{message}");
+            }
+            Ok(())
+        }
         JobState::Succeeded => {
             let name = done.backup_name.unwrap_or_default();
             if f.json {
@@ -214,6 +244,14 @@ pub struct BackupRow {
     pub schedule: Option<String>,
     /// `age` for an encrypted backup; `null` for plaintext and without a MANIFEST.
     pub encryption: Option<String>,
+    /// An incremental backup (binary logs): never a seed.
+    pub incremental: bool,
+    /// Incremental: its files hold every transaction after this position.
+    pub from_position: Option<String>,
+    /// Incremental: when its first transaction started.
+    pub first_timestamp: Option<DateTime<Utc>>,
+    /// Incremental: when its last transaction committed.
+    pub last_timestamp: Option<DateTime<Utc>>,
 }
 
 /// Storage joined with topo's catalog, oldest first.
@@ -256,6 +294,11 @@ pub async fn backup_rows(
                     in_topo,
                     schedule: m.schedule.clone(),
                     encryption: m.encryption.clone(),
+                    incremental: m.is_incremental(),
+                    from_position: Some(m.incremental.from_position.clone())
+                        .filter(|_| m.is_incremental()),
+                    first_timestamp: m.incremental.details.as_ref().map(|d| d.first_timestamp),
+                    last_timestamp: m.incremental.details.as_ref().map(|d| d.last_timestamp),
                 },
                 None => BackupRow {
                     name: b.name.clone(),
@@ -276,6 +319,10 @@ pub async fn backup_rows(
                     in_topo,
                     schedule: None,
                     encryption: None,
+                    incremental: false,
+                    from_position: None,
+                    first_timestamp: None,
+                    last_timestamp: None,
                 },
             }
         })
@@ -305,7 +352,11 @@ pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()>
             vec![
                 r.name.clone(),
                 r.tablet_alias.clone(),
-                r.engine.clone(),
+                if r.incremental {
+                    format!("{} (incremental)", r.engine)
+                } else {
+                    r.engine.clone()
+                },
                 if r.complete { "yes" } else { "no" }.to_string(),
                 r.size_bytes.to_string(),
                 opt(&Some(&r.position).filter(|p| !p.is_empty())),

@@ -289,6 +289,25 @@ impl Agent {
     }
 }
 
+/// What a job that succeeded leaves in its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct JobDone {
+    /// The backup written or restored; `None` when nothing was stored.
+    pub backup_name: Option<String>,
+    /// What the operator should know beyond the name (why nothing was stored).
+    pub message: Option<String>,
+}
+
+impl JobDone {
+    /// A job that wrote or restored the backup `name`.
+    pub fn named(name: String) -> Self {
+        JobDone {
+            backup_name: Some(name),
+            message: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::unique_backup_second;

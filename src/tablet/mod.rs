@@ -16,6 +16,8 @@
 //!   stopped when the lease is lost, the check before a restore's swap, orphans.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
+//! - [`incremental`]: the incremental backup job: binary logs only, the tablet
+//!   keeps serving.
 //! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
 //! - [`pitr`]: restores to a point (a GTID position or a second): the chain
@@ -29,6 +31,7 @@ pub mod config;
 pub mod fence;
 pub mod health;
 pub mod http;
+pub mod incremental;
 pub mod jobs;
 pub mod pitr;
 mod publish;

@@ -49,7 +49,8 @@ pub enum SeedChoice {
     NoCompleteBackup(String),
 }
 
-/// Picks the newest complete backup, at or before `at_or_before` if given. Pure.
+/// Picks the newest complete full backup, at or before `at_or_before` if given;
+/// an incremental backup (binary logs) is never a seed. Pure.
 pub fn choose_backup(
     backups: &[BackupInfo],
     at_or_before: Option<chrono::DateTime<chrono::Utc>>,
@@ -61,17 +62,26 @@ pub fn choose_backup(
         .iter()
         .filter_map(BackupInfo::restorable_manifest)
         // An incremental holds binlogs, not a data directory: never a seed.
-        .filter(|m| !m.incremental)
+        .filter(|m| !m.is_incremental())
         .filter(|m| at_or_before.is_none_or(|t| m.backup_time <= t))
         .max_by(|a, b| (a.backup_time, &a.backup_name).cmp(&(b.backup_time, &b.backup_name)));
     match best {
         Some(m) => SeedChoice::Backup(Box::new(m.clone())),
         None => {
-            let complete = backups.iter().filter(|b| b.complete).count();
+            let full =
+                |b: &&BackupInfo| b.restorable_manifest().is_some_and(|m| !m.is_incremental());
+            let complete = backups.iter().filter(full).count();
+            let incremental = backups.iter().filter(|b| b.complete).count() - complete;
             let unreadable: Vec<&BackupInfo> =
                 backups.iter().filter(|b| b.is_unreadable()).collect();
             let why = match at_or_before {
                 Some(t) if complete > 0 => format!("no complete backup at or before {}", t.format("%Y-%m-%d.%H%M%S")),
+                _ if incremental > 0 => format!(
+                    "{} backup(s) exist but no complete full one ({incremental} incremental, which hold binary logs and cannot seed a tablet; {} unreadable){}",
+                    backups.len(),
+                    unreadable.len(),
+                    unreadable_details(&unreadable),
+                ),
                 _ => format!(
                     "{} backup(s) exist but none is complete ({} unreadable, the rest without a MANIFEST){}",
                     backups.len(),

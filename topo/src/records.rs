@@ -227,6 +227,20 @@ pub struct BackupRecord {
     /// Why the backup is unreadable (`state: unreadable`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// An incremental backup (binary logs from `from_position` to `position`):
+    /// never a shard's latest backup, never a seed. Records written before the
+    /// field: full backups.
+    #[serde(default)]
+    pub incremental: bool,
+    /// Incremental only: its files hold every transaction after this position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_position: Option<String>,
+    /// Incremental only: when its first transaction started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_timestamp: Option<DateTime<Utc>>,
+    /// Incremental only: when its last transaction committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_timestamp: Option<DateTime<Utc>>,
 }
 
 /// Whether a catalogued backup can be restored, as the catalog last found it in
@@ -335,6 +349,15 @@ pub struct Job {
     /// Tablets that already failed this run (retries go elsewhere).
     #[serde(default)]
     pub excluded_tablets: Vec<TabletAlias>,
+    /// Backup: take an incremental backup (binary logs) from this point, as
+    /// `backup --incremental-from-pos` was given it: `auto`, `MariaDB/<gtids>`
+    /// or a backup name. `None`: a full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_from_pos: Option<String>,
+    /// What a SUCCEEDED job has to say beyond its backup name: an incremental
+    /// backup with nothing new to store succeeds with this and no backup name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Restore only: a point-in-time restore's target and, once the agent planned
     /// or ran it, the chain it chose and where it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -407,6 +430,8 @@ impl Job {
             scheduled_for: None,
             retry_of: None,
             excluded_tablets: vec![],
+            incremental_from_pos: None,
+            message: None,
             point_in_time: None,
         }
     }

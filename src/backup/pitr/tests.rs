@@ -34,9 +34,7 @@ fn manifest(name: &str, method: BackupMethod, pos: &str, start: i64, end: i64) -
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION_PLAIN,
-        incremental: false,
-        from_position: String::new(),
-        incremental_details: None,
+        incremental: Default::default(),
     }
 }
 
@@ -47,9 +45,9 @@ fn full(name: &str, pos: &str, t: i64) -> Manifest {
 /// An incremental taken at `t` holding `from`..`pos` with events `first..last`.
 fn inc(name: &str, from: &str, pos: &str, t: i64, first: i64, last: i64) -> Manifest {
     let mut m = manifest(name, BackupMethod::Builtin, pos, t, t + 1);
-    m.incremental = true;
-    m.from_position = format!("MariaDB/{from}");
-    m.incremental_details = Some(IncrementalDetails {
+    m.incremental.is_incremental = true;
+    m.incremental.from_position = format!("MariaDB/{from}");
+    m.incremental.details = Some(IncrementalDetails {
         first_timestamp: at(first),
         first_timestamp_binlog: "mysql-bin.000001".into(),
         last_timestamp: at(last),

@@ -41,9 +41,7 @@ fn manifest(ks: &str, shard: &str, name: &str, entries: Vec<FileEntry>) -> Manif
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
-        incremental: false,
-        from_position: String::new(),
-        incremental_details: None,
+        incremental: Default::default(),
     };
     m.set_file_entries(entries);
     m

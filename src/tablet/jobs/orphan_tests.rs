@@ -31,9 +31,7 @@ fn manifest(format_version: u32) -> Manifest {
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version,
-        incremental: false,
-        from_position: String::new(),
-        incremental_details: None,
+        incremental: Default::default(),
     }
 }
 
