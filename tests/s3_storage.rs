@@ -71,6 +71,7 @@ fn manifest(name: &str, entries: Vec<FileEntry>) -> Manifest {
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: cairn::backup::manifest::FORMAT_VERSION,
+        incremental: Default::default(),
     };
     m.set_file_entries(entries);
     m

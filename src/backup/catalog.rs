@@ -10,7 +10,8 @@
 //!   A removal interrupted after the record is redone by running it again, or the
 //!   reconciler catalogues the backup again and the next pass removes it;
 //! - the one definition of a shard's latest backup ([`latest_restorable`]): the
-//!   newest complete record whose backup storage lists as complete *now*, so an
+//!   newest complete full (never incremental) record whose backup storage lists
+//!   as complete *now*, so an
 //!   already catalogued backup whose MANIFEST (or a file) went bad is never named;
 //! - the pure reconcile plan between storage and topo ([`plan_reconcile`]);
 //! - where "already gone" and "already there" are not errors (private helpers).
@@ -78,8 +79,9 @@ impl CatalogDiff {
     }
 }
 
-/// The shard's latest backup: the complete record with the greatest
-/// `(backup_time, name)`.
+/// The shard's latest backup: the complete full (not incremental) record with
+/// the greatest `(backup_time, name)`. An incremental backup holds binary logs,
+/// not data: it never seeds a tablet, so it is never the latest.
 ///
 /// The source of truth is the catalog (the records in topo), not a storage
 /// listing: the Shard record is a summary of the records beside it, so both are
@@ -91,7 +93,7 @@ impl CatalogDiff {
 pub fn latest_backup(records: &[BackupRecord]) -> Option<&BackupRecord> {
     records
         .iter()
-        .filter(|r| r.complete)
+        .filter(|r| r.complete && !r.incremental)
         .max_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)))
 }
 
@@ -111,7 +113,7 @@ pub fn latest_restorable<'r>(
         .collect();
     records
         .iter()
-        .filter(|r| r.complete && restorable.contains(r.name.as_str()))
+        .filter(|r| r.complete && !r.incremental && restorable.contains(r.name.as_str()))
         .max_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)))
 }
 
@@ -143,6 +145,10 @@ pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u6
         schedule: m.schedule.clone(),
         state: BackupRecordState::Complete,
         error: None,
+        incremental: m.is_incremental(),
+        from_position: Some(m.incremental.from_position.clone()).filter(|_| m.is_incremental()),
+        first_timestamp: m.incremental.details.as_ref().map(|d| d.first_timestamp),
+        last_timestamp: m.incremental.details.as_ref().map(|d| d.last_timestamp),
     }
 }
 

@@ -88,7 +88,8 @@ pub async fn check_decryptable(p: &RestoreParams<'_>) -> anyhow::Result<()> {
 /// `keyspace/shard` whose mysqld is `server_version`: the same keyspace and shard
 /// (unless `allow_other_shard`), and a server at least as new as the one that took
 /// it (major release: the first two numbers; MariaDB cannot start on data of a
-/// newer release). An unknown version on either side is not refused. Pure.
+/// newer release). An unknown version on either side is not refused. An
+/// incremental backup (binary logs) is always refused: it is no data directory. Pure.
 pub fn check_manifest_fits(
     m: &Manifest,
     keyspace: &str,
@@ -96,6 +97,12 @@ pub fn check_manifest_fits(
     server_version: &str,
     allow_other_shard: bool,
 ) -> Result<(), String> {
+    if m.is_incremental() {
+        return Err(format!(
+            "it is an incremental backup (binary logs after {}), not a full one: it cannot seed a tablet",
+            m.incremental.from_position
+        ));
+    }
     if (m.keyspace != keyspace || m.shard != shard) && !allow_other_shard {
         return Err(format!(
             "its MANIFEST names shard {}/{}, this tablet is in {keyspace}/{shard} (restore it anyway with --allow-other-shard)",
@@ -176,6 +183,7 @@ mod tests {
             encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: super::super::manifest::FORMAT_VERSION,
+            incremental: Default::default(),
         }
     }
 
@@ -195,6 +203,10 @@ mod tests {
             ("ks", "1", "10.11.6", true, "10.11.6", true),
             ("ks", "1", "11.4.2", true, "10.11.6", false),
         ];
+        let mut incr = manifest("ks", "0", "10.11.6");
+        incr.incremental.is_incremental = true;
+        let e = check_manifest_fits(&incr, "ks", "0", "10.11.6", true).unwrap_err();
+        assert!(e.contains("incremental"), "{e}");
         for (ks, shard, version, allow, server, ok) in cases {
             let m = manifest(ks, shard, version);
             let got = check_manifest_fits(&m, "ks", "0", server, allow);

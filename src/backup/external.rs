@@ -281,6 +281,7 @@ mod tests {
             encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: crate::backup::manifest::FORMAT_VERSION,
+            incremental: Default::default(),
         };
         assert_eq!(check_entries(&m), Ok(()));
         m.file_entries.push(entry("db2/r.isl"));

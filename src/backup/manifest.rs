@@ -15,10 +15,18 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The newest MANIFEST format this code reads, and the one it writes for an
-/// encrypted backup: a cairn that predates encryption refuses (and never prunes)
-/// such a backup instead of trying to decompress ciphertext. A reader refuses
+/// incremental backup: a cairn that predates incrementals refuses (and never
+/// prunes) one instead of seeding a tablet from binary logs. A reader refuses
 /// anything newer.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format written for an encrypted full backup: a cairn that predates
+/// encryption refuses (and never prunes) it instead of trying to decompress
+/// ciphertext.
+pub const FORMAT_VERSION_ENCRYPTED: u32 = 2;
+
+/// The format written for an incremental backup (see [`FORMAT_VERSION`]).
+pub const FORMAT_VERSION_INCREMENTAL: u32 = 3;
 
 /// The format written for a backup without encryption: unchanged since version
 /// 1, so every cairn still reads it.
@@ -87,6 +95,8 @@ pub mod base {
     pub const INNODB_LOG: &str = "InnoDBLog";
     /// A whole-backup stream (xtrabackup/mariabackup `xbstream` or `tar`).
     pub const STREAM: &str = "Stream";
+    /// A binary log file of an incremental backup, named as the server named it.
+    pub const BINLOG: &str = "Binlog";
 }
 
 /// Errors of this module: malformed names, timestamps or MANIFEST documents.
@@ -262,6 +272,67 @@ pub struct Manifest {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub encryption_recipients: Vec<String>,
+    /// What makes an incremental backup one (Vitess's `Incremental`,
+    /// `FromPosition`, `FromBackup`, `IncrementalDetails`, at the top level of
+    /// the document); all absent for a full backup.
+    #[serde(flatten)]
+    pub incremental: Incremental,
+}
+
+/// The fields of an incremental backup (binary logs, not data files), Vitess's
+/// names. `Position` of such a MANIFEST is the state at the end of its files and
+/// `PurgedPosition` the state before the oldest binary log the server still had.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incremental {
+    /// True for an incremental backup: never restored as a seed.
+    #[serde(rename = "Incremental", default, skip_serializing_if = "is_false")]
+    pub is_incremental: bool,
+    /// Its files hold every transaction after this position (`MariaDB/<gtids>`):
+    /// the `Gtid_list` of its first file, never more than what was asked for.
+    #[serde(
+        rename = "FromPosition",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub from_position: String,
+    /// The backup whose `Position` was asked for (`auto` or a backup name);
+    /// empty when a position was given.
+    #[serde(
+        rename = "FromBackup",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub from_backup: String,
+    /// The first and last transactions' times and the files that hold them.
+    #[serde(
+        rename = "IncrementalDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub details: Option<IncrementalDetails>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Vitess's `IncrementalDetails`: when the first and the last transaction of an
+/// incremental backup committed (UTC, whole seconds) and which binary log holds
+/// each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementalDetails {
+    /// Start time of the first transaction after `FromPosition`.
+    #[serde(rename = "FirstTimestamp", with = "rfc3339")]
+    pub first_timestamp: DateTime<Utc>,
+    /// The file holding it.
+    #[serde(rename = "FirstTimestampBinlog")]
+    pub first_timestamp_binlog: String,
+    /// Commit time of the last transaction before `Position`.
+    #[serde(rename = "LastTimestamp", with = "rfc3339")]
+    pub last_timestamp: DateTime<Utc>,
+    /// The file holding it.
+    #[serde(rename = "LastTimestampBinlog")]
+    pub last_timestamp_binlog: String,
 }
 
 impl Manifest {
@@ -277,7 +348,12 @@ impl Manifest {
     pub fn set_encryption(&mut self, recipients: &[String]) {
         self.encryption = Some(ENCRYPTION_AGE.to_string());
         self.encryption_recipients = recipients.to_vec();
-        self.format_version = self.format_version.max(FORMAT_VERSION);
+        self.format_version = self.format_version.max(FORMAT_VERSION_ENCRYPTED);
+    }
+
+    /// Whether this is an incremental backup (binary logs): never a seed.
+    pub fn is_incremental(&self) -> bool {
+        self.incremental.is_incremental
     }
 
     /// The JSON bytes written to storage (pretty, for operators reading it).

@@ -30,6 +30,11 @@
 //! - [`xtrabackup`]: the xtrabackup engine: `mariabackup --stream` piped through
 //!   the pipeline while mysqld serves; restore through `mbstream -x` and
 //!   `--prepare`.
+//! - [`incremental`]: incremental backups (Vitess's `--incremental-from-pos`):
+//!   the server's closed binary logs from a position, stored through the
+//!   pipeline as a backup whose MANIFEST says `Incremental`; mysqld keeps serving.
+//! - [`pitr`]: point-in-time restores, the pure half: targets, the chain of a
+//!   full backup and incrementals that reaches one, the transactions to apply.
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
@@ -44,10 +49,12 @@ pub mod catalog;
 pub mod encryption;
 pub mod engine;
 pub mod external;
+pub mod incremental;
 pub mod location;
 pub mod manifest;
 pub mod params;
 pub mod pipeline;
+pub mod pitr;
 pub mod storage;
 pub mod verify;
 pub mod xtrabackup;

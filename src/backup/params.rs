@@ -103,6 +103,7 @@ impl BackupParams {
             encryption_recipients: vec![],
             flavor: flavor.to_string(),
             format_version: super::manifest::FORMAT_VERSION_PLAIN,
+            incremental: Default::default(),
         };
         m.set_file_entries(entries);
         if let Some(r) = &self.copy.encryption {

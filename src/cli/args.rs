@@ -193,6 +193,11 @@ fn parse_backup_name(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `--incremental-from-pos`, in its canonical spelling for the job record.
+fn parse_incremental_from(s: &str) -> Result<String, String> {
+    crate::backup::incremental::parse_from_pos(s).map(|f| f.to_string())
+}
+
 fn parse_schedule_name(s: &str) -> Result<String, String> {
     names::validate_schedule_name(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
@@ -215,6 +220,18 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
 /// when the job runs, so a timestamp the CLI accepts is never refused later.
 fn parse_backup_ts(s: &str) -> Result<String, String> {
     crate::backup::manifest::parse_backup_timestamp(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+/// `MariaDB/<gtid-list>`, checked as the restore will read it.
+fn parse_restore_to_pos(s: &str) -> Result<String, String> {
+    crate::backup::pitr::parse_restore_to_pos(s)?;
+    Ok(s.to_string())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, not in the future.
+fn parse_restore_to_timestamp(s: &str) -> Result<String, String> {
+    crate::backup::pitr::parse_restore_to_timestamp(s, chrono::Utc::now())?;
     Ok(s.to_string())
 }
 
@@ -286,6 +303,14 @@ pub struct TabletArgs {
     /// With --restore-from-backup: newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
     #[arg(long, value_parser = parse_backup_ts)]
     pub restore_from_backup_ts: Option<String>,
+    /// With --restore-from-backup: restore up to and including these GTIDs
+    /// (MariaDB/<gtid-list>), then stay DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_pos, conflicts_with = "restore_to_timestamp")]
+    pub restore_to_pos: Option<String>,
+    /// With --restore-from-backup: restore every transaction committed before this
+    /// second (YYYY-MM-DDTHH:MM:SSZ, UTC), then stay DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_timestamp)]
+    pub restore_to_timestamp: Option<String>,
     /// Restores on this tablet (at start and in place) may use a backup whose MANIFEST
     /// names another keyspace or shard
     #[arg(long)]
@@ -394,6 +419,10 @@ pub struct JobFlags {
     /// Print the outcome as JSON (job, backup_name, tablet_alias)
     #[arg(long)]
     pub json: bool,
+    /// An incremental backup (binary logs) from this point: `auto` (the newest
+    /// complete backup of the shard), `MariaDB/<gtid-list>`, or a backup's name
+    #[arg(long, value_parser = parse_incremental_from)]
+    pub incremental_from_pos: Option<String>,
 }
 
 /// `cairn backup`.
@@ -450,8 +479,20 @@ pub struct RestoreArgs {
     #[arg(value_parser = parse_alias)]
     pub alias: TabletAlias,
     /// Newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
-    #[arg(long, short = 't', value_parser = parse_backup_ts)]
+    #[arg(long, short = 't', value_parser = parse_backup_ts, conflicts_with_all = ["restore_to_pos", "restore_to_timestamp"])]
     pub backup_timestamp: Option<String>,
+    /// Restore up to and including these GTIDs (MariaDB/<gtid-list>); the tablet
+    /// ends DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_pos, conflicts_with = "restore_to_timestamp")]
+    pub restore_to_pos: Option<String>,
+    /// Restore every transaction committed before this second
+    /// (YYYY-MM-DDTHH:MM:SSZ, UTC); the tablet ends DRAINED with replication stopped
+    #[arg(long, value_parser = parse_restore_to_timestamp)]
+    pub restore_to_timestamp: Option<String>,
+    /// With --restore-to-pos/--restore-to-timestamp: print the chain of backups
+    /// the restore would use and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long)]
     pub no_wait: bool,
     #[arg(long, default_value = "30s", value_parser = parse_dur)]

@@ -7,7 +7,7 @@
 //! coordinator's retention takes.
 
 use anyhow::{bail, Context};
-use cairn_topo::{Job, JobKind, JobState, TabletAlias, TabletType, Topo};
+use cairn_topo::{Job, JobKind, JobState, PointInTime, TabletAlias, TabletType, Topo};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -39,6 +39,22 @@ async fn tablet_for_job(
 async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyhow::Result<()> {
     let info = tablet_for_job(topo, alias).await?;
     let t = &info.tablet.value;
+    if f.incremental_from_pos.is_some() && f.backup_engine.is_some() {
+        return Err(UsageError(
+            "--backup-engine does not apply to an incremental backup (it copies binary logs)"
+                .into(),
+        )
+        .into());
+    }
+    if t.tablet_type == TabletType::Primary && !f.allow_primary && f.incremental_from_pos.is_some()
+    {
+        bail!(
+            "tablet {alias} is the PRIMARY of {}/{}: an incremental backup rotates its binary log; \
+             back up a replica, or pass --allow-primary",
+            t.keyspace,
+            t.shard
+        );
+    }
     if t.tablet_type == TabletType::Primary && !f.allow_primary {
         bail!(
             "tablet {alias} is the PRIMARY of {}/{}: a backup would take it out of service; \
@@ -56,6 +72,7 @@ async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyho
     job.engine = f.backup_engine;
     job.concurrency = f.concurrency;
     job.pending_timeout_seconds = Some(f.pending_timeout.as_secs());
+    job.incremental_from_pos = f.incremental_from_pos.clone();
     jobs::submit(topo, &job).await?;
     if f.no_wait {
         println!("{}", job.id);
@@ -63,6 +80,19 @@ async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyho
     }
     let done = jobs::wait(topo, &job.id, f.pending_timeout).await?;
     match done.state {
+        // An incremental backup with nothing new: not an error, nothing stored.
+        JobState::Succeeded if done.backup_name.is_none() && done.message.is_some() => {
+            let message = done.message.unwrap_or_default();
+            if f.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"job": done.id, "backup_name": null, "tablet_alias": alias.to_string(), "empty": true, "message": message})
+                );
+            } else {
+                eprintln!("{message}");
+            }
+            Ok(())
+        }
         JobState::Succeeded => {
             let name = done.backup_name.unwrap_or_default();
             if f.json {
@@ -134,10 +164,25 @@ pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
             t.shard
         );
     }
+    let to_point = a.restore_to_pos.is_some() || a.restore_to_timestamp.is_some();
+    if a.dry_run && !to_point {
+        return Err(UsageError(
+            "--dry-run needs --restore-to-pos or --restore-to-timestamp".into(),
+        )
+        .into());
+    }
     jobs::refuse_if_busy(topo, alias).await?;
     let mut job = Job::pending(JobKind::Restore, &t.keyspace, &t.shard, alias);
     job.backup_timestamp = a.backup_timestamp.clone();
     job.pending_timeout_seconds = Some(a.pending_timeout.as_secs());
+    if to_point {
+        job.point_in_time = Some(PointInTime {
+            restore_to_pos: a.restore_to_pos.clone(),
+            restore_to_timestamp: a.restore_to_timestamp.clone(),
+            dry_run: a.dry_run,
+            ..PointInTime::default()
+        });
+    }
     jobs::submit(topo, &job).await?;
     if a.no_wait {
         println!("{}", job.id);
@@ -146,10 +191,24 @@ pub async fn restore(topo: &Topo, a: RestoreArgs) -> anyhow::Result<()> {
     let done = jobs::wait(topo, &job.id, a.pending_timeout).await?;
     match done.state {
         JobState::Succeeded => {
-            println!(
-                "{alias} restored from {}",
-                done.backup_name.unwrap_or_default()
-            );
+            match &done.point_in_time {
+                Some(p) if to_point => {
+                    for line in &p.plan {
+                        println!("{line}");
+                    }
+                    match (&p.restored_to, a.dry_run) {
+                        (_, true) => println!("dry run: {alias} was not changed"),
+                        (Some(r), false) => println!(
+                            "{alias} restored to {r}; it is DRAINED with replication stopped"
+                        ),
+                        (None, false) => println!("{alias} restored"),
+                    }
+                }
+                _ => println!(
+                    "{alias} restored from {}",
+                    done.backup_name.unwrap_or_default()
+                ),
+            }
             Ok(())
         }
         _ => bail!(
@@ -185,6 +244,14 @@ pub struct BackupRow {
     pub schedule: Option<String>,
     /// `age` for an encrypted backup; `null` for plaintext and without a MANIFEST.
     pub encryption: Option<String>,
+    /// An incremental backup (binary logs): never a seed.
+    pub incremental: bool,
+    /// Incremental: its files hold every transaction after this position.
+    pub from_position: Option<String>,
+    /// Incremental: when its first transaction started.
+    pub first_timestamp: Option<DateTime<Utc>>,
+    /// Incremental: when its last transaction committed.
+    pub last_timestamp: Option<DateTime<Utc>>,
 }
 
 /// Storage joined with topo's catalog, oldest first.
@@ -227,6 +294,11 @@ pub async fn backup_rows(
                     in_topo,
                     schedule: m.schedule.clone(),
                     encryption: m.encryption.clone(),
+                    incremental: m.is_incremental(),
+                    from_position: Some(m.incremental.from_position.clone())
+                        .filter(|_| m.is_incremental()),
+                    first_timestamp: m.incremental.details.as_ref().map(|d| d.first_timestamp),
+                    last_timestamp: m.incremental.details.as_ref().map(|d| d.last_timestamp),
                 },
                 None => BackupRow {
                     name: b.name.clone(),
@@ -247,6 +319,10 @@ pub async fn backup_rows(
                     in_topo,
                     schedule: None,
                     encryption: None,
+                    incremental: false,
+                    from_position: None,
+                    first_timestamp: None,
+                    last_timestamp: None,
                 },
             }
         })
@@ -276,7 +352,11 @@ pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()>
             vec![
                 r.name.clone(),
                 r.tablet_alias.clone(),
-                r.engine.clone(),
+                if r.incremental {
+                    format!("{} (incremental)", r.engine)
+                } else {
+                    r.engine.clone()
+                },
                 if r.complete { "yes" } else { "no" }.to_string(),
                 r.size_bytes.to_string(),
                 opt(&Some(&r.position).filter(|p| !p.is_empty())),

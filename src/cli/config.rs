@@ -237,7 +237,39 @@ fn check_tablet_flags(a: &TabletArgs) -> Result<(), UsageError> {
     if a.concurrency == 0 {
         return Err(UsageError("--concurrency must be at least 1".into()));
     }
+    let to_point = a.restore_to_pos.is_some() || a.restore_to_timestamp.is_some();
+    if to_point && !a.restore_from_backup {
+        return Err(UsageError(
+            "--restore-to-pos and --restore-to-timestamp need --restore-from-backup".into(),
+        ));
+    }
+    if to_point && a.restore_from_backup_ts.is_some() {
+        return Err(UsageError(
+            "--restore-from-backup-ts cannot be combined with --restore-to-pos or --restore-to-timestamp: the chain picks its own full backup".into(),
+        ));
+    }
+    if to_point && !a.wait_for_backup_interval.is_zero() {
+        return Err(UsageError(
+            "--wait-for-backup-interval cannot be combined with --restore-to-pos or --restore-to-timestamp: a point needs backups that exist".into(),
+        ));
+    }
     Ok(())
+}
+
+/// The point `cairn tablet` restores to, if asked (flags already checked).
+fn restore_target(
+    a: &TabletArgs,
+) -> Result<Option<crate::backup::pitr::RestoreTarget>, UsageError> {
+    if a.restore_to_pos.is_none() && a.restore_to_timestamp.is_none() {
+        return Ok(None);
+    }
+    crate::tablet::pitr::target_of(
+        a.restore_to_pos.as_deref(),
+        a.restore_to_timestamp.as_deref(),
+        chrono::Utc::now(),
+    )
+    .map(Some)
+    .map_err(|e| UsageError(format!("{e:#}")))
 }
 
 /// Refuses coordinator flags that contradict each other or would spin.
@@ -370,6 +402,7 @@ pub fn agent_config(args: &TabletArgs) -> anyhow::Result<AgentConfig> {
         restore_from_backup: args.restore_from_backup,
         wait_for_backup_interval: args.wait_for_backup_interval,
         restore_from_backup_ts: args.restore_from_backup_ts.clone(),
+        restore_to: restore_target(args)?,
         storage: with_concurrency(storage_config(&args.storage, false)?, args.concurrency),
         http_port: args.port,
     })

@@ -187,6 +187,10 @@ struct JobRow {
     retry_of: Option<String>,
     bytes_done: u64,
     bytes_total: u64,
+    /// A backup job's start when incremental (`auto`, a position or a backup).
+    incremental_from_pos: Option<String>,
+    /// What a succeeded job says beyond its backup (why nothing was stored).
+    message: Option<String>,
 }
 
 pub async fn list(topo: &Topo, a: JobsArgs) -> anyhow::Result<()> {
@@ -207,6 +211,8 @@ pub async fn list(topo: &Topo, a: JobsArgs) -> anyhow::Result<()> {
             state: j.state,
             backup_name: j.backup_name,
             error: j.error,
+            incremental_from_pos: j.incremental_from_pos,
+            message: j.message,
             created_at: j.created_at,
             started_at: j.started_at,
             finished_at: j.finished_at,

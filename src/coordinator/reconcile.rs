@@ -204,6 +204,7 @@ mod tests {
             encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: crate::backup::manifest::FORMAT_VERSION,
+            incremental: Default::default(),
         };
         let good = BackupInfo::with_manifest("a", manifest("a"), 1);
         let rec = crate::backup::catalog::complete_record("ks", "0", &manifest("a"), 1);

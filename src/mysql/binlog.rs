@@ -9,7 +9,9 @@
 //! The format (binlog v4, as MariaDB 10.x writes it): the magic `\xfebin`, then
 //! events, each a 19-byte header (timestamp, type, server_id, length, next position,
 //! flags) and a body; when the `Format_description` event says so, every later event
-//! ends with a CRC32, which is checked. A transaction starts at a `GTID` event and
+//! ends with a CRC32, which is checked (for the `Format_description` event, as
+//! the server computes it: without the header's "in use" flag, which the server
+//! clears in place when it closes the file). A transaction starts at a `GTID` event and
 //! ends at its `XID` event, at a `COMMIT`/`ROLLBACK` query, or after its one event
 //! when the GTID is standalone (DDL). Encrypted binlogs are refused.
 //!
@@ -38,6 +40,12 @@ mod kind {
     pub const GTID_LIST: u8 = 163;
     pub const START_ENCRYPTION: u8 = 164;
 }
+
+/// Offset of the flags in an event header.
+const FLAGS_OFFSET: usize = 17;
+/// Header flag of a `Format_description` event: the file is open (being
+/// written, or its server crashed). Not covered by the checksum.
+const FL_BINLOG_IN_USE: u8 = 1;
 
 /// `flags2` bit of a GTID event: a transaction of one event and no COMMIT (DDL).
 const FL_STANDALONE: u8 = 1;
@@ -207,7 +215,14 @@ impl<R: Read> EventReader<R> {
             let body_len = rest.len() - 4;
             let want = u32_at(&rest, body_len);
             let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&header);
+            let mut summed = header;
+            if kind == kind::FORMAT_DESCRIPTION {
+                // The server sets "in use" on an open file's Format_description
+                // event and clears it on close, in place: its checksum is always
+                // over the header without that flag.
+                summed[FLAGS_OFFSET] &= !FL_BINLOG_IN_USE;
+            }
+            hasher.update(&summed);
             hasher.update(&rest[..body_len]);
             let got = hasher.finalize();
             if got != want {
@@ -310,6 +325,28 @@ pub fn summarize<R: Read>(src: R) -> Result<BinlogSummary, BinlogError> {
         out.complete_len = end;
     }
     Ok(out)
+}
+
+/// The `Gtid_list` event at the head of a binlog (the binlog state before the
+/// file), reading only up to it: `None` when the file has none before its first
+/// transaction (or is too short yet to hold one). Cheap on a large or growing file.
+pub fn read_gtid_list<R: Read>(src: R) -> Result<Option<Vec<Gtid>>, BinlogError> {
+    let mut reader = EventReader::new(src)?;
+    while let Some(ev) = reader.next_event()? {
+        match ev.kind {
+            kind::GTID_LIST => {
+                return parse_gtid_list_event(&ev.body).map(Some).map_err(|why| {
+                    BinlogError::Corrupt {
+                        offset: ev.offset,
+                        why,
+                    }
+                })
+            }
+            kind::GTID => return Ok(None),
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Decodes a `Gtid_list` event body: count (low 28 bits) then

@@ -12,8 +12,13 @@
 //! - [`gtid`]: MariaDB GTID lists: parse, format, merge; pure.
 //! - [`binlog`]: MariaDB binlog files: their events, transactions, GTID state and
 //!   times, and where the complete part of a growing file ends; pure.
+//! - [`binlog_apply`]: binlog files applied to the running server
+//!   (`mariadb-binlog | mariadb`), both tools' errors captured.
+//! - [`binlog_files`]: the server's binlog files through SQL: rotate, list, locate.
 
 pub mod binlog;
+pub mod binlog_apply;
+pub mod binlog_files;
 pub mod flavor;
 pub mod gtid;
 pub mod mysqld;

@@ -72,6 +72,9 @@ pub(super) struct Status {
     /// one-second resolution, so two backups started within one second would
     /// otherwise collide ([`unique_backup_second`]).
     pub(super) last_backup_second: Option<i64>,
+    /// A point-in-time restore put this tablet in the past: it stays DRAINED with
+    /// replication stopped (see [`super::pitr`]).
+    pub(super) pitr_hold: bool,
 }
 
 /// The start time a new backup is named after: `now` to the whole second, or the
@@ -283,6 +286,25 @@ impl Agent {
             s.type_unpublished = false;
         }
         Ok(())
+    }
+}
+
+/// What a job that succeeded leaves in its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct JobDone {
+    /// The backup written or restored; `None` when nothing was stored.
+    pub backup_name: Option<String>,
+    /// What the operator should know beyond the name (why nothing was stored).
+    pub message: Option<String>,
+}
+
+impl JobDone {
+    /// A job that wrote or restored the backup `name`.
+    pub fn named(name: String) -> Self {
+        JobDone {
+            backup_name: Some(name),
+            message: None,
+        }
     }
 }
 

@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub wait_for_backup_interval: Duration,
     /// `--restore-from-backup-ts`.
     pub restore_from_backup_ts: Option<String>,
+    /// `--restore-to-pos` / `--restore-to-timestamp` (with `--restore-from-backup`):
+    /// restore to that point and stay DRAINED.
+    pub restore_to: Option<crate::backup::pitr::RestoreTarget>,
     /// Backup storage (`None` when not configured).
     pub storage: StorageConfig,
     /// The agent's HTTP port; 0 picks a free one.

@@ -28,7 +28,7 @@ use chrono::Utc;
 use tracing::Instrument;
 
 use super::agent::Role;
-use super::agent::{Agent, JobRun};
+use super::agent::{Agent, JobDone, JobRun};
 #[cfg(test)]
 use super::fence::AGENT_RESTARTED;
 use super::fence::{self, claim_is_ours, is_orphan, stale_pending_reason, RETRY_MAX};
@@ -104,7 +104,7 @@ impl Agent {
             if result.is_err() {
                 tracing::warn!(job = %v.id, %reason, "failing a job left running under another lease");
             }
-            let _ = self.finish_job(&v.id, result, None, None).await;
+            let _ = self.finish_job(&v.id, result, None, None, None).await;
         }
     }
 
@@ -211,7 +211,7 @@ impl Agent {
         }
         if let Some(why) = stale_pending_reason(j, Utc::now()) {
             tracing::warn!(job = %j.id, reason = %why, "failing a job too old to start");
-            if let Err(e) = self.finish_job(&j.id, Err(why), None, None).await {
+            if let Err(e) = self.finish_job(&j.id, Err(why), None, None, None).await {
                 tracing::warn!(job = %j.id, error = %e, "cannot fail the stale job");
             }
             return;
@@ -220,7 +220,7 @@ impl Agent {
         if let Some(other) = busy {
             if other != j.id {
                 let _ = self
-                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None, None)
+                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None, None, None)
                     .await;
             }
             return;
@@ -290,9 +290,9 @@ impl Agent {
                 // Health first, so whoever sees the job finished also sees the tablet's
                 // fresh state (replicating again, not busy).
                 agent.write_health().await;
-                let (result, name) = match outcome {
-                    Ok(name) => (Ok(()), Some(name)),
-                    Err((e, name)) => (Err(job_error(&e, run.stop_reason().as_deref())), name),
+                let (result, name, message) = match outcome {
+                    Ok(done) => (Ok(()), done.backup_name, done.message),
+                    Err((e, name)) => (Err(job_error(&e, run.stop_reason().as_deref())), name, None),
                 };
                 // The final figures go with the outcome: one write, whatever the
                 // throttle held back.
@@ -300,7 +300,7 @@ impl Agent {
                     progress.bytes_done.load(Ordering::Relaxed),
                     progress.bytes_total.load(Ordering::Relaxed),
                 );
-                agent.record_outcome(&id, result, name, last).await;
+                agent.record_outcome(&id, result, name, message, last).await;
             }
             .instrument(span),
         );
@@ -321,12 +321,19 @@ impl Agent {
         id: &str,
         result: Result<(), String>,
         name: Option<String>,
+        message: Option<String>,
         last: (u64, u64),
     ) {
         let mut pause = Duration::from_millis(500);
         loop {
             match self
-                .finish_job(id, result.clone(), name.clone(), Some(last))
+                .finish_job(
+                    id,
+                    result.clone(),
+                    name.clone(),
+                    message.clone(),
+                    Some(last),
+                )
                 .await
             {
                 Ok(()) => return,
@@ -352,7 +359,7 @@ impl Agent {
         job: &Job,
         run: &JobRun,
         progress: Arc<Progress>,
-    ) -> Result<String, (anyhow::Error, Option<String>)> {
+    ) -> Result<JobDone, (anyhow::Error, Option<String>)> {
         if run.stopped() {
             return Err((anyhow::anyhow!("not started"), None));
         }
@@ -361,17 +368,21 @@ impl Agent {
             JobKind::Restore => self
                 .run_restore(job, run, progress)
                 .await
+                .map(JobDone::named)
                 .map_err(|e| (e, None)),
         }
     }
 
     /// Writes the job's final state, with its final progress (bytes done, total)
-    /// when it ran.
+    /// when it ran. A job that succeeded with a `message` and no backup name
+    /// stored nothing (an empty incremental backup): the name it was claimed
+    /// with is cleared, so it names no backup.
     async fn finish_job(
         &self,
         id: &str,
         result: Result<(), String>,
         backup_name: Option<String>,
+        message: Option<String>,
         progress: Option<(u64, u64)>,
     ) -> anyhow::Result<()> {
         let key = self.topo.keys().job(id);
@@ -384,6 +395,11 @@ impl Agent {
                 j.finished_at = Some(Utc::now());
                 if backup_name.is_some() {
                     j.backup_name = backup_name.clone();
+                } else if result.is_ok() && message.is_some() {
+                    j.backup_name = None;
+                }
+                if message.is_some() {
+                    j.message = message.clone();
                 }
                 if let Some((done, total)) = progress {
                     j.progress.bytes_done = done;
@@ -409,7 +425,7 @@ impl Agent {
     /// Publishes progress into the job record while the job runs: when it moved,
     /// at most once per `--job-progress-interval` ([`should_publish`]); the final
     /// figures are written with the outcome. Aborted when the job's body ends.
-    fn spawn_progress_reporter(
+    pub(super) fn spawn_progress_reporter(
         self: &Arc<Self>,
         id: String,
         progress: Arc<Progress>,
@@ -460,7 +476,7 @@ impl Agent {
         job: &Job,
         run: &JobRun,
         progress: Arc<Progress>,
-    ) -> Result<String, (anyhow::Error, Option<String>)> {
+    ) -> Result<JobDone, (anyhow::Error, Option<String>)> {
         let original = self.tablet_type();
         if original == TabletType::Primary && !job.allow_primary {
             return Err((
@@ -472,6 +488,10 @@ impl Agent {
         }
         if matches!(original, TabletType::Backup | TabletType::Restore) {
             return Err((anyhow::anyhow!("tablet is already in {original}"), None));
+        }
+        if let Some(from) = job.incremental_from_pos.as_deref() {
+            // Binary logs only: mysqld keeps serving, the type stays.
+            return self.run_incremental(job, run, progress, from).await;
         }
         let method = job.engine.unwrap_or(self.cfg.backup.default_engine);
         // Data the engine would miss (a symlinked database, a DATA DIRECTORY table)
@@ -543,11 +563,11 @@ impl Agent {
                 Some(name),
             ));
         }
-        Ok(manifest.backup_name)
+        Ok(JobDone::named(manifest.backup_name))
     }
 
     /// Writes the BackupRecord and moves the shard's latest backup forward.
-    async fn record_backup(&self, record: &BackupRecord) -> anyhow::Result<()> {
+    pub(super) async fn record_backup(&self, record: &BackupRecord) -> anyhow::Result<()> {
         let catalog = Catalog::new(&self.topo, self.storage()?);
         catalog.add_record(record).await?;
         catalog
@@ -652,9 +672,13 @@ impl Agent {
             bail!("tablet is PRIMARY: in-place restore refused");
         }
         let reporter = self.spawn_progress_reporter(job.id.clone(), progress.clone());
-        let r = self
-            .restore_in_place(job.backup_timestamp.as_deref(), progress, run)
-            .await;
+        let r = match &job.point_in_time {
+            Some(pit) => self.run_point_in_time_job(job, pit, progress, run).await,
+            None => {
+                self.restore_in_place(job.backup_timestamp.as_deref(), progress, run)
+                    .await
+            }
+        };
         reporter.abort();
         r
     }

@@ -16,8 +16,12 @@
 //!   stopped when the lease is lost, the check before a restore's swap, orphans.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
+//! - [`incremental`]: the incremental backup job: binary logs only, the tablet
+//!   keeps serving.
 //! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
+//! - [`pitr`]: restores to a point (a GTID position or a second): the chain
+//!   planned, its binlogs fetched and applied, the tablet held DRAINED.
 //! - [`recovery`]: at every start, what an interrupted restore left is rolled back
 //!   or redone.
 //! - [`http`]: `/healthz` and `/metrics`.
@@ -27,7 +31,9 @@ pub mod config;
 pub mod fence;
 pub mod health;
 pub mod http;
+pub mod incremental;
 pub mod jobs;
+pub mod pitr;
 mod publish;
 pub mod recovery;
 pub mod replication;

@@ -49,7 +49,8 @@ pub enum SeedChoice {
     NoCompleteBackup(String),
 }
 
-/// Picks the newest complete backup, at or before `at_or_before` if given. Pure.
+/// Picks the newest complete full backup, at or before `at_or_before` if given;
+/// an incremental backup (binary logs) is never a seed. Pure.
 pub fn choose_backup(
     backups: &[BackupInfo],
     at_or_before: Option<chrono::DateTime<chrono::Utc>>,
@@ -60,16 +61,27 @@ pub fn choose_backup(
     let best = backups
         .iter()
         .filter_map(BackupInfo::restorable_manifest)
+        // An incremental holds binlogs, not a data directory: never a seed.
+        .filter(|m| !m.is_incremental())
         .filter(|m| at_or_before.is_none_or(|t| m.backup_time <= t))
         .max_by(|a, b| (a.backup_time, &a.backup_name).cmp(&(b.backup_time, &b.backup_name)));
     match best {
         Some(m) => SeedChoice::Backup(Box::new(m.clone())),
         None => {
-            let complete = backups.iter().filter(|b| b.complete).count();
+            let full =
+                |b: &&BackupInfo| b.restorable_manifest().is_some_and(|m| !m.is_incremental());
+            let complete = backups.iter().filter(full).count();
+            let incremental = backups.iter().filter(|b| b.complete).count() - complete;
             let unreadable: Vec<&BackupInfo> =
                 backups.iter().filter(|b| b.is_unreadable()).collect();
             let why = match at_or_before {
                 Some(t) if complete > 0 => format!("no complete backup at or before {}", t.format("%Y-%m-%d.%H%M%S")),
+                _ if incremental > 0 => format!(
+                    "{} backup(s) exist but no complete full one ({incremental} incremental, which hold binary logs and cannot seed a tablet; {} unreadable){}",
+                    backups.len(),
+                    unreadable.len(),
+                    unreadable_details(&unreadable),
+                ),
                 _ => format!(
                     "{} backup(s) exist but none is complete ({} unreadable, the rest without a MANIFEST){}",
                     backups.len(),
@@ -193,7 +205,7 @@ impl Agent {
         Ok(())
     }
 
-    async fn list_backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
+    pub(super) async fn list_backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
         self.storage()?
             .list_backups(&self.cfg.keyspace, &self.cfg.shard)
             .await
@@ -290,7 +302,7 @@ impl Agent {
 
     /// Refuses, before anything is touched, a backup whose MANIFEST does not fit this
     /// tablet (another shard without `--allow-other-shard`, a newer server).
-    fn check_fits(&self, m: &Manifest, server_version: &str) -> anyhow::Result<()> {
+    pub(super) fn check_fits(&self, m: &Manifest, server_version: &str) -> anyhow::Result<()> {
         engine::check_manifest_fits(
             m,
             &self.cfg.keyspace,
@@ -315,7 +327,7 @@ impl Agent {
     /// Refuses, before anything is touched, an encrypted backup this tablet's
     /// `--backup-encryption-identity-file` cannot open (or that it lacks); the
     /// error names the recipients needed. Reads one age header, no data.
-    async fn check_decryptable(&self, m: &Manifest) -> anyhow::Result<()> {
+    pub(super) async fn check_decryptable(&self, m: &Manifest) -> anyhow::Result<()> {
         pipeline::check_decryptable(StoredBackup {
             storage: self.storage()?,
             keyspace: &self.cfg.keyspace,
@@ -334,7 +346,7 @@ impl Agent {
 
     /// Restores `m` into the (missing, empty or half-restored) data directory and
     /// starts mysqld on it with the backup's position.
-    async fn restore_backup_at_start(&self, m: &Manifest) -> anyhow::Result<()> {
+    pub(super) async fn restore_backup_at_start(&self, m: &Manifest) -> anyhow::Result<()> {
         self.set_restoring(Some(&m.backup_name));
         self.write_health().await;
         let r = self.restore_backup_at_start_inner(m).await;
@@ -438,13 +450,30 @@ impl Agent {
         self.check_fits(&m, &server_version)?;
         self.check_decryptable(&m).await?;
         let original = self.tablet_type();
+        self.restore_manifest_in_place(&m, original, progress, run, true)
+            .await
+    }
+
+    /// Restores `m` in place (staging, then the swap). With `serve_after` the
+    /// tablet returns to `original` afterwards; without, a swapped-in restore
+    /// leaves mysqld up on the restored data, replication reset, type RESTORE
+    /// (a point-in-time restore goes on from there); a refused or failed one
+    /// still returns to service.
+    pub(super) async fn restore_manifest_in_place(
+        &self,
+        m: &Manifest,
+        original: TabletType,
+        progress: Arc<Progress>,
+        run: &JobRun,
+        serve_after: bool,
+    ) -> anyhow::Result<String> {
         let staging = self.staging_dir();
         remove_dir_if_exists(&staging)?;
-        self.check_space(&m)?;
+        self.check_space(m)?;
         self.set_restoring(Some(&m.backup_name));
         self.write_health().await;
         let r = self
-            .restore_in_place_inner(&m, original, &staging, progress, run)
+            .restore_in_place_inner(m, original, &staging, progress, run, serve_after)
             .await;
         self.set_restoring(None);
         r
@@ -457,6 +486,7 @@ impl Agent {
         staging: &Path,
         progress: Arc<Progress>,
         run: &JobRun,
+        serve_after: bool,
     ) -> anyhow::Result<String> {
         let server_version = self.mysqld.lock().await.binary_version().to_string();
         let restored = engine::restore_to_staging(engine::RestoreParams {
@@ -494,6 +524,11 @@ impl Agent {
             // Refused before the swap (the tablet became primary, mysqld would not
             // stop): the verified copy is not needed any more.
             let _ = remove_dir_if_exists(staging);
+        } else if serve_after {
+            // Plain data replaced whatever a point-in-time restore left.
+            self.release_hold();
+        } else {
+            return Ok(m.backup_name.clone());
         }
         let back = self.return_to_service(original).await;
         swapped?;

@@ -169,6 +169,21 @@ impl Agent {
             s.role.clone()
         };
         let action = plan_role(&self.cfg.alias, &current, shard.primary_alias.as_ref());
+        if lock(&self.status).pitr_hold {
+            if matches!(action, RoleAction::BecomePrimary | RoleAction::StayPrimary) {
+                // An operator made the restored tablet primary: that ends the hold.
+                self.release_hold();
+            } else {
+                self.keep_held(&mysqld, &current).await?;
+                lock(&self.status).replication.reset();
+                drop(mysqld);
+                if self.tablet_type() != TabletType::Drained {
+                    self.publish_tablet(TabletType::Drained).await?;
+                }
+                self.clear_error();
+                return Ok(());
+            }
+        }
         match &action {
             RoleAction::StayPrimary => {}
             RoleAction::BecomePrimary => {

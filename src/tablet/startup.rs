@@ -203,6 +203,12 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             );
         }
     }
+    let held = super::pitr::read_hold(&cfg.tablet_dir);
+    if let Some(h) = &held {
+        tracing::warn!(target = %h.target, state = %h.state, restored_to = ?h.restored_to,
+            "this tablet holds a point-in-time restore: it stays DRAINED with replication stopped (remove {} to end that)",
+            cfg.tablet_dir.join(super::pitr::HOLD_FILE).display());
+    }
     let agent = Arc::new(Agent {
         topo,
         mysqld: tokio::sync::Mutex::new(mysqld),
@@ -217,6 +223,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             restoring: None,
             replication: Default::default(),
             last_backup_second: None,
+            pitr_hold: held.is_some(),
         }),
         lease,
         metrics: Arc::new(AgentMetrics::default()),
@@ -269,7 +276,28 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         agent.write_health().await;
         let health = tokio::spawn(agent.clone().health_loop());
         let outcome = match &plan {
+            // An interrupted restore to a point is redone as one (the hold file,
+            // written before its apply, keeps the tablet DRAINED either way).
+            StartPlan::Redo(_) if agent.cfg.restore_to.is_some() && held.is_some() => {
+                match agent.cfg.restore_to.clone() {
+                    Some(t) => agent
+                        .restore_point_in_time_at_start(&t)
+                        .await
+                        .map(|()| true),
+                    None => Ok(false),
+                }
+            }
             StartPlan::Redo(name) => agent.redo_restore_at_start(name).await.map(|()| true),
+            _ if agent.cfg.restore_to.is_some() => {
+                let target = agent.cfg.restore_to.clone();
+                match target {
+                    Some(t) => agent
+                        .restore_point_in_time_at_start(&t)
+                        .await
+                        .map(|()| true),
+                    None => Ok(false),
+                }
+            }
             _ => {
                 agent
                     .restore_at_start(
@@ -304,6 +332,11 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             .context("creating the replication user")?;
     }
     lock(&agent.status).mysqld_up = true;
+    let tablet_type = if lock(&agent.status).pitr_hold && !is_primary {
+        TabletType::Drained
+    } else {
+        tablet_type
+    };
     agent
         .publish_tablet(tablet_type)
         .await

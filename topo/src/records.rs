@@ -227,6 +227,20 @@ pub struct BackupRecord {
     /// Why the backup is unreadable (`state: unreadable`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// An incremental backup (binary logs from `from_position` to `position`):
+    /// never a shard's latest backup, never a seed. Records written before the
+    /// field: full backups.
+    #[serde(default)]
+    pub incremental: bool,
+    /// Incremental only: its files hold every transaction after this position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_position: Option<String>,
+    /// Incremental only: when its first transaction started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_timestamp: Option<DateTime<Utc>>,
+    /// Incremental only: when its last transaction committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_timestamp: Option<DateTime<Utc>>,
 }
 
 /// Whether a catalogued backup can be restored, as the catalog last found it in
@@ -335,6 +349,40 @@ pub struct Job {
     /// Tablets that already failed this run (retries go elsewhere).
     #[serde(default)]
     pub excluded_tablets: Vec<TabletAlias>,
+    /// Backup: take an incremental backup (binary logs) from this point, as
+    /// `backup --incremental-from-pos` was given it: `auto`, `MariaDB/<gtids>`
+    /// or a backup name. `None`: a full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_from_pos: Option<String>,
+    /// What a SUCCEEDED job has to say beyond its backup name: an incremental
+    /// backup with nothing new to store succeeds with this and no backup name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Restore only: a point-in-time restore's target and, once the agent planned
+    /// or ran it, the chain it chose and where it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTime>,
+}
+
+/// A point-in-time restore, as its job asks for it and reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointInTime {
+    /// `--restore-to-pos`: `MariaDB/<gtid-list>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to_pos: Option<String>,
+    /// `--restore-to-timestamp`: `YYYY-MM-DDTHH:MM:SSZ`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to_timestamp: Option<String>,
+    /// `--dry-run`: plan and report the chain, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Written by the agent: the chain, one line per backup and the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
+    /// Written by the agent when done: the position the tablet holds
+    /// (`MariaDB/<gtid-list>`) and the last applied transaction's commit time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_to: Option<String>,
 }
 
 fn one() -> u32 {
@@ -382,6 +430,9 @@ impl Job {
             scheduled_for: None,
             retry_of: None,
             excluded_tablets: vec![],
+            incremental_from_pos: None,
+            message: None,
+            point_in_time: None,
         }
     }
 }

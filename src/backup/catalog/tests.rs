@@ -26,6 +26,10 @@ fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
         schedule: None,
         state: BackupRecordState::Complete,
         error: None,
+        incremental: false,
+        from_position: None,
+        first_timestamp: None,
+        last_timestamp: None,
     }
 }
 
@@ -54,6 +58,7 @@ fn manifest(name: &str, sec: u32) -> Manifest {
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
+        incremental: Default::default(),
     }
 }
 
@@ -341,4 +346,45 @@ fn removed_found_anywhere() {
     ] {
         assert_eq!(Removed { record, storage }.found(), found);
     }
+}
+
+#[test]
+fn an_incremental_backup_is_never_the_latest() {
+    let incr = |name: &str, sec: u32| BackupRecord {
+        incremental: true,
+        from_position: Some("MariaDB/0-1-1".into()),
+        ..record(name, sec, true)
+    };
+    let records = vec![record("full", 1, true), incr("incr", 2)];
+    assert_eq!(
+        latest_backup(&records).map(|r| r.name.as_str()),
+        Some("full")
+    );
+    let listed = vec![stored("full", 1, true), stored("incr", 2, true)];
+    assert_eq!(
+        latest_restorable(&records, &listed).map(|r| r.name.as_str()),
+        Some("full")
+    );
+    let only_incr = vec![incr("incr", 2)];
+    assert_eq!(latest_backup(&only_incr), None);
+    assert_eq!(latest_restorable(&only_incr, &listed), None);
+    // The record says what the MANIFEST says.
+    let mut b = stored("i", 3, true);
+    if let Some(m) = b.manifest.as_mut() {
+        m.incremental.is_incremental = true;
+        m.incremental.from_position = "MariaDB/0-1-5".into();
+        m.incremental.details = Some(crate::backup::manifest::IncrementalDetails {
+            first_timestamp: at(1),
+            first_timestamp_binlog: "mysql-bin.000001".into(),
+            last_timestamp: at(2),
+            last_timestamp_binlog: "mysql-bin.000002".into(),
+        });
+    }
+    let r = record_of("ks", "0", &b).unwrap();
+    assert!(r.incremental);
+    assert_eq!(r.from_position.as_deref(), Some("MariaDB/0-1-5"));
+    assert_eq!(
+        (r.first_timestamp, r.last_timestamp),
+        (Some(at(1)), Some(at(2)))
+    );
 }

@@ -29,6 +29,7 @@ fn sample() -> Manifest {
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION_PLAIN,
+        incremental: Incremental::default(),
     };
     m.set_file_entries(vec![FileEntry {
         base: base::DATA.into(),
@@ -117,6 +118,8 @@ fn manifest_json_uses_vitess_field_names_and_round_trips() {
         assert!(json.contains(field), "{field} missing in {json}");
     }
     assert!(!json.contains("StreamMode"));
+    assert!(!json.contains("Incremental"), "{json}");
+    assert!(!json.contains("FromPosition"), "{json}");
     let back = Manifest::from_json(json.as_bytes()).unwrap();
     assert_eq!(back, m);
     back.check_restorable().unwrap();
@@ -242,4 +245,42 @@ fn each_entry_is_checked_with_the_algorithm_it_names() {
         assert_eq!(HashAlgorithm::parse(a.name()), Some(a));
     }
     assert_eq!(HashAlgorithm::default(), HashAlgorithm::Blake3);
+}
+
+#[test]
+fn an_incremental_manifest_uses_vitess_names_and_round_trips() {
+    let mut m = sample();
+    let t = Utc.with_ymd_and_hms(2024, 1, 2, 3, 0, 0).unwrap();
+    m.incremental = Incremental {
+        is_incremental: true,
+        from_position: "MariaDB/0-101-40".into(),
+        from_backup: "2024-01-01.000000.zone1-0000000101".into(),
+        details: Some(IncrementalDetails {
+            first_timestamp: t,
+            first_timestamp_binlog: "mysql-bin.000002".into(),
+            last_timestamp: t + chrono::Duration::seconds(61),
+            last_timestamp_binlog: "mysql-bin.000003".into(),
+        }),
+    };
+    m.format_version = FORMAT_VERSION_INCREMENTAL;
+    let json = String::from_utf8(m.to_json().unwrap()).unwrap();
+    for field in [
+        "\"Incremental\": true",
+        "\"FromPosition\": \"MariaDB/0-101-40\"",
+        "\"FromBackup\": \"2024-01-01.000000.zone1-0000000101\"",
+        "\"FirstTimestamp\": \"2024-01-02T03:00:00Z\"",
+        "\"FirstTimestampBinlog\": \"mysql-bin.000002\"",
+        "\"LastTimestamp\": \"2024-01-02T03:01:01Z\"",
+        "\"LastTimestampBinlog\": \"mysql-bin.000003\"",
+    ] {
+        assert!(json.contains(field), "{field} missing in {json}");
+    }
+    let back = Manifest::from_json(json.as_bytes()).unwrap();
+    assert_eq!(back, m);
+    assert!(back.is_incremental());
+    back.check_restorable().unwrap();
+    // Encryption does not lower the format an incremental needs.
+    let mut e = m.clone();
+    e.set_encryption(&["age1x".into()]);
+    assert_eq!(e.format_version, FORMAT_VERSION_INCREMENTAL);
 }

@@ -96,6 +96,7 @@ fn manifest_for(entries: Vec<FileEntry>, engine: CompressionEngine) -> Manifest 
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
+        incremental: Default::default(),
     };
     m.set_file_entries(entries);
     m

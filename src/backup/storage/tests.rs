@@ -41,6 +41,7 @@ fn manifest(ks: &str, shard: &str, name: &str, entries: Vec<FileEntry>) -> Manif
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
+        incremental: Default::default(),
     };
     m.set_file_entries(entries);
     m

@@ -208,3 +208,46 @@ fn refuses_what_is_not_a_readable_binlog() {
     nested.gtid(1, 0, 1, 1, false).gtid(1, 0, 1, 2, false);
     assert!(summarize(&nested.bytes[..]).is_err());
 }
+
+#[test]
+fn the_head_gtid_list_is_read_without_the_rest() {
+    let mut b = Builder::new(true);
+    b.gtid_list(&[(0, 1, 10), (1, 2, 4)])
+        .gtid(2000, 0, 1, 11, true)
+        .query(2000, "DROP TABLE t");
+    assert_eq!(
+        read_gtid_list(&b.bytes[..]).unwrap(),
+        Some(vec![g(0, 1, 10), g(1, 2, 4)])
+    );
+    // A corrupt event after the head does not matter.
+    let mut tail = b.bytes.clone();
+    let n = tail.len() - 3;
+    tail[n] ^= 0xff;
+    assert!(read_gtid_list(&tail[..]).unwrap().is_some());
+    let mut none = Builder::new(false);
+    none.gtid(2000, 0, 1, 1, true).query(2000, "DROP TABLE t");
+    assert_eq!(read_gtid_list(&none.bytes[..]).unwrap(), None);
+    assert!(matches!(
+        read_gtid_list(&b"nope"[..]),
+        Err(BinlogError::NotBinlog)
+    ));
+}
+
+#[test]
+fn an_open_files_in_use_flag_is_outside_the_checksum() {
+    // What mariadbd does: the checksum of the Format_description event is over
+    // its header without the "in use" flag, set while the file is open.
+    let mut b = Builder::new(true);
+    b.gtid_list(&[(0, 1, 3)])
+        .gtid(2000, 0, 1, 4, true)
+        .query(2000, "DROP TABLE t");
+    let mut open = b.bytes.clone();
+    open[4 + FLAGS_OFFSET] |= FL_BINLOG_IN_USE;
+    let s = summarize(&open[..]).unwrap();
+    assert_eq!(s.transactions.len(), 1);
+    assert_eq!(read_gtid_list(&open[..]).unwrap(), Some(vec![g(0, 1, 3)]));
+    // Any other flag is covered.
+    let mut other = b.bytes.clone();
+    other[4 + FLAGS_OFFSET] |= 0x40;
+    assert!(summarize(&other[..]).is_err());
+}

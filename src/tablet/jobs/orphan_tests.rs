@@ -31,6 +31,7 @@ fn manifest(format_version: u32) -> Manifest {
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version,
+        incremental: Default::default(),
     }
 }
 

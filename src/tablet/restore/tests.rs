@@ -36,6 +36,7 @@ fn info(name: &str, secs: i64, complete: bool) -> BackupInfo {
             encryption_recipients: vec![],
             flavor: "MariaDB".into(),
             format_version: FORMAT_VERSION,
+            incremental: Default::default(),
         },
         1,
     )
@@ -46,6 +47,26 @@ fn picked(c: SeedChoice) -> String {
         SeedChoice::Backup(m) => m.backup_name,
         SeedChoice::NoBackup => "none".into(),
         SeedChoice::NoCompleteBackup(_) => "incomplete".into(),
+    }
+}
+
+#[test]
+fn an_incremental_backup_is_never_a_seed() {
+    let incr = |name: &str, secs: i64| {
+        let mut m = info(name, secs, true).manifest.unwrap();
+        m.incremental.is_incremental = true;
+        BackupInfo::with_manifest(name, m, 1)
+    };
+    let b = vec![info("full", 100, true), incr("incr", 200)];
+    assert_eq!(picked(choose_backup(&b, None)), "full");
+    assert_eq!(
+        picked(choose_backup(&b, Some(Utc.timestamp_opt(250, 0).unwrap()))),
+        "full"
+    );
+    // Only incrementals: never "start empty", and the reason says why.
+    match choose_backup(&[incr("incr", 200)], None) {
+        SeedChoice::NoCompleteBackup(why) => assert!(why.contains("1 incremental"), "{why}"),
+        other => panic!("{other:?}"),
     }
 }
 

@@ -1,0 +1,391 @@
+//! Restore to a point (issue 10, item 4), the accident, against real etcd and
+//! MariaDB: rows written second by second, a full backup of the replica in the
+//! middle, incremental backups of its binlogs, then `DROP TABLE` on the primary.
+//! A NEW tablet restored to the second of the drop (every transaction before it)
+//! and another to the GTID of the last insert hold every row written before that
+//! point and nothing after, and end DRAINED with replication stopped; an
+//! in-place restore of one of them to an earlier second keeps only the rows
+//! before it; `--dry-run` prints the chain and changes nothing; bad input (a
+//! malformed GTID list, a timestamp in the future or before the oldest backup,
+//! another shard's history, a hole, both flags) exits 2 or 1 with the reason and
+//! changes nothing.
+//!
+//! The incremental backups are taken with `backup --incremental-from-pos auto`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cairn::testkit::{Cluster, MotoServer, TabletProcess, AWS_ENV};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+const T: Duration = Duration::from_secs(120);
+
+fn at(t: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(t, 0).unwrap()
+}
+
+/// `cairn backup ALIAS --incremental-from-pos auto`: the replica's binlogs since
+/// the newest backup, as an incremental backup.
+fn incremental(c: &Cluster, alias: &str) {
+    let name = c
+        .cli_ok(&["backup", alias, "--incremental-from-pos", "auto"])
+        .unwrap();
+    assert!(!name.trim().is_empty(), "no incremental stored");
+}
+
+/// Sleeps to the start of the next second; returns that second.
+async fn next_second() -> DateTime<Utc> {
+    let now = Utc::now();
+    let ms = 1000 - now.timestamp_subsec_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(ms + 20)).await;
+    at(now.timestamp() + 1)
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn ids(t: &TabletProcess) -> String {
+    t.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM app.t")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Waits until `alias` is registered DRAINED with mysqld up.
+async fn wait_drained(c: &Cluster, t: &mut TabletProcess) {
+    let alias = t.spec.alias();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        if let Some(st) = t.try_exit() {
+            panic!("{alias} exited ({st}):\n{}", t.log_tail(40));
+        }
+        let out = c.cli_ok(&["get-tablets", "--json"]).unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        if rows
+            .iter()
+            .any(|r| r["alias"] == alias.as_str() && r["type"] == "DRAINED")
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{alias} not DRAINED:\n{}",
+            t.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn assert_not_replicating(t: &TabletProcess) {
+    let st = t.sql("SHOW SLAVE STATUS\\G").unwrap();
+    assert!(
+        !st.contains(": Yes"),
+        "{} replicates:\n{st}",
+        t.spec.alias()
+    );
+}
+
+/// `cairn ARGS` must fail with `code` and say `why` on stderr.
+fn refused(c: &Cluster, args: &[&str], code: i32, why: &str) {
+    let out = c.cli(args).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(err.contains(why), "{args:?}: {why:?} not in {err}");
+}
+
+/// The accident, staged: what the restores are checked against.
+struct Scene {
+    p: TabletProcess,
+    r: TabletProcess,
+    /// The second each row (id = index + 1) was written in.
+    seconds: Vec<DateTime<Utc>>,
+    /// The primary's position after each row.
+    gtids: Vec<String>,
+    /// The second of the `DROP TABLE`, which no row shares.
+    drop_second: DateTime<Utc>,
+}
+
+/// A primary (101) and a replica (102) of `ks/0`; rows 1..3 second by second, a
+/// full backup of the replica, rows 4..7, an incremental, `DROP TABLE` in a
+/// second of its own, another incremental.
+async fn accident(c: &Cluster) -> Scene {
+    let topo = c.topo().await.unwrap();
+    let (ps, rs) = (
+        c.tablet(101, "ks", "0").unwrap(),
+        c.tablet(102, "ks", "0").unwrap(),
+    );
+    let mut p = c.spawn_tablet(&ps).unwrap();
+    let mut r = c.spawn_tablet(&rs).unwrap();
+    p.wait_healthy(&topo, T).await.unwrap();
+    r.wait_healthy(&topo, T).await.unwrap();
+    c.cli_ok(&["init-shard-primary", "ks/0", &ps.alias()])
+        .unwrap();
+    p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, at BIGINT)")
+        .unwrap();
+    let mut seconds = vec![];
+    let mut gtids = vec![];
+    for id in 1..=7 {
+        if id == 4 {
+            r.wait_value("SELECT COUNT(*) FROM app.t", "3", T)
+                .await
+                .unwrap();
+            c.cli_ok(&["backup", &rs.alias()]).unwrap();
+            r.wait_healthy(&topo, T).await.unwrap();
+        }
+        let at = next_second().await;
+        p.sql(&format!(
+            "INSERT INTO app.t VALUES ({id}, {})",
+            at.timestamp()
+        ))
+        .unwrap();
+        seconds.push(at);
+        gtids.push(
+            p.sql("SELECT @@gtid_binlog_pos")
+                .unwrap()
+                .trim()
+                .to_string(),
+        );
+    }
+    r.wait_value("SELECT COUNT(*) FROM app.t", "7", T)
+        .await
+        .unwrap();
+    incremental(c, &rs.alias());
+    let drop_second = next_second().await;
+    p.sql("DROP TABLE app.t").unwrap();
+    r.wait_value(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 't'",
+        "0",
+        T,
+    )
+    .await
+    .unwrap();
+    incremental(c, &rs.alias());
+    Scene {
+        p,
+        r,
+        seconds,
+        gtids,
+        drop_second,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid() {
+    let c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        .await
+        .unwrap();
+    let Scene {
+        p,
+        r: _r,
+        seconds,
+        gtids,
+        drop_second,
+    } = accident(&c).await;
+    let last_insert = format!("MariaDB/{}", gtids[6]);
+
+    // A new tablet to the second of the drop: everything before it, not the drop.
+    let mut s3 = c.tablet(103, "ks", "0").unwrap();
+    s3.extra = vec![
+        "--restore-from-backup".into(),
+        "--restore-to-timestamp".into(),
+        rfc(drop_second),
+    ];
+    let mut t3 = c.spawn_tablet(&s3).unwrap();
+    // Another to the GTID of the last insert.
+    let mut s4 = c.tablet(104, "ks", "0").unwrap();
+    s4.extra = vec![
+        "--restore-from-backup".into(),
+        "--restore-to-pos".into(),
+        last_insert.clone(),
+    ];
+    let mut t4 = c.spawn_tablet(&s4).unwrap();
+    wait_drained(&c, &mut t3).await;
+    wait_drained(&c, &mut t4).await;
+    for t in [&t3, &t4] {
+        assert_eq!(
+            ids(t),
+            "1,2,3,4,5,6,7",
+            "{}:\n{}",
+            t.spec.alias(),
+            t.log_tail(30)
+        );
+        assert_not_replicating(t);
+        assert!(t.spec.dir.join("point_in_time_restore").exists());
+        assert!(!t.spec.dir.join("pitr-binlogs").exists());
+        assert!(
+            t.log().contains("point-in-time restore done"),
+            "{}",
+            t.log_tail(30)
+        );
+    }
+    assert_eq!(t4.sql("SELECT @@gtid_slave_pos").unwrap().trim(), gtids[6]);
+    // The primary went on without the table; the restored tablets stay in the past.
+    p.sql("CREATE TABLE app.after (id INT PRIMARY KEY)")
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for t in [&t3, &t4] {
+        let tables = t
+            .sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'after'")
+            .unwrap();
+        assert_eq!(
+            tables.trim(),
+            "0",
+            "{} followed the primary",
+            t.spec.alias()
+        );
+    }
+
+    // In place, tablet 103 to row 6's second: rows 1..5 only.
+    let a3 = s3.alias();
+    let dry = c
+        .cli_ok(&[
+            "restore-from-backup",
+            &a3,
+            "--restore-to-timestamp",
+            &rfc(seconds[5]),
+            "--dry-run",
+        ])
+        .unwrap();
+    assert!(
+        dry.contains("full ") && dry.contains("incremental ") && dry.contains("dry run"),
+        "{dry}"
+    );
+    assert_eq!(ids(&t3), "1,2,3,4,5,6,7", "the dry run changed nothing");
+    let out = c
+        .cli_ok(&[
+            "restore-from-backup",
+            &a3,
+            "--restore-to-timestamp",
+            &rfc(seconds[5]),
+        ])
+        .unwrap();
+    assert!(
+        out.contains(&format!("restored to MariaDB/{}", gtids[4])),
+        "{out}"
+    );
+    assert_eq!(ids(&t3), "1,2,3,4,5");
+    assert_not_replicating(&t3);
+
+    // Bad input: exit 2 or 1 with the reason, nothing changed.
+    let future = rfc(Utc::now() + chrono::Duration::hours(1));
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["--restore-to-pos", "MariaDB/0-101"],
+            2,
+            "invalid position",
+        ),
+        (vec!["--restore-to-pos", "0-101-5"], 2, "want MariaDB/"),
+        (vec!["--restore-to-timestamp", &future], 2, "in the future"),
+        (
+            vec!["--restore-to-timestamp", "2026-11-25 14:03:00"],
+            2,
+            "YYYY-MM-DDTHH:MM:SSZ",
+        ),
+        (
+            vec![
+                "--restore-to-pos",
+                &last_insert,
+                "--restore-to-timestamp",
+                "2020-01-01T00:00:00Z",
+            ],
+            2,
+            "cannot be used with",
+        ),
+        (
+            vec!["--restore-to-timestamp", "2020-01-01T00:00:00Z"],
+            1,
+            "before the oldest full backup",
+        ),
+        (
+            vec!["--restore-to-pos", "MariaDB/7-101-5"],
+            1,
+            "another shard",
+        ),
+        (
+            vec!["--restore-to-pos", "MariaDB/0-101-999999"],
+            1,
+            "nearest reachable point",
+        ),
+        (vec!["--dry-run"], 2, "--dry-run needs"),
+    ];
+    for (flags, code, why) in cases {
+        let mut args = vec!["restore-from-backup", a3.as_str()];
+        args.extend(flags);
+        refused(&c, &args, code, why);
+    }
+    assert_eq!(ids(&t3), "1,2,3,4,5", "refused restores changed nothing");
+    // A restart keeps the restored tablet in the past: DRAINED, not replicating.
+    t3.terminate(T).unwrap();
+    s3.extra.clear();
+    let mut t3 = c.spawn_tablet(&s3).unwrap();
+    wait_drained(&c, &mut t3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ids(&t3), "1,2,3,4,5");
+    assert_not_replicating(&t3);
+    assert!(Path::new(&s3.dir).join("point_in_time_restore").exists());
+}
+
+/// The same accident on `s3`, every stored object encrypted with age: a new
+/// tablet holding only the identity restores to the second of the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
+    const BUCKET: &str = "cairn-pitr";
+    let m = MotoServer::start().await.expect("moto");
+    m.create_bucket(BUCKET).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id.key");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap();
+    let mut c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        .await
+        .unwrap();
+    let mut flags = m.flags(BUCKET, None, 2);
+    flags.extend([
+        "--backup-encryption-recipient".to_string(),
+        public.clone(),
+        "--backup-encryption-identity-file".to_string(),
+        key.display().to_string(),
+    ]);
+    c.use_storage(flags, AWS_ENV);
+    let scene = accident(&c).await;
+    let mut s3 = c.tablet(103, "ks", "0").unwrap();
+    s3.extra = vec![
+        "--restore-from-backup".into(),
+        "--restore-to-timestamp".into(),
+        rfc(scene.drop_second),
+    ];
+    let mut t3 = c.spawn_tablet(&s3).unwrap();
+    wait_drained(&c, &mut t3).await;
+    assert_eq!(ids(&t3), "1,2,3,4,5,6,7", "{}", t3.log_tail(30));
+    assert_eq!(
+        t3.sql("SELECT @@gtid_slave_pos").unwrap().trim(),
+        scene.gtids[6]
+    );
+    assert_not_replicating(&t3);
+    let stored = m.keys(BUCKET, "ks/0/").unwrap();
+    let manifests: Vec<&String> = stored.iter().filter(|k| k.ends_with("/MANIFEST")).collect();
+    assert!(manifests.len() >= 3, "{stored:?}");
+    let mut incrementals = 0;
+    for k in manifests {
+        let (_, body) = m.get(BUCKET, k).unwrap();
+        assert!(body.contains("\"Encryption\": \"age\""), "{k}: {body}");
+        incrementals += usize::from(body.contains("\"Incremental\": true"));
+    }
+    assert_eq!(incrementals, 2, "{stored:?}");
+    drop((scene.p, scene.r));
+}
