@@ -2,7 +2,7 @@
 # Installs what cairn needs on a Debian machine, only where it is missing:
 # the servers the tests and the demo run (etcd, MariaDB, mariabackup), what
 # etcd-client's build needs (protoc and the protobuf well-known types), and the
-# standard tools a backup is restored with by hand (zstd, lz4, age, jq).
+# standard tools a backup is restored with by hand (zstd, lz4, age, jq, b3sum).
 set -euo pipefail
 
 need=()
@@ -24,6 +24,7 @@ have_cmd openssl || need+=(openssl)
 have_cmd lz4 || need+=(lz4)
 have_cmd age || need+=(age)
 have_cmd jq || need+=(jq)
+have_cmd b3sum || need+=(b3sum)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

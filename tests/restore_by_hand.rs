@@ -1,7 +1,7 @@
 //! Users never depend on cairn to get their data back: the README's "Restoring by
 //! hand" script (read from the README itself, so the two cannot drift) restores
 //! an encrypted builtin backup (zstd) and an encrypted xtrabackup backup (lz4)
-//! with standard tools only (`cp`, `jq`, `sha256sum`, `age -d`, `zstd -d`,
+//! with standard tools only (`cp`, `jq`, `b3sum`, `age -d`, `zstd -d`,
 //! `lz4 -d`, `mbstream -x`, `mariabackup --prepare`); a real mariadbd then starts
 //! on each result and serves every row.
 

@@ -24,6 +24,10 @@
 //! After pass 3 (warm), `encryption` measures the same builtin zstd backup with
 //! and without age (goal: at most 15% slower), and the two restores;
 //! `--encryption-only` runs just that pass after generating the data.
+//! `--copy-only` runs, after generating the data, what issue 9 measures: `copy`
+//! (builtin `none` against `cat FILES > out; sync out`, with the before/after
+//! variants of hashing and reading), `encryption`, and `rss` (peak RSS of a
+//! backup and a restore, each in a child process).
 //!
 //! Passes 3 and 4 run warm (every file read just before) and cold (the files'
 //! pages dropped with `posix_fadvise(DONTNEED)` just before). cairn fsyncs every
@@ -34,16 +38,18 @@
 //! a durable `cat FILES > file; sync file`.
 //!
 //! `cargo bench --bench bench_backup -- [--size 2G] [--concurrency 4] [--runs 3]
-//! [--encryption-only]` (or
+//! [--encryption-only | --copy-only]` (or
 //! scripts/bench.sh). Files: `dataset` generates the data, `measure` times one
 //! pass of ours or of a shell baseline, `report` prints the pairs.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod copy;
 mod dataset;
 mod encryption;
 mod measure;
 mod report;
+mod rss;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,8 +89,21 @@ struct Opts {
     #[arg(long = "runs", value_name = "N", default_value_t = 3, value_parser = at_least_one)]
     reps: usize,
     /// Only the encryption pass (builtin zstd with vs without age) after generating.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "copy_only")]
     encryption_only: bool,
+    /// Only the copy passes (builtin none vs cat > file; sync, zstd with vs without
+    /// age, peak RSS of a backup and a restore) after generating.
+    #[arg(long)]
+    copy_only: bool,
+    /// Internal: run one backup or restore and print its peak RSS (see `rss`).
+    #[arg(long, hide = true)]
+    rss_child: Option<String>,
+    #[arg(long, hide = true)]
+    rss_store: Option<std::path::PathBuf>,
+    #[arg(long, hide = true)]
+    rss_dir: Option<std::path::PathBuf>,
+    #[arg(long, hide = true)]
+    rss_name: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -117,6 +136,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let o = Opts::parse();
+    if let Some(kind) = o.rss_child {
+        return rss::child(rss::ChildArgs {
+            kind,
+            store: o.rss_store.context("--rss-store is required")?,
+            dir: o.rss_dir.context("--rss-dir is required")?,
+            name: o.rss_name.context("--rss-name is required")?,
+            concurrency: o.concurrency,
+        })
+        .await;
+    }
     let threads = pipeline::default_threads();
     let load_start = loadavg();
     let c = Cluster::start(cairn_binary()?).await?;
@@ -149,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         format!("2024-01-01.00{:04}.zone1-0000000101", n)
     };
 
-    let xtra: Option<(Manifest, u64)> = if o.encryption_only {
+    let xtra: Option<(Manifest, u64)> = if o.encryption_only || o.copy_only {
         None
     } else {
         // 1. xtrabackup, online. Files warm: every data file read once first (mysqld
@@ -327,6 +356,36 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    if o.copy_only {
+        let mut rows = copy::none_pass(
+            &work,
+            &files,
+            &cat,
+            &cat_args,
+            o.concurrency,
+            o.reps,
+            &mut name,
+        )
+        .await?;
+        rows.extend(
+            encryption::age_pass(&work, &files, &cat, o.concurrency, o.reps, &mut name).await?,
+        );
+        let rss = rss::rss_pass(&work, &data_dir, data_bytes, o.concurrency)?;
+        println!(
+            "\nbench_backup --copy-only: data set {} in {} files (largest: {}); {threads} cores; concurrency {}, \
+             {} runs, files warm; load average at start {load_start}, at the end {}\n{speeds}",
+            gib(data_bytes),
+            files.len(),
+            top.join(", "),
+            o.concurrency,
+            o.reps,
+            loadavg()
+        );
+        print_rows(&rows);
+        println!();
+        rss.iter().for_each(|l| println!("{l}"));
+        return Ok(());
+    }
     if o.encryption_only {
         let rows =
             encryption::age_pass(&work, &files, &cat, o.concurrency, o.reps, &mut name).await?;
@@ -405,7 +464,7 @@ async fn main() -> anyhow::Result<()> {
             base,
             bytes: data_bytes,
             goal: None,
-            note: "read + compress + sha256 only: what storage writes and fsyncs cost is the difference to the row above".into(),
+            note: "read + compress + hash (blake3) only: what storage writes and fsyncs cost is the difference to the row above".into(),
         });
     }
     let zm = kept.context("no zstd backup kept")?;
@@ -471,7 +530,7 @@ async fn main() -> anyhow::Result<()> {
             base,
             bytes: data_bytes,
             goal: Some(Goal::MinThroughput(0.8)),
-            note: "ours reads + sha256 only, nothing written: like for like with cat > /dev/null"
+            note: "ours reads + hashes (blake3) only, nothing written: like for like with cat > /dev/null"
                 .into(),
         });
         rows.push(Row {
@@ -543,7 +602,7 @@ async fn main() -> anyhow::Result<()> {
         bytes: data_bytes,
         goal: Some(Goal::MaxTime(1.0)),
         note: format!(
-            "ours verifies sha256 and fsyncs every file; baseline `sync` afterwards +{:.2}s (median, not counted)",
+            "ours verifies blake3 and fsyncs every file; baseline `sync` afterwards +{:.2}s (median, not counted)",
             median(&base_sync.iter().map(|&s| Timed { secs: s, cpu: 0.0 }).collect::<Vec<_>>()).secs
         ),
     });
