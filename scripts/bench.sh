@@ -10,6 +10,9 @@
 #                 installed into target/tools on first use) and its restore against
 #                 `tar|zstd -T2 -1|aws s3 cp -` and `aws s3 cp -|zstd -d|tar -x`,
 #                 with each side's peak RSS;
+#                 `--only copy` runs what issue 9 measures: builtin `none` against
+#                 `cat FILES > out; sync`, zstd with and without age, and the peak
+#                 RSS of a backup and a restore;
 #   bench_coordinator  a coordinator over 10,000 synthetic tablets in 2,500 shards:
 #                 load time, memory, job creation, Health throughput, seed latency;
 #   bench_growth  what one shard (primary + replica) and a coordinator write to etcd
@@ -17,7 +20,7 @@
 #                 (only with --only growth: it idles for minutes by design).
 # Everything runs on loopback in temporary directories that are removed afterwards.
 #
-#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|encryption|s3|coordinator|growth]
+#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|encryption|copy|s3|coordinator|growth]
 #
 # --size is the data set of bench_backup (default 2G; e.g. 256M for a quick run);
 # --runs the repetitions of each measurement (default: 5 for bench_tablet, 3 for
@@ -41,11 +44,11 @@ while [ $# -gt 0 ]; do
     --concurrency=*) conc="${1#--concurrency=}"; shift ;;
     --only) only="${2:?--only needs tablet or backup}"; shift 2 ;;
     --only=*) only="${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$only" in ""|tablet|backup|encryption|s3|coordinator|growth) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, s3, coordinator or growth" >&2; exit 2 ;; esac
+case "$only" in ""|tablet|backup|encryption|copy|s3|coordinator|growth) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, copy, s3, coordinator or growth" >&2; exit 2 ;; esac
 
 scripts/setup.sh
 # The benchmarks are bench targets (benches/, harness = false): build them and take
@@ -91,6 +94,10 @@ if [ "$only" = s3 ]; then
   fi
   echo "== bench_backup --s3-only"
   "$backup_exe" --s3-only ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
+fi
+if [ "$only" = copy ]; then
+  echo "== bench_backup --copy-only"
+  "$backup_exe" --copy-only ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
 fi
 if [ -z "$only" ] || [ "$only" = coordinator ]; then
   echo "== bench_coordinator"

@@ -2,7 +2,7 @@
 # Installs what cairn needs on a Debian machine, only where it is missing:
 # the servers the tests and the demo run (etcd, MariaDB, mariabackup), what
 # etcd-client's build needs (protoc and the protobuf well-known types), and the
-# standard tools a backup is restored with by hand (zstd, lz4, age, jq, the AWS CLI).
+# standard tools a backup is restored with by hand (zstd, lz4, age, jq, b3sum, the AWS CLI).
 set -euo pipefail
 
 need=()
@@ -28,6 +28,7 @@ have_cmd jq || need+=(jq)
 have_cmd systemd-analyze || need+=(systemd)
 # tests/restore_by_hand.rs fetches backups from S3 with the real AWS CLI.
 have_cmd aws || need+=(awscli)
+have_cmd b3sum || need+=(b3sum)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

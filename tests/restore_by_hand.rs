@@ -3,7 +3,7 @@
 //! an encrypted builtin backup (zstd) and an encrypted xtrabackup backup (lz4)
 //! from `file` storage, and an encrypted builtin and xtrabackup backup (zstd) from
 //! an S3 bucket (moto, under a prefix), with standard tools only (`cp`, the real
-//! AWS CLI's `aws s3 cp --recursive`, `jq`, `sha256sum`, `age -d`, `zstd -d`,
+//! AWS CLI's `aws s3 cp --recursive`, `jq`, `b3sum`, `age -d`, `zstd -d`,
 //! `lz4 -d`, `mbstream -x`, `mariabackup --prepare`); a real mariadbd then starts
 //! on each result and serves every row. One cluster and one moto for all four.
 

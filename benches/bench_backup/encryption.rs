@@ -130,7 +130,7 @@ pub async fn age_pass(
             base: r_base,
             bytes,
             goal: None,
-            note: "verify sha256 of the stored bytes, decrypt, decompress, fsync".into(),
+            note: "verify blake3 of the stored bytes, decrypt, decompress, fsync".into(),
         },
     ])
 }

@@ -27,6 +27,10 @@
 //! `--s3-only` runs just the S3 pass (`s3`): the builtin zstd backup into an S3
 //! server and its restore against `tar|zstd|aws s3 cp -` and
 //! `aws s3 cp -|zstd -d|tar -x`, with each side's peak RSS.
+//! `--copy-only` runs, after generating the data, what issue 9 measures: `copy`
+//! (builtin `none` against `cat FILES > out; sync out`, with the before/after
+//! variants of hashing and reading), `encryption`, and `rss` (peak RSS of a
+//! backup and a restore, each in a child process).
 //!
 //! Passes 3 and 4 run warm (every file read just before) and cold (the files'
 //! pages dropped with `posix_fadvise(DONTNEED)` just before). cairn fsyncs every
@@ -37,16 +41,18 @@
 //! a durable `cat FILES > file; sync file`.
 //!
 //! `cargo bench --bench bench_backup -- [--size 2G] [--concurrency 4] [--runs 3]
-//! [--encryption-only | --s3-only]` (or
+//! [--encryption-only | --copy-only | --s3-only]` (or
 //! scripts/bench.sh). Files: `dataset` generates the data, `measure` times one
-//! pass of ours or of a shell baseline, `report` prints the pairs, `s3` the S3 pass.
+//! pass of ours or of a shell baseline, `report` prints the pairs.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod copy;
 mod dataset;
 mod encryption;
 mod measure;
 mod report;
+mod rss;
 mod s3;
 
 use std::path::Path;
@@ -61,7 +67,7 @@ use cairn::testkit::{cairn_binary, Cluster};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use common::{at_least_one, cpu_times, gib, loadavg, parse_size, quote};
+use common::{at_least_one, cpu_times, gib, loadavg, quote};
 use dataset::{flush_dirty, generate};
 use measure::{
     dir_bytes, evict, our_backup, our_stream, settle, shell, stage_speeds, sync_paths, Timed,
@@ -87,15 +93,49 @@ struct Opts {
     #[arg(long = "runs", value_name = "N", default_value_t = 3, value_parser = at_least_one)]
     reps: usize,
     /// Only the encryption pass (builtin zstd with vs without age) after generating.
-    #[arg(long, conflicts_with = "s3_only")]
+    #[arg(long, conflicts_with_all = ["copy_only", "s3_only"])]
     encryption_only: bool,
     /// Only the S3 pass (builtin zstd backup and restore against the AWS CLI
     /// pipelines, on s3s-fs or moto) after generating.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "copy_only")]
     s3_only: bool,
+    /// Only the copy passes (builtin none vs cat > file; sync, zstd with vs without
+    /// age, peak RSS of a backup and a restore) after generating.
+    #[arg(long)]
+    copy_only: bool,
+    /// Internal: run one backup or restore and print its peak RSS (see `rss`).
+    #[arg(long, hide = true)]
+    rss_child: Option<String>,
+    #[arg(long, hide = true)]
+    rss_store: Option<std::path::PathBuf>,
+    #[arg(long, hide = true)]
+    rss_dir: Option<std::path::PathBuf>,
+    #[arg(long, hide = true)]
+    rss_name: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => bail!("bad size unit {other:?} in {s:?} (use K, M or G)"),
+    };
+    let bytes = (num * mult as f64) as u64;
+    if bytes < 16 << 20 {
+        bail!("--size {s} is too small (at least 16M)");
+    }
+    Ok(bytes)
 }
 
 #[tokio::main]
@@ -104,6 +144,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let o = Opts::parse();
+    if let Some(kind) = o.rss_child {
+        return rss::child(rss::ChildArgs {
+            kind,
+            store: o.rss_store.context("--rss-store is required")?,
+            dir: o.rss_dir.context("--rss-dir is required")?,
+            name: o.rss_name.context("--rss-name is required")?,
+            concurrency: o.concurrency,
+        })
+        .await;
+    }
     let threads = pipeline::default_threads();
     let load_start = loadavg();
     let c = Cluster::start(cairn_binary()?).await?;
@@ -136,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
         format!("2024-01-01.00{:04}.zone1-0000000101", n)
     };
 
-    let xtra: Option<(Manifest, u64)> = if o.encryption_only || o.s3_only {
+    let xtra: Option<(Manifest, u64)> = if o.encryption_only || o.copy_only || o.s3_only {
         None
     } else {
         // 1. xtrabackup, online. Files warm: every data file read once first (mysqld
@@ -340,6 +390,36 @@ async fn main() -> anyhow::Result<()> {
         rss.iter().for_each(|l| println!("{l}"));
         return Ok(());
     }
+    if o.copy_only {
+        let mut rows = copy::none_pass(
+            &work,
+            &files,
+            &cat,
+            &cat_args,
+            o.concurrency,
+            o.reps,
+            &mut name,
+        )
+        .await?;
+        rows.extend(
+            encryption::age_pass(&work, &files, &cat, o.concurrency, o.reps, &mut name).await?,
+        );
+        let rss = rss::rss_pass(&work, &data_dir, data_bytes, o.concurrency)?;
+        println!(
+            "\nbench_backup --copy-only: data set {} in {} files (largest: {}); {threads} cores; concurrency {}, \
+             {} runs, files warm; load average at start {load_start}, at the end {}\n{speeds}",
+            gib(data_bytes),
+            files.len(),
+            top.join(", "),
+            o.concurrency,
+            o.reps,
+            loadavg()
+        );
+        print_rows(&rows);
+        println!();
+        rss.iter().for_each(|l| println!("{l}"));
+        return Ok(());
+    }
     if o.encryption_only {
         let rows =
             encryption::age_pass(&work, &files, &cat, o.concurrency, o.reps, &mut name).await?;
@@ -418,7 +498,7 @@ async fn main() -> anyhow::Result<()> {
             base,
             bytes: data_bytes,
             goal: None,
-            note: "read + compress + sha256 only: what storage writes and fsyncs cost is the difference to the row above".into(),
+            note: "read + compress + hash (blake3) only: what storage writes and fsyncs cost is the difference to the row above".into(),
         });
     }
     let zm = kept.context("no zstd backup kept")?;
@@ -484,7 +564,7 @@ async fn main() -> anyhow::Result<()> {
             base,
             bytes: data_bytes,
             goal: Some(Goal::MinThroughput(0.8)),
-            note: "ours reads + sha256 only, nothing written: like for like with cat > /dev/null"
+            note: "ours reads + hashes (blake3) only, nothing written: like for like with cat > /dev/null"
                 .into(),
         });
         rows.push(Row {
@@ -556,7 +636,7 @@ async fn main() -> anyhow::Result<()> {
         bytes: data_bytes,
         goal: Some(Goal::MaxTime(1.0)),
         note: format!(
-            "ours verifies sha256 and fsyncs every file; baseline `sync` afterwards +{:.2}s (median, not counted)",
+            "ours verifies blake3 and fsyncs every file; baseline `sync` afterwards +{:.2}s (median, not counted)",
             median(&base_sync.iter().map(|&s| Timed { secs: s, cpu: 0.0 }).collect::<Vec<_>>()).secs
         ),
     });

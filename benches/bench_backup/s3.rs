@@ -185,7 +185,7 @@ pub async fn s3_pass(
         compression: Compression::default_zstd(),
         concurrency,
         retries_per_file: 1,
-        encryption: None,
+        ..CopyOptions::default()
     };
 
     let mut kept: Option<Manifest> = None;
