@@ -421,19 +421,20 @@ pub async fn backup(
     })
     .await
     .context("reading the binary logs' heads")??;
-    let first = match choose_files(&requested, &server.executed, &heads)
-        .map_err(anyhow::Error::msg)?
-    {
-        Plan::Empty => return Ok(Outcome::Empty(format!(
+    let first =
+        match choose_files(&requested, &server.executed, &heads).map_err(anyhow::Error::msg)? {
+            Plan::Empty => {
+                return Ok(Outcome::Empty(format!(
             "nothing to back up: no transaction after {}{} in the binary logs; no backup stored",
             format_position(&requested),
             from_backup
                 .as_deref()
                 .map(|b| format!(" (the position of {b})"))
                 .unwrap_or_default()
-        ))),
-        Plan::Copy { first } => first,
-    };
+        )))
+            }
+            Plan::Copy { first } => first,
+        };
     let to_copy: Vec<BinlogFile> = server.files[first..server.files.len() - 1].to_vec();
     let read = to_copy.clone();
     let copied = tokio::task::spawn_blocking(move || {
