@@ -146,6 +146,7 @@ pub fn manifest_for(name: &str, compression: Compression, entries: Vec<FileEntry
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION_PLAIN,
+        incremental: Default::default(),
     };
     m.set_file_entries(entries);
     m

@@ -61,6 +61,7 @@ async fn write_seed_backup(
         encryption_recipients: vec![],
         flavor: "MariaDB".into(),
         format_version: FORMAT_VERSION,
+        incremental: Default::default(),
     };
     m.set_file_entries(vec![FileEntry {
         base: base::DATA.into(),
@@ -86,6 +87,10 @@ async fn write_seed_backup(
         schedule: None,
         state: cairn_topo::BackupRecordState::Complete,
         error: None,
+        incremental: false,
+        from_position: None,
+        first_timestamp: None,
+        last_timestamp: None,
     })
 }
 
