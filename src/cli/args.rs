@@ -596,6 +596,10 @@ pub struct ScheduleSetArgs {
     pub keep_for: Option<Duration>,
     #[arg(long, value_enum)]
     pub backup_engine: Option<BackupMethod>,
+    /// Each run takes an incremental backup (binary logs) from the newest backup
+    /// of the shard, on the chosen healthy replica
+    #[arg(long)]
+    pub incremental: bool,
     /// Refuse a cron whose slots come closer together than this
     #[arg(long, env = "CAIRN_MIN_SCHEDULE_PERIOD", default_value = "5m", value_parser = parse_dur)]
     pub min_schedule_period: Duration,

@@ -52,6 +52,8 @@ struct ValidSet {
     keep_for_seconds: Option<u64>,
     /// `--backup-engine`, as stored in jobs.
     backup_engine: Option<BackupMethod>,
+    /// `--incremental`.
+    incremental: bool,
 }
 
 /// Checks everything `schedule set` can check without etcd; a failure is a
@@ -64,6 +66,11 @@ fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
     if a.keep_count == Some(0) {
         return Err(UsageError(
             "--keep-count must be at least 1 (the newest complete backup is always kept)".into(),
+        ));
+    }
+    if a.incremental && a.backup_engine.is_some() {
+        return Err(UsageError(
+            "--backup-engine does not apply to --incremental (it copies binary logs)".into(),
         ));
     }
     let keep_for_seconds = match a.keep_for {
@@ -80,6 +87,7 @@ fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
         keep_count: a.keep_count,
         keep_for_seconds,
         backup_engine: a.backup_engine,
+        incremental: a.incremental,
     })
 }
 
@@ -164,6 +172,7 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
                 skipped_runs,
                 last_skip_reason,
                 last_skip_at,
+                incremental: v.incremental,
             }))
         })
         .await
@@ -215,6 +224,8 @@ pub struct ScheduleRow {
     pub last_skip_reason: Option<String>,
     /// When.
     pub last_skip_at: Option<DateTime<Utc>>,
+    /// Each run takes an incremental backup from the newest backup of the shard.
+    pub incremental: bool,
 }
 
 /// The row of a stored schedule. `next_run` is computed the way the scheduler
@@ -243,6 +254,7 @@ pub fn row(s: &Schedule) -> ScheduleRow {
         skipped_runs: s.skipped_runs,
         last_skip_reason: s.last_skip_reason.clone(),
         last_skip_at: s.last_skip_at,
+        incremental: s.incremental,
     }
 }
 
@@ -408,6 +420,7 @@ mod tests {
             keep_count: None,
             keep_for: None,
             backup_engine: None,
+            incremental: false,
             min_schedule_period: Duration::from_secs(300),
         }
     }
@@ -484,6 +497,7 @@ mod tests {
             skipped_runs: 0,
             last_skip_reason: None,
             last_skip_at: None,
+            incremental: false,
         };
         let r = row(&s);
         assert_eq!(r.keep_for.as_deref(), Some("168h"));

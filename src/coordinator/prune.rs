@@ -23,7 +23,7 @@ use cairn_topo::{Fence, Job, JobKind, JobState, Schedule, Topo};
 use chrono::{DateTime, Utc};
 
 use super::cache::{Cache, TopoView};
-use super::retention::{self, Removal, RetentionInput, Rule};
+use super::retention::{self, chain, BackupState, Removal, RetentionInput, Rule};
 use super::schedule;
 use super::shared::Shared;
 use crate::backup::catalog::Catalog;
@@ -78,9 +78,12 @@ pub async fn plan_shard_retention(
             schedule: b.manifest.as_ref().and_then(|m| m.schedule.clone()),
             in_flight: r.in_flight.contains(&b.name),
             once_complete: r.succeeded.contains(&b.name),
+            incremental: b.manifest.as_ref().is_some_and(|m| m.is_incremental()),
+            position: b.manifest.as_ref().map(|m| m.position.clone()),
         })
         .collect();
-    let inputs = retention::owned_by(&inputs, &r.schedule.name);
+    let all = inputs;
+    let inputs = retention::owned_by(&all, &r.schedule.name);
     for b in listed.iter().filter(|b| b.is_unreadable()) {
         tracing::warn!(backup = %b.name, shard = %format!("{}/{}", r.keyspace, r.shard),
             error = b.error.as_deref().unwrap_or(""),
@@ -91,7 +94,20 @@ pub async fn plan_shard_retention(
         keep_for: r.schedule.keep_for_seconds.map(Duration::from_secs),
         incomplete_grace: r.incomplete_grace,
     };
-    Ok(retention::plan(&inputs, rule, r.now, r.in_use))
+    let mut plan = retention::plan(&inputs, rule, r.now, r.in_use);
+    // Incrementals go only once every full backup that stays holds them.
+    let removed: HashSet<&str> = plan.iter().map(|p| p.name.as_str()).collect();
+    let kept_fulls: Vec<&RetentionInput> = all
+        .iter()
+        .filter(|b| !b.incremental && b.state != BackupState::Incomplete)
+        .filter(|b| !removed.contains(b.name.as_str()))
+        .collect();
+    let incrementals = chain::plan_incrementals(&inputs, &kept_fulls, r.in_use);
+    if !incrementals.is_empty() {
+        plan.extend(incrementals);
+        plan.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Ok(plan)
 }
 
 /// Applies a schedule's retention rule to one shard: the plan, then each removal

@@ -31,6 +31,11 @@
 //!    are never removed, and never count as complete: they neither protect
 //!    themselves as "the newest complete" nor count toward `keep_count`, so older
 //!    restorable backups stay. Only an operator removes them.
+//! 6. Incremental backups (binary logs) are not full backups: they never count
+//!    toward `keep_count` nor protect themselves as "the newest complete", and
+//!    `keep_count`/`keep_for` never remove one (that would break the chain a
+//!    kept full backup needs). [`chain::plan_incrementals`] removes them, only
+//!    once every kept full backup already holds every transaction they hold.
 //!
 //! "Complete" here is the storage listing's [`BackupState::Complete`], which is
 //! exactly what restore accepts ([`crate::backup::storage::BackupInfo::classify`]).
@@ -68,6 +73,11 @@ pub struct RetentionInput {
     /// is a removal cut short (removals take the MANIFEST first), not a backup
     /// being written.
     pub once_complete: bool,
+    /// An incremental backup (binary logs, its MANIFEST says so): never counted
+    /// with the full backups; removed only by [`chain::plan_incrementals`].
+    pub incremental: bool,
+    /// Its MANIFEST's `Position` (`MariaDB/<gtids>`), when it has one.
+    pub position: Option<String>,
 }
 
 /// The backups of the shard that `schedule`'s rule may consider, for [`plan`]:
@@ -111,6 +121,12 @@ pub enum Reason {
     /// Incomplete, but its backup job succeeded: a removal cut short, finished
     /// without waiting for the grace period.
     RemovalCutShort,
+    /// Incremental, and every full backup that stays already holds every
+    /// transaction it holds: no chain needs it.
+    Superseded {
+        /// The oldest full backup that stays.
+        oldest_full: String,
+    },
     /// Incomplete and older than the grace period.
     Incomplete {
         /// The backup's age at planning time.
@@ -132,6 +148,10 @@ impl fmt::Display for Reason {
             Reason::OverCount { keep_count } => {
                 write!(f, "more than --keep-count {keep_count} complete backups")
             }
+            Reason::Superseded { oldest_full } => write!(
+                f,
+                "incremental, and every kept full backup holds all of it (the oldest: {oldest_full})"
+            ),
             Reason::RemovalCutShort => {
                 f.write_str("incomplete though its backup job succeeded: a removal was cut short")
             }
@@ -177,7 +197,7 @@ pub fn plan(
     let complete: Vec<&RetentionInput> = sorted
         .iter()
         .copied()
-        .filter(|b| b.state == BackupState::Complete)
+        .filter(|b| b.state == BackupState::Complete && !b.incremental)
         .collect();
     if rule.keep_count.is_some() || rule.keep_for.is_some() {
         let newest = complete.last().map(|b| b.name.as_str());
@@ -235,6 +255,7 @@ pub fn plan(
     out.into_iter().map(|(_, r)| r).collect()
 }
 
+pub mod chain;
 #[cfg(test)]
 mod ownership_tests;
 #[cfg(test)]
@@ -272,6 +293,8 @@ mod tests {
             schedule: None,
             in_flight: false,
             once_complete: false,
+            incremental: false,
+            position: None,
         }
     }
 
@@ -473,6 +496,8 @@ mod tests {
             schedule: None,
             in_flight: false,
             once_complete: false,
+            incremental: false,
+            position: None,
         };
         assert!(plan(&[future], rule(None, None), now(), &HashSet::new()).is_empty());
     }

@@ -496,6 +496,11 @@ pub fn scheduled_job(
     job.scheduled_for = Some(run.slot);
     job.engine = run.schedule.backup_engine;
     job.pending_timeout_seconds = Some(run.pending_timeout.as_secs());
+    if run.schedule.incremental {
+        // From the newest backup of the shard, whichever tablet took it.
+        job.incremental_from_pos = Some("auto".into());
+        job.engine = None;
+    }
     Ok(job)
 }
 

@@ -470,6 +470,10 @@ pub struct Schedule {
     /// When the last run was skipped.
     #[serde(default)]
     pub last_skip_at: Option<DateTime<Utc>>,
+    /// Each run takes an incremental backup (binary logs) from the newest
+    /// backup of the shard (`--incremental-from-pos auto`) instead of a full one.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 #[cfg(test)]

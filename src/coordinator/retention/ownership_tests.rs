@@ -30,6 +30,8 @@ fn b(name: &str, days_old: u64, complete: bool, schedule: Option<&str>) -> Reten
         schedule: schedule.filter(|_| complete).map(str::to_string),
         in_flight: false,
         once_complete: false,
+        incremental: false,
+        position: None,
     }
 }
 

@@ -526,3 +526,30 @@ fn a_slot_a_dead_leader_left_half_started_is_found_from_the_jobs() {
         assert_eq!(slot_in_progress(&s, &jobs), want.map(t), "{what}");
     }
 }
+
+#[test]
+fn an_incremental_schedule_makes_incremental_jobs_from_the_newest_backup() {
+    let mut s = Schedule {
+        backup_engine: Some(cairn_topo::BackupMethod::Xtrabackup),
+        ..sched("0 * * * *", "2026-01-01T00:00:00Z", None)
+    };
+    let a101 = TabletAlias::new("zone1", 101).unwrap();
+    let job = |s: &Schedule| {
+        let run = ScheduledRun {
+            schedule: s,
+            slot: t("2026-01-01T10:00:00Z"),
+            keyspace: "commerce",
+            shard: "-80",
+            pending_timeout: Duration::from_secs(90),
+        };
+        scheduled_job(&run, &[], &Choice::Tablet(a101.clone())).unwrap()
+    };
+    let full = job(&s);
+    assert_eq!(full.incremental_from_pos, None);
+    assert_eq!(full.engine, Some(cairn_topo::BackupMethod::Xtrabackup));
+    s.incremental = true;
+    let incr = job(&s);
+    assert_eq!(incr.incremental_from_pos.as_deref(), Some("auto"));
+    assert_eq!(incr.engine, None);
+    assert_eq!(incr.schedule.as_deref(), Some(s.name.as_str()));
+}

@@ -22,6 +22,7 @@ pub(super) fn sched(cron: &str, created: &str, last_run: Option<&str>) -> Schedu
         skipped_runs: 0,
         last_skip_reason: None,
         last_skip_at: None,
+        incremental: false,
     }
 }
 
