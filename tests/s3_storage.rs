@@ -1,7 +1,8 @@
 //! The `s3` storage backend against a real S3 server (moto, started by the test
 //! kit): the layout as keys, streamed multipart uploads read back through ranged
 //! GETs, the MANIFEST created last and never overwritten (a second writer is
-//! refused), abandoned uploads aborted, unfinished uploads cleaned, blobs; and,
+//! refused), abandoned uploads aborted, unfinished uploads cleaned, blobs, server-side
+//! encryption asked on every write; and,
 //! ignored by default, the peak memory of a backup and restore many times larger
 //! than the buffers. The same over a cluster is `s3_cluster.rs`.
 
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::backup::manifest::{base, FileEntry, HASH_ALGORITHM_SHA256};
-use cairn::backup::storage::{BackupStorage, S3Config, S3Storage, StorageError};
+use cairn::backup::storage::{
+    BackupStorage, S3Config, S3Storage, ServerSideEncryption, StorageError,
+};
 use cairn::backup::{BackupMethod, CompressionEngine, Manifest};
 use cairn::testkit::{wait_for, MotoServer, AWS_ENV};
 use sha2::{Digest, Sha256};
@@ -408,4 +411,62 @@ async fn peak_rss_of_a_large_backup_and_restore() {
         started.elapsed().as_secs_f64()
     );
     assert!(m.pending_uploads(BUCKET).unwrap().is_empty());
+}
+
+/// `--s3-backup-server-side-encryption` reaches S3: with `aws:kms` and with
+/// `AES256`, every object of a backup (a single PUT, a multipart upload, the
+/// MANIFEST's conditional create) and a `_topo/` blob is stored with that
+/// encryption, as moto's HeadObject reports it; without the flag, none is asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_encryption_is_sent_on_every_write() {
+    let m = moto().await;
+    let sse_of = |key: &str| -> Option<String> {
+        m.head(BUCKET, key)
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == "x-amz-server-side-encryption")
+            .map(|(_, v)| v)
+    };
+    let name = "2024-01-02.030405.zone1-0000000101";
+    let small = data(1000, 11);
+    // Over one 8 MiB part: a multipart upload.
+    let big = data(9 << 20, 12);
+    for (root, sse) in [
+        ("kms", Some(ServerSideEncryption::AwsKms)),
+        ("aes", Some(ServerSideEncryption::Aes256)),
+        ("none", None),
+    ] {
+        set_aws_env();
+        let s: Arc<dyn BackupStorage> = Arc::new(
+            S3Storage::open(S3Config {
+                root: root.into(),
+                endpoint: Some(m.endpoint()),
+                force_path_style: true,
+                retries: Some(1),
+                server_side_encryption: sse,
+                ..S3Config::new(BUCKET)
+            })
+            .unwrap(),
+        );
+        let w = s.start_backup("ks", "0", name).await.unwrap();
+        write_file(&*w, "0", small.clone()).await.unwrap();
+        write_file(&*w, "1", big.clone()).await.unwrap();
+        w.write_manifest(&manifest(name, vec![entry("0", &small), entry("1", &big)]))
+            .await
+            .unwrap();
+        s.put_blob("_topo", "snap", Box::new(&small[..]))
+            .await
+            .unwrap();
+        let keys = m.keys(BUCKET, &format!("{root}/")).unwrap();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        for key in &keys {
+            assert_eq!(
+                sse_of(key).as_deref(),
+                sse.map(|s| s.as_str()),
+                "{key} ({root})"
+            );
+        }
+        // What was stored encrypted reads back.
+        assert_eq!(read_file(&s, name, "1").await, big);
+    }
 }

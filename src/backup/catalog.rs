@@ -245,7 +245,9 @@ impl<'a> Catalog<'a> {
         self.storage
     }
 
-    /// Removes one backup: its record first, then the shard's latest backup is
+    /// Removes one backup: storage is listed first (a storage that does not
+    /// answer — a wrong bucket, endpoint or credentials — fails the removal before
+    /// anything is written), then its record goes, the shard's latest backup is
     /// recomputed (so the shard stops naming it before any of its data goes), then
     /// its data in storage. A part already gone is not an error; the caller
     /// decides whether nothing found at all is one.
@@ -255,12 +257,18 @@ impl<'a> Catalog<'a> {
         shard: &str,
         name: &str,
     ) -> anyhow::Result<Removed> {
+        let listed = self
+            .storage
+            .list_backups(keyspace, shard)
+            .await
+            .with_context(|| format!("listing the backups of {keyspace}/{shard} in storage"))?;
         let key = self.topo.keys().backup(keyspace, shard, name);
         let record = self
             .delete_if_exists(&key)
             .await
             .with_context(|| format!("removing the record of backup {name}"))?;
-        self.refresh_latest(keyspace, shard).await?;
+        // Its record is gone, so the backup (still listed) cannot be the latest.
+        self.refresh_latest_from(keyspace, shard, &listed).await?;
         // The record is gone and the shard no longer names the backup; its data
         // (MANIFEST included) is still whole in storage.
         failpoint::hit("remove-backup-after-record");

@@ -2,12 +2,16 @@
 //!
 //! Backups and restores are jobs written into topo for the tablet's agent; these
 //! commands validate, refuse what must be refused before anything is written, then
-//! wait for the job. Listing reads storage joined with topo; removal goes through
+//! wait for the job. Listing reads storage joined with topo (the catalog alone
+//! when no storage is configured, said on stderr); removal goes through
 //! the backup catalog ([`crate::backup::catalog`]), the same path the
 //! coordinator's retention takes.
 
 use anyhow::{bail, Context};
-use cairn_topo::{Job, JobKind, JobState, PointInTime, TabletAlias, TabletType, Topo};
+use cairn_topo::{
+    BackupRecord, BackupRecordState, Job, JobKind, JobState, PointInTime, TabletAlias,
+    TabletType, Topo,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -22,7 +26,7 @@ use crate::backup::manifest::parse_backup_name;
 use crate::backup::storage::{BackupState, BackupStorage};
 use crate::coordinator::select::{select_backup_tablet, Choice, SelectOptions};
 
-pub use super::config::open_storage;
+pub use super::config::{open_storage, open_storage_if_configured};
 
 async fn tablet_for_job(
     topo: &Topo,
@@ -62,9 +66,6 @@ async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyho
             t.keyspace,
             t.shard
         );
-    }
-    if f.concurrency == Some(0) {
-        return Err(UsageError("--concurrency must be at least 1".into()).into());
     }
     jobs::refuse_if_busy(topo, alias).await?;
     let mut job = Job::pending(JobKind::Backup, &t.keyspace, &t.shard, alias);
@@ -117,11 +118,21 @@ async fn run_backup_job(topo: &Topo, alias: &TabletAlias, f: &JobFlags) -> anyho
     }
 }
 
+/// Refuses bad job flags before anything is read or written (exit 2).
+fn check_job_flags(f: &JobFlags) -> Result<(), UsageError> {
+    if f.concurrency == Some(0) {
+        return Err(UsageError("--concurrency must be at least 1".into()));
+    }
+    Ok(())
+}
+
 pub async fn backup(topo: &Topo, a: BackupArgs) -> anyhow::Result<()> {
+    check_job_flags(&a.job)?;
     run_backup_job(topo, &a.alias, &a.job).await
 }
 
 pub async fn backup_shard(topo: &Topo, a: BackupShardArgs) -> anyhow::Result<()> {
+    check_job_flags(&a.job)?;
     let ks = &a.keyspace_shard;
     let tablets = topo
         .list_tablets(Some(&ks.keyspace), Some(&ks.shard))
@@ -331,14 +342,71 @@ pub async fn backup_rows(
     Ok(rows)
 }
 
+/// The row of a backup known only from its catalog record (no storage read):
+/// what the record says, `in_topo`, and `encryption` unknown (`null`). Pure.
+pub fn record_row(r: &BackupRecord) -> BackupRow {
+    let state = match r.state {
+        BackupRecordState::Unreadable => BackupState::Unreadable,
+        BackupRecordState::Complete if r.complete => BackupState::Complete,
+        BackupRecordState::Complete => BackupState::Incomplete,
+    };
+    BackupRow {
+        name: r.name.clone(),
+        keyspace: r.keyspace.clone(),
+        shard: r.shard.clone(),
+        tablet_alias: r.tablet_alias.clone(),
+        engine: r.engine.as_str().to_string(),
+        backup_time: Some(r.backup_time),
+        finished_time: r.finished_time,
+        position: r.position.clone(),
+        size_bytes: r.size_bytes,
+        complete: state == BackupState::Complete,
+        state,
+        error: r.error.clone(),
+        in_topo: true,
+        schedule: r.schedule.clone(),
+        encryption: None,
+    }
+}
+
+/// The catalog's records of a shard as rows, oldest first (storage not read).
+pub async fn catalog_rows(
+    topo: &Topo,
+    keyspace: &str,
+    shard: &str,
+) -> anyhow::Result<Vec<BackupRow>> {
+    let records = topo
+        .list_backup_records(keyspace, shard)
+        .await
+        .context("reading the backup catalog")?;
+    let mut rows: Vec<BackupRow> = records.iter().map(|r| record_row(&r.value)).collect();
+    rows.sort_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)));
+    Ok(rows)
+}
+
+/// What `list-backups` says on stderr when it lists the catalog only.
+pub const STORAGE_NOT_CONSULTED: &str = "note: no backup storage configured: listed the \
+     catalog in etcd only, storage was not consulted (backups not catalogued, and whether \
+     each is still restorable, show with --file-backup-storage-root DIR or \
+     --backup-storage-implementation s3 --s3-backup-storage-bucket NAME)";
+
+/// Lists a shard's backups: storage joined with the catalog; with no storage
+/// flag at all, the catalog in etcd alone, said on stderr (same columns and JSON).
 pub async fn list_backups(topo: &Topo, a: ListBackupsArgs) -> anyhow::Result<()> {
-    let storage = open_storage(&a.storage)?;
+    if a.limit == Some(0) {
+        return Err(UsageError("--limit must be at least 1".into()).into());
+    }
+    let storage = open_storage_if_configured(&a.storage)?;
     let ks = &a.keyspace_shard;
-    let mut rows = backup_rows(topo, storage.as_ref(), &ks.keyspace, &ks.shard).await?;
-    if let Some(limit) = a.limit {
-        if limit == 0 {
-            return Err(UsageError("--limit must be at least 1".into()).into());
+    let mut rows = match &storage {
+        Some(storage) => backup_rows(topo, storage.as_ref(), &ks.keyspace, &ks.shard).await?,
+        None => {
+            let rows = catalog_rows(topo, &ks.keyspace, &ks.shard).await?;
+            eprintln!("{STORAGE_NOT_CONSULTED}");
+            rows
         }
+    };
+    if let Some(limit) = a.limit {
         let skip = rows.len().saturating_sub(limit);
         rows.drain(..skip);
     }
@@ -381,3 +449,6 @@ pub async fn remove_backup(topo: &Topo, a: RemoveBackupArgs) -> anyhow::Result<(
     println!("removed {} from {ks}", a.name);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -34,7 +34,8 @@ pub fn storage_config(s: &StorageArgs, required: bool) -> anyhow::Result<Storage
                 Some(root) => Ok(StorageConfig::File { root: root.clone() }),
                 None if required => Err(UsageError(
                     "--file-backup-storage-root is required with --backup-storage-implementation \
-                     file"
+                     file (no backup storage is configured; for object storage: \
+                     --backup-storage-implementation s3 --s3-backup-storage-bucket NAME)"
                         .into(),
                 )
                 .into()),
@@ -211,6 +212,18 @@ pub fn open_storage(s: &StorageArgs) -> anyhow::Result<Arc<dyn BackupStorage>> {
         .open()
         .context("opening the backup storage")?
         .ok_or_else(|| UsageError("no backup storage configured".into()).into())
+}
+
+/// The storage the flags name, opened, or `None` when no storage flag (nor its
+/// `CAIRN_…` variable) is given at all: for commands that can do without
+/// (`list-backups` lists the catalog in etcd instead). Half-given storage (`s3`
+/// without a bucket, `--s3-*` flags without `s3`) is still a usage error.
+pub fn open_storage_if_configured(
+    s: &StorageArgs,
+) -> anyhow::Result<Option<Arc<dyn BackupStorage>>> {
+    storage_config(s, false)?
+        .open()
+        .context("opening the backup storage")
 }
 
 /// Refuses durations and counts that would make the agent misbehave (a zero health

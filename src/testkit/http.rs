@@ -27,6 +27,17 @@ pub fn http_request_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
+    http_exchange(port, method, path, headers, body).map(|(code, _, body)| (code, body))
+}
+
+/// [`http_request_with`] that also returns the answer's headers (names lower case).
+pub fn http_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<(String, String)>, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -69,5 +80,11 @@ pub fn http_request_with(
     } else {
         body.to_string()
     };
-    Ok((code, body))
+    let answer_headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((code, answer_headers, body))
 }

@@ -6,20 +6,24 @@
 //!
 //! Everything is cleaned up on drop, even when a test fails: agents and their
 //! mysqld (found through the pid file, since a `kill -9`ed agent leaves it behind)
-//! are killed, directories removed.
+//! are killed, and a dropped [`Cluster`] kills whatever still runs with a path
+//! inside its directory (`reap`: orphaned mariadbd, agents, mariabackup), then
+//! removes it.
 //!
 //! Owns: this file the etcd + scratch-dir [`Cluster`] (one plaintext etcd by
 //! default; TLS with client certificates, etcd auth with a user limited to the
 //! root, or several members with [`ClusterOptions`]) and the CLI runner;
 //! [`tablet`](self) the agent processes, [`coordinator`](self) the coordinator
 //! processes, `http` a dependency-free HTTP client, `s3` the moto S3 server,
-//! `proxy` the fault-injecting TCP proxy, `wait` the one polling helper
+//! `proxy` the fault-injecting TCP proxy, `reap` the cleanup of orphaned
+//! processes, `wait` the one polling helper
 //! ([`wait_for`], [`Wait`]) every test and benchmark waits with. It may call the
 //! `cairn` binary, `cairn_topo` and `crate::common`; nothing in the library calls it.
 
 mod coordinator;
 mod http;
 mod proxy;
+mod reap;
 mod s3;
 mod tablet;
 mod wait;
@@ -40,6 +44,7 @@ pub use crate::common::wait::WaitError;
 pub use coordinator::CoordinatorProcess;
 pub use http::{http_get, http_request};
 pub use proxy::{FaultProxy, ProxyMode};
+pub use reap::processes_under;
 pub use s3::{MotoServer, AWS_ENV};
 pub use tablet::{mysql_client, TabletProcess, TabletSpec};
 pub use wait::{wait_for, Wait};
@@ -312,5 +317,20 @@ impl Cluster {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Cluster {
+    /// Kills every process still running with a path inside the cluster's
+    /// directory (a failed test's orphaned mariadbd or agent) before the directory
+    /// goes; other clusters' processes never match.
+    fn drop(&mut self) {
+        let killed = reap::kill_processes_under(self.dir.path());
+        if killed > 0 {
+            eprintln!(
+                "testkit: killed {killed} process(es) left running under {}",
+                self.dir.path().display()
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! A TCP proxy on loopback for fault tests ([`FaultProxy`]): it forwards to an
 //! upstream port until told to cut every connection (now, or once a number of
-//! bytes went upstream), to cut each connection that sends more than a number of
+//! bytes went upstream, or came back downstream: a download cut mid-way), to cut each connection that sends more than a number of
 //! bytes upstream (large uploads fail, small requests pass), to delay each
 //! forwarded chunk, or to answer every new connection with an HTTP 503. Threads and blocking sockets; stopped on drop.
 
@@ -35,6 +35,9 @@ struct Shared {
     cut_budget: AtomicI64,
     /// The mode once the budget is spent (`Cut` or `Full`).
     after_budget: Mutex<ProxyMode>,
+    /// Bytes that may still come back downstream before every connection is cut
+    /// and new ones refused (< 0: no limit).
+    down_budget: AtomicI64,
     /// A connection that sent more than this upstream is cut (0: no limit).
     conn_limit: AtomicU64,
     /// Delay added before forwarding each chunk, in milliseconds.
@@ -70,6 +73,7 @@ impl FaultProxy {
             mode: Mutex::new(ProxyMode::Pass),
             cut_budget: AtomicI64::new(-1),
             after_budget: Mutex::new(ProxyMode::Cut),
+            down_budget: AtomicI64::new(-1),
             conn_limit: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
             upstream_bytes: AtomicU64::new(0),
@@ -114,6 +118,15 @@ impl FaultProxy {
         *lock(&self.shared.after_budget) = mode;
         self.shared
             .cut_budget
+            .store(bytes.min(i64::MAX as u64) as i64, Ordering::SeqCst);
+    }
+
+    /// Cuts every connection (and refuses new ones, [`ProxyMode::Cut`]) once
+    /// `bytes` more came back downstream: a download cut mid-way. `set_mode(Pass)`
+    /// heals it.
+    pub fn cut_after_downloaded(&self, bytes: u64) {
+        self.shared
+            .down_budget
             .store(bytes.min(i64::MAX as u64) as i64, Ordering::SeqCst);
     }
 
@@ -226,6 +239,13 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: &Shared, upstream: bool) {
                 let _ = from.shutdown(Shutdown::Both);
                 let _ = to.shutdown(Shutdown::Both);
                 return;
+            }
+        } else {
+            let left = s.down_budget.fetch_sub(n as i64, Ordering::SeqCst);
+            if left >= 0 && left < n as i64 {
+                *lock(&s.mode) = ProxyMode::Cut;
+                s.cut_all();
+                break;
             }
         }
         if *lock(&s.mode) != ProxyMode::Pass || to.write_all(&buf[..n]).is_err() {

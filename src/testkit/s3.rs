@@ -13,15 +13,17 @@ use anyhow::{bail, Context};
 use cairn_topo::testkit::free_port;
 use tempfile::TempDir;
 
-use super::http::http_request_with;
+use super::http::{http_exchange, http_request_with};
 
 /// A request to moto as a client would send it: moto checks no signature, but
 /// refuses some unsigned requests (deletes, conditional writes).
 fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
-    const AUTH: &str = "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, \
-                        SignedHeaders=host, Signature=0";
     http_request_with(port, method, path, &[("Authorization", AUTH)], body)
 }
+
+/// An `Authorization` header moto takes (it checks no signature).
+const AUTH: &str = "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, \
+                    SignedHeaders=host, Signature=0";
 
 /// The dummy credentials moto accepts (it checks no signature).
 pub const AWS_ENV: &[(&str, &str)] = &[
@@ -206,6 +208,22 @@ impl MotoServer {
             bail!("deleting {key}: HTTP {code}: {text}");
         }
         Ok(())
+    }
+
+    /// The headers moto answers a HEAD of an object with (names lower case), e.g.
+    /// `x-amz-server-side-encryption` as it was stored.
+    pub fn head(&self, bucket: &str, key: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let (code, headers, _) = http_exchange(
+            self.port,
+            "HEAD",
+            &format!("/{bucket}/{key}"),
+            &[("Authorization", AUTH)],
+            b"",
+        )?;
+        if code != 200 {
+            bail!("HEAD {key}: HTTP {code}");
+        }
+        Ok(headers)
     }
 
     /// Reads an object.

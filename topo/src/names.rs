@@ -29,9 +29,17 @@ fn check(kind: &str, s: &str, max: usize, extra: &[char]) -> Result<(), NameErro
     Ok(())
 }
 
-/// Keyspace: `[A-Za-z0-9_]{1,63}`.
+/// Keyspace: `[A-Za-z0-9_]{1,63}`, not beginning with `_` (reserved for cairn's
+/// own prefixes in backup storage: `_topo/`, `_binlog/`).
 pub fn validate_keyspace(s: &str) -> Result<(), NameError> {
-    check("keyspace", s, 63, &[])
+    check("keyspace", s, 63, &[])?;
+    if s.starts_with('_') {
+        return Err(NameError(format!(
+            "invalid keyspace {s:?}: a keyspace may not begin with '_' (reserved for \
+             cairn's own prefixes in backup storage, such as _topo/)"
+        )));
+    }
+    Ok(())
 }
 
 /// Shard: `[A-Za-z0-9_-]{1,63}` (key ranges such as `-80`, `80-`).
@@ -170,6 +178,9 @@ mod tests {
         assert!(validate_keyspace("commerce_1").is_ok());
         assert!(validate_keyspace("com-merce").is_err());
         assert!(validate_keyspace(&"a".repeat(64)).is_err());
+        assert!(validate_keyspace("_topo").is_err());
+        assert!(validate_keyspace("_binlog").is_err());
+        assert!(validate_keyspace("a_").is_ok());
         assert!(validate_shard("-80").is_ok());
         assert!(validate_shard("80-").is_ok());
         assert!(validate_shard("8/0").is_err());
