@@ -30,6 +30,9 @@
 //! - [`xtrabackup`]: the xtrabackup engine: `mariabackup --stream` piped through
 //!   the pipeline while mysqld serves; restore through `mbstream -x` and
 //!   `--prepare`.
+//! - [`binlog_archive`]: archived binlog segments under `_binlog/<ks>/<shard>/`:
+//!   their names (source file, byte range, GTIDs, times), lookups by GTID and
+//!   time, resume point, gaps; encoded like backups (compression, age).
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
@@ -37,6 +40,7 @@
 //! The engines sit on top of storage and the pipeline and decide what to copy and
 //! when; only they talk to mysqld, and only the catalog talks to etcd.
 
+pub mod binlog_archive;
 pub mod builtin;
 pub mod catalog;
 pub mod encryption;

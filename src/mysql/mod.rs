@@ -12,8 +12,12 @@
 //! - [`gtid`]: MariaDB GTID lists: parse, format, merge; pure.
 //! - [`binlog`]: MariaDB binlog files: their events, transactions, GTID state and
 //!   times, and where the complete part of a growing file ends; pure.
+//! - [`binlog_stream`]: a primary's binlog streamed into a spool directory by
+//!   `mariadb-binlog --read-from-remote-server --raw --stop-never`, and what the
+//!   primary says about its binlog files.
 
 pub mod binlog;
+pub mod binlog_stream;
 pub mod flavor;
 pub mod gtid;
 pub mod mysqld;

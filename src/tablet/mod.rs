@@ -16,6 +16,8 @@
 //!   stopped when the lease is lost, the check before a restore's swap, orphans.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
 //!   return the tablet to service after each.
+//! - [`archive`]: the ARCHIVE job: the primary's binlog streamed to a spool and
+//!   stored as segments every interval; resumes from storage; follows the primary.
 //! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
 //! - [`recovery`]: at every start, what an interrupted restore left is rolled back
@@ -23,6 +25,7 @@
 //! - [`http`]: `/healthz` and `/metrics`.
 
 pub mod agent;
+pub mod archive;
 pub mod config;
 pub mod fence;
 pub mod health;

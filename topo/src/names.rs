@@ -29,9 +29,16 @@ fn check(kind: &str, s: &str, max: usize, extra: &[char]) -> Result<(), NameErro
     Ok(())
 }
 
-/// Keyspace: `[A-Za-z0-9_]{1,63}`.
+/// Keyspace: `[A-Za-z0-9_]{1,63}`, not beginning with `_` (reserved).
 pub fn validate_keyspace(s: &str) -> Result<(), NameError> {
-    check("keyspace", s, 63, &[])
+    check("keyspace", s, 63, &[])?;
+    if s.starts_with('_') {
+        // Reserved for cairn's own prefixes in backup storage (`_topo/`, `_binlog/`).
+        return Err(NameError(format!(
+            "invalid keyspace {s:?}: must not begin with '_' (reserved)"
+        )));
+    }
+    Ok(())
 }
 
 /// Shard: `[A-Za-z0-9_-]{1,63}` (key ranges such as `-80`, `80-`).
@@ -169,6 +176,8 @@ mod tests {
     fn names_follow_the_contract() {
         assert!(validate_keyspace("commerce_1").is_ok());
         assert!(validate_keyspace("com-merce").is_err());
+        assert!(validate_keyspace("_binlog").is_err());
+        assert!(validate_keyspace("a_b").is_ok());
         assert!(validate_keyspace(&"a".repeat(64)).is_err());
         assert!(validate_shard("-80").is_ok());
         assert!(validate_shard("80-").is_ok());
