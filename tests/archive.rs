@@ -208,10 +208,42 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
         .unwrap();
         assert_ne!(moved["id"], job["id"]);
         wait_archived(&c, &tablets[0]).await;
-        let (before_remove, seqs) = check_archive(&c).await;
+        let (_, seqs) = check_archive(&c).await;
         let primary_seq = parse_gtid_list(&primary_position(&tablets[0])).unwrap()[0].seq;
         assert_eq!(seqs.last(), Some(&primary_seq));
         assert!(seqs.len() >= 15, "{seqs:?}");
+
+        // A failover: the restarted replica becomes primary; the job (on the old
+        // primary) follows it and the archive goes on from the new primary's
+        // binlog with no gap and no duplicate.
+        let spec = tablets[1].spec.clone();
+        // (Not dropped: that would kill the mysqld the killed agent left running.)
+        std::mem::forget(std::mem::replace(
+            &mut tablets[1],
+            c.spawn_tablet(&spec).unwrap(),
+        ));
+        tablets[1].wait_healthy(&topo, T).await.unwrap();
+        wait_for("the restarted replica caught up", T, || async {
+            Ok((primary_position(&tablets[1]) == primary_position(&tablets[0])).then_some(()))
+        })
+        .await
+        .unwrap();
+        c.cli_ok(&["init-shard-primary", "ks/0", &tablets[1].spec.alias()])
+            .unwrap();
+        for i in 16..=20 {
+            tablets[1]
+                .sql(&format!("INSERT INTO app.t VALUES ({i}, 'c')"))
+                .unwrap();
+        }
+        wait_archived(&c, &tablets[1]).await;
+        let (before_remove, seqs) = check_archive(&c).await;
+        let primary_seq = parse_gtid_list(&primary_position(&tablets[1])).unwrap()[0].seq;
+        assert_eq!(seqs.last(), Some(&primary_seq));
+        let new_sid = before_remove.last().unwrap().server_id;
+        assert_ne!(
+            new_sid, before_remove[0].server_id,
+            "segments of the new primary"
+        );
 
         // remove: the job ends, nothing more is stored.
         c.cli_ok(&["archive", "remove", "ks/0"]).unwrap();

@@ -23,9 +23,9 @@
 //! head `[0, h)` (no transactions), named `…binlogh…` (a moved head), and the next
 //! one starts where the first transaction not yet archived starts: the bytes in
 //! between were archived from the old primary. Concatenating a moved head with
-//! the segments after it gives a binlog whose events are whole but whose event
-//! positions (`log_pos`) jump; `mariadb-binlog` reads it (positions are only
-//! printed). Each stored object is verified on read by zstd's content
+//! the segments after it gives whole events whose positions (`log_pos`) jump;
+//! whether `mariadb-binlog` accepts that as one file is not verified yet (a
+//! restore may apply the head and the later segments as two inputs instead). Each stored object is verified on read by zstd's content
 //! checksum or lz4's, age's authentication, and the binlog events' CRC32.
 //!
 //! Pure naming and lookup ([`SegmentName`], [`resume_point`], [`file_segments`],

@@ -225,7 +225,7 @@ impl Agent {
             return Ok(SessionEnd::Again("the shard has no primary yet".into()));
         };
         let mut s = self.open_session(&primary, &rec.value).await?;
-        let interval = Duration::from_millis(rec.value.interval_ms.max(1000));
+        let mut interval = Duration::from_millis(rec.value.interval_ms.max(1000));
         let mut last_write = Instant::now() - HEARTBEAT;
         let end = loop {
             tokio::select! {
@@ -246,7 +246,11 @@ impl Agent {
                     .record_archive_state(job, &s, &pass, safe_at, error.clone())
                     .await
                 {
-                    Ok(Some(_)) => last_write = Instant::now(),
+                    Ok(Some(r)) => {
+                        last_write = Instant::now();
+                        // `archive set` on an archived shard changes the interval.
+                        interval = Duration::from_millis(r.value.interval_ms.max(1000));
+                    }
                     Ok(None) => break SessionEnd::Removed,
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "cannot record the archive's state; retrying next interval")

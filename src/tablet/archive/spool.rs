@@ -16,7 +16,7 @@ use crate::mysql::binlog::{summarize, BinlogSummary};
 pub(super) struct Window {
     /// The summary, in file offsets (transactions, `complete_len`, `read_len`).
     pub summary: BinlogSummary,
-    /// End of the `Format_description` event (0 while it is not whole).
+    /// End of the `Format_description` event (`u64::MAX` while it is not whole).
     pub header_end: u64,
     /// The file's bytes from `from` on (as read).
     pub bytes: Vec<u8>,
@@ -55,10 +55,11 @@ pub(super) fn read_window(path: &Path, offset: u64, max: u64) -> anyhow::Result<
         f.seek(SeekFrom::Start(0))?;
         f.read_exact(&mut bytes)?;
         let summary = summarize(&bytes[..])?;
-        let header_end = if header_end <= file_len {
+        // Not whole yet: nothing may be cut (see `plan_cut`).
+        let header_end = if header_end != 0 && header_end <= file_len {
             header_end
         } else {
-            0
+            u64::MAX
         };
         return Ok(Window {
             summary,
