@@ -228,21 +228,41 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
         })
         .await
         .unwrap();
+        let st = FileStorage::new(c.backup_root());
+        let old_sid = list_segments(&st, "ks", "0").await.unwrap()[0].0.server_id;
         c.cli_ok(&["init-shard-primary", "ks/0", &tablets[1].spec.alias()])
             .unwrap();
-        for i in 16..=20 {
+        // Writes on the new primary until the archive stores them from its binlog
+        // (the old primary, now a replica, logs them too until the job moves on).
+        let deadline = Instant::now() + T;
+        let mut id = 16;
+        loop {
             tablets[1]
-                .sql(&format!("INSERT INTO app.t VALUES ({i}, 'c')"))
+                .sql(&format!("INSERT INTO app.t VALUES ({id}, 'c')"))
                 .unwrap();
+            id += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let segs = list_segments(&st, "ks", "0").await.unwrap();
+            if segs
+                .iter()
+                .any(|(s, _)| s.server_id != old_sid && s.has_transactions())
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing archived from the new primary"
+            );
         }
         wait_archived(&c, &tablets[1]).await;
         let (before_remove, seqs) = check_archive(&c).await;
         let primary_seq = parse_gtid_list(&primary_position(&tablets[1])).unwrap()[0].seq;
         assert_eq!(seqs.last(), Some(&primary_seq));
-        let new_sid = before_remove.last().unwrap().server_id;
-        assert_ne!(
-            new_sid, before_remove[0].server_id,
-            "segments of the new primary"
+        assert!(
+            before_remove
+                .iter()
+                .any(|s| s.moved_head && s.server_id != old_sid),
+            "the new primary's file starts with a moved head: {before_remove:?}"
         );
 
         // remove: the job ends, nothing more is stored.
@@ -255,11 +275,10 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
         })
         .await
         .unwrap();
-        tablets[0]
+        tablets[1]
             .sql("INSERT INTO app.t VALUES (99, 'after')")
             .unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let st = FileStorage::new(c.backup_root());
         let after = list_segments(&st, "ks", "0").await.unwrap();
         assert_eq!(
             after.len(),
