@@ -145,14 +145,15 @@ fn one_live_job_per_archived_shard() {
         reason: why.into(),
     };
     // (what, archived, jobs, place, now, want)
-    let rows: Vec<(
-        &str,
+    type Row = (
+        &'static str,
         bool,
         Vec<Job>,
         Option<TabletAlias>,
         i64,
         Vec<ArchiveAction>,
-    )> = vec![
+    );
+    let rows: Vec<Row> = vec![
         (
             "new archive",
             true,

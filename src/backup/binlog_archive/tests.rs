@@ -234,7 +234,9 @@ fn holes_between_segments_are_gaps_except_after_a_moved_head() {
         moved_head: true,
         ..seg(4, 3, 0, 300, None)
     };
-    let cases: Vec<(Vec<SegmentName>, Vec<(u64, u64)>)> = vec![
+    // (segments, holes as (from, to))
+    type Case = (Vec<SegmentName>, Vec<(u64, u64)>);
+    let cases: Vec<Case> = vec![
         (
             vec![seg(0, 1, 0, 256, None), seg(1, 1, 256, 900, Some((1, 5)))],
             vec![],
