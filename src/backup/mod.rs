@@ -35,6 +35,9 @@
 //!   pipeline as a backup whose MANIFEST says `Incremental`; mysqld keeps serving.
 //! - [`pitr`]: point-in-time restores, the pure half: targets, the chain of a
 //!   full backup and incrementals that reaches one, the transactions to apply.
+//! - [`binlog_archive`]: archived binlog segments under `_binlog/<ks>/<shard>/`:
+//!   their names (source file, byte range, GTIDs, times), lookups by GTID and
+//!   time, resume point, gaps; encoded like backups (compression, age).
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
@@ -44,6 +47,7 @@
 //! The engines sit on top of storage and the pipeline and decide what to copy and
 //! when; only they talk to mysqld, and only the catalog talks to etcd.
 
+pub mod binlog_archive;
 pub mod builtin;
 pub mod catalog;
 pub mod encryption;

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::common::parse_duration;
 
+mod archive;
 mod storage;
+pub use archive::{ArchiveCommand, ArchiveSetArgs};
 pub use storage::{EncryptionArgs, StorageArg, StorageArgs};
 
 /// cairn: backups and seeded replicas for a sharded MariaDB/MySQL fleet, coordinated
@@ -97,6 +99,9 @@ pub enum Command {
     /// Manage backup schedules
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Continuous binlog archiving of shards (point-in-time recovery)
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
     /// List backup and restore jobs
     Jobs(JobsArgs),
     /// Topology server maintenance

@@ -38,6 +38,7 @@ fn kind_name(k: JobKind) -> &'static str {
     match k {
         JobKind::Backup => "backup",
         JobKind::Restore => "restore",
+        JobKind::Archive => "archive",
     }
 }
 

@@ -5,6 +5,7 @@
 //! through topo (and backup storage for listing/removal), and waits for the outcome
 //! unless told `--no-wait`.
 
+pub mod archive;
 pub mod args;
 pub mod backups;
 pub mod config;
@@ -148,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RestoreFromBackup(a) => backups::restore(&connect_admin(&g).await?, a).await,
         Command::Jobs(a) => jobs::list(&connect_admin(&g).await?, a).await,
         Command::Schedule(c) => schedule::run(&g, c).await,
+        Command::Archive(c) => archive::run(&g, c).await,
         Command::Topo(c) => topo_snapshot::run(&g, c).await,
         Command::Verify(a) => verify::verify(&g, a).await,
         Command::Completions(a) => {

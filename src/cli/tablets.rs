@@ -120,8 +120,25 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("reading shard {ks}"))?
         .with_context(|| format!("shard {ks} does not exist"))?;
+    let archive = topo
+        .get::<cairn_topo::ArchiveRecord>(&topo.keys().archive(&ks.keyspace, &ks.shard))
+        .await
+        .with_context(|| format!("reading the archive of {ks}"))?;
+    let archive = match archive {
+        Some(r) => {
+            let pos = super::archive::primary_position(topo, &ks.keyspace, &ks.shard).await;
+            Some(super::archive::archive_row(&r.value, pos.as_deref()))
+        }
+        None => None,
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&shard.value)?);
+        let mut v = serde_json::to_value(&shard.value)?;
+        if let Some(obj) = v.as_object_mut() {
+            let loss = archive.as_ref().and_then(|r| r.loss_window_seconds);
+            obj.insert("loss_window_seconds".into(), serde_json::json!(loss));
+            obj.insert("archive".into(), serde_json::to_value(&archive)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let s = &shard.value;
         println!("shard:          {ks}");
@@ -131,13 +148,27 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
             opt(&s.primary_term_start_time.map(|t| t.to_rfc3339()))
         );
         println!("latest backup:  {}", opt(&s.latest_backup));
+        let (window, loss) = match &archive {
+            None => ("not archived".to_string(), "-".to_string()),
+            Some(r) => (
+                format!("{} .. {}", opt(&r.first_timestamp), opt(&r.last_timestamp)),
+                opt(&r.loss_window_seconds.map(|s| format!("{s:.1}s"))),
+            ),
+        };
+        println!("archived:       {window}");
+        println!("loss window:    {loss}");
     }
     Ok(())
 }
 
 /// Whether a job of this kind and state keeps its tablet from becoming primary: any
-/// running job, and a restore still pending (it would restore over the primary).
+/// running job, and a restore still pending (it would restore over the primary);
+/// never an ARCHIVE job.
 pub fn job_blocks_promotion(kind: JobKind, state: JobState) -> bool {
+    if kind == JobKind::Archive {
+        // Archiving streams from the primary, whoever it is: it never blocks.
+        return false;
+    }
     match state {
         JobState::Running => true,
         JobState::Pending => kind == JobKind::Restore,

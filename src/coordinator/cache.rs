@@ -12,7 +12,8 @@ use std::sync::Arc;
 use cairn_topo::typed::TabletInfo;
 use cairn_topo::watch::WatchEvent;
 use cairn_topo::{
-    BackupRecord, Health, Job, Keys, Schedule, Shard, Tablet, TabletAlias, Topo, TopoKey, Versioned,
+    ArchiveRecord, BackupRecord, Health, Job, Keys, Schedule, Shard, Tablet, TabletAlias, Topo,
+    TopoKey, Versioned,
 };
 use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
@@ -41,6 +42,8 @@ pub struct TopoView {
     pub jobs: BTreeMap<String, Versioned<Job>>,
     /// Schedules by name.
     pub schedules: BTreeMap<String, Versioned<Schedule>>,
+    /// Binlog archives by (keyspace, shard).
+    pub archives: BTreeMap<(String, String), Versioned<ArchiveRecord>>,
     /// etcd revision the picture is current to.
     pub revision: i64,
     /// Records that did not parse (counted for the status page).
@@ -115,6 +118,15 @@ impl TopoView {
                     self.schedules.insert(name, Versioned { value: v, version });
                 }
             }
+            TopoKey::Archive {
+                keyspace: ks,
+                shard: s,
+            } => {
+                if let Some(v) = parse::<ArchiveRecord>(key, value, bad) {
+                    self.archives
+                        .insert((ks, s), Versioned { value: v, version });
+                }
+            }
             TopoKey::Keyspace { .. } => {}
         }
     }
@@ -156,6 +168,12 @@ impl TopoView {
             }
             TopoKey::Schedule(name) => {
                 self.schedules.remove(&name);
+            }
+            TopoKey::Archive {
+                keyspace: ks,
+                shard: s,
+            } => {
+                self.archives.remove(&(ks, s));
             }
             TopoKey::Keyspace { .. } => {}
         }

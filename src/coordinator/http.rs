@@ -1,10 +1,12 @@
 //! The coordinator's HTTP endpoints: `/healthz`, `/metrics` (Prometheus) and
 //! `/api/v1/status` (JSON: who leads, schedules, shards with their latest backup,
-//! its age and their count of unreadable backups, running jobs, and the
+//! its age, their count of unreadable backups and their binlog archive with its
+//! window and loss window, running jobs, and the
 //! unreadable backups with their errors as this coordinator's reconciler last saw
 //! them, so on the leader). Served by leader and standbys alike.
 //!
-//! May call: the cache, [`super::metrics`] and [`Shared`] (read only), `common`.
+//! May call: the cache, [`super::metrics`], [`super::archive_plan`] (the loss
+//! window) and [`Shared`] (read only), `common`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -72,10 +74,28 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
                 .iter()
                 .filter(|u| &u.keyspace == ks && &u.shard == shard)
                 .count();
+            let archive = s.archives.get(&(ks.clone(), shard.clone())).map(|a| {
+                let pos = v
+                    .value
+                    .primary_alias
+                    .as_ref()
+                    .and_then(|p| s.health.get(&p.to_string()))
+                    .and_then(|h| h.gtid_position.as_deref());
+                let loss = super::archive_plan::loss_window(&a.value, pos, now);
+                let st = &a.value.state;
+                json!({"interval_ms": a.value.interval_ms, "tablet": st.tablet,
+                       "position": st.position, "first_timestamp": st.first_timestamp,
+                       "last_timestamp": st.last_timestamp, "safe_at": st.safe_at,
+                       "segments": st.segments, "stored_bytes": st.stored_bytes,
+                       "last_error": st.last_error,
+                       "loss_window_seconds": loss.map(|d| d.as_secs_f64())})
+            });
             json!({"keyspace": ks, "shard": shard, "primary": v.value.primary_alias,
                    "latest_backup": v.value.latest_backup,
                    "latest_backup_age_seconds": v.value.latest_backup_time.map(|t| (now - t).num_seconds()),
-                   "unreadable_backups": n})
+                   "unreadable_backups": n,
+                   "archive": archive,
+                   "loss_window_seconds": archive.as_ref().and_then(|a| a["loss_window_seconds"].as_f64())})
         })
         .collect();
     let jobs: Vec<_> = s

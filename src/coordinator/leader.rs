@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
-use super::{history, prune, reconcile, scheduler_pass, snapshot_pass, supervisor_pass};
+use super::{
+    archive_pass, history, prune, reconcile, scheduler_pass, snapshot_pass, supervisor_pass,
+};
 use crate::common::lock;
 
 /// Campaigns, leads until leadership is lost, campaigns again; until cancelled.
@@ -116,6 +118,9 @@ pub(super) async fn lead_loops(shared: Arc<Shared>, fence: Fence, lead: Cancella
         }
         if let Err(e) = supervisor_pass::supervisor_pass(&shared, &fence, now).await {
             log_pass_error("job supervisor", &e);
+        }
+        if let Err(e) = archive_pass::archive_pass(&shared, &fence, now).await {
+            log_pass_error("archive", &e);
         }
         if let Err(e) = prune::retention_pass(&shared, &fence, now, &shared.retention_done).await {
             log_pass_error("retention", &e);

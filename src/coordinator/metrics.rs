@@ -6,6 +6,7 @@
 //! passes and refreshed from the cache; rendered by [`super::http`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use cairn_topo::{Job, JobState};
@@ -72,6 +73,9 @@ pub struct CoordinatorMetrics {
     /// Shards of schedule slots given up (no eligible tablet until the give-up
     /// time, or the shard's previous backup still running), per shard.
     pub scheduled_runs_skipped: Family<ShardLabels, Counter>,
+    /// The loss window of each archived shard: seconds of the primary's
+    /// transactions not yet in the binlog archive (0 when all are).
+    pub archive_loss_window_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
     /// The unreadable backups themselves, per shard, for `/api/v1/status`.
     unreadable: Mutex<BTreeMap<(String, String), Vec<UnreadableBackup>>>,
 }
@@ -91,6 +95,7 @@ impl Default for CoordinatorMetrics {
             unreadable_backups: Family::default(),
             pass_items_skipped: Family::default(),
             scheduled_runs_skipped: Family::default(),
+            archive_loss_window_seconds: Family::default(),
             unreadable: Mutex::default(),
         }
     }
@@ -138,6 +143,12 @@ impl CoordinatorMetrics {
             "unreadable_backups",
             "Backups whose MANIFEST cannot be read, parsed or restored (kept, never restored)",
             self.unreadable_backups.clone(),
+        );
+        r.register(
+            "archive_loss_window_seconds",
+            "Point-in-time loss window of an archived shard: seconds since everything its \
+             primary had was last in the binlog archive (0 while it all is)",
+            self.archive_loss_window_seconds.clone(),
         );
         r.register(
             "pass_items_skipped",

@@ -20,6 +20,8 @@
 //! - `supervisor_pass`: failing stuck jobs, writing retries.
 //! - `history`: forgetting old finished jobs.
 //! - `snapshot_pass`: etcd snapshots on the snapshot cron.
+//! - `archive_pass`: one ARCHIVE job per archived shard placed, moved, cancelled;
+//!   the loss window gauge.
 //! - [`prune`]: retention carried out, by the leader after each scheduled backup
 //!   and by `schedule prune`, through the backup catalog.
 //! - [`reconcile`]: the catalog reconciler (topo's records follow storage).
@@ -31,11 +33,15 @@
 //!   tablet, which jobs the history forgets.
 //! - [`select`]: which tablet of a shard to back up (shared with `backup-shard`).
 //! - [`retention`]: which backups a schedule's rule removes.
+//! - [`archive_plan`]: where a shard's ARCHIVE job runs, what the leader does
+//!   about its jobs, the shard's loss window.
 //!
 //! etcd snapshots:
 //! - [`etcd_snapshot`]: streaming, verifying, storing and pruning etcd snapshots
 //!   (also `cairn topo snapshot`).
 
+mod archive_pass;
+pub mod archive_plan;
 pub mod cache;
 pub mod config;
 pub mod etcd_snapshot;

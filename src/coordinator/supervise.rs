@@ -15,7 +15,8 @@
 //!    alone for now. RUNNING, and the job records the lease of the agent that took
 //!    it (`owner_lease`) while Health now hangs on a different lease: failed (the
 //!    agent restarted and cannot resume the job).
-//! 4. RUNNING longer than the running timeout (since `started_at`): failed.
+//! 4. RUNNING longer than the running timeout (since `started_at`): failed; an
+//!    ARCHIVE job (long-running by design) never times out.
 //! 5. PENDING while the tablet has no Health, for longer than the no-health
 //!    grace (an agent restarting re-registers within it): failed.
 //! 6. PENDING longer than its pending timeout (the job's own
@@ -207,7 +208,8 @@ fn failure(job: &Job, tablet: &TabletView, now: DateTime<Utc>, t: &Timeouts) -> 
                 _ => {}
             }
             let running_for = since(now, job.started_at.unwrap_or(job.created_at));
-            (running_for > t.running).then(|| {
+            // An ARCHIVE job runs until it is removed or moved: no running timeout.
+            (running_for > t.running && job.kind != JobKind::Archive).then(|| {
                 format!(
                     "running for {} on tablet {alias}, past the {} timeout",
                     secs(running_for),

@@ -15,10 +15,14 @@
 //! - [`binlog_apply`]: binlog files applied to the running server
 //!   (`mariadb-binlog | mariadb`), both tools' errors captured.
 //! - [`binlog_files`]: the server's binlog files through SQL: rotate, list, locate.
+//! - [`binlog_stream`]: a primary's binlog streamed into a spool directory by
+//!   `mariadb-binlog --read-from-remote-server --raw --stop-never`, and what the
+//!   primary says about its binlog files.
 
 pub mod binlog;
 pub mod binlog_apply;
 pub mod binlog_files;
+pub mod binlog_stream;
 pub mod flavor;
 pub mod gtid;
 pub mod mysqld;

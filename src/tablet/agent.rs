@@ -62,6 +62,9 @@ pub(super) struct Status {
     /// The running job's handle (to stop it when its record is made final by
     /// someone else).
     pub(super) job_run: Option<JobRun>,
+    /// The running ARCHIVE job's handle: it runs beside the one backup or
+    /// restore job ([`super::archive`]).
+    pub(super) archive_run: Option<JobRun>,
     /// Whether mysqld answered at the last check.
     pub(super) mysqld_up: bool,
     /// The backup being restored, if any (published so retention keeps it).

@@ -193,6 +193,10 @@ impl Agent {
         if j.tablet_alias != self.cfg.alias {
             return;
         }
+        if j.kind == JobKind::Archive {
+            // Long-running, beside backups and restores: its own room.
+            return self.consider_archive(job).await;
+        }
         if j.state.is_final() {
             let run = lock(&self.status).job_run.clone();
             if let Some(run) = run.filter(|r| r.id == j.id && !r.stopped()) {
@@ -316,7 +320,7 @@ impl Agent {
     /// [`Self::finish_job`] until etcd takes it (or the agent stops: the next start
     /// fails a job left RUNNING), so a job whose agent was cut off from etcd is
     /// not left RUNNING under a lease that is gone.
-    async fn record_outcome(
+    pub(super) async fn record_outcome(
         &self,
         id: &str,
         result: Result<(), String>,
@@ -370,6 +374,10 @@ impl Agent {
                 .await
                 .map(JobDone::named)
                 .map_err(|e| (e, None)),
+            JobKind::Archive => Err((
+                anyhow::anyhow!("an ARCHIVE job is run by its own room"),
+                None,
+            )),
         }
     }
 
@@ -377,7 +385,7 @@ impl Agent {
     /// when it ran. A job that succeeded with a `message` and no backup name
     /// stored nothing (an empty incremental backup): the name it was claimed
     /// with is cleared, so it names no backup.
-    async fn finish_job(
+    pub(super) async fn finish_job(
         &self,
         id: &str,
         result: Result<(), String>,

@@ -18,6 +18,8 @@
 //!   return the tablet to service after each.
 //! - [`incremental`]: the incremental backup job: binary logs only, the tablet
 //!   keeps serving.
+//! - [`archive`]: the ARCHIVE job: the primary's binlog streamed to a spool and
+//!   stored as segments every interval; resumes from storage; follows the primary.
 //! - `publish`: how often progress and Health are written (pure decisions).
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
 //! - [`pitr`]: restores to a point (a GTID position or a second): the chain
@@ -27,6 +29,7 @@
 //! - [`http`]: `/healthz` and `/metrics`.
 
 pub mod agent;
+pub mod archive;
 pub mod config;
 pub mod fence;
 pub mod health;

@@ -219,6 +219,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             last_error: None,
             busy_job: None,
             job_run: None,
+            archive_run: None,
             mysqld_up: false,
             restoring: None,
             replication: Default::default(),

@@ -36,6 +36,14 @@ pub enum TopoKey {
     Job(String),
     /// `<root>/global/schedules/<name>`
     Schedule(String),
+    /// `<root>/global/archives/<keyspace>/<shard>`: a shard's binlog archive
+    /// (setting and state, one small record; never a key per segment).
+    Archive {
+        /// The keyspace name.
+        keyspace: String,
+        /// The shard name.
+        shard: String,
+    },
 }
 
 /// Builds keys under one `--topo-root`.
@@ -105,6 +113,12 @@ impl Keys {
     pub fn schedule(&self, name: &str) -> String {
         format!("{}/global/schedules/{name}", self.root)
     }
+    pub fn archives_prefix(&self) -> String {
+        format!("{}/global/archives/", self.root)
+    }
+    pub fn archive(&self, ks: &str, shard: &str) -> String {
+        format!("{}/global/archives/{ks}/{shard}", self.root)
+    }
     pub fn coordinator_prefix(&self) -> String {
         format!("{}/global/coordinator/", self.root)
     }
@@ -151,6 +165,10 @@ impl Keys {
             },
             ["global", "jobs", id] => TopoKey::Job(s(id)),
             ["global", "schedules", name] => TopoKey::Schedule(s(name)),
+            ["global", "archives", ks, shard] => TopoKey::Archive {
+                keyspace: s(ks),
+                shard: s(shard),
+            },
             [cell, "tablets", alias, leaf] if *cell != "global" => {
                 let alias: TabletAlias = alias.parse().ok()?;
                 if alias.cell != *cell {
@@ -180,6 +198,7 @@ impl Keys {
             TopoKey::Health(a) => self.health(a),
             TopoKey::Job(id) => self.job(id),
             TopoKey::Schedule(name) => self.schedule(name),
+            TopoKey::Archive { keyspace, shard } => self.archive(keyspace, shard),
         }
     }
 }
@@ -237,6 +256,13 @@ mod tests {
                 (k.health(&a), TopoKey::Health(a.clone())),
                 (k.job("j-1"), TopoKey::Job("j-1".into())),
                 (k.schedule("nightly"), TopoKey::Schedule("nightly".into())),
+                (
+                    k.archive("ks", "-80"),
+                    TopoKey::Archive {
+                        keyspace: "ks".into(),
+                        shard: "-80".into(),
+                    },
+                ),
             ];
             for (key, parsed) in table {
                 assert_eq!(k.parse(&key), Some(parsed.clone()), "{key}");
@@ -260,6 +286,8 @@ mod tests {
             "/cairn/global/jobs/j/x".to_string(),
             "/cairn/global/jobs//j".to_string(),
             "/cairn/global/schedules/".to_string(),
+            "/cairn/global/archives/ks".to_string(),
+            "/cairn/global/archives/ks/0/x".to_string(),
             "/cairn/global/keyspaces/ks/Other".to_string(),
             "/cairn/global/keyspaces/ks/shards/0/Other".to_string(),
             "/cairn/global/keyspaces/ks/shards/0/backups/".to_string(),

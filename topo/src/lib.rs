@@ -8,6 +8,7 @@
 //! - [`keys`]: the key layout of the contract: building keys and parsing them back.
 //! - [`records`]: the typed JSON records (Keyspace, Shard, Tablet, Health,
 //!   BackupRecord, Job, Schedule).
+//! - [`archive`]: a shard's binlog archive record (setting and state).
 //! - [`retry`]: deadlines, backoffs and transient-error classification.
 //! - [`codec`]: [`Versioned`] records and their JSON encoding.
 //! - `explain`: clear, permanent errors for connection failures the operator
@@ -33,6 +34,7 @@
 //!
 //! No MySQL and no backup code lives here.
 
+pub mod archive;
 pub mod codec;
 pub mod conn;
 pub mod engines;
@@ -58,6 +60,7 @@ pub mod txn;
 pub mod typed;
 pub mod watch;
 
+pub use archive::{ArchiveRecord, ArchiveState};
 pub use codec::Versioned;
 pub use conn::{Topo, TopoConfig};
 pub use engines::{BackupMethod, CompressionEngine, StreamMode};

@@ -177,6 +177,8 @@ mod tests {
     fn names_follow_the_contract() {
         assert!(validate_keyspace("commerce_1").is_ok());
         assert!(validate_keyspace("com-merce").is_err());
+        assert!(validate_keyspace("_binlog").is_err());
+        assert!(validate_keyspace("a_b").is_ok());
         assert!(validate_keyspace(&"a".repeat(64)).is_err());
         assert!(validate_keyspace("_topo").is_err());
         assert!(validate_keyspace("_binlog").is_err());

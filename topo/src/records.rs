@@ -261,6 +261,9 @@ pub enum BackupRecordState {
 pub enum JobKind {
     Backup,
     Restore,
+    /// Continuous binlog archiving of a shard: long-running, placed and moved by
+    /// the coordinator, stopped by making it final (CANCELLED).
+    Archive,
 }
 
 /// Lifecycle of a job: PENDING → RUNNING → SUCCEEDED | FAILED (or CANCELLED).
@@ -395,6 +398,7 @@ impl Job {
         let k = match kind {
             JobKind::Backup => "backup",
             JobKind::Restore => "restore",
+            JobKind::Archive => "archive",
         };
         format!(
             "{}-{k}-{:08x}",

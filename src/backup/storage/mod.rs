@@ -57,7 +57,13 @@ pub const MANIFEST_FILE: &str = "MANIFEST";
 /// Temporary name the MANIFEST is written under before its atomic rename.
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
 /// Top-level directories reserved for blobs; never a keyspace in this storage.
-pub const BLOB_DIRS: &[&str] = &["_topo"];
+/// `_topo` holds blobs directly; `_binlog` one directory per shard
+/// (`_binlog/<keyspace>/<shard>`, the archived binlog segments).
+pub const BLOB_DIRS: &[&str] = &["_topo", "_binlog"];
+/// The top-level directory of archived binlogs.
+pub const BINLOG_DIR: &str = "_binlog";
+/// Longest blob name (archived binlog segments carry their range in the name).
+const MAX_BLOB_NAME: usize = 220;
 /// Mode of every file cairn creates in storage: readable by its owner only.
 const FILE_MODE: u32 = 0o600;
 /// Mode of every directory cairn creates in storage.
@@ -410,21 +416,35 @@ pub fn validate_stored_name(s: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Validates a blob directory: one of [`BLOB_DIRS`].
+/// Validates a blob directory: `_topo`, or `_binlog/<keyspace>/<shard>` with
+/// valid names (a shard's archived binlogs).
 pub fn validate_blob_dir(s: &str) -> Result<(), NameError> {
-    if BLOB_DIRS.contains(&s) {
-        Ok(())
-    } else {
-        Err(NameError(format!(
-            "invalid blob directory {s:?}: expected one of {BLOB_DIRS:?}"
-        )))
+    if s == "_topo" {
+        return Ok(());
+    }
+    let bad = || {
+        NameError(format!(
+            "invalid blob directory {s:?}: expected _topo or {BINLOG_DIR}/<keyspace>/<shard>"
+        ))
+    };
+    let mut parts = s.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(BINLOG_DIR), Some(ks), Some(shard), None) => {
+            validate_shard_path(ks, shard).map_err(|_| bad())
+        }
+        _ => Err(bad()),
     }
 }
 
-/// Validates a blob name: `[A-Za-z0-9._-]{1,128}` starting with a letter or digit
+/// Validates a blob name: `[A-Za-z0-9._-]{1,220}` starting with a letter or digit
 /// (names starting with `.` are temporary files).
 pub fn validate_blob_name(s: &str) -> Result<(), NameError> {
-    validate_backup_name(s).map_err(|e| NameError(e.0.replacen("backup name", "blob name", 1)))?;
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    if s.is_empty() || s.len() > MAX_BLOB_NAME || !s.chars().all(ok_char) {
+        return Err(NameError(format!(
+            "invalid blob name {s:?}: want [A-Za-z0-9._-], 1 to {MAX_BLOB_NAME} characters"
+        )));
+    }
     if !s.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(NameError(format!(
             "invalid blob name {s:?}: must start with a letter or digit"

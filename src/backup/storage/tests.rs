@@ -345,6 +345,50 @@ async fn blobs_round_trip() {
     assert_eq!(st.list_blobs("_topo").await.unwrap().len(), 1);
 }
 
+#[tokio::test]
+async fn binlog_blob_dirs_are_per_shard_and_never_a_keyspace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = FileStorage::new(tmp.path());
+    st.put_blob(
+        "_binlog/ks/-80",
+        "0000000000.101.1.0.9.x.x.x.x.binlog",
+        Box::new(&b"seg"[..]),
+    )
+    .await
+    .unwrap();
+    let l = st.list_blobs("_binlog/ks/-80").await.unwrap();
+    assert_eq!(l.len(), 1);
+    assert!(st.list_blobs("_binlog/ks/0").await.unwrap().is_empty());
+    assert!(
+        st.list_shards().await.unwrap().is_empty(),
+        "_binlog is no keyspace"
+    );
+    assert_eq!(mode(&tmp.path().join("_binlog/ks/-80")), 0o700);
+    for bad in [
+        "_binlog",
+        "_binlog/ks",
+        "_binlog/ks/0/x",
+        "_binlog/../0",
+        "_binlog/ks/..",
+        "_binlog/_topo/0",
+        "_topo/x",
+        "ks/0",
+    ] {
+        assert!(
+            matches!(st.list_blobs(bad).await, Err(StorageError::InvalidName(_))),
+            "{bad:?} accepted"
+        );
+    }
+    let long = "a".repeat(221);
+    assert!(st
+        .put_blob("_topo", &long, Box::new(&b"x"[..]))
+        .await
+        .is_err());
+    st.put_blob("_topo", &long[..220], Box::new(&b"x"[..]))
+        .await
+        .unwrap();
+}
+
 #[test]
 fn classification_of_a_manifest_read() {
     let good = manifest("ks", "0", NAME1, vec![entry("0", 3)]);

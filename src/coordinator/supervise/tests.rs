@@ -96,6 +96,20 @@ fn table() {
             V::Leave,
         ),
         (
+            "archiving for days: no running timeout",
+            job(Running, JobKind::Archive, false, 1),
+            view(true, Some(7)),
+            at(10 * 86400),
+            V::Leave,
+        ),
+        (
+            "archiving, health gone past the grace: failed, not retried",
+            job(Running, JobKind::Archive, false, 1),
+            gone(5),
+            at(16),
+            V::Fail("lost its health"),
+        ),
+        (
             "running, health gone",
             job(Running, Backup, true, 1),
             view(true, None),

@@ -100,7 +100,10 @@ impl S3Storage {
     /// The key `[PREFIX/]a/b/…`.
     fn key(&self, parts: &[&str]) -> Path {
         let root = self.cfg.root.split('/').filter(|s| !s.is_empty());
-        Path::from_iter(root.chain(parts.iter().copied()))
+        // A blob directory may have several levels (`_binlog/ks/0`); every other
+        // part is one validated name without a slash.
+        let parts = parts.iter().flat_map(|p| p.split('/'));
+        Path::from_iter(root.chain(parts))
     }
 
     /// `s3://bucket/key`, for messages.
