@@ -501,6 +501,10 @@ async fn bad_input_writes_nothing_and_without_storage_list_backups_reads_etcd() 
             schedule: None,
             state: Default::default(),
             error: None,
+            incremental: false,
+            from_position: None,
+            first_timestamp: None,
+            last_timestamp: None,
         };
         topo.put(&topo.keys().backup("ks", "0", name), &record, None)
             .await

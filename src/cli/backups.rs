@@ -9,8 +9,8 @@
 
 use anyhow::{bail, Context};
 use cairn_topo::{
-    BackupRecord, BackupRecordState, Job, JobKind, JobState, PointInTime, TabletAlias,
-    TabletType, Topo,
+    BackupRecord, BackupRecordState, Job, JobKind, JobState, PointInTime, TabletAlias, TabletType,
+    Topo,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -366,6 +366,10 @@ pub fn record_row(r: &BackupRecord) -> BackupRow {
         in_topo: true,
         schedule: r.schedule.clone(),
         encryption: None,
+        incremental: r.incremental,
+        from_position: r.from_position.clone(),
+        first_timestamp: r.first_timestamp,
+        last_timestamp: r.last_timestamp,
     }
 }
 

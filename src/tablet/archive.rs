@@ -107,7 +107,7 @@ impl Agent {
             return;
         }
         if let Some(why) = stale_pending_reason(j, Utc::now()) {
-            let _ = self.finish_job(&j.id, Err(why), None, None).await;
+            let _ = self.finish_job(&j.id, Err(why), None, None, None).await;
             return;
         }
         let running = lock(&self.status)
@@ -117,7 +117,7 @@ impl Agent {
         if let Some(other) = running {
             if other != j.id {
                 let why = format!("tablet already runs the archive job {other}");
-                let _ = self.finish_job(&j.id, Err(why), None, None).await;
+                let _ = self.finish_job(&j.id, Err(why), None, None, None).await;
             }
             return;
         }
@@ -157,7 +157,9 @@ impl Agent {
                 }
                 let result =
                     outcome.map_err(|e| super::jobs::job_error(&e, run.stop_reason().as_deref()));
-                agent.record_outcome(&taken.id, result, None, (0, 0)).await;
+                agent
+                    .record_outcome(&taken.id, result, None, None, (0, 0))
+                    .await;
             }
             .instrument(span),
         );

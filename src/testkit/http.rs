@@ -30,6 +30,9 @@ pub fn http_request_with(
     http_exchange(port, method, path, headers, body).map(|(code, _, body)| (code, body))
 }
 
+/// An HTTP answer: status code, headers (names lower case), body.
+pub type HttpAnswer = (u16, Vec<(String, String)>, String);
+
 /// [`http_request_with`] that also returns the answer's headers (names lower case).
 pub fn http_exchange(
     port: u16,
@@ -37,7 +40,7 @@ pub fn http_exchange(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> anyhow::Result<(u16, Vec<(String, String)>, String)> {
+) -> anyhow::Result<HttpAnswer> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;

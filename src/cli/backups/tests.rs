@@ -20,6 +20,10 @@ fn record(name: &str, complete: bool, state: BackupRecordState) -> BackupRecord 
         schedule: Some("nightly".into()),
         state,
         error: (state == BackupRecordState::Unreadable).then(|| "stored file 3 is missing".into()),
+        incremental: false,
+        from_position: None,
+        first_timestamp: None,
+        last_timestamp: None,
     }
 }
 
