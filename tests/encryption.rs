@@ -185,8 +185,9 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
                 e["Name"]
             );
             // The hash is over the stored bytes: verifying needs no key.
+            assert_eq!(e["HashAlgorithm"], "blake3", "{e}");
             assert_eq!(
-                hex::encode(Sha256::digest(&stored)),
+                blake3::hash(&stored).to_hex().to_string(),
                 e["Hash"].as_str().unwrap()
             );
             assert_eq!(stored.len() as u64, e["StoredSize"].as_u64().unwrap());
