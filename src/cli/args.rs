@@ -12,8 +12,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::common::parse_duration;
 
 mod archive;
+mod backups;
 mod storage;
 pub use archive::{ArchiveCommand, ArchiveSetArgs};
+pub use backups::{
+    BackupArgs, BackupShardArgs, JobFlags, ListBackupsArgs, RemoveBackupArgs, RestoreArgs,
+    VerifyArgs,
+};
 pub use storage::{EncryptionArgs, StorageArg, StorageArgs};
 
 /// cairn: backups and seeded replicas for a sharded MariaDB/MySQL fleet, coordinated
@@ -129,23 +134,6 @@ cairn completions zsh > \"${fpath[1]}/_cairn\"\n  \
 cairn completions fish > ~/.config/fish/completions/cairn.fish"
     )]
     Completions(CompletionsArgs),
-}
-
-/// `cairn verify`.
-#[derive(Debug, Clone, Args)]
-pub struct VerifyArgs {
-    #[arg(value_parser = parse_ks_shard)]
-    pub keyspace_shard: KeyspaceShard,
-    /// Only this backup (and no shard-level age check)
-    #[arg(long, value_parser = parse_backup_name)]
-    pub backup: Option<String>,
-    /// Objects read at once
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub concurrency: u32,
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub storage: StorageArgs,
 }
 
 /// `cairn completions SHELL`.
@@ -400,108 +388,6 @@ pub struct CoordinatorArgs {
     /// Number of etcd snapshots kept
     #[arg(long, default_value_t = 7)]
     pub topo_snapshot_keep: u32,
-}
-
-/// The flags of a backup job, shared by `backup` and `backup-shard`: the same
-/// names, defaults and meaning on both.
-#[derive(Debug, Clone, Args)]
-pub struct JobFlags {
-    /// Allow backing up a PRIMARY (backup-shard: only when no replica is eligible)
-    #[arg(long)]
-    pub allow_primary: bool,
-    /// Engine for this backup (default: the tablet's)
-    #[arg(long, value_enum)]
-    pub backup_engine: Option<BackupMethod>,
-    /// Files copied in parallel (default: the tablet's --concurrency)
-    #[arg(long)]
-    pub concurrency: Option<u32>,
-    /// Write the job, print its id and return without waiting
-    #[arg(long)]
-    pub no_wait: bool,
-    /// Fail a job no agent takes within this time
-    #[arg(long, default_value = "30s", value_parser = parse_dur)]
-    pub pending_timeout: Duration,
-    /// Print the outcome as JSON (job, backup_name, tablet_alias)
-    #[arg(long)]
-    pub json: bool,
-    /// An incremental backup (binary logs) from this point: `auto` (the newest
-    /// complete backup of the shard), `MariaDB/<gtid-list>`, or a backup's name
-    #[arg(long, value_parser = parse_incremental_from)]
-    pub incremental_from_pos: Option<String>,
-}
-
-/// `cairn backup`.
-#[derive(Debug, Clone, Args)]
-pub struct BackupArgs {
-    /// Tablet to back up (CELL-UID)
-    #[arg(value_parser = parse_alias)]
-    pub alias: TabletAlias,
-    #[command(flatten)]
-    pub job: JobFlags,
-}
-
-/// `cairn backup-shard`.
-#[derive(Debug, Clone, Args)]
-pub struct BackupShardArgs {
-    /// Shard to back up (KEYSPACE/SHARD)
-    #[arg(value_parser = parse_ks_shard)]
-    pub keyspace_shard: KeyspaceShard,
-    /// Replicas lagging more than this are not eligible
-    #[arg(long, default_value = "30s", value_parser = parse_dur)]
-    pub max_lag: Duration,
-    #[command(flatten)]
-    pub job: JobFlags,
-}
-
-/// `cairn list-backups`.
-#[derive(Debug, Clone, Args)]
-pub struct ListBackupsArgs {
-    #[arg(value_parser = parse_ks_shard)]
-    pub keyspace_shard: KeyspaceShard,
-    /// Only the most recent N (still oldest first)
-    #[arg(long, short = 'l')]
-    pub limit: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub storage: StorageArgs,
-}
-
-/// `cairn remove-backup`.
-#[derive(Debug, Clone, Args)]
-pub struct RemoveBackupArgs {
-    #[arg(value_parser = parse_ks_shard)]
-    pub keyspace_shard: KeyspaceShard,
-    #[arg(value_parser = parse_backup_name)]
-    pub name: String,
-    #[command(flatten)]
-    pub storage: StorageArgs,
-}
-
-/// `cairn restore-from-backup`.
-#[derive(Debug, Clone, Args)]
-pub struct RestoreArgs {
-    #[arg(value_parser = parse_alias)]
-    pub alias: TabletAlias,
-    /// Newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
-    #[arg(long, short = 't', value_parser = parse_backup_ts, conflicts_with_all = ["restore_to_pos", "restore_to_timestamp"])]
-    pub backup_timestamp: Option<String>,
-    /// Restore up to and including these GTIDs (MariaDB/<gtid-list>); the tablet
-    /// ends DRAINED with replication stopped
-    #[arg(long, value_parser = parse_restore_to_pos, conflicts_with = "restore_to_timestamp")]
-    pub restore_to_pos: Option<String>,
-    /// Restore every transaction committed before this second
-    /// (YYYY-MM-DDTHH:MM:SSZ, UTC); the tablet ends DRAINED with replication stopped
-    #[arg(long, value_parser = parse_restore_to_timestamp)]
-    pub restore_to_timestamp: Option<String>,
-    /// With --restore-to-pos/--restore-to-timestamp: print the chain of backups
-    /// the restore would use and change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    #[arg(long)]
-    pub no_wait: bool,
-    #[arg(long, default_value = "30s", value_parser = parse_dur)]
-    pub pending_timeout: Duration,
 }
 
 /// `cairn get-tablets`.
