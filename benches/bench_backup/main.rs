@@ -84,7 +84,7 @@ const MIB: f64 = (1u64 << 20) as f64;
 #[command(name = "bench_backup", bin_name = "bench_backup")]
 struct Opts {
     /// Size of the generated data set: BYTES with an optional K, M or G (at least 16M).
-    #[arg(long, default_value = "2G", value_parser = parse_size)]
+    #[arg(long, default_value = "2G", value_parser = common::parse_size)]
     size: u64,
     /// Files copied at once.
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
@@ -115,27 +115,6 @@ struct Opts {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => bail!("bad size unit {other:?} in {s:?} (use K, M or G)"),
-    };
-    let bytes = (num * mult as f64) as u64;
-    if bytes < 16 << 20 {
-        bail!("--size {s} is too small (at least 16M)");
-    }
-    Ok(bytes)
 }
 
 #[tokio::main]

@@ -5,7 +5,7 @@
 //! gauge.
 //!
 //! May call: the pure rules (`archive_plan`), `cairn-topo` (fenced writes),
-//! [`super::shared`].
+//! [`super::shared`], `supervisor_pass::end_job` (the one way the leader ends a job).
 
 use std::collections::BTreeSet;
 
@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use super::archive_plan::{self, ArchiveAction};
 use super::metrics::ShardLabels;
 use super::shared::Shared;
+use super::supervisor_pass::end_job;
 
 /// One pass over the archived shards.
 pub(super) async fn archive_pass(
@@ -85,21 +86,7 @@ pub(super) async fn archive_pass(
                     tracing::info!(job = %job.id, tablet = %alias, keyspace = %ks, %shard, "placed the shard's archive job");
                 }
                 ArchiveAction::Cancel { job_id, reason } => {
-                    let key = shared.topo.keys().job(&job_id);
-                    shared
-                        .topo
-                        .fenced(fence)
-                        .update_with::<Job, _>(&key, |cur| {
-                            let Some(mut j) = cur else { return Ok(None) };
-                            if j.state.is_final() {
-                                return Ok(None);
-                            }
-                            j.state = JobState::Cancelled;
-                            j.error = Some(reason.clone());
-                            j.finished_at = Some(Utc::now());
-                            Ok(Some(j))
-                        })
-                        .await?;
+                    end_job(shared, fence, &job_id, JobState::Cancelled, &reason).await?;
                     tracing::info!(job = %job_id, %reason, "cancelled an archive job");
                 }
             }

@@ -98,8 +98,21 @@ pub(super) async fn supervisor_pass(
 /// Marks a job FAILED with the supervisor's reason (fenced; a job that became
 /// final meanwhile is left as it is).
 async fn fail_job(shared: &Shared, fence: &Fence, job: &Job, reason: &str) -> anyhow::Result<()> {
-    let key = shared.topo.keys().job(&job.id);
-    let reason = reason.to_string();
+    end_job(shared, fence, &job.id, JobState::Failed, reason).await?;
+    tracing::warn!(job = %job.id, tablet = %job.tablet_alias, %reason, "job failed by the supervisor");
+    Ok(())
+}
+
+/// Ends a job that is not final yet in `state` (FAILED or CANCELLED) with
+/// `reason`, under the leader's fence; a job already final is left alone.
+pub(super) async fn end_job(
+    shared: &Shared,
+    fence: &Fence,
+    job_id: &str,
+    state: JobState,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let key = shared.topo.keys().job(job_id);
     shared
         .topo
         .fenced(fence)
@@ -108,12 +121,11 @@ async fn fail_job(shared: &Shared, fence: &Fence, job: &Job, reason: &str) -> an
             if j.state.is_final() {
                 return Ok(None);
             }
-            j.state = JobState::Failed;
-            j.error = Some(reason.clone());
+            j.state = state;
+            j.error = Some(reason.to_string());
             j.finished_at = Some(Utc::now());
             Ok(Some(j))
         })
         .await?;
-    tracing::warn!(job = %job.id, tablet = %job.tablet_alias, %reason, "job failed by the supervisor");
     Ok(())
 }
