@@ -19,7 +19,9 @@ rm -rf "$out"
 mkdir -p "$out"
 
 # Build every test target once; keep (executable, package dir, name) of each.
-cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
+# Benchmarks are not built here: clippy --all-targets has already compiled them,
+# and under `cargo test` they do nothing.
+cargo test --workspace --lib --bins --tests --no-run --message-format=json-render-diagnostics \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test == true)
            | [.executable, (.manifest_path | sub("/Cargo.toml$"; "")), .target.name, (.target.kind[0])] | @tsv' \
   > "$out/binaries.tsv"
@@ -53,9 +55,10 @@ run_one() {
 export -f run_one
 export out
 
+echo "===== built $(wc -l <"$out/binaries.tsv") test binaries; target dir holds $(du -sh "$target_dir" | cut -f1), $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free"
 start=$SECONDS
 tr '\t' '\n' <"$out/order.tsv" | tr '\n' '\0' \
-  | xargs -0 -n 4 -P "$lanes" bash -c 'run_one "$@"' _ || true
+  | xargs -0 -r -n 4 -P "$lanes" bash -c 'run_one "$@"' _ || true
 echo "===== all test binaries ran in $((SECONDS - start))s ($lanes lanes); slowest:"
 sort -rn "$out/times" | head -8
 if [ -s "$out/failed" ]; then

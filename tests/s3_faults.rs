@@ -505,6 +505,10 @@ async fn bad_input_writes_nothing_and_without_storage_list_backups_reads_etcd() 
             from_position: None,
             first_timestamp: None,
             last_timestamp: None,
+            verified_at: None,
+            drill_seconds: None,
+            drill_result: None,
+            drill_error: None,
         };
         topo.put(&topo.keys().backup("ks", "0", name), &record, None)
             .await

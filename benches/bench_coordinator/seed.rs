@@ -91,6 +91,10 @@ async fn write_seed_backup(
         from_position: None,
         first_timestamp: None,
         last_timestamp: None,
+        verified_at: None,
+        drill_seconds: None,
+        drill_result: None,
+        drill_error: None,
     })
 }
 

@@ -241,6 +241,28 @@ pub struct BackupRecord {
     /// Incremental only: when its last transaction committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_timestamp: Option<DateTime<Utc>>,
+    /// When a restore drill of this backup last succeeded (it came up, every
+    /// table checked, at the recorded position). Absent: never proved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<DateTime<Utc>>,
+    /// The last drill's measured recovery time in seconds: download, restore,
+    /// apply, start and check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_seconds: Option<f64>,
+    /// The last drill's outcome; absent: never drilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_result: Option<DrillResult>,
+    /// Why the last drill failed (`drill_result: failed`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_error: Option<String>,
+}
+
+/// How a backup's last restore drill ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillResult {
+    Succeeded,
+    Failed,
 }
 
 /// Whether a catalogued backup can be restored, as the catalog last found it in

@@ -30,6 +30,10 @@ fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
         from_position: None,
         first_timestamp: None,
         last_timestamp: None,
+        verified_at: None,
+        drill_seconds: None,
+        drill_result: None,
+        drill_error: None,
     }
 }
 

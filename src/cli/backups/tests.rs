@@ -24,6 +24,10 @@ fn record(name: &str, complete: bool, state: BackupRecordState) -> BackupRecord 
         from_position: None,
         first_timestamp: None,
         last_timestamp: None,
+        verified_at: None,
+        drill_seconds: None,
+        drill_result: None,
+        drill_error: None,
     }
 }
 
