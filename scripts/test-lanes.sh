@@ -17,6 +17,7 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | jq -r .target_direct
 out="$target_dir/test-lanes"
 rm -rf "$out"
 mkdir -p "$out"
+touch "$out/times"
 
 # Build every test target once; keep (executable, package dir, name) of each.
 # Benchmarks are not built here: clippy --all-targets has already compiled them,
