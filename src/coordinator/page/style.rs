@@ -30,6 +30,7 @@ border-radius:6px;padding:.7rem .9rem;min-width:0}
 color:#fff;text-transform:uppercase;letter-spacing:.03em;white-space:nowrap}
 .badge.green{background:var(--green)}.badge.amber{background:var(--amber)}.badge.red{background:var(--red)}
 .reasons{margin:.2rem 0 .5rem;padding-left:1.1rem;color:var(--red)}
+.shard.amber .reasons{color:var(--amber)}
 .facts{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .8rem;margin:.3rem 0}
 .facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}
 .tablets{list-style:none;padding:0;margin:.4rem 0}
@@ -42,9 +43,9 @@ th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid var(--line);w
 th{color:var(--muted);font-weight:600}
 .bar{width:8rem;height:.6rem;background:var(--line);border-radius:.3rem;overflow:hidden;display:inline-block}
 .bar i{display:block;height:100%;background:var(--blue)}
-svg.timeline{width:100%;height:46px;display:block;margin-top:.3rem}
+svg.timeline{width:100%;height:auto;display:block;margin-top:.3rem}
 svg.timeline .axis,svg.timeline .day{stroke:var(--line);stroke-width:1}
-svg.timeline text{font-size:10px;fill:var(--muted)}
+svg.timeline text{font-size:15px;fill:var(--muted)}
 .m-full{fill:var(--blue)}.m-verified{fill:var(--green)}.m-failed{fill:var(--red)}
 .m-incr{fill:var(--muted)}.m-bad{fill:none;stroke:var(--red);stroke-width:2}
 .legend span{margin-right:.8rem;font-size:.85rem}

@@ -66,7 +66,7 @@ pub fn x_of(t: DateTime<Utc>, now: DateTime<Utc>) -> Option<f64> {
 /// The SVG of `marks` (backups outside the window are left out).
 pub fn svg(marks: &[TimelineMark], now: DateTime<Utc>) -> String {
     let mut s = format!(
-        "<svg class=\"timeline\" viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"none\" \
+        "<svg class=\"timeline\" viewBox=\"0 0 {W} {H}\" \
          role=\"img\" aria-label=\"backups over the last {TIMELINE_DAYS} days\">"
     );
     s.push_str(&format!(
