@@ -49,6 +49,7 @@ pub async fn serve(
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     shared.metrics.refresh(&shared.cache).await;
+    shared.metrics.refresh_recovery(&shared.cache).await;
     let mut out = String::new();
     match encode(&mut out, &shared.metrics.registry()) {
         Ok(()) => (StatusCode::OK, out),

@@ -268,8 +268,21 @@ impl CoordinatorMetrics {
                     .set((now - t).num_seconds());
             }
         }
-        let pictures = super::recoverability::from_view(&s, now);
-        let jobs: Vec<&Job> = s.jobs.values().map(|j| &j.value).collect();
-        self.recovery.set(&pictures, &jobs, now);
+    }
+
+    /// Recomputes the recoverability gauges from the cache: on each scrape only
+    /// (not on every leader pass), since nothing else reads them. The pictures are
+    /// computed under the cache's read lock, the gauges set after it is released.
+    pub async fn refresh_recovery(&self, cache: &Cache) {
+        let now = Utc::now();
+        let (pictures, oldest) = {
+            let s = cache.inner.read().await;
+            let jobs: Vec<&Job> = s.jobs.values().map(|j| &j.value).collect();
+            (
+                super::recoverability::from_view(&s, now),
+                recovery::oldest_running(&jobs, now),
+            )
+        };
+        self.recovery.set(&pictures, oldest);
     }
 }

@@ -89,9 +89,9 @@ impl RecoveryMetrics {
         );
     }
 
-    /// Sets every gauge from the pictures and the jobs, removing the series of
-    /// shards (or values) that are gone.
-    pub fn set(&self, pictures: &[ShardPicture], jobs: &[&Job], now: DateTime<Utc>) {
+    /// Sets every gauge from the pictures and the oldest running job of each kind
+    /// ([`oldest_running`]), removing the series of shards (or values) that are gone.
+    pub fn set(&self, pictures: &[ShardPicture], oldest: BTreeMap<String, f64>) {
         let mut values: [Vec<(ShardLabels, f64)>; 6] = Default::default();
         for p in pictures {
             let labels = ShardLabels {
@@ -126,7 +126,7 @@ impl RecoveryMetrics {
             *before = now_present;
         }
         drop(present);
-        for (kind, secs) in oldest_running(jobs, now) {
+        for (kind, secs) in oldest {
             self.oldest_running_job
                 .get_or_create(&KindLabels { kind })
                 .set(secs);
@@ -198,7 +198,7 @@ mod tests {
         let now = Utc::now();
         let a = picture("ks", "a", &[], Some(&sched), None, now);
         let b = picture("ks", "b", &[], Some(&sched), None, now);
-        m.set(&[a.clone(), b], &[], now);
+        m.set(&[a.clone(), b], BTreeMap::new());
         let mut r = Registry::default();
         m.register(&mut r);
         let text = |r: &Registry| {
@@ -210,7 +210,7 @@ mod tests {
         assert!(before.contains("shard=\"b\""), "{before}");
         assert!(before.contains("backup_max_age_seconds{"), "{before}");
         assert!(!before.contains("newest_backup_age_seconds{"), "{before}");
-        m.set(&[a], &[], now);
+        m.set(&[a], BTreeMap::new());
         let after = text(&r);
         assert!(!after.contains("shard=\"b\""), "{after}");
         assert!(after.contains("shard=\"a\""), "{after}");

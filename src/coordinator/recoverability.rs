@@ -259,7 +259,7 @@ pub fn picture(
         .copied()
         .filter(|b| is_full_complete(b))
         .collect();
-    fulls.sort_by_key(|b| (b.backup_time, b.name.clone()));
+    fulls.sort_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)));
     let newest = fulls.last();
     let verified = fulls
         .iter()
@@ -268,7 +268,7 @@ pub fn picture(
     let last_drill = backups
         .iter()
         .filter(|b| b.drill_result.is_some())
-        .max_by_key(|b| (b.backup_time, b.name.clone()))
+        .max_by(|a, b| (a.backup_time, &a.name).cmp(&(b.backup_time, &b.name)))
         .and_then(|b| {
             Some(LastDrill {
                 backup: b.name.clone(),
