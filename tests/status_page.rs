@@ -110,7 +110,8 @@ async fn write_fleet(topo: &Topo) {
     let stale = backup("commerce", "stale", "2026-stale", h(24 * 5));
     let mut failed = backup("commerce", "drillfail", "2026-drillfail", h(2));
     failed.drill_result = Some(DrillResult::Failed);
-    failed.drill_error = Some("CHECK TABLE t1: corrupt".into());
+    failed.drill_error =
+        Some("CHECK TABLE t1: corrupt (read from s3://AKIAEXAMPLE:hunter2@minio:9000/b)".into());
     let unscheduled = backup("customer", "0", "2026-customer", h(3));
     for b in [fresh, stale, failed, unscheduled] {
         topo.put(&k.backup(&b.keyspace, &b.shard, &b.name), &b, None)
@@ -441,6 +442,18 @@ async fn status_api_metrics_page_and_cli_show_each_shards_recoverability() {
             "{dom}"
         );
         assert!(dom.contains("standby; leader test-holder"), "{dom}");
+        // No secret: the password in the drill's error is hidden, and where the
+        // backups are stored is not shown.
+        assert!(
+            dom.contains("corrupt (read from s3://***@minio:9000/b)"),
+            "{dom}"
+        );
+        assert!(
+            !dom.contains("hunter2") && !dom.contains("AKIAEXAMPLE"),
+            "{dom}"
+        );
+        let storage = c.backup_root().display().to_string();
+        assert!(!dom.contains(&storage), "{dom}");
         assert!(
             dom.contains("zone1-0000000101") && dom.contains("agent down"),
             "{dom}"
