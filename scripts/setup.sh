@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what cairn needs on a Debian machine, only where it is missing:
 # the servers the tests and the demo run (etcd, MariaDB, mariabackup), what
-# etcd-client's build needs (protoc and the protobuf well-known types), and the
-# standard tools a backup is restored with by hand (zstd, lz4, age, jq, b3sum, the AWS CLI).
+# etcd-client's build needs (protoc and the protobuf well-known types), the
+# standard tools a backup is restored with by hand (zstd, lz4, age, jq, b3sum, the AWS CLI),
+# and the checkers of the examples and the status page (promtool, chromium).
 set -euo pipefail
 
 need=()
@@ -29,6 +30,11 @@ have_cmd systemd-analyze || need+=(systemd)
 # tests/restore_by_hand.rs fetches backups from S3 with the real AWS CLI.
 have_cmd aws || need+=(awscli)
 have_cmd b3sum || need+=(b3sum)
+# The example alert rules are checked with promtool (package prometheus; its own
+# server is not started: see policy-rc.d below). The status page is tested in
+# headless Chromium.
+have_cmd promtool || need+=(prometheus)
+have_cmd chromium || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
@@ -44,6 +50,11 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   [ "${remove_policy:-0}" = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
+  # Only promtool is wanted: the package enables a Prometheus server (port 9090)
+  # for the next boot; disable it (systemctl disable works without a running systemd).
+  case " ${need[*]} " in
+    *" prometheus "*) $sudo systemctl disable prometheus.service >/dev/null 2>&1 || true ;;
+  esac
 fi
 
 # mariadbd lives in /usr/sbin, which a non-root PATH may lack.

@@ -1,5 +1,8 @@
 //! The operator's toolbox around the binary: shell completions checked with a real
-//! bash, and the example systemd units checked with systemd's own verifier.
+//! bash, the example systemd units checked with systemd's own verifier, and the
+//! example Prometheus alert rules checked and unit-tested with the real `promtool`.
+//! (That the rules and the Grafana dashboard name only metrics the coordinator
+//! exports is checked against a running coordinator in `tests/status_page.rs`.)
 
 use std::process::Command;
 
@@ -174,4 +177,112 @@ fn systemd_units_verify_and_their_flags_exist() {
         .expect("run systemd-analyze (installed by scripts/setup.sh)");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}
+
+fn example_path(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(rel)
+}
+
+fn promtool(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run promtool (Debian package prometheus, installed by scripts/setup.sh)")
+}
+
+/// The alert names of a rules file (`- alert: NAME` lines).
+fn alert_names(rules: &str) -> Vec<String> {
+    rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// The alerts a promtool test file expects to fire somewhere (a case with
+/// `exp_alerts` not `[]`) and those it expects quiet somewhere (`exp_alerts: []`).
+fn tested_alerts(tests: &str) -> (Vec<String>, Vec<String>) {
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    let (mut firing, mut quiet) = (Vec::new(), Vec::new());
+    for (i, l) in lines.iter().enumerate() {
+        let Some(name) = l.strip_prefix("alertname:") else {
+            continue;
+        };
+        let name = name.trim().to_string();
+        match lines.get(i + 1) {
+            Some(&"exp_alerts: []") => quiet.push(name),
+            Some(n) if n.starts_with("exp_alerts:") => firing.push(name),
+            _ => panic!("alertname {name} is not followed by exp_alerts"),
+        }
+    }
+    (firing, quiet)
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_every_alert_fires_in_its_tests() {
+    let dir = example_path("prometheus");
+    let out = promtool(&["check", "rules", "alerts.yml"], &dir);
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = promtool(&["test", "rules", "alerts_test.yml"], &dir);
+    assert!(
+        out.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every alert has a case where it fires. Each case lists every alert expected
+    // at its time, and the per-shard cases carry a healthy shard (ks/good), so a
+    // healthy series firing fails them; the global alert is also shown quiet.
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).expect("alerts.yml");
+    let tests = std::fs::read_to_string(dir.join("alerts_test.yml")).expect("alerts_test.yml");
+    let names = alert_names(&rules);
+    for want in [
+        "CairnBackupTooOld",
+        "CairnDrillFailed",
+        "CairnDrillTooOld",
+        "CairnArchiveGap",
+        "CairnLossWindowTooLarge",
+        "CairnNoLeader",
+        "CairnJobStuck",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "no alert {want}: {names:?}"
+        );
+    }
+    let (firing, quiet) = tested_alerts(&tests);
+    for n in &names {
+        assert!(firing.contains(n), "{n} never fires in alerts_test.yml");
+    }
+    assert!(quiet.iter().any(|n| n == "CairnNoLeader"), "{quiet:?}");
+    assert!(tests.contains("shard=\"good\""));
+
+    // The tests can fail: a rule that no longer fires is caught.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let broken = rules.replace(
+        "cairn_coordinator_last_drill_success == 0",
+        "cairn_coordinator_last_drill_success == 2",
+    );
+    assert_ne!(broken, rules);
+    std::fs::write(tmp.path().join("alerts.yml"), broken).expect("write rules");
+    std::fs::write(tmp.path().join("alerts_test.yml"), &tests).expect("write tests");
+    let out = promtool(&["test", "rules", "alerts_test.yml"], tmp.path());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && said.contains("CairnDrillFailed"),
+        "{said}"
+    );
 }

@@ -124,6 +124,20 @@ cairn verify commerce/0 --file-backup-storage-root /var/backups/cairn\n  \
 cairn verify commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json"
     )]
     Verify(VerifyArgs),
+    /// Every shard's recoverability, one line each: health, newest backup age, last drill, loss window
+    #[command(
+        long_about = "Every shard's recoverability, one line per shard: its health (green, amber, \
+red), the newest complete full backup's age against what its schedule allows (the longest gap \
+between runs plus the usual backup duration), the last restore drill and its recovery time, the \
+point-in-time loss window, and why the shard is not green. Amber: one run missed, or no active \
+schedule covers the shard. Red: more than twice the allowed age, no backup under a schedule, or \
+the last drill failed. Says 'no coordinator leader' when none leads. Reads etcd only (no \
+coordinator needed); changes nothing. Exit 0 when no shard is red, 1 when any is.\n\n\
+Examples:\n  \
+cairn status\n  \
+cairn status --json | jq '.[] | select(.health != \"green\")'"
+    )]
+    Status(super::status::StatusArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(
         long_about = "Print a shell completion script for cairn on stdout. Changes nothing.\n\n\

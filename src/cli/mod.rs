@@ -12,6 +12,7 @@ pub mod config;
 pub mod jobs;
 pub mod output;
 pub mod schedule;
+pub mod status;
 pub mod tablets;
 pub mod topo_snapshot;
 pub mod verify;
@@ -152,6 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Archive(c) => archive::run(&g, c).await,
         Command::Topo(c) => topo_snapshot::run(&g, c).await,
         Command::Verify(a) => verify::verify(&g, a).await,
+        Command::Status(a) => status::status(&connect_admin(&g).await?, a).await,
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "cairn", &mut std::io::stdout());

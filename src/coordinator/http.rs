@@ -1,18 +1,23 @@
-//! The coordinator's HTTP endpoints: `/healthz`, `/metrics` (Prometheus) and
+//! The coordinator's HTTP endpoints: `/healthz`, `/metrics` (Prometheus),
 //! `/api/v1/status` (JSON: who leads, schedules, shards with their latest backup,
 //! its age, their count of unreadable backups and their binlog archive with its
-//! window and loss window, running jobs, and the
+//! window and loss window, each shard's recoverability picture (its light, the
+//! newest and newest verified backup's ages, the age its schedule allows, the last
+//! drill), running jobs, and the
 //! unreadable backups with their errors as this coordinator's reconciler last saw
-//! them, so on the leader). Served by leader and standbys alike.
+//! them, so on the leader), and `/`, the status page ([`super::page`]). Served by
+//! leader and standbys alike.
 //!
 //! May call: the cache, [`super::metrics`], [`super::archive_plan`] (the loss
-//! window) and [`Shared`] (read only), `common`.
+//! window), [`super::recoverability`], [`super::page`] and [`Shared`] (read only),
+//! `common`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -29,6 +34,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let app = Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
@@ -43,6 +49,7 @@ pub async fn serve(
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     shared.metrics.refresh(&shared.cache).await;
+    shared.metrics.refresh_recovery(&shared.cache).await;
     let mut out = String::new();
     match encode(&mut out, &shared.metrics.registry()) {
         Ok(()) => (StatusCode::OK, out),
@@ -66,19 +73,19 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         })
         .collect();
     let unreadable = shared.metrics.unreadable();
-    let shards: Vec<_> = s
-        .shards
+    let pictures = super::recoverability::from_view(&s, now);
+    let shards: Vec<_> = pictures
         .iter()
-        .map(|((ks, shard), v)| {
+        .map(|p| {
+            let (ks, shard) = (&p.keyspace, &p.shard);
+            let record = s.shards.get(&(ks.clone(), shard.clone()));
             let n = unreadable
                 .iter()
                 .filter(|u| &u.keyspace == ks && &u.shard == shard)
                 .count();
             let archive = s.archives.get(&(ks.clone(), shard.clone())).map(|a| {
-                let pos = v
-                    .value
-                    .primary_alias
-                    .as_ref()
+                let pos = record
+                    .and_then(|v| v.value.primary_alias.as_ref())
                     .and_then(|p| s.health.get(&p.to_string()))
                     .and_then(|h| h.gtid_position.as_deref());
                 let loss = super::archive_plan::loss_window(&a.value, pos, now);
@@ -90,12 +97,15 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
                        "last_error": st.last_error,
                        "loss_window_seconds": loss.map(|d| d.as_secs_f64())})
             });
-            json!({"keyspace": ks, "shard": shard, "primary": v.value.primary_alias,
-                   "latest_backup": v.value.latest_backup,
-                   "latest_backup_age_seconds": v.value.latest_backup_time.map(|t| (now - t).num_seconds()),
+            let v = record.map(|r| &r.value);
+            let mut out = json!({"keyspace": ks, "shard": shard,
+                   "primary": v.and_then(|v| v.primary_alias.as_ref()),
+                   "latest_backup": v.and_then(|v| v.latest_backup.as_ref()),
+                   "latest_backup_age_seconds": v.and_then(|v| v.latest_backup_time).map(|t| (now - t).num_seconds()),
                    "unreadable_backups": n,
-                   "archive": archive,
-                   "loss_window_seconds": archive.as_ref().and_then(|a| a["loss_window_seconds"].as_f64())})
+                   "archive": archive});
+            merge_picture(&mut out, p);
+            out
         })
         .collect();
     let jobs: Vec<_> = s
@@ -121,4 +131,42 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "jobs": jobs,
         "unreadable_backups": unreadable,
     }))
+}
+
+/// Adds a shard's recoverability picture to its status object: the picture's own
+/// fields, plus `last_drill_seconds` and `last_drill_success` flattened as in
+/// `/metrics`.
+fn merge_picture(out: &mut serde_json::Value, p: &super::recoverability::ShardPicture) {
+    let (Some(obj), Ok(serde_json::Value::Object(pic))) =
+        (out.as_object_mut(), serde_json::to_value(p))
+    else {
+        return;
+    };
+    obj.extend(pic);
+    let drill = p.last_drill.as_ref();
+    obj.insert(
+        "last_drill_seconds".into(),
+        json!(drill.and_then(|d| d.seconds)),
+    );
+    obj.insert(
+        "last_drill_success".into(),
+        json!(drill.map(|d| d.result == cairn_topo::DrillResult::Succeeded)),
+    );
+}
+
+/// `/`: the status page, rendered from the cache on each request.
+async fn page(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let who = super::page::data::Who {
+        coordinator_id: shared.cfg.id.clone(),
+        is_leader: shared.is_leader.load(Ordering::SeqCst),
+        leader_id: crate::common::lock(&shared.leader_id).clone(),
+    };
+    let data = {
+        let s = shared.cache.inner.read().await;
+        super::page::data::from_view(&s, who, Utc::now())
+    };
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(super::page::render(&data)),
+    )
 }

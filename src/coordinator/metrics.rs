@@ -3,7 +3,10 @@
 //! bytes backed up, leadership, unreadable backups per shard (as the catalog
 //! reconciler last saw them), the items a leader pass skipped and the shards of
 //! schedule slots given up. Updated by the
-//! passes and refreshed from the cache; rendered by [`super::http`].
+//! passes and refreshed from the cache; rendered by [`super::http`]. The
+//! recoverability gauges (per shard: backup ages, drills, the shard's light; the
+//! oldest running job) live in `metrics_recovery.rs`, set from
+//! [`super::recoverability`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicU64;
@@ -19,6 +22,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::cache::Cache;
+
+#[path = "metrics_recovery.rs"]
+pub mod recovery;
 
 /// Labels of per-shard series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,6 +82,8 @@ pub struct CoordinatorMetrics {
     /// The loss window of each archived shard: seconds of the primary's
     /// transactions not yet in the binlog archive (0 when all are).
     pub archive_loss_window_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+    /// Per shard: backup ages, drills, the shard's light; the oldest running job.
+    pub recovery: recovery::RecoveryMetrics,
     /// The unreadable backups themselves, per shard, for `/api/v1/status`.
     unreadable: Mutex<BTreeMap<(String, String), Vec<UnreadableBackup>>>,
 }
@@ -96,6 +104,7 @@ impl Default for CoordinatorMetrics {
             pass_items_skipped: Family::default(),
             scheduled_runs_skipped: Family::default(),
             archive_loss_window_seconds: Family::default(),
+            recovery: recovery::RecoveryMetrics::default(),
             unreadable: Mutex::default(),
         }
     }
@@ -161,6 +170,7 @@ impl CoordinatorMetrics {
              or the shard's previous backup still running (also on the schedule record)",
             self.scheduled_runs_skipped.clone(),
         );
+        self.recovery.register(&mut r);
         r
     }
 
@@ -258,5 +268,21 @@ impl CoordinatorMetrics {
                     .set((now - t).num_seconds());
             }
         }
+    }
+
+    /// Recomputes the recoverability gauges from the cache: on each scrape only
+    /// (not on every leader pass), since nothing else reads them. The pictures are
+    /// computed under the cache's read lock, the gauges set after it is released.
+    pub async fn refresh_recovery(&self, cache: &Cache) {
+        let now = Utc::now();
+        let (pictures, oldest) = {
+            let s = cache.inner.read().await;
+            let jobs: Vec<&Job> = s.jobs.values().map(|j| &j.value).collect();
+            (
+                super::recoverability::from_view(&s, now),
+                recovery::oldest_running(&jobs, now),
+            )
+        };
+        self.recovery.set(&pictures, oldest);
     }
 }

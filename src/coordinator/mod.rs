@@ -12,7 +12,8 @@
 //!   leader loop that runs the passes below while leading.
 //! - [`config`]: [`CoordinatorConfig`](config::CoordinatorConfig), built by the CLI.
 //! - [`cache`]: the watched in-memory topology, [`TopoView`](cache::TopoView).
-//! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status`.
+//! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status`, and `/`, the status
+//!   page rendered by [`page`].
 //! - [`metrics`]: the Prometheus metrics the passes update and `/metrics` renders.
 //!
 //! Passes of the leader loop (IO, thin):
@@ -33,6 +34,8 @@
 //!   tablet, which jobs the history forgets.
 //! - [`select`]: which tablet of a shard to back up (shared with `backup-shard`).
 //! - [`retention`]: which backups a schedule's rule removes.
+//! - [`recoverability`]: each shard's recoverability picture (backup ages
+//!   against the schedule, drills, loss window, a green/amber/red light).
 //! - [`archive_plan`]: where a shard's ARCHIVE job runs, what the leader does
 //!   about its jobs, the shard's loss window.
 //!
@@ -49,8 +52,10 @@ mod history;
 pub mod http;
 mod leader;
 pub mod metrics;
+pub mod page;
 pub mod prune;
 pub mod reconcile;
+pub mod recoverability;
 pub mod retention;
 pub mod run;
 pub mod schedule;
