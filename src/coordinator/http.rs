@@ -5,6 +5,14 @@
 //! unreadable backups with their errors as this coordinator's reconciler last saw
 //! them, so on the leader). Served by leader and standbys alike.
 //!
+//! Point-in-time fields of each shard (issue 10, item 5; computed by the
+//! leader's recoverability pass, `null` on a standby or before its first pass):
+//! `recoverable_from` and `recoverable_to` (RFC 3339: the oldest complete full
+//! backup's moment, the newest archived transaction's commit or newest backup's
+//! moment), `recoverable_window_seconds`, and `archive_gap`: `null` when the
+//! archive has none, else `{"missing_gtids", "detail"}` of the oldest gap and
+//! `gaps`, every gap as `{"missing_gtids", "detail"}`.
+//!
 //! May call: the cache, [`super::metrics`], [`super::archive_plan`] (the loss
 //! window) and [`Shared`] (read only), `common`.
 
@@ -66,6 +74,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         })
         .collect();
     let unreadable = shared.metrics.unreadable();
+    let recoverable = crate::common::lock(&shared.recoverability).results.clone();
     let shards: Vec<_> = s
         .shards
         .iter()
@@ -90,7 +99,18 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
                        "last_error": st.last_error,
                        "loss_window_seconds": loss.map(|d| d.as_secs_f64())})
             });
+            let r = recoverable.get(&(ks.clone(), shard.clone()));
+            let gap = r.and_then(|r| {
+                let first = r.gaps.first()?;
+                Some(json!({"missing_gtids": first.missing_gtids, "detail": first.detail,
+                            "gaps": r.gaps.iter().map(|g| json!({"missing_gtids": g.missing_gtids,
+                                "detail": g.detail})).collect::<Vec<_>>()}))
+            });
             json!({"keyspace": ks, "shard": shard, "primary": v.value.primary_alias,
+                   "recoverable_from": r.and_then(|r| r.recoverable_from),
+                   "recoverable_to": r.and_then(|r| r.recoverable_to),
+                   "recoverable_window_seconds": r.and_then(|r| r.window_seconds()),
+                   "archive_gap": gap,
                    "latest_backup": v.value.latest_backup,
                    "latest_backup_age_seconds": v.value.latest_backup_time.map(|t| (now - t).num_seconds()),
                    "unreadable_backups": n,

@@ -22,6 +22,8 @@
 //! - `snapshot_pass`: etcd snapshots on the snapshot cron.
 //! - `archive_pass`: one ARCHIVE job per archived shard placed, moved, cancelled;
 //!   the loss window gauge.
+//! - `recoverable_pass`: each shard's recoverable window and archive gaps
+//!   (gauges, status, the archive record's gaps).
 //! - [`prune`]: retention carried out, by the leader after each scheduled backup
 //!   and by `schedule prune`, through the backup catalog.
 //! - [`reconcile`]: the catalog reconciler (topo's records follow storage).
@@ -35,6 +37,7 @@
 //! - [`retention`]: which backups a schedule's rule removes.
 //! - [`archive_plan`]: where a shard's ARCHIVE job runs, what the leader does
 //!   about its jobs, the shard's loss window.
+//! - [`recoverable`]: a shard's recoverable window and gaps.
 //!
 //! etcd snapshots:
 //! - [`etcd_snapshot`]: streaming, verifying, storing and pruning etcd snapshots
@@ -51,6 +54,8 @@ mod leader;
 pub mod metrics;
 pub mod prune;
 pub mod reconcile;
+pub mod recoverable;
+pub mod recoverable_pass;
 pub mod retention;
 pub mod run;
 pub mod schedule;
