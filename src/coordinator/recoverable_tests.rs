@@ -82,6 +82,16 @@ fn without(n: u64) -> Vec<SegmentName> {
     archive().into_iter().filter(|s| s.number != n).collect()
 }
 
+/// (what, backups, segments, from, to, missing GTIDs of each gap)
+type Case<'a> = (
+    &'static str,
+    Vec<&'a BackupRecord>,
+    Vec<SegmentName>,
+    Option<i64>,
+    Option<i64>,
+    Vec<&'static str>,
+);
+
 #[test]
 fn the_window_runs_from_the_oldest_full_backup_to_the_newest_archived_transaction() {
     let f1 = record("f1", "0-101-20", 20);
@@ -90,14 +100,7 @@ fn the_window_runs_from_the_oldest_full_backup_to_the_newest_archived_transactio
     bad.state = BackupRecordState::Unreadable;
     bad.complete = false;
     // (what, backups, segments, from, to, missing GTIDs of each gap)
-    let cases: Vec<(
-        &str,
-        Vec<&BackupRecord>,
-        Vec<SegmentName>,
-        Option<i64>,
-        Option<i64>,
-        Vec<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "archived, no hole",
             vec![&f1, &f2],

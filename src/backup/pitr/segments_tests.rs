@@ -105,13 +105,22 @@ fn archive() -> Vec<SegmentName> {
     ]
 }
 
+/// (what, base, safe_at, target, plan)
+type Case = (
+    &'static str,
+    &'static str,
+    Option<DateTime<Utc>>,
+    RestoreTarget,
+    &'static str,
+);
+
 #[test]
 fn segments_carry_the_restore_from_the_base_to_the_target() {
     let a = archive();
     let safe = |s: u64| Some(Utc.timestamp_opt(i64::from(EPOCH) + s as i64, 0).unwrap());
     let pos = |s: &str| RestoreTarget::Position(p(s));
     // (what, base, safe_at, target, plan)
-    let cases: Vec<(&str, &str, Option<DateTime<Utc>>, RestoreTarget, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("mid-file: the head, then from the first new", "0-101-5", None, pos("0-101-8"), "101/1:0,1,2"),
         ("segments the base holds are left out", "0-101-6", None, pos("0-101-8"), "101/1:0,2"),
         ("a file the base holds is left out", "0-101-9", None, pos("0-101-14"), "101/2:3,4"),
