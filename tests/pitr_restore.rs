@@ -397,15 +397,16 @@ fn shard_json(c: &Cluster) -> serde_json::Value {
 
 /// The accident with archiving only (no incremental backup): rows second by
 /// second, one full backup of the replica after row 3, the archive on at
-/// `--interval 1s`, rows 4..7, `DROP TABLE`. A new tablet restored to the
-/// second of the drop, and in place to the GTID of row 5 then of the last
-/// insert, hold every row before the point and nothing after: rows 4..7 can
-/// only come from archived segments. The coordinator reports the recoverable
+/// `--interval 1s`, rows 4..5, a failover to the replica (re-parent), rows 6..7
+/// and `DROP TABLE` on the new primary. A new tablet restored to the second of
+/// the drop, and in place to the GTID of row 5 then of the last insert, hold
+/// every row before the point and nothing after: rows 4..7 can only come from
+/// archived segments, of both primaries' binlogs. The coordinator reports the recoverable
 /// window; once a segment holding row 5 is deleted from storage it raises the
 /// gap (metric, status, get-shard), and a restore across it fails with the
 /// missing GTIDs and the nearest reachable point, leaving the tablet as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_accident_with_archiving_only_and_a_missing_segment() {
+async fn the_accident_with_archiving_only_across_a_failover_and_a_missing_segment() {
     use cairn::backup::binlog_archive::{archive_dir, find_by_gtid, list_segments};
     use cairn::backup::storage::BackupStorage;
     use cairn::backup::FileStorage;
@@ -453,22 +454,32 @@ async fn the_accident_with_archiving_only_and_a_missing_segment() {
             .await
             .unwrap();
         }
+        if id == 6 {
+            // The failover: the replica caught up becomes primary.
+            let pos = p.sql("SELECT @@gtid_binlog_pos").unwrap();
+            r.wait_value("SELECT @@gtid_binlog_pos", pos.trim(), T)
+                .await
+                .unwrap();
+            c.cli_ok(&["init-shard-primary", "ks/0", &rs.alias()])
+                .unwrap();
+        }
+        let w = if id >= 6 { &r } else { &p };
         let at = next_second().await;
-        p.sql(&format!(
+        w.sql(&format!(
             "INSERT INTO app.t VALUES ({id}, {})",
             at.timestamp()
         ))
         .unwrap();
         gtids.push(
-            p.sql("SELECT @@gtid_binlog_pos")
+            w.sql("SELECT @@gtid_binlog_pos")
                 .unwrap()
                 .trim()
                 .to_string(),
         );
     }
     let drop_second = next_second().await;
-    p.sql("DROP TABLE app.t").unwrap();
-    let primary_pos = p
+    r.sql("DROP TABLE app.t").unwrap();
+    let primary_pos = r
         .sql("SELECT @@gtid_binlog_pos")
         .unwrap()
         .trim()
@@ -570,6 +581,17 @@ async fn the_accident_with_archiving_only_and_a_missing_segment() {
         .into_iter()
         .map(|(s, _)| s)
         .collect();
+    // The chain crossed the failover: both primaries' binlogs are archived.
+    let sources = segs
+        .iter()
+        .filter(|s| s.has_transactions())
+        .map(|s| s.server_id)
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(sources.len(), 2, "{segs:?}");
+    println!(
+        "moved heads: {}",
+        segs.iter().filter(|s| s.moved_head).count()
+    );
     let row5 = parse_gtid_list(&gtids[4]).unwrap()[0];
     let gone = find_by_gtid(&segs, row5)
         .expect("a segment holds row 5")
@@ -626,7 +648,7 @@ async fn the_accident_with_archiving_only_and_a_missing_segment() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("in no segment") && err.contains(&missing),
+        err.contains("nearest reachable point") && err.contains(&missing),
         "{err}"
     );
     assert_eq!(

@@ -145,7 +145,7 @@ impl ArchiveHole {
                 "none (only the file's head, which a restore of it needs)".into()
             }
             (Some(a), Some(b)) if a.domain == b.domain && b.seq == a.seq + 2 => {
-                format!("{}-{}-{}", b.domain, b.server, a.seq + 1)
+                format!("{}-*-{}", b.domain, a.seq + 1)
             }
             (Some(a), Some(b)) if a.domain == b.domain && b.seq > a.seq + 1 => {
                 format!("{}-*-{}..{}-*-{}", a.domain, a.seq + 1, b.domain, b.seq - 1)
