@@ -11,89 +11,20 @@
 //! changes nothing.
 //!
 //! The incremental backups are taken with `backup --incremental-from-pos auto`.
+//! The same accident with the continuous archive and no incremental backup,
+//! across a failover, goes through archived segments; a segment deleted from
+//! storage is a gap the coordinator reports and restores across it refuse.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use cairn::testkit::{Cluster, MotoServer, TabletProcess, AWS_ENV};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
-const T: Duration = Duration::from_secs(120);
-
-fn at(t: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp(t, 0).unwrap()
-}
-
-/// `cairn backup ALIAS --incremental-from-pos auto`: the replica's binlogs since
-/// the newest backup, as an incremental backup.
-fn incremental(c: &Cluster, alias: &str) {
-    let name = c
-        .cli_ok(&["backup", alias, "--incremental-from-pos", "auto"])
-        .unwrap();
-    assert!(!name.trim().is_empty(), "no incremental stored");
-}
-
-/// Sleeps to the start of the next second; returns that second.
-async fn next_second() -> DateTime<Utc> {
-    let now = Utc::now();
-    let ms = 1000 - now.timestamp_subsec_millis() as u64;
-    tokio::time::sleep(Duration::from_millis(ms + 20)).await;
-    at(now.timestamp() + 1)
-}
-
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn ids(t: &TabletProcess) -> String {
-    t.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM app.t")
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-/// Waits until `alias` is registered DRAINED with mysqld up.
-async fn wait_drained(c: &Cluster, t: &mut TabletProcess) {
-    let alias = t.spec.alias();
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        if let Some(st) = t.try_exit() {
-            panic!("{alias} exited ({st}):\n{}", t.log_tail(40));
-        }
-        let out = c.cli_ok(&["get-tablets", "--json"]).unwrap();
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-        if rows
-            .iter()
-            .any(|r| r["alias"] == alias.as_str() && r["type"] == "DRAINED")
-        {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{alias} not DRAINED:\n{}",
-            t.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-fn assert_not_replicating(t: &TabletProcess) {
-    let st = t.sql("SHOW SLAVE STATUS\\G").unwrap();
-    assert!(
-        !st.contains(": Yes"),
-        "{} replicates:\n{st}",
-        t.spec.alias()
-    );
-}
-
-/// `cairn ARGS` must fail with `code` and say `why` on stderr.
-fn refused(c: &Cluster, args: &[&str], code: i32, why: &str) {
-    let out = c.cli(args).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(err.contains(why), "{args:?}: {why:?} not in {err}");
-}
+#[path = "pitr_restore/helpers.rs"]
+mod helpers;
+use helpers::*;
 
 /// The accident, staged: what the restores are checked against.
 struct Scene {
@@ -388,11 +319,6 @@ async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
     }
     assert_eq!(incrementals, 2, "{stored:?}");
     drop((scene.p, scene.r));
-}
-
-/// `get-shard ks/0 --json`.
-fn shard_json(c: &Cluster) -> serde_json::Value {
-    serde_json::from_str(&c.cli_ok(&["get-shard", "ks/0", "--json"]).unwrap()).unwrap()
 }
 
 /// The accident with archiving only (no incremental backup): rows second by
