@@ -498,6 +498,19 @@ async fn the_accident_with_archiving_only_across_a_failover_and_a_missing_segmen
         .unwrap();
     assert_eq!(ids(&t3), "1,2,3,4,5,6,7");
     assert_not_replicating(&t3);
+    // Beyond the newest archived transaction: refused, with the newest point.
+    refused(
+        &c,
+        &[
+            "restore-from-backup",
+            &a3,
+            "--restore-to-pos",
+            "MariaDB/0-102-999999",
+        ],
+        1,
+        "is beyond what is archived",
+    );
+    assert_eq!(ids(&t3), "1,2,3,4,5,6,7");
 
     // A segment holding row 5 goes missing from storage.
     let st = FileStorage::new(c.backup_root());
