@@ -292,7 +292,7 @@ async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
         "--backup-encryption-identity-file".to_string(),
         key.display().to_string(),
     ]);
-    c.use_storage(flags, AWS_ENV);
+    c.use_storage(flags.clone(), AWS_ENV);
     let scene = accident(&c).await;
     let mut s3 = c.tablet(103, "ks", "0").unwrap();
     s3.extra = vec![
@@ -318,7 +318,65 @@ async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
         incrementals += usize::from(body.contains("\"Incremental\": true"));
     }
     assert_eq!(incrementals, 2, "{stored:?}");
-    drop((scene.p, scene.r));
+
+    // The archive on the same encrypted s3: a write after the last incremental
+    // is reached through archived segments on top of the incrementals.
+    // (The coordinator encrypts, never decrypts: no identity flag.)
+    let i = flags
+        .iter()
+        .position(|f| f == "--backup-encryption-identity-file")
+        .unwrap();
+    let mut coord_flags = flags.clone();
+    coord_flags.drain(i..i + 2);
+    c.use_storage(coord_flags, AWS_ENV);
+    let coord = c
+        .spawn_coordinator("c1", &["--lost-health-grace", "2s"])
+        .unwrap();
+    c.use_storage(flags, AWS_ENV);
+    coord.wait_leader(T).await.unwrap();
+    c.cli_ok(&["archive", "set", "ks/0", "--interval", "1s"])
+        .unwrap();
+    scene
+        .p
+        .sql("CREATE TABLE app.later (id INT PRIMARY KEY); INSERT INTO app.later VALUES (1)")
+        .unwrap();
+    let pos = scene
+        .p
+        .sql("SELECT @@gtid_binlog_pos")
+        .unwrap()
+        .trim()
+        .to_string();
+    cairn::testkit::wait_for("the archive to hold the last write", T, || async {
+        Ok((shard_json(&c)["archive"]["position"] == pos.as_str()).then_some(()))
+    })
+    .await
+    .unwrap();
+    let mut s5 = c.tablet(105, "ks", "0").unwrap();
+    s5.extra = vec![
+        "--restore-from-backup".into(),
+        "--restore-to-pos".into(),
+        format!("MariaDB/{pos}"),
+    ];
+    let mut t5 = c.spawn_tablet(&s5).unwrap();
+    wait_drained(&c, &mut t5).await;
+    assert_eq!(
+        t5.sql("SELECT COUNT(*) FROM app.later").unwrap().trim(),
+        "1",
+        "{}",
+        t5.log_tail(30)
+    );
+    assert_eq!(t5.sql("SELECT @@gtid_slave_pos").unwrap().trim(), pos);
+    let log = t5.log();
+    assert!(
+        log.contains("point-in-time chain: incremental")
+            && log.contains("point-in-time chain: archive"),
+        "{}",
+        t5.log_tail(30)
+    );
+    let segments = m.keys(BUCKET, "_binlog/ks/0/").unwrap();
+    assert!(!segments.is_empty());
+    assert!(segments.iter().all(|k| k.ends_with(".age")), "{segments:?}");
+    drop((coord, scene.p, scene.r));
 }
 
 /// The accident with archiving only (no incremental backup): rows second by
