@@ -1,5 +1,6 @@
 //! Helpers of `tests/pitr_restore.rs` (a module of that test binary, not one
-//! of its own): waiting, targets, and checks of restored tablets.
+//! of its own): the staged accident, waiting, targets, and checks of restored
+//! tablets.
 
 use std::time::Duration;
 
@@ -85,4 +86,80 @@ pub fn refused(c: &Cluster, args: &[&str], code: i32, why: &str) {
 /// `get-shard ks/0 --json`.
 pub fn shard_json(c: &Cluster) -> serde_json::Value {
     serde_json::from_str(&c.cli_ok(&["get-shard", "ks/0", "--json"]).unwrap()).unwrap()
+}
+
+/// The accident, staged: what the restores are checked against.
+pub struct Scene {
+    pub p: TabletProcess,
+    pub r: TabletProcess,
+    /// The second each row (id = index + 1) was written in.
+    pub seconds: Vec<DateTime<Utc>>,
+    /// The primary's position after each row.
+    pub gtids: Vec<String>,
+    /// The second of the `DROP TABLE`, which no row shares.
+    pub drop_second: DateTime<Utc>,
+}
+
+/// A primary (101) and a replica (102) of `ks/0`; rows 1..3 second by second, a
+/// full backup of the replica, rows 4..7, an incremental, `DROP TABLE` in a
+/// second of its own, another incremental.
+pub async fn accident(c: &Cluster) -> Scene {
+    let topo = c.topo().await.unwrap();
+    let (ps, rs) = (
+        c.tablet(101, "ks", "0").unwrap(),
+        c.tablet(102, "ks", "0").unwrap(),
+    );
+    let mut p = c.spawn_tablet(&ps).unwrap();
+    let mut r = c.spawn_tablet(&rs).unwrap();
+    p.wait_healthy(&topo, T).await.unwrap();
+    r.wait_healthy(&topo, T).await.unwrap();
+    c.cli_ok(&["init-shard-primary", "ks/0", &ps.alias()])
+        .unwrap();
+    p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, at BIGINT)")
+        .unwrap();
+    let mut seconds = vec![];
+    let mut gtids = vec![];
+    for id in 1..=7 {
+        if id == 4 {
+            r.wait_value("SELECT COUNT(*) FROM app.t", "3", T)
+                .await
+                .unwrap();
+            c.cli_ok(&["backup", &rs.alias()]).unwrap();
+            r.wait_healthy(&topo, T).await.unwrap();
+        }
+        let at = next_second().await;
+        p.sql(&format!(
+            "INSERT INTO app.t VALUES ({id}, {})",
+            at.timestamp()
+        ))
+        .unwrap();
+        seconds.push(at);
+        gtids.push(
+            p.sql("SELECT @@gtid_binlog_pos")
+                .unwrap()
+                .trim()
+                .to_string(),
+        );
+    }
+    r.wait_value("SELECT COUNT(*) FROM app.t", "7", T)
+        .await
+        .unwrap();
+    incremental(c, &rs.alias());
+    let drop_second = next_second().await;
+    p.sql("DROP TABLE app.t").unwrap();
+    r.wait_value(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 't'",
+        "0",
+        T,
+    )
+    .await
+    .unwrap();
+    incremental(c, &rs.alias());
+    Scene {
+        p,
+        r,
+        seconds,
+        gtids,
+        drop_second,
+    }
 }
