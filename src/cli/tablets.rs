@@ -124,13 +124,18 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
         .get::<cairn_topo::ArchiveRecord>(&topo.keys().archive(&ks.keyspace, &ks.shard))
         .await
         .with_context(|| format!("reading the archive of {ks}"))?;
-    let records: Vec<cairn_topo::BackupRecord> = topo
+    // A backup record that does not parse leaves the window unknown, never
+    // the rest of the shard unshown.
+    let records: Vec<cairn_topo::BackupRecord> = match topo
         .list_backup_records(&ks.keyspace, &ks.shard)
         .await
-        .with_context(|| format!("reading the backup records of {ks}"))?
-        .into_iter()
-        .map(|v| v.value)
-        .collect();
+    {
+        Ok(v) => v.into_iter().map(|v| v.value).collect(),
+        Err(e) => {
+            eprintln!("warning: cannot read the backup records of {ks}: {e}; the recoverable window is not shown");
+            Vec::new()
+        }
+    };
     let (from, to, gaps) = recoverable_window(&records, archive.as_ref().map(|r| &r.value));
     let archive = match archive {
         Some(r) => {
