@@ -11,165 +11,20 @@
 //! changes nothing.
 //!
 //! The incremental backups are taken with `backup --incremental-from-pos auto`.
+//! The same accident with the continuous archive and no incremental backup,
+//! across a failover, goes through archived segments; a segment deleted from
+//! storage is a gap the coordinator reports and restores across it refuse.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cairn::testkit::{Cluster, MotoServer, TabletProcess, AWS_ENV};
-use chrono::{DateTime, SecondsFormat, Utc};
+use cairn::testkit::{Cluster, MotoServer, AWS_ENV};
+use chrono::Utc;
 
-const T: Duration = Duration::from_secs(120);
-
-fn at(t: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp(t, 0).unwrap()
-}
-
-/// `cairn backup ALIAS --incremental-from-pos auto`: the replica's binlogs since
-/// the newest backup, as an incremental backup.
-fn incremental(c: &Cluster, alias: &str) {
-    let name = c
-        .cli_ok(&["backup", alias, "--incremental-from-pos", "auto"])
-        .unwrap();
-    assert!(!name.trim().is_empty(), "no incremental stored");
-}
-
-/// Sleeps to the start of the next second; returns that second.
-async fn next_second() -> DateTime<Utc> {
-    let now = Utc::now();
-    let ms = 1000 - now.timestamp_subsec_millis() as u64;
-    tokio::time::sleep(Duration::from_millis(ms + 20)).await;
-    at(now.timestamp() + 1)
-}
-
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn ids(t: &TabletProcess) -> String {
-    t.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM app.t")
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-/// Waits until `alias` is registered DRAINED with mysqld up.
-async fn wait_drained(c: &Cluster, t: &mut TabletProcess) {
-    let alias = t.spec.alias();
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        if let Some(st) = t.try_exit() {
-            panic!("{alias} exited ({st}):\n{}", t.log_tail(40));
-        }
-        let out = c.cli_ok(&["get-tablets", "--json"]).unwrap();
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-        if rows
-            .iter()
-            .any(|r| r["alias"] == alias.as_str() && r["type"] == "DRAINED")
-        {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{alias} not DRAINED:\n{}",
-            t.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-fn assert_not_replicating(t: &TabletProcess) {
-    let st = t.sql("SHOW SLAVE STATUS\\G").unwrap();
-    assert!(
-        !st.contains(": Yes"),
-        "{} replicates:\n{st}",
-        t.spec.alias()
-    );
-}
-
-/// `cairn ARGS` must fail with `code` and say `why` on stderr.
-fn refused(c: &Cluster, args: &[&str], code: i32, why: &str) {
-    let out = c.cli(args).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(err.contains(why), "{args:?}: {why:?} not in {err}");
-}
-
-/// The accident, staged: what the restores are checked against.
-struct Scene {
-    p: TabletProcess,
-    r: TabletProcess,
-    /// The second each row (id = index + 1) was written in.
-    seconds: Vec<DateTime<Utc>>,
-    /// The primary's position after each row.
-    gtids: Vec<String>,
-    /// The second of the `DROP TABLE`, which no row shares.
-    drop_second: DateTime<Utc>,
-}
-
-/// A primary (101) and a replica (102) of `ks/0`; rows 1..3 second by second, a
-/// full backup of the replica, rows 4..7, an incremental, `DROP TABLE` in a
-/// second of its own, another incremental.
-async fn accident(c: &Cluster) -> Scene {
-    let topo = c.topo().await.unwrap();
-    let (ps, rs) = (
-        c.tablet(101, "ks", "0").unwrap(),
-        c.tablet(102, "ks", "0").unwrap(),
-    );
-    let mut p = c.spawn_tablet(&ps).unwrap();
-    let mut r = c.spawn_tablet(&rs).unwrap();
-    p.wait_healthy(&topo, T).await.unwrap();
-    r.wait_healthy(&topo, T).await.unwrap();
-    c.cli_ok(&["init-shard-primary", "ks/0", &ps.alias()])
-        .unwrap();
-    p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, at BIGINT)")
-        .unwrap();
-    let mut seconds = vec![];
-    let mut gtids = vec![];
-    for id in 1..=7 {
-        if id == 4 {
-            r.wait_value("SELECT COUNT(*) FROM app.t", "3", T)
-                .await
-                .unwrap();
-            c.cli_ok(&["backup", &rs.alias()]).unwrap();
-            r.wait_healthy(&topo, T).await.unwrap();
-        }
-        let at = next_second().await;
-        p.sql(&format!(
-            "INSERT INTO app.t VALUES ({id}, {})",
-            at.timestamp()
-        ))
-        .unwrap();
-        seconds.push(at);
-        gtids.push(
-            p.sql("SELECT @@gtid_binlog_pos")
-                .unwrap()
-                .trim()
-                .to_string(),
-        );
-    }
-    r.wait_value("SELECT COUNT(*) FROM app.t", "7", T)
-        .await
-        .unwrap();
-    incremental(c, &rs.alias());
-    let drop_second = next_second().await;
-    p.sql("DROP TABLE app.t").unwrap();
-    r.wait_value(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 't'",
-        "0",
-        T,
-    )
-    .await
-    .unwrap();
-    incremental(c, &rs.alias());
-    Scene {
-        p,
-        r,
-        seconds,
-        gtids,
-        drop_second,
-    }
-}
+#[path = "pitr_restore/helpers.rs"]
+mod helpers;
+use helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_accident_a_dropped_table_comes_back_to_the_second_and_to_the_gtid() {
@@ -361,7 +216,7 @@ async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
         "--backup-encryption-identity-file".to_string(),
         key.display().to_string(),
     ]);
-    c.use_storage(flags, AWS_ENV);
+    c.use_storage(flags.clone(), AWS_ENV);
     let scene = accident(&c).await;
     let mut s3 = c.tablet(103, "ks", "0").unwrap();
     s3.extra = vec![
@@ -387,5 +242,355 @@ async fn the_accident_on_encrypted_s3_comes_back_to_the_second() {
         incrementals += usize::from(body.contains("\"Incremental\": true"));
     }
     assert_eq!(incrementals, 2, "{stored:?}");
-    drop((scene.p, scene.r));
+
+    // The archive on the same encrypted s3: a write after the last incremental
+    // is reached through archived segments on top of the incrementals.
+    // (The coordinator encrypts, never decrypts: no identity flag.)
+    let i = flags
+        .iter()
+        .position(|f| f == "--backup-encryption-identity-file")
+        .unwrap();
+    let mut coord_flags = flags.clone();
+    coord_flags.drain(i..i + 2);
+    c.use_storage(coord_flags, AWS_ENV);
+    let coord = c
+        .spawn_coordinator("c1", &["--lost-health-grace", "2s"])
+        .unwrap();
+    c.use_storage(flags, AWS_ENV);
+    coord.wait_leader(T).await.unwrap();
+    c.cli_ok(&["archive", "set", "ks/0", "--interval", "1s"])
+        .unwrap();
+    scene
+        .p
+        .sql("CREATE TABLE app.later (id INT PRIMARY KEY); INSERT INTO app.later VALUES (1)")
+        .unwrap();
+    let pos = scene
+        .p
+        .sql("SELECT @@gtid_binlog_pos")
+        .unwrap()
+        .trim()
+        .to_string();
+    cairn::testkit::wait_for("the archive to hold the last write", T, || async {
+        Ok((shard_json(&c)["archive"]["position"] == pos.as_str()).then_some(()))
+    })
+    .await
+    .unwrap();
+    let mut s5 = c.tablet(105, "ks", "0").unwrap();
+    s5.extra = vec![
+        "--restore-from-backup".into(),
+        "--restore-to-pos".into(),
+        format!("MariaDB/{pos}"),
+    ];
+    let mut t5 = c.spawn_tablet(&s5).unwrap();
+    wait_drained(&c, &mut t5).await;
+    assert_eq!(
+        t5.sql("SELECT COUNT(*) FROM app.later").unwrap().trim(),
+        "1",
+        "{}",
+        t5.log_tail(30)
+    );
+    assert_eq!(t5.sql("SELECT @@gtid_slave_pos").unwrap().trim(), pos);
+    let log = t5.log();
+    assert!(
+        log.contains("point-in-time chain: incremental")
+            && log.contains("point-in-time chain: archive"),
+        "{}",
+        t5.log_tail(30)
+    );
+    let segments = m.keys(BUCKET, "_binlog/ks/0/").unwrap();
+    assert!(!segments.is_empty());
+    assert!(segments.iter().all(|k| k.ends_with(".age")), "{segments:?}");
+    drop((coord, scene.p, scene.r));
+}
+
+/// The accident with archiving only (no incremental backup): rows second by
+/// second, one full backup of the replica after row 3, the archive on at
+/// `--interval 1s`, rows 4..5, a failover to the replica (re-parent), rows 6..7
+/// and `DROP TABLE` on the new primary. A new tablet restored to the second of
+/// the drop, and in place to the GTID of row 5 then of the last insert, hold
+/// every row before the point and nothing after: rows 4..7 can only come from
+/// archived segments, of both primaries' binlogs. The coordinator reports the recoverable
+/// window; once a segment holding row 5 is deleted from storage it raises the
+/// gap (metric, status, get-shard), and a restore across it fails with the
+/// missing GTIDs and the nearest reachable point, leaving the tablet as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accident_with_archiving_only_across_a_failover_and_a_missing_segment() {
+    use cairn::backup::binlog_archive::{archive_dir, find_by_gtid, list_segments};
+    use cairn::backup::storage::BackupStorage;
+    use cairn::backup::FileStorage;
+    use cairn::mysql::gtid::parse_gtid_list;
+
+    let c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+        .await
+        .unwrap();
+    let topo = c.topo().await.unwrap();
+    let (ps, rs) = (
+        c.tablet(101, "ks", "0").unwrap(),
+        c.tablet(102, "ks", "0").unwrap(),
+    );
+    let mut p = c.spawn_tablet(&ps).unwrap();
+    let mut r = c.spawn_tablet(&rs).unwrap();
+    p.wait_healthy(&topo, T).await.unwrap();
+    r.wait_healthy(&topo, T).await.unwrap();
+    c.cli_ok(&["init-shard-primary", "ks/0", &ps.alias()])
+        .unwrap();
+    p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, at BIGINT)")
+        .unwrap();
+    let coord = c
+        .spawn_coordinator("c1", &["--lost-health-grace", "2s"])
+        .unwrap();
+    coord.wait_leader(T).await.unwrap();
+    let mut gtids = vec![];
+    for id in 1..=7 {
+        if id == 4 {
+            r.wait_value("SELECT COUNT(*) FROM app.t", "3", T)
+                .await
+                .unwrap();
+            c.cli_ok(&["backup", &rs.alias()]).unwrap();
+            r.wait_healthy(&topo, T).await.unwrap();
+            c.cli_ok(&["archive", "set", "ks/0", "--interval", "1s"])
+                .unwrap();
+            // Rows 1..3 archived first, so later rows get segments of their own.
+            let pos = p
+                .sql("SELECT @@gtid_binlog_pos")
+                .unwrap()
+                .trim()
+                .to_string();
+            cairn::testkit::wait_for("the archive to start", T, || async {
+                Ok((shard_json(&c)["archive"]["position"] == pos.as_str()).then_some(()))
+            })
+            .await
+            .unwrap();
+        }
+        if id == 6 {
+            // The failover: the replica caught up becomes primary.
+            let pos = p.sql("SELECT @@gtid_binlog_pos").unwrap();
+            r.wait_value("SELECT @@gtid_binlog_pos", pos.trim(), T)
+                .await
+                .unwrap();
+            c.cli_ok(&["init-shard-primary", "ks/0", &rs.alias()])
+                .unwrap();
+        }
+        let w = if id >= 6 { &r } else { &p };
+        let at = next_second().await;
+        w.sql(&format!(
+            "INSERT INTO app.t VALUES ({id}, {})",
+            at.timestamp()
+        ))
+        .unwrap();
+        gtids.push(
+            w.sql("SELECT @@gtid_binlog_pos")
+                .unwrap()
+                .trim()
+                .to_string(),
+        );
+    }
+    let drop_second = next_second().await;
+    r.sql("DROP TABLE app.t").unwrap();
+    let primary_pos = r
+        .sql("SELECT @@gtid_binlog_pos")
+        .unwrap()
+        .trim()
+        .to_string();
+    let t0 = std::time::Instant::now();
+    cairn::testkit::wait_for("the archive to hold the drop", T, || async {
+        Ok((shard_json(&c)["archive"]["position"] == primary_pos.as_str()).then_some(()))
+    })
+    .await
+    .unwrap();
+    println!("archived {:?} after the drop", t0.elapsed());
+    // No incremental backup exists: only the archive holds rows 4..7.
+    let root = c.backup_root().display().to_string();
+    let listed = c
+        .cli_ok(&[
+            "list-backups",
+            "ks/0",
+            "--json",
+            "--file-backup-storage-root",
+            &root,
+        ])
+        .unwrap();
+    assert!(!listed.contains("\"incremental\": true"), "{listed}");
+
+    // The coordinator sees the window and no gap.
+    let status = cairn::testkit::wait_for("the recoverable window in status", T, || async {
+        let (_, body) = coord.http_get("/api/v1/status")?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        let s = v["shards"][0].clone();
+        Ok((s["recoverable_to"].is_string() && s["recoverable_from"].is_string()).then_some(s))
+    })
+    .await
+    .unwrap();
+    assert!(status["archive_gap"].is_null(), "{status}");
+    assert!(
+        status["recoverable_window_seconds"].as_f64().unwrap() >= 4.0,
+        "{status}"
+    );
+    let (_, m) = coord.http_get("/metrics").unwrap();
+    assert!(
+        m.contains("cairn_coordinator_archive_gap{keyspace=\"ks\",shard=\"0\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("cairn_coordinator_recoverable_window_seconds{"),
+        "{m}"
+    );
+
+    // A new tablet to the second of the drop.
+    let mut s3 = c.tablet(103, "ks", "0").unwrap();
+    s3.extra = vec![
+        "--restore-from-backup".into(),
+        "--restore-to-timestamp".into(),
+        rfc(drop_second),
+    ];
+    let t = std::time::Instant::now();
+    let mut t3 = c.spawn_tablet(&s3).unwrap();
+    wait_drained(&c, &mut t3).await;
+    println!(
+        "new tablet restored through the archive in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(ids(&t3), "1,2,3,4,5,6,7", "{}", t3.log_tail(30));
+    assert_eq!(t3.sql("SELECT @@gtid_slave_pos").unwrap().trim(), gtids[6]);
+    assert_not_replicating(&t3);
+    assert!(!s3.dir.join("pitr-binlogs").exists());
+
+    // In place, to the GTID of row 5, then of the last insert; the dry run
+    // shows the archived segments.
+    let a3 = s3.alias();
+    let to5 = format!("MariaDB/{}", gtids[4]);
+    let dry = c
+        .cli_ok(&[
+            "restore-from-backup",
+            &a3,
+            "--restore-to-pos",
+            &to5,
+            "--dry-run",
+        ])
+        .unwrap();
+    assert!(dry.contains("full ") && dry.contains("archive "), "{dry}");
+    assert!(!dry.contains("incremental "), "{dry}");
+    let out = c
+        .cli_ok(&["restore-from-backup", &a3, "--restore-to-pos", &to5])
+        .unwrap();
+    assert!(out.contains(&format!("restored to {to5}")), "{out}");
+    assert_eq!(ids(&t3), "1,2,3,4,5");
+    let last = format!("MariaDB/{}", gtids[6]);
+    c.cli_ok(&["restore-from-backup", &a3, "--restore-to-pos", &last])
+        .unwrap();
+    assert_eq!(ids(&t3), "1,2,3,4,5,6,7");
+    assert_not_replicating(&t3);
+    // Beyond the newest archived transaction: refused, with the newest point.
+    refused(
+        &c,
+        &[
+            "restore-from-backup",
+            &a3,
+            "--restore-to-pos",
+            "MariaDB/0-102-999999",
+        ],
+        1,
+        "is beyond what is archived",
+    );
+    assert_eq!(ids(&t3), "1,2,3,4,5,6,7");
+
+    // A segment holding row 5 goes missing from storage.
+    let st = FileStorage::new(c.backup_root());
+    let segs: Vec<_> = list_segments(&st, "ks", "0")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    // The chain crossed the failover: both primaries' binlogs are archived.
+    let sources = segs
+        .iter()
+        .filter(|s| s.has_transactions())
+        .map(|s| s.server_id)
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(sources.len(), 2, "{segs:?}");
+    println!(
+        "moved heads: {}",
+        segs.iter().filter(|s| s.moved_head).count()
+    );
+    let row5 = parse_gtid_list(&gtids[4]).unwrap()[0];
+    let gone = find_by_gtid(&segs, row5)
+        .expect("a segment holds row 5")
+        .clone();
+    st.remove_blob(&archive_dir("ks", "0"), &gone.format())
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let metrics = cairn::testkit::wait_for("the gap metric", T, || async {
+        let (_, m) = coord.http_get("/metrics")?;
+        Ok(
+            m.contains("cairn_coordinator_archive_gap{keyspace=\"ks\",shard=\"0\"} 1")
+                .then_some(m),
+        )
+    })
+    .await
+    .unwrap();
+    println!("gap raised {:?} after the segment was deleted", t.elapsed());
+    assert!(!metrics.is_empty());
+    let (_, body) = coord.http_get("/api/v1/status").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let missing = v["shards"][0]["archive_gap"]["missing_gtids"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(missing.contains(&row5.seq.to_string()), "{v}");
+    let shard = cairn::testkit::wait_for("the gap in get-shard", T, || async {
+        let s = shard_json(&c);
+        Ok(s["archive_gap"].is_object().then_some(s))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        shard["archive_gap"]["missing_gtids"],
+        missing.as_str(),
+        "{shard}"
+    );
+
+    // A restore across the hole: refused, naming it; the tablet as it was.
+    refused(
+        &c,
+        &["restore-from-backup", &a3, "--restore-to-pos", &last],
+        1,
+        "nearest reachable point",
+    );
+    let out = c
+        .cli(&[
+            "restore-from-backup",
+            &a3,
+            "--restore-to-timestamp",
+            &rfc(drop_second),
+        ])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nearest reachable point") && err.contains(&missing),
+        "{err}"
+    );
+    assert_eq!(
+        ids(&t3),
+        "1,2,3,4,5,6,7",
+        "the refused restores changed nothing"
+    );
+    assert_not_replicating(&t3);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&c.cli_ok(&["get-tablets", "--json"]).unwrap()).unwrap();
+    let row = rows.iter().find(|x| x["alias"] == a3.as_str()).unwrap();
+    assert_eq!(row["type"], "DRAINED", "{row}");
+    // Up to just before the hole still works.
+    let first = gone.first_gtid.unwrap();
+    let before = format!("MariaDB/0-{}-{}", first.server, first.seq - 1);
+    let want: Vec<String> = (1..=7)
+        .filter(|i| parse_gtid_list(&gtids[i - 1]).unwrap()[0].seq < first.seq)
+        .map(|i| i.to_string())
+        .collect();
+    c.cli_ok(&["restore-from-backup", &a3, "--restore-to-pos", &before])
+        .unwrap();
+    assert_eq!(ids(&t3), want.join(","));
+    drop((coord, p, r));
 }

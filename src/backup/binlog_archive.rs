@@ -24,8 +24,9 @@
 //! one starts where the first transaction not yet archived starts: the bytes in
 //! between were archived from the old primary. Concatenating a moved head with
 //! the segments after it gives whole events whose positions (`log_pos`) jump;
-//! whether `mariadb-binlog` accepts that as one file is not verified yet (a
-//! restore may apply the head and the later segments as two inputs instead). Each stored object is verified on read by zstd's content
+//! `mariadb-binlog` 10.11 reads that as one file (restores rebuild files so,
+//! see [`super::pitr::segments`]; `tests/pitr_restore.rs` restores across a
+//! failover through a moved head). Each stored object is verified on read by zstd's content
 //! checksum or lz4's, age's authentication, and the binlog events' CRC32.
 //!
 //! Pure naming and lookup ([`SegmentName`], [`resume_point`], [`file_segments`],

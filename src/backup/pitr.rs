@@ -1,6 +1,8 @@
 //! Point-in-time restores, the deciding half: what a target is (a GTID position
 //! or a second), which full backup and which chain of incremental backups reach
-//! it ([`plan_chain`], Vitess's rules), and, once the chain's binlogs are
+//! it ([`plan_chain`], Vitess's rules), continued through the continuous
+//! archive's segments where the backups stop ([`plan_chain_with_archive`],
+//! [`segments::plan_segments`]), and, once the chain's binlogs are
 //! downloaded and read, exactly which transactions of which files to apply and
 //! where that leaves the server ([`plan_apply`]). Pure: MANIFESTs and binlog
 //! summaries in, a plan or a one-line reason out. The tablet agent does the IO.
@@ -9,13 +11,15 @@
 //! `mariadb-binlog --stop-datetime` stops at the first event at or after it):
 //! the second `T` itself is excluded. One-second granularity, UTC only.
 //!
-//! May call: [`super::manifest`], [`crate::mysql::gtid`], [`crate::mysql::binlog`].
+//! May call: [`super::manifest`], [`super::binlog_archive`] (segment names),
+//! [`crate::mysql::gtid`], [`crate::mysql::binlog`].
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 
+use super::binlog_archive::SegmentName;
 use super::manifest::{BackupMethod, Manifest};
 use crate::mysql::binlog::BinlogSummary;
 use crate::mysql::gtid::{
@@ -140,6 +144,17 @@ pub struct ChainPlan {
     pub incrementals: Vec<Manifest>,
     /// The position the chain's backups reach (the last one's `Position`).
     pub reaches: Vec<Gtid>,
+    /// The archived binlog files applied after the incrementals, in order.
+    pub archived: Vec<segments::ArchivedFile>,
+}
+
+/// A shard's continuous archive as a restore sees it: its segments (from the
+/// storage listing) and when it last held everything the primary had written
+/// (the archive record's `safe_at`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArchiveListing {
+    pub segments: Vec<SegmentName>,
+    pub safe_at: Option<DateTime<Utc>>,
 }
 
 impl ChainPlan {
@@ -166,6 +181,7 @@ impl ChainPlan {
                 m.backup_name, m.incremental.from_position, m.position
             ));
         }
+        lines.extend(self.archived.iter().map(segments::ArchivedFile::describe));
         lines.push(format!("target      {}", self.target));
         lines
     }
@@ -230,6 +246,19 @@ fn missing_range(from: &[Gtid], to: &[Gtid]) -> String {
 /// whose positions are not MariaDB GTID lists, are not used. Errors are one line:
 /// what is missing and the nearest point that can be reached. Pure.
 pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<ChainPlan, String> {
+    plan_chain_with_archive(manifests, &ArchiveListing::default(), target)
+}
+
+/// [`plan_chain`], continued through the archive: where no incremental goes
+/// on, the archived segments that hold the transactions from there to the
+/// target ([`segments::plan_segments`]: no gap, no transaction twice). A hole,
+/// or a target beyond the newest archived transaction, is a one-line error
+/// with the nearest reachable point. Pure.
+pub fn plan_chain_with_archive(
+    manifests: &[Manifest],
+    archive: &ArchiveListing,
+    target: &RestoreTarget,
+) -> Result<ChainPlan, String> {
     let mut fulls: Vec<(&Manifest, Vec<Gtid>)> = manifests
         .iter()
         .filter(|m| !m.is_incremental() && m.check_restorable().is_ok())
@@ -259,6 +288,15 @@ pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<Chai
             .iter()
             .flat_map(|(_, p)| p.iter())
             .chain(incs.iter().flat_map(|i| i.pos.iter()))
+            .chain(
+                archive
+                    .segments
+                    .iter()
+                    .flat_map(|s| [s.first_gtid, s.last_gtid])
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )
             .map(|g| g.domain)
             .collect();
         if let Some(d) = t.iter().map(|g| g.domain).find(|d| !known.contains(d)) {
@@ -283,6 +321,7 @@ pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<Chai
     let mut base = full_pos.clone();
     let mut chain: Vec<&Incremental> = Vec::new();
     let mut reached_time = full_backup_time(full);
+    let mut archived = Vec::new();
     loop {
         let done = match target {
             RestoreTarget::Position(t) => position_contains(&base, t),
@@ -307,6 +346,28 @@ pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<Chai
                 ))
             });
         let Some(next) = next else {
+            if !archive.segments.is_empty() {
+                match segments::plan_segments(&archive.segments, &base, archive.safe_at, target) {
+                    Ok(files) => {
+                        archived = files;
+                        break;
+                    }
+                    Err(s) => {
+                        let at = s
+                            .reached_at
+                            .and_then(|t| DateTime::<Utc>::from_timestamp(i64::from(t), 0))
+                            .unwrap_or(reached_time);
+                        return Err(format!(
+                            "cannot reach {target}: {}; the nearest reachable point is {} ({}), \
+                             reachable with --restore-to-pos {}",
+                            s.hole,
+                            format_position(&s.reaches),
+                            rfc3339(at),
+                            format_position(&s.reaches)
+                        ));
+                    }
+                }
+            }
             // The nearest incremental that starts beyond what is reachable says
             // where the hole ends.
             let resumes = incs
@@ -351,6 +412,7 @@ pub fn plan_chain(manifests: &[Manifest], target: &RestoreTarget) -> Result<Chai
         full: (*full).clone(),
         incrementals: chain.iter().map(|i| i.m.clone()).collect(),
         reaches: base,
+        archived,
     })
 }
 
@@ -515,6 +577,9 @@ pub fn plan_apply(
         last_commit,
     })
 }
+
+#[path = "pitr/segments.rs"]
+pub mod segments;
 
 #[cfg(test)]
 #[path = "pitr/tests.rs"]

@@ -83,6 +83,7 @@ async fn set(topo: &Topo, a: ArchiveSetArgs) -> anyhow::Result<()> {
                     created_at: now,
                     updated_at: Some(now),
                     state: ArchiveState::default(),
+                    gaps: Vec::new(),
                 },
             }))
         })

@@ -124,6 +124,19 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
         .get::<cairn_topo::ArchiveRecord>(&topo.keys().archive(&ks.keyspace, &ks.shard))
         .await
         .with_context(|| format!("reading the archive of {ks}"))?;
+    // A backup record that does not parse leaves the window unknown, never
+    // the rest of the shard unshown.
+    let records: Vec<cairn_topo::BackupRecord> = match topo
+        .list_backup_records(&ks.keyspace, &ks.shard)
+        .await
+    {
+        Ok(v) => v.into_iter().map(|v| v.value).collect(),
+        Err(e) => {
+            eprintln!("warning: cannot read the backup records of {ks}: {e}; the recoverable window is not shown");
+            Vec::new()
+        }
+    };
+    let (from, to, gaps) = recoverable_window(&records, archive.as_ref().map(|r| &r.value));
     let archive = match archive {
         Some(r) => {
             let pos = super::archive::primary_position(topo, &ks.keyspace, &ks.shard).await;
@@ -137,6 +150,15 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
             let loss = archive.as_ref().and_then(|r| r.loss_window_seconds);
             obj.insert("loss_window_seconds".into(), serde_json::json!(loss));
             obj.insert("archive".into(), serde_json::to_value(&archive)?);
+            obj.insert("recoverable_from".into(), serde_json::json!(from));
+            obj.insert("recoverable_to".into(), serde_json::json!(to));
+            let secs = from.zip(to).map(|(a, b)| (b - a).num_seconds().max(0));
+            obj.insert("recoverable_window_seconds".into(), serde_json::json!(secs));
+            let gap = gaps.first().map(|g| {
+                serde_json::json!({"missing_gtids": g.missing_gtids, "detail": g.detail,
+                                   "gaps": gaps})
+            });
+            obj.insert("archive_gap".into(), serde_json::json!(gap));
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -157,8 +179,47 @@ pub async fn get_shard(topo: &Topo, a: GetShardArgs) -> anyhow::Result<()> {
         };
         println!("archived:       {window}");
         println!("loss window:    {loss}");
+        println!(
+            "recoverable:    {} .. {}",
+            opt(&from.map(|t| t.to_rfc3339())),
+            opt(&to.map(|t| t.to_rfc3339()))
+        );
+        match gaps.as_slice() {
+            [] => println!("archive gap:    none"),
+            [g, rest @ ..] => {
+                let more = if rest.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (and {} more)", rest.len())
+                };
+                println!("archive gap:    {}{more}", g.detail);
+            }
+        }
     }
     Ok(())
+}
+
+/// The window a point-in-time restore of the shard reaches, from its backup
+/// records and archive record: from the oldest complete full backup to the
+/// newest archived transaction (or backup), and the gaps the coordinator
+/// recorded on the archive.
+fn recoverable_window(
+    records: &[cairn_topo::BackupRecord],
+    archive: Option<&cairn_topo::ArchiveRecord>,
+) -> (
+    Option<chrono::DateTime<Utc>>,
+    Option<chrono::DateTime<Utc>>,
+    Vec<cairn_topo::ArchiveGap>,
+) {
+    let refs: Vec<&cairn_topo::BackupRecord> = records.iter().collect();
+    let r = crate::coordinator::recoverable::recoverability(&refs, &[], &[]);
+    let archived_to = archive.and_then(|a| a.state.last_timestamp);
+    let to = r
+        .recoverable_to
+        .max(archived_to)
+        .filter(|_| r.recoverable_from.is_some());
+    let gaps = archive.map(|a| a.gaps.clone()).unwrap_or_default();
+    (r.recoverable_from, to, gaps)
 }
 
 /// Whether a job of this kind and state keeps its tablet from becoming primary: any

@@ -122,6 +122,7 @@ fn record() -> ArchiveRecord {
         created_at: at(0),
         updated_at: None,
         state: ArchiveState::default(),
+        gaps: Vec::new(),
     }
 }
 

@@ -8,6 +8,14 @@
 //! them, so on the leader), and `/`, the status page ([`super::page`]). Served by
 //! leader and standbys alike.
 //!
+//! Point-in-time fields of each shard (issue 10, item 5; computed by the
+//! leader's recoverability pass, `null` on a standby or before its first pass):
+//! `recoverable_from` and `recoverable_to` (RFC 3339: the oldest complete full
+//! backup's moment, the newest archived transaction's commit or newest backup's
+//! moment), `recoverable_window_seconds`, and `archive_gap`: `null` when the
+//! archive has none, else `{"missing_gtids", "detail"}` of the oldest gap and
+//! `gaps`, every gap as `{"missing_gtids", "detail"}`.
+//!
 //! May call: the cache, [`super::metrics`], [`super::archive_plan`] (the loss
 //! window), [`super::recoverability`], [`super::page`] and [`Shared`] (read only),
 //! `common`.
@@ -74,6 +82,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         .collect();
     let unreadable = shared.metrics.unreadable();
     let pictures = super::recoverability::from_view(&s, now);
+    let recoverable = crate::common::lock(&shared.recoverability).results.clone();
     let shards: Vec<_> = pictures
         .iter()
         .map(|p| {
@@ -98,8 +107,19 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
                        "loss_window_seconds": loss.map(|d| d.as_secs_f64())})
             });
             let v = record.map(|r| &r.value);
+            let r = recoverable.get(&(ks.clone(), shard.clone()));
+            let gap = r.and_then(|r| {
+                let first = r.gaps.first()?;
+                Some(json!({"missing_gtids": first.missing_gtids, "detail": first.detail,
+                            "gaps": r.gaps.iter().map(|g| json!({"missing_gtids": g.missing_gtids,
+                                "detail": g.detail})).collect::<Vec<_>>()}))
+            });
             let mut out = json!({"keyspace": ks, "shard": shard,
                    "primary": v.and_then(|v| v.primary_alias.as_ref()),
+                   "recoverable_from": r.and_then(|r| r.recoverable_from),
+                   "recoverable_to": r.and_then(|r| r.recoverable_to),
+                   "recoverable_window_seconds": r.and_then(|r| r.window_seconds()),
+                   "archive_gap": gap,
                    "latest_backup": v.and_then(|v| v.latest_backup.as_ref()),
                    "latest_backup_age_seconds": v.and_then(|v| v.latest_backup_time).map(|t| (now - t).num_seconds()),
                    "unreadable_backups": n,

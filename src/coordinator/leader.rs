@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
 use super::{
-    archive_pass, history, prune, reconcile, scheduler_pass, snapshot_pass, supervisor_pass,
+    archive_pass, history, prune, reconcile, recoverable_pass, scheduler_pass, snapshot_pass,
+    supervisor_pass,
 };
 use crate::common::lock;
 
@@ -121,6 +122,9 @@ pub(super) async fn lead_loops(shared: Arc<Shared>, fence: Fence, lead: Cancella
         }
         if let Err(e) = archive_pass::archive_pass(&shared, &fence, now).await {
             log_pass_error("archive", &e);
+        }
+        if let Err(e) = recoverable_pass::recoverable_pass(&shared, &fence).await {
+            log_pass_error("recoverability", &e);
         }
         if let Err(e) = prune::retention_pass(&shared, &fence, now, &shared.retention_done).await {
             log_pass_error("retention", &e);

@@ -84,6 +84,12 @@ pub struct CoordinatorMetrics {
     pub archive_loss_window_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
     /// Per shard: backup ages, drills, the shard's light; the oldest running job.
     pub recovery: recovery::RecoveryMetrics,
+    /// 1 while an archived shard's archive has a gap (a segment missing from
+    /// storage, GTIDs no segment or backup holds), else 0.
+    pub archive_gap: Family<ShardLabels, Gauge>,
+    /// Seconds from the oldest complete full backup to the newest archived
+    /// transaction (or backup): how far back a point-in-time restore reaches.
+    pub recoverable_window_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
     /// The unreadable backups themselves, per shard, for `/api/v1/status`.
     unreadable: Mutex<BTreeMap<(String, String), Vec<UnreadableBackup>>>,
 }
@@ -105,6 +111,8 @@ impl Default for CoordinatorMetrics {
             scheduled_runs_skipped: Family::default(),
             archive_loss_window_seconds: Family::default(),
             recovery: recovery::RecoveryMetrics::default(),
+            archive_gap: Family::default(),
+            recoverable_window_seconds: Family::default(),
             unreadable: Mutex::default(),
         }
     }
@@ -158,6 +166,18 @@ impl CoordinatorMetrics {
             "Point-in-time loss window of an archived shard: seconds since everything its \
              primary had was last in the binlog archive (0 while it all is)",
             self.archive_loss_window_seconds.clone(),
+        );
+        r.register(
+            "archive_gap",
+            "1 while an archived shard's binlog archive has a gap (a segment missing from \
+             storage, GTIDs that no segment and no backup holds), else 0",
+            self.archive_gap.clone(),
+        );
+        r.register(
+            "recoverable_window_seconds",
+            "Seconds from a shard's oldest complete full backup to its newest archived \
+             transaction (or newest backup): the reach of a point-in-time restore",
+            self.recoverable_window_seconds.clone(),
         );
         r.register(
             "pass_items_skipped",

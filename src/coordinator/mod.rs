@@ -23,6 +23,8 @@
 //! - `snapshot_pass`: etcd snapshots on the snapshot cron.
 //! - `archive_pass`: one ARCHIVE job per archived shard placed, moved, cancelled;
 //!   the loss window gauge.
+//! - `recoverable_pass`: each shard's recoverable window and archive gaps
+//!   (gauges, status, the archive record's gaps).
 //! - [`prune`]: retention carried out, by the leader after each scheduled backup
 //!   and by `schedule prune`, through the backup catalog.
 //! - [`reconcile`]: the catalog reconciler (topo's records follow storage).
@@ -38,6 +40,7 @@
 //!   against the schedule, drills, loss window, a green/amber/red light).
 //! - [`archive_plan`]: where a shard's ARCHIVE job runs, what the leader does
 //!   about its jobs, the shard's loss window.
+//! - [`recoverable`]: a shard's recoverable window and gaps.
 //!
 //! etcd snapshots:
 //! - [`etcd_snapshot`]: streaming, verifying, storing and pruning etcd snapshots
@@ -56,6 +59,8 @@ pub mod page;
 pub mod prune;
 pub mod reconcile;
 pub mod recoverability;
+pub mod recoverable;
+pub mod recoverable_pass;
 pub mod retention;
 pub mod run;
 pub mod schedule;

@@ -68,6 +68,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: CoordinatorConfig) -> anyhow::Result
         slots_in_progress: Mutex::new(HashMap::new()),
         refused: Mutex::new(HashMap::new()),
         period_checks: Mutex::new(HashMap::new()),
+        recoverability: Mutex::default(),
     });
     tracing::info!(id = %shared.cfg.id, port, "coordinator started");
     let follow = tokio::spawn(cache.follow(topo.clone(), shared.changed.clone(), cancel.clone()));

@@ -46,4 +46,7 @@ pub struct Shared {
     /// when it fires more often than `--min-schedule-period` allows. Computed
     /// once per cron (it scans up to thousands of slots).
     pub(super) period_checks: Mutex<HashMap<String, Option<String>>>,
+    /// Each shard's recoverable window and gaps, and the archive listings
+    /// they come from (the recoverability pass; read by `/api/v1/status`).
+    pub(super) recoverability: Mutex<super::recoverable_pass::RecoverabilityMemo>,
 }

@@ -1,8 +1,11 @@
 //! Restores to a point (`--restore-to-pos`, `--restore-to-timestamp`), in place
 //! (a restore job) and at start (`cairn tablet --restore-from-backup`): the chain
-//! is planned from the shard's MANIFESTs ([`crate::backup::pitr::plan_chain`]);
-//! the incrementals' binlogs are downloaded through the verifying pipeline into
-//! `DIR/pitr-binlogs/` and read, and the exact transactions to apply are decided
+//! is planned from the shard's MANIFESTs and its archived binlog segments
+//! ([`crate::backup::pitr::plan_chain_with_archive`]); the incrementals' binlogs
+//! are downloaded through the verifying pipeline, and the archived files rebuilt
+//! from their segments (each read back verified: compression checksum, age
+//! authentication, length), into `DIR/pitr-binlogs/` and read, and the exact
+//! transactions to apply are decided
 //! ([`crate::backup::pitr::plan_apply`]) — all before the data directory is
 //! touched, so a bad target, a hole or a corrupt file changes nothing. Then the
 //! full backup is restored as any restore is, the binlogs are applied with
@@ -26,19 +29,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use cairn_topo::{Job, PointInTime, TabletType};
+use cairn_topo::{ArchiveRecord, Job, PointInTime, TabletType};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::agent::{Agent, JobRun, Role};
 use super::recovery::{remove_dir_if_exists, sync_dir};
+use crate::backup::binlog_archive::{list_segments, read_segment};
 use crate::backup::engine::Progress;
 use crate::backup::manifest::Manifest;
 use crate::backup::pipeline::{self, StoredBackup};
+use crate::backup::pitr::segments::ArchivedFile;
 use crate::backup::pitr::{
-    format_position, parse_restore_to_pos, parse_restore_to_timestamp, plan_apply, plan_chain,
-    ApplyPlan, ChainPlan, DownloadedIncremental, RestoreTarget,
+    format_position, parse_restore_to_pos, parse_restore_to_timestamp, plan_apply,
+    plan_chain_with_archive, ApplyPlan, ArchiveListing, ChainPlan, DownloadedIncremental,
+    RestoreTarget,
 };
 use crate::common::lock;
 use crate::mysql::binlog::summarize;
@@ -147,7 +153,8 @@ pub fn position_matches(have: &str, want: &[crate::mysql::gtid::Gtid]) -> bool {
 }
 
 impl Agent {
-    /// The chain to `target` from this shard's backups in storage.
+    /// The chain to `target` from this shard's backups and archived binlog
+    /// segments in storage.
     pub(super) async fn plan_point_in_time(
         &self,
         target: &RestoreTarget,
@@ -158,7 +165,67 @@ impl Agent {
             .iter()
             .filter_map(|b| b.restorable_manifest().cloned())
             .collect();
-        plan_chain(&manifests, target).map_err(anyhow::Error::msg)
+        let archive = self.archive_listing().await?;
+        plan_chain_with_archive(&manifests, &archive, target).map_err(anyhow::Error::msg)
+    }
+
+    /// The shard's archived segments (storage is the truth) and when the
+    /// archive was last known to hold everything (its record's `safe_at`).
+    async fn archive_listing(&self) -> anyhow::Result<ArchiveListing> {
+        let (ks, shard) = (&self.cfg.keyspace, &self.cfg.shard);
+        let segments = list_segments(self.storage()?, ks, shard)
+            .await
+            .context("listing the shard's archived binlog segments")?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let key = self.topo.keys().archive(ks, shard);
+        let safe_at = self
+            .topo
+            .get::<ArchiveRecord>(&key)
+            .await
+            .context("reading the shard's archive record")?
+            .and_then(|r| r.value.state.safe_at);
+        Ok(ArchiveListing { segments, safe_at })
+    }
+
+    /// Rebuilds one archived source file from its segments into
+    /// `root/<file.local_dir()>/<file.local_name()>`, each segment read back
+    /// verified, and reads it.
+    async fn fetch_archived_file(
+        &self,
+        root: &Path,
+        file: &ArchivedFile,
+    ) -> anyhow::Result<DownloadedIncremental> {
+        let mut bytes = Vec::new();
+        for p in &file.pieces {
+            let seg = read_segment(
+                self.storage()?,
+                &self.cfg.keyspace,
+                &self.cfg.shard,
+                &p.segment,
+                self.cfg.backup.identities.as_deref(),
+            )
+            .await
+            .with_context(|| format!("reading archived segment {}", p.segment.format()))?;
+            let skip = usize::try_from(p.from - p.segment.start)?;
+            bytes.extend_from_slice(seg.get(skip..).unwrap_or_default());
+        }
+        let dir = root.join(file.local_dir());
+        let name = file.local_name();
+        let path = dir.join(&name);
+        let (n, what) = (name.clone(), file.local_dir());
+        let summary = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            summarize(&bytes[..]).with_context(|| format!("reading the rebuilt binlog {what}"))
+        })
+        .await
+        .context("rebuilding an archived binlog")??;
+        Ok(DownloadedIncremental {
+            backup: file.local_dir(),
+            files: vec![(n, summary)],
+        })
     }
 
     /// Downloads (verified, decrypted, decompressed) every incremental's files
@@ -213,6 +280,12 @@ impl Agent {
                 backup: m.backup_name.clone(),
                 files: read,
             });
+        }
+        for f in &chain.archived {
+            if cancel.is_cancelled() {
+                bail!("cancelled");
+            }
+            downloaded.push(self.fetch_archived_file(&root, f).await?);
         }
         let full_pos = parse_gtid_list(
             chain

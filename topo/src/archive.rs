@@ -24,6 +24,20 @@ pub struct ArchiveRecord {
     /// What is archived, as the archiving agent last recorded it.
     #[serde(default)]
     pub state: ArchiveState,
+    /// Gaps the leading coordinator found in the archive (segments missing from
+    /// storage, GTIDs that no segment and no backup holds), oldest first; empty
+    /// when there are none. Written by the coordinator only when they change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<ArchiveGap>,
+}
+
+/// One gap in a shard's point-in-time history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveGap {
+    /// The missing GTIDs (`0-*-43..0-*-57`), or what is known of them.
+    pub missing_gtids: String,
+    /// One line: where the hole is.
+    pub detail: String,
 }
 
 /// Where a shard's archive stands. Written by the archiving agent after each

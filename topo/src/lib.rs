@@ -60,7 +60,7 @@ pub mod txn;
 pub mod typed;
 pub mod watch;
 
-pub use archive::{ArchiveRecord, ArchiveState};
+pub use archive::{ArchiveGap, ArchiveRecord, ArchiveState};
 pub use codec::Versioned;
 pub use conn::{Topo, TopoConfig};
 pub use engines::{BackupMethod, CompressionEngine, StreamMode};

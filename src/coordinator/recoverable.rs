@@ -1,0 +1,220 @@
+//! A shard's recoverability as a pure decision (issue 10, item 5): the window a
+//! point-in-time restore can reach — from the oldest complete full backup's
+//! moment to the newest archived transaction's commit (or the newest backup's
+//! moment when nothing is archived after it) — and the archive's gaps:
+//! bytes or GTIDs no segment holds ([`archive_holes`]), and, when the history is
+//! one replication domain, transactions between the oldest full backup and the
+//! archive's first segment that no incremental backup holds either. Gaps the
+//! oldest full backup or an incremental backup covers are no gaps. Binlogs
+//! purged on the primary before they were archived show as such a GTID gap
+//! once the archive goes on past them; the primary's purged position itself is
+//! not in the state the coordinator has (tablet health does not carry it).
+//!
+//! May call: [`crate::backup::pitr`] (segment holes, a full backup's moment),
+//! [`crate::mysql::gtid`], `cairn-topo`'s records. Table-tested.
+
+use cairn_topo::{BackupMethod, BackupRecord, BackupRecordState};
+use chrono::{DateTime, Utc};
+
+use crate::backup::binlog_archive::SegmentName;
+use crate::backup::pitr::segments::{archive_holes, ArchiveHole};
+use crate::mysql::gtid::{parse_gtid_list, seq_of, Gtid};
+
+/// What `/api/v1/status`, the metrics and `get-shard` say about a shard.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recoverability {
+    /// The oldest complete full backup's moment (`None`: no full backup).
+    pub recoverable_from: Option<DateTime<Utc>>,
+    /// The newest point reachable: the newest archived transaction's commit,
+    /// else the newest backup's.
+    pub recoverable_to: Option<DateTime<Utc>>,
+    /// Every gap, oldest first.
+    pub gaps: Vec<Gap>,
+}
+
+/// One gap: the GTIDs missing, and one line saying where (the record the
+/// coordinator keeps on the shard's archive record).
+pub type Gap = cairn_topo::ArchiveGap;
+
+impl Recoverability {
+    /// `recoverable_to − recoverable_from`, seconds.
+    pub fn window_seconds(&self) -> Option<f64> {
+        let (a, b) = (self.recoverable_from?, self.recoverable_to?);
+        Some(((b - a).num_milliseconds().max(0) as f64) / 1000.0)
+    }
+}
+
+/// A full backup's moment: a builtin backup's start (mysqld stopped), an
+/// xtrabackup one's end (consistent there).
+fn full_time(r: &BackupRecord) -> DateTime<Utc> {
+    match r.engine {
+        BackupMethod::Builtin => r.backup_time,
+        BackupMethod::Xtrabackup => r.finished_time.unwrap_or(r.backup_time),
+    }
+}
+
+fn parse_pos(s: &str) -> Vec<Gtid> {
+    parse_gtid_list(s.strip_prefix("MariaDB/").unwrap_or(s)).unwrap_or_default()
+}
+
+fn ts(t: u32) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(i64::from(t), 0)
+}
+
+/// The shard's window and gaps from its backup records, archived segment
+/// names, and the archive record's position (`archived`, the newest archived
+/// GTID per domain as the archiving agent recorded it, read before the
+/// segments were listed: segments it names but storage lacks are a gap). Pure.
+pub fn recoverability(
+    backups: &[&BackupRecord],
+    segments: &[SegmentName],
+    archived: &[Gtid],
+) -> Recoverability {
+    let usable: Vec<&BackupRecord> = backups
+        .iter()
+        .copied()
+        .filter(|b| b.complete && b.state == BackupRecordState::Complete)
+        .collect();
+    let oldest_full = usable
+        .iter()
+        .filter(|b| !b.incremental)
+        .min_by_key(|b| (full_time(b), b.name.clone()));
+    let covered = oldest_full
+        .map(|b| parse_pos(&b.position))
+        .unwrap_or_default();
+    // (from seq, to seq) of each incremental, one domain.
+    let incs: Vec<(Vec<Gtid>, Vec<Gtid>)> = usable
+        .iter()
+        .filter(|b| b.incremental)
+        .map(|b| {
+            (
+                parse_pos(b.from_position.as_deref().unwrap_or("")),
+                parse_pos(&b.position),
+            )
+        })
+        .collect();
+    let bridged = |h: &ArchiveHole| match (h.after, h.before) {
+        (Some(a), Some(b)) if a.domain == b.domain => incs
+            .iter()
+            .any(|(from, to)| seq_of(from, a.domain) <= a.seq && seq_of(to, a.domain) + 1 >= b.seq),
+        _ => false,
+    };
+    let mut gaps: Vec<Gap> = archive_holes(segments, &covered)
+        .into_iter()
+        .filter(|h| !bridged(h))
+        .map(|h| Gap {
+            missing_gtids: h.missing_gtids(),
+            detail: h.describe(),
+        })
+        .collect();
+    // Between the oldest full backup and the archive's first transaction.
+    let first = segments
+        .iter()
+        .filter_map(|s| Some((s.first_gtid?, s)))
+        .min_by_key(|(g, _)| (g.domain, g.seq));
+    let domains: std::collections::BTreeSet<u32> = segments
+        .iter()
+        .flat_map(|s| [s.first_gtid, s.last_gtid])
+        .flatten()
+        .chain(covered.iter().copied())
+        .map(|g| g.domain)
+        .collect();
+    if let (Some((g, s)), Some(base), 1) = (first, covered.first(), domains.len()) {
+        let mut reach = seq_of(&covered, g.domain);
+        // Incrementals carry the base forward.
+        loop {
+            let next = incs
+                .iter()
+                .filter(|(from, _)| seq_of(from, g.domain) <= reach)
+                .map(|(_, to)| seq_of(to, g.domain))
+                .max()
+                .filter(|&to| to > reach);
+            match next {
+                Some(to) => reach = to,
+                None => break,
+            }
+        }
+        if g.seq > reach + 1 {
+            let h = ArchiveHole {
+                server_id: s.server_id,
+                file_index: s.file_index,
+                from: 0,
+                to: Some(s.start),
+                after: Some(Gtid {
+                    seq: reach,
+                    ..*base
+                }),
+                before: Some(g),
+                after_ts: None,
+            };
+            let name = oldest_full.map_or("", |b| b.name.as_str());
+            gaps.insert(
+                0,
+                Gap {
+                    missing_gtids: h.missing_gtids(),
+                    detail: format!(
+                        "GTIDs {} are in no backup and no archived segment: the oldest full \
+                         backup {name} (and its incrementals) reach {}, the archive starts at {g}",
+                        h.missing_gtids(),
+                        h.after.map(|a| a.to_string()).unwrap_or_default()
+                    ),
+                },
+            );
+        }
+    }
+    // The newest segments gone: the record says more was archived.
+    if let (Some(d), 1) = (domains.first(), domains.len()) {
+        let stored = segments
+            .iter()
+            .filter_map(|s| s.last_gtid)
+            .filter(|g| g.domain == *d)
+            .max_by_key(|g| g.seq);
+        let recorded = archived.iter().find(|g| g.domain == *d);
+        if let (Some(have), Some(want)) = (stored, recorded) {
+            if want.seq > have.seq {
+                let h = ArchiveHole {
+                    server_id: 0,
+                    file_index: 0,
+                    from: 0,
+                    to: None,
+                    after: Some(have),
+                    before: Some(Gtid {
+                        seq: want.seq + 1,
+                        ..*want
+                    }),
+                    after_ts: None,
+                };
+                gaps.push(Gap {
+                    missing_gtids: h.missing_gtids(),
+                    detail: format!(
+                        "the archive record says {want} is archived but the newest stored \
+                         segment ends at {have}: GTIDs {} are missing",
+                        h.missing_gtids()
+                    ),
+                });
+            }
+        }
+    }
+    let archived_to = segments.iter().filter_map(|s| s.last_ts).max().and_then(ts);
+    let backed_up_to = usable
+        .iter()
+        .map(|b| {
+            if b.incremental {
+                b.last_timestamp.unwrap_or(b.backup_time)
+            } else {
+                full_time(b)
+            }
+        })
+        .max();
+    Recoverability {
+        recoverable_from: oldest_full.map(|b| full_time(b)),
+        recoverable_to: archived_to
+            .max(backed_up_to)
+            .filter(|_| oldest_full.is_some()),
+        gaps,
+    }
+}
+
+#[cfg(test)]
+#[path = "recoverable_tests.rs"]
+mod tests;

@@ -1,0 +1,164 @@
+//! The recoverability pass of the leader loop (issue 10, item 5): for every
+//! shard with backups or an archive, its recoverable window and its archive's
+//! gaps ([`recoverable::recoverability`], pure), kept for `/api/v1/status`, set
+//! as the gauges `archive_gap` and `recoverable_window_seconds`, and, when an
+//! archived shard's gaps change, written to its archive record (fenced) for
+//! `get-shard`. Each archived shard's segments are listed from storage at most
+//! every [`LIST_EVERY`] (one LIST request per shard then), after its archive
+//! record's position is read, so a segment stored after the read cannot look
+//! missing; an archived shard's result is computed again only when it was
+//! listed (a day of 1-second segments is 86,400 names to tile).
+//!
+//! May call: the pure rule ([`super::recoverable`]), `backup` (segment
+//! listing), `cairn-topo` (fenced writes), [`super::shared`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use cairn_topo::{ArchiveRecord, BackupRecord, Fence};
+
+use super::metrics::ShardLabels;
+use super::recoverable::{recoverability, Recoverability};
+use super::shared::Shared;
+use crate::backup::binlog_archive::{list_segments, SegmentName};
+use crate::mysql::gtid::parse_gtid_list;
+
+/// How often an archived shard's segments are listed from storage.
+pub const LIST_EVERY: Duration = Duration::from_secs(3);
+
+type ShardKey = (String, String);
+
+/// What the pass keeps between runs: each archived shard's last listing, and
+/// each shard's recoverability for the status endpoint.
+#[derive(Default)]
+pub struct RecoverabilityMemo {
+    listed: HashMap<ShardKey, (Instant, Vec<SegmentName>)>,
+    /// The latest result per shard.
+    pub results: BTreeMap<ShardKey, Recoverability>,
+}
+
+/// One pass.
+pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::Result<()> {
+    // The records first, then the listings (see the module doc).
+    let (backups, archives): (
+        BTreeMap<ShardKey, Vec<BackupRecord>>,
+        BTreeMap<ShardKey, ArchiveRecord>,
+    ) = {
+        let s = shared.cache.inner.read().await;
+        (
+            s.backups
+                .iter()
+                .map(|(k, m)| (k.clone(), m.values().cloned().collect()))
+                .collect(),
+            s.archives
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        )
+    };
+    let due: Vec<ShardKey> = {
+        let mut memo = crate::common::lock(&shared.recoverability);
+        memo.listed.retain(|k, _| archives.contains_key(k));
+        archives
+            .keys()
+            .filter(|k| {
+                memo.listed
+                    .get(*k)
+                    .is_none_or(|(t, _)| t.elapsed() >= LIST_EVERY)
+            })
+            .cloned()
+            .collect()
+    };
+    let mut listed_now = BTreeSet::new();
+    for key in due {
+        match list_segments(shared.storage.as_ref(), &key.0, &key.1).await {
+            Ok(v) => {
+                let segs = v.into_iter().map(|(s, _)| s).collect();
+                crate::common::lock(&shared.recoverability)
+                    .listed
+                    .insert(key.clone(), (Instant::now(), segs));
+                listed_now.insert(key);
+            }
+            Err(e) => {
+                shared.metrics.count_skipped("recoverability");
+                tracing::warn!(shard = %format!("{}/{}", key.0, key.1), error = %e,
+                    "cannot list the shard's archived segments; its gaps are not checked this time");
+            }
+        }
+    }
+    let shards: BTreeSet<ShardKey> = backups.keys().chain(archives.keys()).cloned().collect();
+    let mut results = BTreeMap::new();
+    let mut writes = Vec::new();
+    {
+        let memo = crate::common::lock(&shared.recoverability);
+        for key in shards {
+            if archives.contains_key(&key) && !listed_now.contains(&key) {
+                if let Some(r) = memo.results.get(&key) {
+                    results.insert(key, r.clone());
+                    continue;
+                }
+            }
+            let records: Vec<&BackupRecord> = backups.get(&key).into_iter().flatten().collect();
+            let archive = archives.get(&key);
+            let Some(segments) = (match archive {
+                Some(_) => memo.listed.get(&key).map(|(_, s)| s.as_slice()),
+                None => Some(&[][..]),
+            }) else {
+                // Archived but never listed yet: nothing to say yet.
+                continue;
+            };
+            let position = archive
+                .map(|a| parse_gtid_list(&a.state.position).unwrap_or_default())
+                .unwrap_or_default();
+            let r = recoverability(&records, segments, &position);
+            if let Some(a) = archive {
+                if a.gaps != r.gaps {
+                    writes.push((key.clone(), r.gaps.clone()));
+                }
+            }
+            results.insert(key, r);
+        }
+    }
+    let gap = &shared.metrics.archive_gap;
+    let window = &shared.metrics.recoverable_window_seconds;
+    gap.clear();
+    window.clear();
+    for (key, r) in &results {
+        let labels = ShardLabels {
+            keyspace: key.0.clone(),
+            shard: key.1.clone(),
+        };
+        if archives.contains_key(key) {
+            gap.get_or_create(&labels)
+                .set(i64::from(!r.gaps.is_empty()));
+        }
+        if let Some(w) = r.window_seconds() {
+            window.get_or_create(&labels).set(w);
+        }
+    }
+    crate::common::lock(&shared.recoverability).results = results;
+    for ((ks, shard), gaps) in writes {
+        for g in &gaps {
+            tracing::warn!(keyspace = %ks, %shard, missing = %g.missing_gtids, "archive gap: {}", g.detail);
+        }
+        if gaps.is_empty() {
+            tracing::info!(keyspace = %ks, %shard, "the archive has no gap any more");
+        }
+        let key = shared.topo.keys().archive(&ks, &shard);
+        let Some(mut cur) = shared.topo.get::<ArchiveRecord>(&key).await? else {
+            continue;
+        };
+        cur.value.gaps = gaps;
+        // A record changed meanwhile (the agent's state) is retried next pass.
+        match shared
+            .topo
+            .fenced(fence)
+            .update(&key, &cur.value, cur.version)
+            .await
+        {
+            Ok(_) | Err(cairn_topo::TopoError::BadVersion(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Table tests of a shard's recoverable window and gaps.
+
+use cairn_topo::CompressionEngine;
+use chrono::TimeZone;
+
+use super::*;
+
+const EPOCH: i64 = 1_790_000_000;
+
+fn at(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(EPOCH + s, 0).unwrap()
+}
+
+fn record(name: &str, pos: &str, t: i64) -> BackupRecord {
+    BackupRecord {
+        name: name.into(),
+        keyspace: "ks".into(),
+        shard: "0".into(),
+        tablet_alias: "zone1-0000000101".into(),
+        engine: BackupMethod::Builtin,
+        backup_time: at(t),
+        finished_time: Some(at(t + 5)),
+        position: format!("MariaDB/{pos}"),
+        size_bytes: 1,
+        complete: true,
+        schedule: None,
+        state: BackupRecordState::Complete,
+        error: None,
+        incremental: false,
+        from_position: None,
+        first_timestamp: None,
+        last_timestamp: None,
+        verified_at: None,
+        drill_seconds: None,
+        drill_result: None,
+        drill_error: None,
+    }
+}
+
+fn inc(name: &str, from: &str, pos: &str, t: i64) -> BackupRecord {
+    BackupRecord {
+        incremental: true,
+        from_position: Some(format!("MariaDB/{from}")),
+        last_timestamp: Some(at(t - 1)),
+        ..record(name, pos, t)
+    }
+}
+
+/// Segment `n` of file `idx`, bytes `a..b`, transactions `x..=y` committed at +seq.
+fn seg(n: u64, idx: u64, a: u64, b: u64, x: u64, y: u64) -> SegmentName {
+    let g = |seq| Gtid {
+        domain: 0,
+        server: 101,
+        seq,
+    };
+    SegmentName {
+        number: n,
+        server_id: 101,
+        file_index: idx,
+        start: a,
+        end: b,
+        first_ts: Some((EPOCH + x as i64) as u32),
+        last_ts: Some((EPOCH + y as i64) as u32),
+        first_gtid: Some(g(x)),
+        last_gtid: Some(g(y)),
+        compression: CompressionEngine::Zstd,
+        encrypted: false,
+        moved_head: false,
+    }
+}
+
+fn archive() -> Vec<SegmentName> {
+    vec![
+        seg(0, 1, 0, 300, 1, 30),
+        seg(1, 1, 300, 500, 31, 60),
+        seg(2, 2, 0, 400, 61, 90),
+        seg(3, 2, 400, 600, 91, 120),
+    ]
+}
+
+fn without(n: u64) -> Vec<SegmentName> {
+    archive().into_iter().filter(|s| s.number != n).collect()
+}
+
+/// (what, backups, segments, from, to, missing GTIDs of each gap)
+type Case<'a> = (
+    &'static str,
+    Vec<&'a BackupRecord>,
+    Vec<SegmentName>,
+    Option<i64>,
+    Option<i64>,
+    Vec<&'static str>,
+);
+
+#[test]
+fn the_window_runs_from_the_oldest_full_backup_to_the_newest_archived_transaction() {
+    let f1 = record("f1", "0-101-20", 20);
+    let f2 = record("f2", "0-101-80", 80);
+    let mut bad = record("f0", "0-101-5", 5);
+    bad.state = BackupRecordState::Unreadable;
+    bad.complete = false;
+    // (what, backups, segments, from, to, missing GTIDs of each gap)
+    let cases: Vec<Case> = vec![
+        (
+            "archived, no hole",
+            vec![&f1, &f2],
+            archive(),
+            Some(20),
+            Some(120),
+            vec![],
+        ),
+        (
+            "an unreadable backup does not count",
+            vec![&bad, &f1],
+            archive(),
+            Some(20),
+            Some(120),
+            vec![],
+        ),
+        (
+            "no full backup: no window",
+            vec![],
+            archive(),
+            None,
+            None,
+            vec![],
+        ),
+        (
+            "no archive: up to the newest backup",
+            vec![&f1, &f2],
+            vec![],
+            Some(20),
+            Some(80),
+            vec![],
+        ),
+        (
+            "a segment missing mid-file",
+            vec![&f1],
+            without(1),
+            Some(20),
+            Some(120),
+            vec!["0-*-31..0-*-60"],
+        ),
+        (
+            "a file's last segment missing",
+            vec![&f1],
+            without(3),
+            Some(20),
+            Some(90),
+            vec![],
+        ),
+        (
+            "a file's head missing",
+            vec![&f1],
+            without(2),
+            Some(20),
+            Some(120),
+            vec!["0-*-61..0-*-90"],
+        ),
+        (
+            "a hole the oldest full backup covers",
+            vec![&f2],
+            without(1),
+            Some(80),
+            Some(120),
+            vec![],
+        ),
+    ];
+    for (what, backups, segs, from, to, want) in cases {
+        let r = recoverability(&backups, &segs, &[]);
+        assert_eq!(r.recoverable_from, from.map(at), "{what}");
+        assert_eq!(r.recoverable_to, to.map(at), "{what}");
+        let got: Vec<&str> = r.gaps.iter().map(|g| g.missing_gtids.as_str()).collect();
+        assert_eq!(got, want, "{what}: {:?}", r.gaps);
+    }
+    let r = recoverability(&[&f1], &archive(), &[]);
+    assert_eq!(r.window_seconds(), Some(100.0));
+}
+
+#[test]
+fn a_gap_before_the_archive_counts_unless_an_incremental_bridges_it() {
+    let f1 = record("f1", "0-101-10", 10);
+    let late: Vec<SegmentName> = archive()
+        .into_iter()
+        .filter(|s| s.file_index == 2)
+        .collect();
+    let r = recoverability(&[&f1], &late, &[]);
+    assert_eq!(r.gaps.len(), 1, "{:?}", r.gaps);
+    assert_eq!(r.gaps[0].missing_gtids, "0-*-11..0-*-60");
+    assert!(
+        r.gaps[0].detail.contains("oldest full backup f1"),
+        "{:?}",
+        r.gaps
+    );
+    let i1 = inc("i1", "0-101-10", "0-101-40", 41);
+    let i2 = inc("i2", "0-101-40", "0-101-60", 61);
+    assert_eq!(recoverability(&[&f1, &i1, &i2], &late, &[]).gaps, vec![]);
+    assert_eq!(recoverability(&[&f1, &i1], &late, &[]).gaps.len(), 1);
+    // A hole between segments an incremental holds is no gap.
+    let i3 = inc("i3", "0-101-25", "0-101-70", 71);
+    assert_eq!(recoverability(&[&f1, &i3], &without(1), &[]).gaps, vec![]);
+}
+
+#[test]
+fn newest_segments_missing_from_storage_are_a_gap() {
+    let f1 = record("f1", "0-101-20", 20);
+    let pos = |s: &str| parse_gtid_list(s).unwrap();
+    assert_eq!(
+        recoverability(&[&f1], &archive(), &pos("0-101-120")).gaps,
+        vec![]
+    );
+    let r = recoverability(&[&f1], &without(3), &pos("0-101-120"));
+    let got: Vec<&str> = r.gaps.iter().map(|g| g.missing_gtids.as_str()).collect();
+    assert_eq!(got, vec!["0-*-91..0-*-120"], "{:?}", r.gaps);
+}
