@@ -181,6 +181,7 @@ async fn write_fleet(topo: &Topo) {
             updated_at: Some(now),
             ..ArchiveState::default()
         },
+        gaps: Vec::new(),
     };
     topo.put(&k.archive("commerce", "fresh"), &archive, None)
         .await
