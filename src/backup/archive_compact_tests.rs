@@ -54,7 +54,8 @@ fn runs_of_old_adjacent_segments_are_merged() {
     let old = Some(1_000);
     let young = Some(9_950);
     // (segments, max bytes, want merges)
-    let cases: Vec<(Vec<SegmentName>, u64, Vec<(u64, u64, u64, Vec<u64>)>)> = vec![
+    type Merges = Vec<(u64, u64, u64, Vec<u64>)>;
+    let cases: Vec<(Vec<SegmentName>, u64, Merges)> = vec![
         // Head, three old ones, the newest: all but the newest.
         (
             vec![

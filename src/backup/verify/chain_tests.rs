@@ -44,10 +44,9 @@ fn incrementals_hold_from_exclusive_to_inclusive_per_domain() {
 fn segments_join_into_runs_and_break_at_a_missing_one() {
     // (segments with damage, want (domain, lo, hi, damaged) pieces)
     let good = |s: SegmentName| (s, None);
-    let cases: Vec<(
-        Vec<(SegmentName, Option<String>)>,
-        Vec<(u32, u64, u64, bool)>,
-    )> = vec![
+    type Segs = Vec<(SegmentName, Option<String>)>;
+    type Pieces = Vec<(u32, u64, u64, bool)>;
+    let cases: Vec<(Segs, Pieces)> = vec![
         // Contiguous: one run.
         (
             vec![
@@ -223,7 +222,8 @@ fn byte_holes_in_the_archive() {
     let mut moved = seg(5, 2, 0, 50, None);
     moved.moved_head = true;
     // (segments, want (file, from, to))
-    let cases: Vec<(Vec<SegmentName>, Vec<(u64, u64, u64)>)> = vec![
+    type Holes = Vec<(u64, u64, u64)>;
+    let cases: Vec<(Vec<SegmentName>, Holes)> = vec![
         (
             vec![seg(0, 1, 0, 100, None), seg(1, 1, 100, 200, None)],
             vec![],
