@@ -117,22 +117,29 @@ pub(super) fn plan_start(
 
 /// Whether a restore to a point must be redone at start: the hold file says its
 /// binlogs were being applied (`applying`: never finished; an unreadable hold
-/// counts, it may be a torn write of one), the command line asks again for a
-/// restore to a point (`cairn tablet --restore-from-backup --restore-to-…`, the
-/// same command line restarted) and the plan was only to start on the data
-/// there, which is half-applied. Redone from the full backup, so no transaction
-/// is applied twice. Without the flags, the tablet stays held (DRAINED,
-/// replication stopped) on what it has. Pure.
+/// counts, it may be a torn write of one) for the very target the command line
+/// asks for again (`cairn tablet --restore-from-backup --restore-to-…`, the same
+/// command line restarted), and the plan was only to start on the data there,
+/// which is half-applied. Redone from the full backup, so no transaction is
+/// applied twice. Otherwise (no flags, another target: an in-place restore job
+/// was interrupted) the tablet stays held, DRAINED with replication stopped, on
+/// what it has. `hold`: the hold's state and target. Pure.
 pub(super) fn redo_point_in_time(
     plan: &StartPlan,
-    hold_state: Option<&str>,
-    restore_to_given: bool,
+    hold: Option<(&str, &str)>,
+    restore_to: Option<&str>,
     is_primary: bool,
 ) -> bool {
+    let Some((state, held_target)) = hold else {
+        return false;
+    };
+    let Some(wanted) = restore_to else {
+        return false;
+    };
     *plan == StartPlan::InitAndStart
-        && restore_to_given
         && !is_primary
-        && hold_state.is_some_and(|s| s != "done")
+        && state != "done"
+        && (held_target == wanted || held_target.is_empty())
 }
 
 /// Whether `dir` holds no data: missing, unreadable or empty.
@@ -280,8 +287,13 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         Ok(p)
             if redo_point_in_time(
                 &p,
-                held.as_ref().map(|h| h.state.as_str()),
-                agent.cfg.restore_to.is_some(),
+                held.as_ref().map(|h| (h.state.as_str(), h.target.as_str())),
+                agent
+                    .cfg
+                    .restore_to
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .as_deref(),
                 is_primary,
             ) =>
         {
@@ -520,23 +532,45 @@ mod tests {
     #[test]
     fn an_interrupted_point_in_time_restore_is_redone_only_when_asked_again() {
         use StartPlan::*;
-        // (plan so far, hold state, --restore-to-… given, primary, redo)
+        let t = "MariaDB/0-1-9";
+        // (plan so far, hold (state, target), --restore-to-… given, primary, redo)
         let cases = [
-            (InitAndStart, Some("applying"), true, false, true),
-            (InitAndStart, Some("unreadable (EOF)"), true, false, true),
-            (InitAndStart, Some("done"), true, false, false),
-            (InitAndStart, None, true, false, false),
-            (InitAndStart, Some("applying"), false, false, false),
-            (InitAndStart, Some("applying"), true, true, false),
+            (InitAndStart, Some(("applying", t)), Some(t), false, true),
+            // An unreadable hold names no target: redone.
+            (
+                InitAndStart,
+                Some(("unreadable (EOF)", "")),
+                Some(t),
+                false,
+                true,
+            ),
+            (InitAndStart, Some(("done", t)), Some(t), false, false),
+            (InitAndStart, None, Some(t), false, false),
+            (InitAndStart, Some(("applying", t)), None, false, false),
+            // Another target (an in-place job's): held, not redone.
+            (
+                InitAndStart,
+                Some(("applying", "MariaDB/0-1-5")),
+                Some(t),
+                false,
+                false,
+            ),
+            (InitAndStart, Some(("applying", t)), Some(t), true, false),
             // An interrupted full restore is redone as it is already.
-            (Redo("b1".into()), Some("applying"), true, false, false),
-            (RestoreFirst, None, true, false, false),
+            (
+                Redo("b1".into()),
+                Some(("applying", t)),
+                Some(t),
+                false,
+                false,
+            ),
+            (RestoreFirst, None, Some(t), false, false),
         ];
         for (plan, hold, given, primary, want) in cases {
             assert_eq!(
                 redo_point_in_time(&plan, hold, given, primary),
                 want,
-                "{plan:?} {hold:?} {given} {primary}"
+                "{plan:?} {hold:?} {given:?} {primary}"
             );
         }
     }
