@@ -376,3 +376,210 @@ async fn incremental_backups_on_s3_encrypted() {
     assert_eq!(listed[0]["incremental"], true);
     assert_eq!(listed[0]["encryption"], "age");
 }
+
+/// Succeeded BACKUP jobs of `schedule` that stored a backup, oldest first.
+fn scheduled_backups(c: &Cluster, schedule: &str) -> Vec<Value> {
+    let jobs: Vec<Value> = serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
+    let mut v: Vec<Value> = jobs
+        .into_iter()
+        .filter(|j| {
+            j["kind"] == "BACKUP"
+                && j["state"] == "SUCCEEDED"
+                && j["schedule"] == schedule
+                && j["backup_name"].is_string()
+        })
+        .collect();
+    v.sort_by_key(|j| j["backup_name"].as_str().unwrap_or_default().to_string());
+    v
+}
+
+/// Waits until `schedule` has stored `n` backups; returns the newest job.
+async fn wait_scheduled(c: &Cluster, schedule: &str, n: usize) -> Value {
+    cairn::testkit::wait_for(
+        &format!("{n} backup(s) of schedule {schedule}"),
+        T,
+        || async {
+            let v = scheduled_backups(c, schedule);
+            Ok((v.len() >= n).then(|| v[v.len() - 1].clone()))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits until no BACKUP job is pending or running (a paused schedule's last
+/// run has ended).
+async fn wait_idle(c: &Cluster) {
+    cairn::testkit::wait_for("no backup job in flight", T, || async {
+        let jobs: Vec<Value> = serde_json::from_str(&c.cli_ok(&["jobs", "--json"])?)?;
+        Ok((!jobs.iter().any(|j| {
+            j["kind"] == "BACKUP" && (j["state"] == "PENDING" || j["state"] == "RUNNING")
+        }))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// Backup records in etcd by name.
+async fn records(c: &Cluster) -> std::collections::BTreeMap<String, cairn_topo::BackupRecord> {
+    let topo = c.topo().await.unwrap();
+    topo.list_backup_records("ks", "0")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.value.name.clone(), r.value))
+        .collect()
+}
+
+/// Scheduled incrementals through a real coordinator (issue 10 item 2): a
+/// schedule of full backups, then `schedule set --incremental`: each run takes
+/// an incremental on the healthy replica from the newest backup; retention
+/// (`--keep-count 1` on both) keeps every incremental a kept full backup needs,
+/// and once a newer full backup holds them all and the older one is gone, the
+/// next incremental run's retention removes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_incrementals_chain_and_retention_keeps_what_a_full_needs() {
+    tokio::time::timeout(Duration::from_secs(420), async {
+        let c = Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
+            .await
+            .expect("cluster");
+        let topo = c.topo().await.unwrap();
+        let mut p = c.spawn_tablet(&c.tablet(800, "ks", "0").unwrap()).unwrap();
+        let mut r = c.spawn_tablet(&c.tablet(801, "ks", "0").unwrap()).unwrap();
+        p.wait_healthy(&topo, T).await.unwrap();
+        r.wait_healthy(&topo, T).await.unwrap();
+        c.cli_ok(&["init-shard-primary", "ks/0", &p.spec.alias()])
+            .unwrap();
+        p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT)")
+            .unwrap();
+        let mut id = 0;
+        let mut write = |p: &TabletProcess| {
+            for _ in 0..3 {
+                id += 1;
+                p.sql(&format!("INSERT INTO app.t VALUES ({id}, 'x')"))
+                    .unwrap();
+            }
+        };
+        write(&p);
+        let coord = c.spawn_coordinator("c1", &[]).unwrap();
+        coord.wait_leader(T).await.unwrap();
+        let set = |name: &str, incremental: bool| {
+            let mut args = vec![
+                "schedule",
+                "set",
+                name,
+                "--cron",
+                "*/3 * * * * *",
+                "--target",
+                "ks/0",
+                "--keep-count",
+                "1",
+            ];
+            if incremental {
+                args.push("--incremental");
+            }
+            c.cli_ok(&args).unwrap();
+        };
+
+        // A full backup first, by its own schedule, which then pauses.
+        set("full", false);
+        wait_scheduled(&c, "full", 1).await;
+        c.cli_ok(&["schedule", "pause", "full"]).unwrap();
+        wait_idle(&c).await;
+        let fulls: Vec<String> = records(&c)
+            .await
+            .into_values()
+            .filter(|b| b.complete && !b.incremental)
+            .map(|b| b.name)
+            .collect();
+        let full1 = fulls.last().unwrap().clone();
+
+        // Incrementals: each on the replica, chained from the newest backup.
+        write(&p);
+        set("inc", true);
+        let j1 = wait_scheduled(&c, "inc", 1).await;
+        assert_eq!(j1["tablet_alias"], r.spec.alias(), "{j1}");
+        write(&p);
+        let j2 = wait_scheduled(&c, "inc", 2).await;
+        let recs = records(&c).await;
+        let (n1, n2) = (
+            j1["backup_name"].as_str().unwrap(),
+            j2["backup_name"].as_str().unwrap(),
+        );
+        let (i1, i2, f1) = (&recs[n1], &recs[n2], &recs[&full1]);
+        assert!(i1.incremental && i2.incremental, "{i1:?} {i2:?}");
+        assert_eq!(i1.from_position.as_deref(), Some(f1.position.as_str()));
+        assert_eq!(i2.from_position.as_deref(), Some(i1.position.as_str()));
+        assert_eq!(i2.tablet_alias, r.spec.alias());
+        // Retention ran after each (keep 1) and kept the chain the full needs.
+        let root = c.backup_root().display().to_string();
+        let out = c
+            .cli_ok(&[
+                "schedule",
+                "prune",
+                "inc",
+                "--dry-run",
+                "--json",
+                "--file-backup-storage-root",
+                &root,
+            ])
+            .unwrap();
+        assert!(!out.contains(n1) && !out.contains(n2), "{out}");
+        assert!(recs.contains_key(&full1));
+        let v = c
+            .cli(&["verify", "ks/0", "--file-backup-storage-root", &root])
+            .unwrap();
+        let text = String::from_utf8_lossy(&v.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("OK") && l.contains(&format!("chain from {full1}"))),
+            "{text}"
+        );
+
+        // A newer full backup holds both; the old one goes (keep 1); the next
+        // incremental run's retention then removes the two it supersedes, and
+        // keeps the new incremental, which the new full backup needs.
+        c.cli_ok(&["schedule", "pause", "inc"]).unwrap();
+        wait_idle(&c).await;
+        let done_full = scheduled_backups(&c, "full").len();
+        c.cli_ok(&["schedule", "resume", "full"]).unwrap();
+        wait_scheduled(&c, "full", done_full + 1).await;
+        c.cli_ok(&["schedule", "pause", "full"]).unwrap();
+        wait_idle(&c).await;
+        cairn::testkit::wait_for("the old full backup pruned", T, || async {
+            Ok((!records(&c).await.contains_key(&full1)).then_some(()))
+        })
+        .await
+        .unwrap();
+        write(&p);
+        let done_inc = scheduled_backups(&c, "inc").len();
+        c.cli_ok(&["schedule", "resume", "inc"]).unwrap();
+        let j3 = wait_scheduled(&c, "inc", done_inc + 1).await;
+        let n3 = j3["backup_name"].as_str().unwrap().to_string();
+        cairn::testkit::wait_for("superseded incrementals pruned", T, || async {
+            let recs = records(&c).await;
+            Ok((!recs.contains_key(n1) && !recs.contains_key(n2)).then_some(recs))
+        })
+        .await
+        .unwrap();
+        c.cli_ok(&["schedule", "pause", "inc"]).unwrap();
+        let recs = records(&c).await;
+        assert!(recs.contains_key(&n3), "{:?}", recs.keys());
+        let newest_full = recs
+            .values()
+            .filter(|b| b.complete && !b.incremental)
+            .map(|b| b.position.clone())
+            .next_back()
+            .unwrap();
+        assert_eq!(
+            recs[&n3].from_position.as_deref(),
+            Some(newest_full.as_str())
+        );
+        assert!(!c.backup_root().join("ks/0").join(n1).exists());
+        assert!(c.backup_root().join("ks/0").join(&n3).exists());
+        drop(coord);
+    })
+    .await
+    .expect("test timed out");
+}

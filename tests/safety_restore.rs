@@ -364,3 +364,132 @@ async fn a_restoring_tablet_cannot_become_primary_and_other_shards_backups_are_r
     .await
     .expect("test timed out");
 }
+
+// --- kill -9 of the agent during a restore to a point (issue 10) ---
+
+/// The tablet's type as get-tablets shows it.
+fn tablet_type(c: &Cluster, alias: &str) -> Option<String> {
+    let out = c.cli_ok(&["get-tablets", "--json"]).ok()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
+    rows.iter()
+        .find(|r| r["alias"] == alias)
+        .and_then(|r| r["type"].as_str().map(String::from))
+}
+
+/// Waits until the tablet is registered DRAINED and `also` holds; fails if
+/// it exits.
+async fn wait_drained(c: &Cluster, t: &mut TabletProcess, also: impl Fn(&TabletProcess) -> bool) {
+    let alias = t.spec.alias();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        if let Some(st) = t.try_exit() {
+            panic!("{alias} exited ({st}):\n{}", t.log_tail(40));
+        }
+        if tablet_type(c, &alias).as_deref() == Some("DRAINED") && also(t) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{alias} not DRAINED:\n{}",
+            t.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A new tablet restoring to a position through two incrementals is killed
+/// (abort, as abrupt as kill -9; its mysqld left running) after the first
+/// incremental's binlogs were applied. It never serves the half-applied data;
+/// restarted with the same command line it restores again from the full backup
+/// and ends DRAINED, replication stopped, with exactly the target's rows (a
+/// transaction applied twice would fail on the primary key).
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_to_a_point_killed_while_applying_is_redone_by_the_same_command_line() {
+    tokio::time::timeout(Duration::from_secs(600), async {
+        let c = cluster().await;
+        let topo = c.topo().await.unwrap();
+        let (p, r) = shard(&c, &topo, 760).await;
+        let ralias = r.spec.alias();
+        c.cli_ok(&["backup", &ralias]).unwrap();
+        let mut id = 3000;
+        for _ in 0..2 {
+            for _ in 0..3 {
+                id += 1;
+                p.sql(&format!("INSERT INTO app.t VALUES ({id}, 'inc')"))
+                    .unwrap();
+            }
+            wait_rows(&r, id - 1000).await;
+            let name = c
+                .cli_ok(&["backup", &ralias, "--incremental-from-pos", "auto"])
+                .unwrap();
+            assert!(!name.trim().is_empty());
+        }
+        let target = format!(
+            "MariaDB/{}",
+            p.sql("SELECT @@gtid_binlog_pos").unwrap().trim()
+        );
+        // After the target, and in no backup: never restored.
+        p.sql("INSERT INTO app.t VALUES (9999, 'after')").unwrap();
+
+        let failpoint = "pitr-after-apply-step";
+        let mut spec = c.tablet(770, "ks", "0").unwrap();
+        spec.extra = vec![
+            "--restore-from-backup".into(),
+            "--restore-to-pos".into(),
+            target.clone(),
+        ];
+        spec.env = vec![("CAIRN_FAILPOINT".into(), failpoint.into())];
+        let mut t = c.spawn_tablet(&spec).unwrap();
+        wait_died_at(&mut t, failpoint, false).await;
+        // Killed half way: the first incremental applied, not the second; held.
+        assert_eq!(rows(&t), 2003, "{}", t.log_tail(30));
+        let hold = std::fs::read_to_string(spec.dir.join("point_in_time_restore")).unwrap();
+        assert!(hold.contains("applying"), "{hold}");
+        let alias = spec.alias();
+        assert_ne!(tablet_type(&c, &alias).as_deref(), Some("REPLICA"));
+
+        // The same command line, without the failpoint. (Not dropped: dropping
+        // kills its mysqld, which a killed agent leaves running.)
+        std::mem::forget(t);
+        spec.env = vec![];
+        let t0 = std::time::Instant::now();
+        let mut t = c.spawn_tablet(&spec).unwrap();
+        wait_drained(&c, &mut t, |t| {
+            t.log().contains("point-in-time restore done")
+        })
+        .await;
+        println!("redone in {:?}", t0.elapsed());
+        let log = t.log();
+        assert!(
+            log.contains("interrupted while its binlogs were applied; redoing it"),
+            "{}",
+            t.log_tail(40)
+        );
+        assert_eq!(rows(&t), 2006);
+        assert_eq!(t.sql("SELECT MAX(id) FROM app.t").unwrap().trim(), "3006");
+        let pos = t.sql("SELECT @@gtid_slave_pos").unwrap();
+        assert_eq!(format!("MariaDB/{}", pos.trim()), target);
+        let st = t.sql("SHOW SLAVE STATUS\\G").unwrap();
+        assert!(!st.contains(": Yes"), "replicates:\n{st}");
+        let hold = std::fs::read_to_string(spec.dir.join("point_in_time_restore")).unwrap();
+        assert!(hold.contains("done"), "{hold}");
+        assert!(!spec.dir.join("pitr-binlogs").exists());
+        assert_clean(&spec, &t.log_tail(30));
+        // Restarted once more, it stays held on the restored data.
+        let redone = t.log().matches("redoing").count();
+        t.terminate(T).unwrap();
+        drop(t);
+        let mut t = c.spawn_tablet(&spec).unwrap();
+        wait_drained(&c, &mut t, |t| t.sql("SELECT COUNT(*) FROM app.t").is_ok()).await;
+        assert_eq!(rows(&t), 2006);
+        assert_eq!(
+            t.log().matches("redoing").count(),
+            redone,
+            "{}",
+            t.log_tail(30)
+        );
+        drop(r);
+    })
+    .await
+    .expect("test timed out");
+}

@@ -38,15 +38,20 @@
 //! - [`binlog_archive`]: archived binlog segments under `_binlog/<ks>/<shard>/`:
 //!   their names (source file, byte range, GTIDs, times), lookups by GTID and
 //!   time, resume point, gaps; encoded like backups (compression, age).
+//! - [`archive_compact`]: merging runs of old small segments into bigger ones
+//!   (written and checked before the small ones go), and the one-per-range
+//!   choice readers make while both exist.
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
 //! - [`verify`]: checking stored backups without restoring them or a key (every
-//!   object's size and hash), OK / WARNING / FAILURE per backup; `cairn verify`.
+//!   object's size and hash, archived segments, the chains of incrementals and
+//!   segments from each full backup), OK / WARNING / FAILURE; `cairn verify`.
 //!
 //! The engines sit on top of storage and the pipeline and decide what to copy and
 //! when; only they talk to mysqld, and only the catalog talks to etcd.
 
+pub mod archive_compact;
 pub mod binlog_archive;
 pub mod builtin;
 pub mod catalog;

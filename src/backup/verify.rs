@@ -10,6 +10,9 @@
 //! IO around them: it streams each object through its hash, several at once. It
 //! only reads storage.
 //!
+//! Submodules: [`chain`] (the chain of incrementals and archived segments from
+//! each full backup, pure) and [`segments`] (the archived segments' objects).
+//!
 //! May call: [`super::storage`], [`super::manifest`], [`super::pipeline`] (the
 //! content hash).
 
@@ -252,6 +255,9 @@ async fn read_object(
         .map_err(|e| format!("hashing stopped: {e}"))?
         .map_err(|e| e.to_string())
 }
+
+pub mod chain;
+pub mod segments;
 
 #[cfg(test)]
 mod tests;

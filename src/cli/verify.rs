@@ -1,11 +1,15 @@
 //! `cairn verify KS/SHARD [--backup NAME] [--json]`: checks a shard's backups where
 //! they are stored (every object's size and hash, no key needed) and, for the whole
-//! shard, that the newest good backup is as young as its schedule promises. Prints
-//! one line per backup and one per problem; exit 0 when everything is OK (warnings
-//! included), 1 when anything failed. Reads storage and etcd, changes nothing.
+//! shard, the archived binlog segments' objects, the chain of incrementals and
+//! segments from each full backup to the newest known transaction (the archive
+//! record's position counts), and that the newest good backup is as young as its
+//! schedule promises. Prints one line per backup, the archive, one per chain and
+//! one per problem; exit 0 when everything is OK (warnings included), 1 when
+//! anything failed. Reads storage and etcd, changes nothing.
 //!
 //! May call: [`crate::backup::verify`] (the checks), [`crate::coordinator::schedule`]
-//! (cron periods), the CLI's own helpers.
+//! (cron periods), [`crate::mysql::gtid`], `cairn-topo` (the archive record), the
+//! CLI's own helpers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +21,12 @@ use serde::Serialize;
 use super::args::{GlobalArgs, VerifyArgs};
 use super::config::open_storage;
 use crate::backup::storage::BackupInfo;
+use crate::backup::verify::chain::{shard_chains, ChainReport, CheckedBackup};
+use crate::backup::verify::segments::check_segments;
 use crate::backup::verify::{judge_freshness, verify_backup, worst, BackupReport, Problem, Status};
 use crate::coordinator::schedule::{next_run, usable_schedule, Target};
+use crate::mysql::gtid::{parse_gtid_list, Gtid};
+use cairn_topo::{ArchiveRecord, Topo};
 
 /// How many slots ahead the longest gap of a cron is looked for.
 const PERIOD_SLOTS: usize = 64;
@@ -30,7 +38,22 @@ struct ShardReport {
     shard: String,
     status: Status,
     backups: Vec<BackupReport>,
+    /// One per complete full backup, oldest first (absent with `--backup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chains: Option<Vec<ChainReport>>,
+    /// The archived binlog segments' object check (absent with `--backup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive: Option<ArchiveReport>,
     /// Shard-level findings (freshness, schedules).
+    problems: Vec<Problem>,
+}
+
+/// The archive's part of the report.
+#[derive(Debug, Serialize)]
+struct ArchiveReport {
+    status: Status,
+    segments: usize,
+    bytes: u64,
     problems: Vec<Problem>,
 }
 
@@ -47,29 +70,77 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> anyhow::Result<()> {
             return Err(anyhow!("no backup {name} in storage for {ks}/{shard}"));
         }
     }
-    let mut backups = Vec::new();
-    for info in &listed {
-        backups.push(
-            verify_backup(
-                Arc::clone(&storage),
-                ks,
-                shard,
-                info,
-                a.concurrency as usize,
-            )
-            .await,
-        );
-    }
+    let concurrency = a.concurrency as usize;
+    // Backups and segments in one pass: both read storage at once.
+    let backups_pass = async {
+        let mut backups = Vec::new();
+        for info in &listed {
+            backups.push(verify_backup(Arc::clone(&storage), ks, shard, info, concurrency).await);
+        }
+        backups
+    };
+    let segments_pass = async {
+        match a.backup {
+            Some(_) => None,
+            None => Some(check_segments(Arc::clone(&storage), ks, shard, concurrency).await),
+        }
+    };
+    let (backups, segments) = tokio::join!(backups_pass, segments_pass);
     let mut problems = Vec::new();
-    if a.backup.is_none() {
-        problems.extend(freshness(g, ks, shard, &listed, &backups).await);
+    let (mut chains, mut archive) = (None, None);
+    if let Some(seg) = segments {
+        let topo = super::connect_admin(g).await;
+        let archived = match &topo {
+            Ok(topo) => match archived_position(topo, ks, shard).await {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(warning(format!(
+                        "the archive record was not read (the chains end at what storage holds): {e:#}"
+                    )));
+                    Vec::new()
+                }
+            },
+            Err(_) => Vec::new(),
+        };
+        let checked: Vec<CheckedBackup> = listed
+            .iter()
+            .zip(&backups)
+            .filter_map(|(info, r)| {
+                // A backup with a missing object is listed unreadable, its
+                // MANIFEST still read: its range is named as damaged.
+                Some(CheckedBackup {
+                    manifest: info.manifest.as_ref()?,
+                    damaged: damage_of(r),
+                })
+            })
+            .collect();
+        let (c, holes) = shard_chains(ks, shard, &checked, &seg.segments, &archived);
+        let mut archive_problems = seg.problems;
+        archive_problems.extend(holes);
+        archive = Some(ArchiveReport {
+            status: worst(&archive_problems),
+            segments: seg.segments.len(),
+            bytes: seg.bytes,
+            problems: archive_problems,
+        });
+        chains = Some(c);
+        problems.extend(freshness(topo, ks, shard, &listed, &backups).await);
     }
-    let status = worst(backups.iter().flat_map(|b| &b.problems).chain(&problems));
+    let status = worst(
+        backups
+            .iter()
+            .flat_map(|b| &b.problems)
+            .chain(chains.iter().flatten().flat_map(|c| &c.problems))
+            .chain(archive.iter().flat_map(|a| &a.problems))
+            .chain(&problems),
+    );
     let report = ShardReport {
         keyspace: ks.clone(),
         shard: shard.clone(),
         status,
         backups,
+        chains,
+        archive,
         problems,
     };
     if a.json {
@@ -82,12 +153,42 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> anyhow::Result<()> {
             .backups
             .iter()
             .flat_map(|b| &b.problems)
+            .chain(report.chains.iter().flatten().flat_map(|c| &c.problems))
+            .chain(report.archive.iter().flat_map(|a| &a.problems))
             .chain(&report.problems)
             .filter(|p| p.status == Status::Failure)
             .count();
         return Err(anyhow!("verify of {ks}/{shard}: {failures} failure(s)"));
     }
     Ok(())
+}
+
+/// Why a backup cannot serve in a chain: its first failure (`None` when it
+/// has none).
+fn damage_of(r: &BackupReport) -> Option<String> {
+    let failures: Vec<&Problem> = r
+        .problems
+        .iter()
+        .filter(|p| p.status == Status::Failure)
+        .collect();
+    let first = failures.first()?;
+    Some(match failures.len() {
+        1 => first.message.clone(),
+        n => format!("{} (and {} more)", first.message, n - 1),
+    })
+}
+
+/// The position the shard's archive record says is archived (empty when the
+/// shard is not archived).
+async fn archived_position(topo: &Topo, ks: &str, shard: &str) -> anyhow::Result<Vec<Gtid>> {
+    let rec = topo
+        .get::<ArchiveRecord>(&topo.keys().archive(ks, shard))
+        .await?;
+    match rec {
+        None => Ok(Vec::new()),
+        Some(r) => parse_gtid_list(&r.value.state.position)
+            .with_context(|| format!("archive position {:?}", r.value.state.position)),
+    }
 }
 
 fn print_text(r: &ShardReport) {
@@ -101,6 +202,35 @@ fn print_text(r: &ShardReport) {
             b.seconds
         );
         for p in &b.problems {
+            println!("  {:<8} {}", p.status.as_str(), p.message);
+        }
+    }
+    if let Some(a) = &r.archive {
+        println!(
+            "{:<8} archive of {}/{}  ({} segments, {} bytes checked)",
+            a.status.as_str(),
+            r.keyspace,
+            r.shard,
+            a.segments,
+            a.bytes
+        );
+        for p in &a.problems {
+            println!("  {:<8} {}", p.status.as_str(), p.message);
+        }
+    }
+    for c in r.chains.iter().flatten() {
+        println!(
+            "{:<8} chain from {}  reaches {} of {}",
+            c.status.as_str(),
+            c.full,
+            if c.reaches.is_empty() {
+                "-"
+            } else {
+                &c.reaches
+            },
+            if c.end.is_empty() { "-" } else { &c.end }
+        );
+        for p in &c.problems {
             println!("  {:<8} {}", p.status.as_str(), p.message);
         }
     }
@@ -125,13 +255,13 @@ fn print_text(r: &ShardReport) {
 /// The freshness findings for the shard from every active schedule covering it.
 /// etcd out of reach is a warning: the objects were still checked.
 async fn freshness(
-    g: &GlobalArgs,
+    topo: anyhow::Result<Topo>,
     ks: &str,
     shard: &str,
     listed: &[BackupInfo],
     reports: &[BackupReport],
 ) -> Vec<Problem> {
-    let schedules = match super::connect_admin(g).await {
+    let schedules = match topo {
         Ok(topo) => match topo.list_schedules().await {
             Ok(s) => s,
             Err(e) => return vec![warning(format!("schedules not checked: {e}"))],

@@ -13,6 +13,7 @@
 //! does not hold yet. It follows the Shard record's primary by itself. It ends
 //! SUCCEEDED when the archive record is removed (`archive remove`), and is
 //! stopped like any job when its record is made final or the lease is lost.
+//! Every so often it also compacts the shard's old segments (`compact`).
 //!
 //! Calls `backup` (binlog_archive, storage), `mysql` (binlog, binlog_stream,
 //! gtid), the job runner's outcome writing, `common` and `cairn-topo`.
@@ -41,6 +42,9 @@ use crate::mysql::gtid::{
 
 #[path = "archive/spool.rs"]
 mod spool;
+
+#[path = "archive/compact.rs"]
+mod compact;
 
 /// A segment holds at most this many bytes (unless one transaction is larger).
 const MAX_SEGMENT: u64 = 64 << 20;
@@ -229,6 +233,8 @@ impl Agent {
         let mut s = self.open_session(&primary, &rec.value).await?;
         let mut interval = Duration::from_millis(rec.value.interval_ms.max(1000));
         let mut last_write = Instant::now() - HEARTBEAT;
+        let (compact_after, compact_every) = compact::compaction_timing();
+        let mut last_compact = Instant::now();
         let end = loop {
             tokio::select! {
                 _ = run.cancel.cancelled() => break SessionEnd::Stopped,
@@ -270,6 +276,10 @@ impl Agent {
                     break SessionEnd::Again(format!("the primary is now {}", p.alias))
                 }
                 _ => {}
+            }
+            if last_compact.elapsed() >= compact_every {
+                last_compact = Instant::now();
+                self.compact_archive(compact_after).await;
             }
         };
         let spool = s.spool.clone();

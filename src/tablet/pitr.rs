@@ -324,6 +324,7 @@ impl Agent {
                 .with_context(|| format!("applying the binlogs of {}", step.backup))?;
             tracing::info!(backup = %step.backup, files = step.files.len(), transactions = step.transactions,
                 stop = %format_gtid_list(&step.stop), elapsed_ms = started.elapsed().as_millis() as u64, "binlogs applied");
+            crate::common::failpoint::hit("pitr-after-apply-step");
         }
         let have = mysqld
             .position()

@@ -251,7 +251,7 @@ impl Agent {
     /// Stops a mysqld that a killed agent left running on this tablet's data
     /// directory (its pid file names it and its command line names the data dir):
     /// SIGTERM, then SIGKILL after two minutes. Nothing running is fine.
-    async fn stop_orphan_mysqld(&self, data: &Path) -> anyhow::Result<()> {
+    pub(super) async fn stop_orphan_mysqld(&self, data: &Path) -> anyhow::Result<()> {
         let pid_file = self.mysqld.lock().await.pid_file();
         let Some(pid) = fs::read_to_string(&pid_file)
             .ok()

@@ -82,6 +82,10 @@ pub(super) enum StartPlan {
     /// A restore at start was interrupted: restore this backup again, whatever the
     /// flags.
     Redo(String),
+    /// A restore at start to a point was interrupted after the full backup was
+    /// in place (while its binlogs were applied): restore to the point again, from
+    /// the full backup, over the half-applied data.
+    RedoPointInTime,
     /// Do not start: say why.
     Refuse(String),
 }
@@ -109,6 +113,33 @@ pub(super) fn plan_start(
         );
     }
     StartPlan::RestoreFirst
+}
+
+/// Whether a restore to a point must be redone at start: the hold file says its
+/// binlogs were being applied (`applying`: never finished; an unreadable hold
+/// counts, it may be a torn write of one) for the very target the command line
+/// asks for again (`cairn tablet --restore-from-backup --restore-to-…`, the same
+/// command line restarted), and the plan was only to start on the data there,
+/// which is half-applied. Redone from the full backup, so no transaction is
+/// applied twice. Otherwise (no flags, another target: an in-place restore job
+/// was interrupted) the tablet stays held, DRAINED with replication stopped, on
+/// what it has. `hold`: the hold's state and target. Pure.
+pub(super) fn redo_point_in_time(
+    plan: &StartPlan,
+    hold: Option<(&str, &str)>,
+    restore_to: Option<&str>,
+    is_primary: bool,
+) -> bool {
+    let Some((state, held_target)) = hold else {
+        return false;
+    };
+    let Some(wanted) = restore_to else {
+        return false;
+    };
+    *plan == StartPlan::InitAndStart
+        && !is_primary
+        && state != "done"
+        && (held_target == wanted || held_target.is_empty())
 }
 
 /// Whether `dir` holds no data: missing, unreadable or empty.
@@ -253,6 +284,26 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         });
     let plan = match plan {
         Ok(StartPlan::Refuse(why)) => Err(anyhow::anyhow!("{why}")),
+        Ok(p)
+            if redo_point_in_time(
+                &p,
+                held.as_ref().map(|h| (h.state.as_str(), h.target.as_str())),
+                agent
+                    .cfg
+                    .restore_to
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .as_deref(),
+                is_primary,
+            ) =>
+        {
+            // A killed agent leaves its mysqld running on the half-applied data
+            // (and perhaps a binlog apply still feeding it): stopped first.
+            agent
+                .stop_orphan_mysqld(&data_dir)
+                .await
+                .map(|()| StartPlan::RedoPointInTime)
+        }
         other => other,
     };
     let plan = match plan {
@@ -263,9 +314,17 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    if matches!(plan, StartPlan::RestoreFirst | StartPlan::Redo(_)) {
+    if matches!(
+        plan,
+        StartPlan::RestoreFirst | StartPlan::Redo(_) | StartPlan::RedoPointInTime
+    ) {
         if let StartPlan::Redo(name) = &plan {
             tracing::warn!(backup = %name, "a previous restore was interrupted; redoing it");
+        }
+        if plan == StartPlan::RedoPointInTime {
+            tracing::warn!(
+                "a previous restore to a point was interrupted while its binlogs were applied; redoing it from the full backup"
+            );
         }
         // While restoring (or waiting for a seed), the tablet is registered as
         // RESTORE with Health saying it does not serve; supervision is off.
@@ -279,6 +338,13 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         let outcome = match &plan {
             // An interrupted restore to a point is redone as one (the hold file,
             // written before its apply, keeps the tablet DRAINED either way).
+            StartPlan::RedoPointInTime => match agent.cfg.restore_to.clone() {
+                Some(t) => agent
+                    .restore_point_in_time_at_start(&t)
+                    .await
+                    .map(|()| true),
+                None => Ok(false),
+            },
             StartPlan::Redo(_) if agent.cfg.restore_to.is_some() && held.is_some() => {
                 match agent.cfg.restore_to.clone() {
                     Some(t) => agent
@@ -460,6 +526,52 @@ mod tests {
                     "flag {flag}, empty {empty}, primary {primary}: {got:?}"
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn an_interrupted_point_in_time_restore_is_redone_only_when_asked_again() {
+        use StartPlan::*;
+        let t = "MariaDB/0-1-9";
+        // (plan so far, hold (state, target), --restore-to-… given, primary, redo)
+        let cases = [
+            (InitAndStart, Some(("applying", t)), Some(t), false, true),
+            // An unreadable hold names no target: redone.
+            (
+                InitAndStart,
+                Some(("unreadable (EOF)", "")),
+                Some(t),
+                false,
+                true,
+            ),
+            (InitAndStart, Some(("done", t)), Some(t), false, false),
+            (InitAndStart, None, Some(t), false, false),
+            (InitAndStart, Some(("applying", t)), None, false, false),
+            // Another target (an in-place job's): held, not redone.
+            (
+                InitAndStart,
+                Some(("applying", "MariaDB/0-1-5")),
+                Some(t),
+                false,
+                false,
+            ),
+            (InitAndStart, Some(("applying", t)), Some(t), true, false),
+            // An interrupted full restore is redone as it is already.
+            (
+                Redo("b1".into()),
+                Some(("applying", t)),
+                Some(t),
+                false,
+                false,
+            ),
+            (RestoreFirst, None, Some(t), false, false),
+        ];
+        for (plan, hold, given, primary, want) in cases {
+            assert_eq!(
+                redo_point_in_time(&plan, hold, given, primary),
+                want,
+                "{plan:?} {hold:?} {given:?} {primary}"
+            );
         }
     }
 

@@ -77,3 +77,83 @@ fn freshness_allows_the_period_plus_the_usual_duration() {
     }
     assert_eq!(worst(&[]), Status::Ok);
 }
+
+#[test]
+fn segments_are_judged_by_their_format() {
+    use crate::backup::binlog_archive::{encode_segment, SegmentName};
+    use cairn_topo::CompressionEngine;
+    let bytes = vec![7u8; 1000];
+    let name = |compression, encrypted, end| SegmentName {
+        number: 1,
+        server_id: 101,
+        file_index: 1,
+        start: 0,
+        end,
+        first_ts: None,
+        last_ts: None,
+        first_gtid: None,
+        last_gtid: None,
+        compression,
+        encrypted,
+        moved_head: false,
+    };
+    let zst = encode_segment(&bytes, CompressionEngine::Zstd, None).unwrap();
+    let lz4 = encode_segment(&bytes, CompressionEngine::Lz4, None).unwrap();
+    let mut flipped = zst.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1; // the content checksum
+    let age = b"age-encryption.org/v1\n-> X25519 abc\n".to_vec();
+    // (segment, stored bytes, a word the problem holds, or None when good)
+    let cases: Vec<(SegmentName, Vec<u8>, Option<&str>)> = vec![
+        (
+            name(CompressionEngine::Zstd, false, 1000),
+            zst.clone(),
+            None,
+        ),
+        (name(CompressionEngine::Lz4, false, 1000), lz4.clone(), None),
+        (
+            name(CompressionEngine::None, false, 1000),
+            bytes.clone(),
+            None,
+        ),
+        (
+            name(CompressionEngine::Zstd, false, 999),
+            zst.clone(),
+            Some("its name says 999"),
+        ),
+        (
+            name(CompressionEngine::Zstd, false, 1000),
+            zst[..zst.len() - 3].to_vec(),
+            Some("zstd"),
+        ),
+        (
+            name(CompressionEngine::Zstd, false, 1000),
+            flipped,
+            Some("zstd"),
+        ),
+        (
+            name(CompressionEngine::None, false, 1000),
+            bytes[..10].to_vec(),
+            Some("holds 10 bytes"),
+        ),
+        (name(CompressionEngine::Zstd, true, 1000), age.clone(), None),
+        (
+            name(CompressionEngine::Zstd, true, 1000),
+            zst.clone(),
+            Some("not an age file"),
+        ),
+        (
+            name(CompressionEngine::Zstd, true, 1000),
+            Vec::new(),
+            Some("not an age file"),
+        ),
+    ];
+    for (i, (n, stored, want)) in cases.into_iter().enumerate() {
+        let got = segments::judge_segment(&n, &stored);
+        match (want, &got) {
+            (None, None) => {}
+            (Some(w), Some(m)) => assert!(m.contains(w), "case {i}: {m}"),
+            _ => panic!("case {i}: want {want:?}, got {got:?}"),
+        }
+    }
+}
