@@ -9,6 +9,7 @@ pub mod archive;
 pub mod args;
 pub mod backups;
 pub mod config;
+pub mod drill;
 pub mod jobs;
 pub mod output;
 pub mod schedule;
@@ -152,6 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Archive(c) => archive::run(&g, c).await,
         Command::Topo(c) => topo_snapshot::run(&g, c).await,
         Command::Verify(a) => verify::verify(&g, a).await,
+        Command::Drill(a) => drill::drill(&g, a).await,
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "cairn", &mut std::io::stdout());
