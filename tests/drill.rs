@@ -3,7 +3,9 @@
 //! records `verified_at` and `drill_seconds`, and the drilling replica keeps
 //! serving (reads work throughout; its rows and GTID position are unchanged)
 //! with no scratch directory or mariadbd left behind; a drill on `--drill-cron`
-//! runs through a real coordinator; a drill of a corrupted backup (one byte
+//! runs through a real coordinator; a SPARE is drilled first; a drill cancelled
+//! midway, and one whose agent is killed midway (cleaned up at its next start),
+//! leave no scratch directory or server behind; a drill of a corrupted backup (one byte
 //! flipped in a stored data file, MANIFEST kept) fails, records
 //! `drill_result: failed` with the reason and leaves nothing behind; bad input
 //! is refused with one `error:` line and nothing written.
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::testkit::{wait_for, Cluster, TabletProcess};
-use cairn_topo::{BackupRecord, DrillResult, Topo};
+use cairn_topo::{BackupRecord, DrillResult, Job, JobState, Topo};
 
 const T: Duration = Duration::from_secs(180);
 
@@ -188,8 +190,13 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
         .unwrap();
     assert_eq!(row["type"], "REPLICA", "{row}");
     assert_nothing_left(&r);
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&c.cli_ok(&["list-backups", "ks/0", "--json"]).unwrap()).unwrap();
+    assert_eq!(listed[0]["drill_result"], "succeeded", "{listed:?}");
+    assert!(listed[0]["verified_at"].is_string(), "{listed:?}");
     println!("drill of a good backup: {took:?} wall, {secs}s recorded: {message}");
 
+    let phase = std::time::Instant::now();
     // On a schedule, through a real coordinator.
     let coord = c
         .spawn_coordinator("c1", &["--reconcile-interval", "1s"])
@@ -237,6 +244,107 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
     .unwrap();
     assert_nothing_left(&r);
 
+    println!("scheduled drill: {:?}", phase.elapsed());
+    let phase = std::time::Instant::now();
+    // A SPARE is drilled before any replica. Cancelled once its scratch server
+    // runs (starting, or held before its checks), the drill stops that server
+    // and removes its directory.
+    let mut spec = c.tablet(403, "ks", "0").unwrap();
+    spec.tablet_type = "spare".into();
+    spec.env = vec![(
+        "CAIRN_FAILPOINT_PAUSE".into(),
+        "drill-before-check=120".into(),
+    )];
+    let mut s = c.spawn_tablet(&spec).unwrap();
+    s.wait_healthy(&topo, T).await.unwrap();
+    s.wait_value("SELECT COUNT(*) FROM app.t", "3100", T)
+        .await
+        .unwrap();
+    println!("spare up: {:?}", phase.elapsed());
+    let phase = std::time::Instant::now();
+    let verified = record(&topo, &name).await.verified_at;
+    let held = |s: &TabletProcess| {
+        let (dirs, procs) = (scratch_dirs(&s.spec.dir), scratch_processes(&s.spec.dir));
+        (!dirs.is_empty() && !procs.is_empty()).then_some(())
+    };
+    let id = c
+        .cli_ok(&["drill", "ks/0", "--no-wait"])
+        .unwrap()
+        .trim()
+        .to_string();
+    let key = topo.keys().job(&id);
+    let job = topo.get::<Job>(&key).await.unwrap().unwrap().value;
+    assert_eq!(
+        job.tablet_alias.to_string(),
+        s.spec.alias(),
+        "a spare first"
+    );
+    wait_for("the drill's scratch server running", T, || async {
+        Ok(held(&s))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(30)));
+    topo.update_with::<Job, _>(&key, |cur| {
+        let Some(mut j) = cur else { return Ok(None) };
+        j.state = JobState::Cancelled;
+        j.error = Some("cancelled by the test".into());
+        Ok(Some(j))
+    })
+    .await
+    .unwrap();
+    wait_for("the cancelled drill cleaned up", T, || async {
+        let left =
+            !scratch_dirs(&s.spec.dir).is_empty() || !scratch_processes(&s.spec.dir).is_empty();
+        Ok((!left).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(30)));
+    assert_eq!(
+        record(&topo, &name).await.verified_at,
+        verified,
+        "a cancelled drill is no verdict"
+    );
+
+    println!("cancelled drill: {:?}", phase.elapsed());
+    let phase = std::time::Instant::now();
+    // The agent dies mid-drill (its scratch server lives on, in its own process
+    // group): the next start stops that server, removes the directory and fails
+    // the job.
+    wait_for("the spare free again", T, || async {
+        let t = topo.get_tablet_info(&job.tablet_alias).await?;
+        Ok(t.and_then(|t| t.health).filter(|h| h.busy_job.is_none()))
+    })
+    .await
+    .unwrap();
+    let id = c
+        .cli_ok(&["drill", "ks/0", "--no-wait"])
+        .unwrap()
+        .trim()
+        .to_string();
+    wait_for("the second drill's scratch server running", T, || async { Ok(held(&s)) })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(30)));
+    s.kill9();
+    assert!(
+        !scratch_processes(&s.spec.dir).is_empty(),
+        "it outlives the agent"
+    );
+    let mut spec = s.spec.clone();
+    spec.env.clear();
+    // Its own mysqld stays up too; the next agent adopts it.
+    std::mem::forget(s);
+    let mut s = c.spawn_tablet(&spec).unwrap();
+    s.wait_healthy(&topo, T).await.unwrap();
+    let job = wait_for("the orphaned drill failed", T, || async {
+        let j = topo.get::<Job>(&topo.keys().job(&id)).await?;
+        Ok(j.map(|j| j.value).filter(|j| j.state.is_final()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    assert_nothing_left(&s);
+
+    println!("killed drill: {:?}", phase.elapsed());
     // A corrupted backup: one byte flipped in its biggest stored file.
     let dir = c.backup_root().join("ks/0").join(&name);
     let manifest: serde_json::Value =
@@ -268,10 +376,16 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
         "the last success is kept: {rec:?}"
     );
     assert!(text.contains("error: drill of backup"), "{text}");
+    let drilled = if out["tablet_alias"] == s.spec.alias() {
+        &s
+    } else {
+        &r
+    };
     assert!(
-        r.log().contains("RESTORE DRILL FAILED"),
+        drilled.log().contains("RESTORE DRILL FAILED"),
         "a failed drill is logged at error level"
     );
+    assert_nothing_left(&s);
     assert_nothing_left(&r);
     assert_eq!(r.sql("SELECT COUNT(*) FROM app.t").unwrap().trim(), "3100");
 }

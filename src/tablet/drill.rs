@@ -17,6 +17,10 @@
 //! ([`catalog::record_drill`]): `verified_at`, `drill_seconds`, `drill_result`,
 //! `drill_error`. A failed drill is logged at error level and fails the job.
 //!
+//! Failpoints: `drill-after-start` (the agent dies with the scratch server up;
+//! the next start removes it, [`remove_leftovers`]), `drill-before-check` (a
+//! pause, to cancel a drill midway).
+//!
 //! Calls `backup` (engine, storage, catalog, drill), `mysql` (a second
 //! [`Mysqld`]), `common` and `cairn-topo`.
 
@@ -35,6 +39,7 @@ use crate::backup::drill::{check_drill_room, one_line, DrillOutcome, DrillStages
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::Manifest;
 use crate::backup::storage::StorageError;
+use crate::common::failpoint;
 use crate::mysql::flavor::DetectedServer;
 use crate::mysql::mysqld::{Mysqld, MysqldConfig};
 
@@ -45,13 +50,24 @@ pub mod checks;
 pub const SCRATCH_PREFIX: &str = "drill-";
 
 /// How long the scratch server gets to shut down cleanly before it is killed.
-const SCRATCH_SHUTDOWN: Duration = Duration::from_secs(60);
+const SCRATCH_SHUTDOWN: Duration = Duration::from_secs(30);
+
+/// How long the server of an interrupted drill gets before it is killed.
+const LEFTOVER_SHUTDOWN: Duration = Duration::from_secs(2);
 
 /// How many of the largest tables get their rows counted.
 const LARGEST_TABLES: usize = 5;
 
 /// Tables checked per `CHECK TABLE` statement.
 const CHECK_BATCH: usize = 32;
+
+/// What a drill restores and starts: the backup's MANIFEST, the tablet's server
+/// binary and its settings (the scratch server's are derived from them).
+struct DrillTarget<'a> {
+    m: &'a Manifest,
+    server: DetectedServer,
+    tablet_cfg: &'a MysqldConfig,
+}
 
 /// Why a drill did not succeed: refused before it touched anything (no verdict
 /// on the backup), or failed (the backup's record says so).
@@ -66,6 +82,10 @@ enum DrillError {
 struct Scratch {
     dir: PathBuf,
     server: Option<Mysqld>,
+    /// The server accepted connections: it is shut down cleanly. One that never
+    /// came up (failed or stopped while starting) is killed: a starting mariadbd
+    /// may not act on SIGTERM for long, and its data is thrown away anyway.
+    up: bool,
 }
 
 impl Scratch {
@@ -73,19 +93,40 @@ impl Scratch {
     fn create(dir: PathBuf) -> anyhow::Result<Scratch> {
         remove_scratch(&dir)?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Scratch { dir, server: None })
+        Ok(Scratch {
+            dir,
+            server: None,
+            up: false,
+        })
     }
 
-    /// Stops the server (killed after [`SCRATCH_SHUTDOWN`]) and removes the
-    /// directory.
+    /// Stops the server (one that is up cleanly, killed after
+    /// [`SCRATCH_SHUTDOWN`]; any other killed) and removes the directory.
     async fn close(mut self) -> anyhow::Result<()> {
         if let Some(mut m) = self.server.take() {
-            m.shutdown(SCRATCH_SHUTDOWN)
-                .await
-                .context("stopping the drill's mysqld")?;
+            if self.up {
+                m.shutdown(SCRATCH_SHUTDOWN)
+                    .await
+                    .context("stopping the drill's mysqld")?;
+            } else {
+                kill_and_wait(&m).await?;
+            }
         }
         remove_scratch(&self.dir)
     }
+}
+
+/// SIGKILLs the server this drill started and waits (bounded) until it is gone.
+async fn kill_and_wait(m: &Mysqld) -> anyhow::Result<()> {
+    m.kill();
+    let until = Instant::now() + crate::mysql::process::KILL_WAIT;
+    while m.is_running() {
+        if Instant::now() >= until {
+            anyhow::bail!("the drill's mysqld survived SIGKILL");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 impl Drop for Scratch {
@@ -188,8 +229,10 @@ async fn remove_leftovers(tablet_dir: &Path, server: &DetectedServer, base: &Mys
         }
         let dir = e.path();
         tracing::warn!(dir = %dir.display(), "removing what an interrupted drill left");
+        // Its data is thrown away: a moment to stop, then killed (a server
+        // still starting may not act on SIGTERM for long).
         if let Ok(mut m) = Mysqld::with_server(scratch_config(base, &dir, 0), server.clone()) {
-            if let Err(e) = m.shutdown(SCRATCH_SHUTDOWN).await {
+            if let Err(e) = m.shutdown(LEFTOVER_SHUTDOWN).await {
                 tracing::error!(error = %format!("{e:#}"), "cannot stop an interrupted drill's mysqld");
                 continue;
             }
@@ -343,41 +386,15 @@ impl Agent {
 
         let dir = self.cfg.tablet_dir.join(scratch_name(&job.id));
         let mut scratch = Scratch::create(dir.clone()).map_err(Refused)?;
-        tracing::info!(backup = %name, dir = %dir.display(), "drill: restoring into a scratch directory");
-        let t = Instant::now();
-        let restored = engine::restore_to_staging(engine::RestoreParams {
-            storage,
-            keyspace: ks,
-            shard,
-            manifest: &m,
-            staging: &dir.join("data"),
-            cfg: &self.cfg.backup,
-            server_version: &server.version,
-            progress,
-            cancel: run.cancel.clone(),
-        })
-        .await;
-        stages.restore = Some(t.elapsed());
-        restored.map_err(|e| Failed(e.context(format!("restoring backup {name}"))))?;
-
-        let t = Instant::now();
-        let port = free_loopback_port().map_err(Failed)?;
-        let cfg = scratch_config(&tablet_cfg, &dir, port);
-        let m2 = Mysqld::with_server(cfg, server).map_err(Failed)?;
-        let started = {
-            let srv = scratch.server.insert(m2);
-            unless_cancelled(&run.cancel, srv.start()).await
+        let target = DrillTarget {
+            m: &m,
+            server,
+            tablet_cfg: &tablet_cfg,
         };
-        stages.start = Some(t.elapsed());
-        started.map_err(|e| Failed(e.context("starting mysqld on the restored data")))?;
-
-        let t = Instant::now();
-        let checked = match scratch.server.as_ref() {
-            Some(srv) => unless_cancelled(&run.cancel, check_restored(srv, &m, notes)).await,
-            None => Err(anyhow!("the drill's mysqld is gone")),
-        };
-        stages.check = Some(t.elapsed());
-        // Stopped and removed before the verdict is written.
+        let result = self
+            .drill_stages(&mut scratch, target, run, progress, stages, notes)
+            .await;
+        // Stopped and removed, whatever happened, before the verdict is written.
         if let Err(e) = scratch.close().await {
             tracing::error!(error = %format!("{e:#}"), dir = %dir.display(), "cannot clean up after the drill");
             notes.push(format!(
@@ -385,9 +402,68 @@ impl Agent {
                 one_line(&format!("{e:#}"))
             ));
         }
-        checked.map_err(Failed)
+        result.map_err(Failed)
+    }
+
+    /// Restore, start and check, each timed into `stages`.
+    async fn drill_stages(
+        &self,
+        scratch: &mut Scratch,
+        t: DrillTarget<'_>,
+        run: &JobRun,
+        progress: Arc<Progress>,
+        stages: &mut DrillStages,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let (m, name) = (t.m, &t.m.backup_name);
+        tracing::info!(backup = %name, dir = %scratch.dir.display(), "drill: restoring into a scratch directory");
+        let clock = Instant::now();
+        let restored = engine::restore_to_staging(engine::RestoreParams {
+            storage: self.storage()?,
+            keyspace: &self.cfg.keyspace,
+            shard: &self.cfg.shard,
+            manifest: m,
+            staging: &scratch.dir.join("data"),
+            cfg: &self.cfg.backup,
+            server_version: &t.server.version,
+            progress,
+            cancel: run.cancel.clone(),
+        })
+        .await;
+        stages.restore = Some(clock.elapsed());
+        restored.with_context(|| format!("restoring backup {name}"))?;
+
+        let clock = Instant::now();
+        let cfg = scratch_config(t.tablet_cfg, &scratch.dir, free_loopback_port()?);
+        let srv = scratch.server.insert(Mysqld::with_server(cfg, t.server)?);
+        let started = unless_cancelled(&run.cancel, srv.start()).await;
+        stages.start = Some(clock.elapsed());
+        started.context("starting mysqld on the restored data")?;
+        scratch.up = true;
+
+        let clock = Instant::now();
+        failpoint::hit("drill-after-start");
+        let srv = scratch
+            .server
+            .as_ref()
+            .context("the drill's mysqld is gone")?;
+        let check = async {
+            failpoint::pause("drill-before-check").await;
+            check_restored(srv, m, notes).await
+        };
+        let checked = unless_cancelled(&run.cancel, check).await;
+        stages.check = Some(clock.elapsed());
+        checked
     }
 }
+
+/// A row of `CHECK TABLE`: Table, Op, Msg_type, Msg_text.
+type CheckTableRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// The checks on the scratch server; `Err` lists every problem found.
 async fn check_restored(srv: &Mysqld, m: &Manifest, notes: &mut Vec<String>) -> anyhow::Result<()> {
@@ -406,12 +482,7 @@ async fn check_restored(srv: &Mysqld, m: &Manifest, notes: &mut Vec<String>) -> 
             .iter()
             .map(|(s, t, _, _)| checks::quote_table(s, t))
             .collect();
-        let got: Vec<(
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = srv
+        let got: Vec<CheckTableRow> = srv
             .query(&format!("CHECK TABLE {}", list.join(", ")))
             .await
             .context("CHECK TABLE")?;

@@ -215,7 +215,14 @@ mod tests {
         done.state = JobState::Failed;
         let nobody = Choice::None(vec![(a.clone(), "busy with job j".into())]);
         // (what, jobs, records, choice, Ok or the error's start)
-        let cases: Vec<(&str, Vec<Job>, &[BackupRecord], &Choice, Result<(), &str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Vec<Job>,
+            &'a [BackupRecord],
+            &'a Choice,
+            Result<(), &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "a running backup does not block a drill",
                 vec![backup_running],

@@ -31,9 +31,8 @@ pub fn check_table_problems(rows: &[CheckRow]) -> Vec<String> {
     };
     for r in rows {
         let kind = r.msg_type.to_ascii_lowercase();
-        if kind == "error" {
-            say(&r.table, &r.msg_text);
-        } else if kind == "status" && !GOOD_STATUS.contains(&r.msg_text.as_str()) {
+        let bad_status = kind == "status" && !GOOD_STATUS.contains(&r.msg_text.as_str());
+        if kind == "error" || bad_status {
             say(&r.table, &r.msg_text);
         }
     }
