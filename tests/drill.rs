@@ -321,9 +321,11 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
         .unwrap()
         .trim()
         .to_string();
-    wait_for("the second drill's scratch server running", T, || async { Ok(held(&s)) })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(30)));
+    wait_for("the second drill's scratch server running", T, || async {
+        Ok(held(&s))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(30)));
     s.kill9();
     assert!(
         !scratch_processes(&s.spec.dir).is_empty(),
