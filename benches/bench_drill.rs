@@ -134,8 +134,11 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    // The tablet is back in service after its backup; a baseline of lag first.
+    // The tablet is back in service after its backup; a baseline of lag first,
+    // once the heartbeat has reached it (samples before that are of the setup).
     r.wait_healthy(&topo, T).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    lags.lock().unwrap_or_else(|e| e.into_inner()).0.clear();
     tokio::time::sleep(Duration::from_secs(10)).await;
     drilling.store(true, Ordering::Relaxed);
     let t = Instant::now();
