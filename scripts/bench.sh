@@ -20,10 +20,13 @@
 #                 (only with --only growth: it idles for minutes by design);
 #   bench_archive continuous binlog archiving: loss window p50/p99 under a write every
 #                 100 ms with --interval 1s against the default 5s, and the storage
-#                 requests and bytes per hour (only with --only archive: 2+ minutes).
+#                 requests and bytes per hour (only with --only archive: 2+ minutes);
+#   bench_drill   a restore drill of the --size data set on a replica: time per stage
+#                 and the replica's replication lag during it against before it
+#                 (only with --only drill).
 # Everything runs on loopback in temporary directories that are removed afterwards.
 #
-#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|encryption|copy|s3|coordinator|growth|archive]
+#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|encryption|copy|s3|coordinator|growth|archive|drill]
 #
 # --size is the data set of bench_backup (default 2G; e.g. 256M for a quick run);
 # --runs the repetitions of each measurement (default: 5 for bench_tablet, 3 for
@@ -47,11 +50,11 @@ while [ $# -gt 0 ]; do
     --concurrency=*) conc="${1#--concurrency=}"; shift ;;
     --only) only="${2:?--only needs tablet or backup}"; shift 2 ;;
     --only=*) only="${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$only" in ""|tablet|backup|encryption|copy|s3|coordinator|growth|archive) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, copy, s3, coordinator, growth or archive" >&2; exit 2 ;; esac
+case "$only" in ""|tablet|backup|encryption|copy|s3|coordinator|growth|archive|drill) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, copy, s3, coordinator, growth, archive or drill" >&2; exit 2 ;; esac
 
 scripts/setup.sh
 # The benchmarks are bench targets (benches/, harness = false): build them and take
@@ -68,8 +71,8 @@ bench_exe() {
     | tail -n 1
 }
 tablet_exe="$(bench_exe bench_tablet)" backup_exe="$(bench_exe bench_backup)" coordinator_exe="$(bench_exe bench_coordinator)"
-growth_exe="$(bench_exe bench_growth)" archive_exe="$(bench_exe bench_archive)"
-for exe in "$tablet_exe" "$backup_exe" "$coordinator_exe" "$growth_exe" "$archive_exe"; do
+growth_exe="$(bench_exe bench_growth)" archive_exe="$(bench_exe bench_archive)" drill_exe="$(bench_exe bench_drill)"
+for exe in "$tablet_exe" "$backup_exe" "$coordinator_exe" "$growth_exe" "$archive_exe" "$drill_exe"; do
   [ -n "$exe" ] && [ -x "$exe" ] || { echo "bench.sh: cargo reported no executable for a benchmark" >&2; exit 1; }
 done
 export CAIRN_BIN="$PWD/target/release/cairn"
@@ -113,4 +116,8 @@ fi
 if [ "$only" = archive ]; then
   echo "== bench_archive"
   "$archive_exe"
+fi
+if [ "$only" = drill ]; then
+  echo "== bench_drill"
+  "$drill_exe" ${size:+--size "$size"}
 fi

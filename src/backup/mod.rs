@@ -44,6 +44,8 @@
 //! - [`catalog`]: the backup records in topo and each shard's latest backup, kept
 //!   in step with storage; the one way to remove a backup (record, then data).
 //!   The one module here that talks to etcd.
+//! - [`drill`]: restore drills, the pure half: the disk a drill needs, its timed
+//!   stages, its outcome as the backup's record reads it.
 //! - [`verify`]: checking stored backups without restoring them or a key (every
 //!   object's size and hash, archived segments, the chains of incrementals and
 //!   segments from each full backup), OK / WARNING / FAILURE; `cairn verify`.
@@ -55,6 +57,7 @@ pub mod archive_compact;
 pub mod binlog_archive;
 pub mod builtin;
 pub mod catalog;
+pub mod drill;
 pub mod encryption;
 pub mod engine;
 pub mod external;

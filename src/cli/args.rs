@@ -16,8 +16,8 @@ mod backups;
 mod storage;
 pub use archive::{ArchiveCommand, ArchiveSetArgs};
 pub use backups::{
-    BackupArgs, BackupShardArgs, JobFlags, ListBackupsArgs, RemoveBackupArgs, RestoreArgs,
-    VerifyArgs,
+    BackupArgs, BackupShardArgs, DrillArgs, JobFlags, ListBackupsArgs, RemoveBackupArgs,
+    RestoreArgs, VerifyArgs,
 };
 pub use storage::{EncryptionArgs, StorageArg, StorageArgs};
 
@@ -138,6 +138,24 @@ cairn status\n  \
 cairn status --json | jq '.[] | select(.health != \"green\")'"
     )]
     Status(super::status::StatusArgs),
+    /// Prove a backup restores: restore it beside a serving tablet, start and check it
+    #[command(
+        long_about = "Run a restore drill of one backup of a shard (the newest complete full one \
+unless --backup names another): a DRILL job on a SPARE tablet, else a healthy REPLICA or RDONLY \
+(never the primary, never a busy tablet). Its agent restores the backup through the real restore \
+code into a scratch directory beside its data, starts a second mariadbd on it on a loopback port, \
+runs CHECK TABLE on every table, compares the restored GTID position with the MANIFEST's and \
+counts the rows of the largest tables, then stops that server and removes the scratch directory. \
+The tablet keeps serving throughout; its own mysqld and data are never touched. A drill the disk \
+cannot hold is refused before anything is written. Changes: one job record, and the backup's \
+record gets verified_at, drill_seconds, drill_result (and drill_error). Waits for the job and \
+prints the outcome with the time of each stage; exit 0 when the drill succeeded, 1 otherwise.\n\n\
+Examples:\n  \
+cairn drill commerce/0\n  \
+cairn drill commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json\n  \
+cairn drill commerce/-80 --no-wait"
+    )]
+    Drill(DrillArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(
         long_about = "Print a shell completion script for cairn on stdout. Changes nothing.\n\n\
@@ -505,6 +523,10 @@ pub struct ScheduleSetArgs {
     /// of the shard, on the chosen healthy replica
     #[arg(long)]
     pub incremental: bool,
+    /// Also run a restore drill of the newest complete full backup of each
+    /// targeted shard on this cron (5 or 6 fields, like --cron)
+    #[arg(long)]
+    pub drill_cron: Option<String>,
     /// Refuse a cron whose slots come closer together than this
     #[arg(long, env = "CAIRN_MIN_SCHEDULE_PERIOD", default_value = "5m", value_parser = parse_dur)]
     pub min_schedule_period: Duration,

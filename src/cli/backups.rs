@@ -263,6 +263,30 @@ pub struct BackupRow {
     pub first_timestamp: Option<DateTime<Utc>>,
     /// Incremental: when its last transaction committed.
     pub last_timestamp: Option<DateTime<Utc>>,
+    /// What restore drills proved of it, from its record.
+    #[serde(flatten)]
+    pub drill: DrillFields,
+}
+
+/// A backup's last restore drill as its record says (`null`: never drilled, or
+/// no record): `verified_at`, `drill_seconds`, `drill_result`, `drill_error`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DrillFields {
+    pub verified_at: Option<DateTime<Utc>>,
+    pub drill_seconds: Option<f64>,
+    pub drill_result: Option<cairn_topo::DrillResult>,
+    pub drill_error: Option<String>,
+}
+
+impl DrillFields {
+    fn of(r: &BackupRecord) -> Self {
+        DrillFields {
+            verified_at: r.verified_at,
+            drill_seconds: r.drill_seconds,
+            drill_result: r.drill_result,
+            drill_error: r.drill_error.clone(),
+        }
+    }
 }
 
 /// Storage joined with topo's catalog, oldest first.
@@ -280,13 +304,16 @@ pub async fn backup_rows(
         .list_backup_records(keyspace, shard)
         .await
         .context("reading the backup catalog")?;
-    let in_topo: std::collections::HashSet<String> =
-        records.iter().map(|r| r.value.name.clone()).collect();
+    let in_topo: std::collections::HashMap<String, DrillFields> = records
+        .iter()
+        .map(|r| (r.value.name.clone(), DrillFields::of(&r.value)))
+        .collect();
     let mut rows: Vec<BackupRow> = listed
         .into_iter()
         .map(|b| {
             let parsed = parse_backup_name(&b.name).ok();
-            let in_topo = in_topo.contains(&b.name);
+            let drill = in_topo.get(&b.name).cloned().unwrap_or_default();
+            let in_topo = in_topo.contains_key(&b.name);
             match &b.manifest {
                 // Complete, or parsed but not restorable: what the MANIFEST says.
                 Some(m) => BackupRow {
@@ -310,6 +337,7 @@ pub async fn backup_rows(
                         .filter(|_| m.is_incremental()),
                     first_timestamp: m.incremental.details.as_ref().map(|d| d.first_timestamp),
                     last_timestamp: m.incremental.details.as_ref().map(|d| d.last_timestamp),
+                    drill,
                 },
                 None => BackupRow {
                     name: b.name.clone(),
@@ -334,6 +362,7 @@ pub async fn backup_rows(
                     from_position: None,
                     first_timestamp: None,
                     last_timestamp: None,
+                    drill,
                 },
             }
         })
@@ -370,6 +399,7 @@ pub fn record_row(r: &BackupRecord) -> BackupRow {
         from_position: r.from_position.clone(),
         first_timestamp: r.first_timestamp,
         last_timestamp: r.last_timestamp,
+        drill: DrillFields::of(r),
     }
 }
 

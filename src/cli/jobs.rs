@@ -39,6 +39,7 @@ fn kind_name(k: JobKind) -> &'static str {
         JobKind::Backup => "backup",
         JobKind::Restore => "restore",
         JobKind::Archive => "archive",
+        JobKind::Drill => "drill",
     }
 }
 

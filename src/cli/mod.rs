@@ -9,6 +9,7 @@ pub mod archive;
 pub mod args;
 pub mod backups;
 pub mod config;
+pub mod drill;
 pub mod jobs;
 pub mod output;
 pub mod schedule;
@@ -154,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topo(c) => topo_snapshot::run(&g, c).await,
         Command::Verify(a) => verify::verify(&g, a).await,
         Command::Status(a) => status::status(&connect_admin(&g).await?, a).await,
+        Command::Drill(a) => drill::drill(&g, a).await,
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "cairn", &mut std::io::stdout());

@@ -11,8 +11,12 @@
 //! 5m; also `CAIRN_MIN_SCHEDULE_PERIOD`) is refused the same way: the coordinator
 //! would refuse to run it.
 //!
+//! `--drill-cron EXPR` adds restore drills on their own cron (validated the same
+//! way; see [`crate::coordinator::schedule::drill`]).
+//!
 //! `list --json` fields: `name, cron, target, keep_count, keep_for, paused,
 //! last_run, next_run`, plus `keep_for_seconds`, `backup_engine`, `created_at`,
+//! `drill_cron`, `drill_last_run`, `drill_next_run`,
 //! and the runs the coordinator did not take: `skipped_runs`, `last_skip_reason`,
 //! `last_skip_at` (counted on the schedule instead of a job per slot).
 //! `keep_for` is a duration string in the spelling `--keep-for` accepts, in whole
@@ -54,6 +58,8 @@ struct ValidSet {
     backup_engine: Option<BackupMethod>,
     /// `--incremental`.
     incremental: bool,
+    /// `--drill-cron`, as given (it parsed), whitespace normalised.
+    drill_cron: Option<String>,
 }
 
 /// Checks everything `schedule set` can check without etcd; a failure is a
@@ -63,6 +69,15 @@ fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
     check_min_period(&a.cron, &cron, a.min_schedule_period, Utc::now())
         .map_err(|e| UsageError(format!("--cron: {e}")))?;
     let target = parse_target(&a.target).map_err(|e| UsageError(format!("--target: {e}")))?;
+    let drill_cron = match &a.drill_cron {
+        Some(expr) => {
+            let dc = parse_cron(expr).map_err(|e| UsageError(format!("--drill-cron: {e}")))?;
+            check_min_period(expr, &dc, a.min_schedule_period, Utc::now())
+                .map_err(|e| UsageError(format!("--drill-cron: {e}")))?;
+            Some(expr.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+        None => None,
+    };
     if a.keep_count == Some(0) {
         return Err(UsageError(
             "--keep-count must be at least 1 (the newest complete backup is always kept)".into(),
@@ -88,6 +103,7 @@ fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
         keep_for_seconds,
         backup_engine: a.backup_engine,
         incremental: a.incremental,
+        drill_cron,
     })
 }
 
@@ -144,6 +160,7 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
     }
     let now = Utc::now();
     let cron = parse_cron(&v.cron)?;
+    let drill_cron = v.drill_cron.as_deref().map(parse_cron).transpose()?;
     let key = topo.keys().schedule(&v.name);
     let mut replaced = false;
     let stored = topo
@@ -158,6 +175,11 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
                 Some(c) => (c.skipped_runs, c.last_skip_reason.clone(), c.last_skip_at),
                 None => (0, None, None),
             };
+            // The drills' last run is kept while they keep their cron.
+            let drill_last_run = cur
+                .as_ref()
+                .filter(|c| c.drill_cron.is_some() && c.drill_cron == v.drill_cron)
+                .and_then(|c| c.drill_last_run);
             Ok(Some(Schedule {
                 name: v.name.clone(),
                 cron: v.cron.clone(),
@@ -173,6 +195,9 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
                 last_skip_reason,
                 last_skip_at,
                 incremental: v.incremental,
+                drill_cron: v.drill_cron.clone(),
+                drill_last_run,
+                drill_next_run: drill_cron.as_ref().and_then(|c| next_run(c, now)),
             }))
         })
         .await
@@ -189,6 +214,9 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
             (false, None) => "it never fires again".to_string(),
         }
     );
+    if let (false, Some(t)) = (stored.paused, stored.drill_next_run) {
+        println!("next drill {}", ts(t));
+    }
     Ok(())
 }
 
@@ -226,6 +254,12 @@ pub struct ScheduleRow {
     pub last_skip_at: Option<DateTime<Utc>>,
     /// Each run takes an incremental backup from the newest backup of the shard.
     pub incremental: bool,
+    /// `--drill-cron`: restore drills of each shard's newest full backup.
+    pub drill_cron: Option<String>,
+    /// The drill slot last run (or skipped).
+    pub drill_last_run: Option<DateTime<Utc>>,
+    /// The drill slot waited for; `null` when paused, without drills or never again.
+    pub drill_next_run: Option<DateTime<Utc>>,
 }
 
 /// The row of a stored schedule. `next_run` is computed the way the scheduler
@@ -238,6 +272,13 @@ pub fn row(s: &Schedule) -> ScheduleRow {
             Ok(c) => upcoming(s, &c),
             Err(_) => s.next_run,
         }
+    };
+    let drill_next = match crate::coordinator::schedule::drill::drill_view(s) {
+        Some(v) if !s.paused => match parse_cron(&v.cron) {
+            Ok(c) => upcoming(&v, &c),
+            Err(_) => s.drill_next_run,
+        },
+        _ => None,
     };
     ScheduleRow {
         name: s.name.clone(),
@@ -255,6 +296,9 @@ pub fn row(s: &Schedule) -> ScheduleRow {
         last_skip_reason: s.last_skip_reason.clone(),
         last_skip_at: s.last_skip_at,
         incremental: s.incremental,
+        drill_cron: s.drill_cron.clone(),
+        drill_last_run: s.drill_last_run,
+        drill_next_run: drill_next,
     }
 }
 
@@ -278,6 +322,8 @@ async fn list(topo: &Topo, json: bool) -> anyhow::Result<()> {
             "SKIPPED",
             "LAST_SKIP_AT",
             "LAST_SKIP_REASON",
+            "DRILL_CRON",
+            "NEXT_DRILL",
         ],
         &rows,
         |r| {
@@ -293,6 +339,8 @@ async fn list(topo: &Topo, json: bool) -> anyhow::Result<()> {
                 r.skipped_runs.to_string(),
                 opt(&r.last_skip_at.map(ts)),
                 opt(&r.last_skip_reason),
+                opt(&r.drill_cron),
+                opt(&r.drill_next_run.map(ts)),
             ]
         },
     )
@@ -329,6 +377,11 @@ async fn set_paused(topo: &Topo, name: &str, paused: bool) -> anyhow::Result<()>
                 // Slots missed while paused were skipped on purpose: resume waits
                 // for the next one instead of making one up.
                 s.next_run = parse_cron(&s.cron).ok().and_then(|c| next_run(&c, now));
+                s.drill_next_run = s
+                    .drill_cron
+                    .as_deref()
+                    .and_then(|d| parse_cron(d).ok())
+                    .and_then(|c| next_run(&c, now));
             }
             Ok(Some(s))
         })
@@ -421,7 +474,23 @@ mod tests {
             keep_for: None,
             backup_engine: None,
             incremental: false,
+            drill_cron: None,
             min_schedule_period: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn drill_cron_is_validated_like_the_cron() {
+        let mut a = args("0 2 * * *", "ks");
+        a.drill_cron = Some("0  4 * * 0".into());
+        assert_eq!(
+            validate_set(&a).unwrap().drill_cron.as_deref(),
+            Some("0 4 * * 0")
+        );
+        for bad in ["* * * *", "nope", "*/10 * * * * *", "@daily"] {
+            a.drill_cron = Some(bad.into());
+            let e = validate_set(&a).unwrap_err().to_string();
+            assert!(e.starts_with("--drill-cron: "), "{bad}: {e}");
         }
     }
 
@@ -498,6 +567,9 @@ mod tests {
             last_skip_reason: None,
             last_skip_at: None,
             incremental: false,
+            drill_cron: None,
+            drill_last_run: None,
+            drill_next_run: None,
         };
         let r = row(&s);
         assert_eq!(r.keep_for.as_deref(), Some("168h"));

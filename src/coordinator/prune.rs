@@ -131,8 +131,9 @@ pub async fn prune_shard(
     Ok(plan)
 }
 
-/// Backups that restores are reading right now (retention keeps them): those
-/// tablets report restoring, and those of restore jobs not yet finished.
+/// Backups that restores and drills are reading right now (retention keeps
+/// them): those tablets report restoring, and those of restore and drill jobs
+/// not yet finished.
 pub fn backups_in_use(s: &TopoView) -> HashSet<String> {
     let mut in_use: HashSet<String> = s
         .health
@@ -142,7 +143,10 @@ pub fn backups_in_use(s: &TopoView) -> HashSet<String> {
     in_use.extend(
         s.jobs
             .values()
-            .filter(|j| j.value.kind == JobKind::Restore && !j.value.state.is_final())
+            .filter(|j| {
+                matches!(j.value.kind, JobKind::Restore | JobKind::Drill)
+                    && !j.value.state.is_final()
+            })
             .filter_map(|j| j.value.backup_name.clone()),
     );
     in_use
@@ -285,6 +289,13 @@ mod tests {
             ("d", JobKind::Backup, JobState::Failed, Some("abandoned")),
             ("e", JobKind::Restore, JobState::Running, Some("read")),
             ("f", JobKind::Backup, JobState::Cancelled, Some("cancelled")),
+            ("g", JobKind::Drill, JobState::Pending, Some("drilled")),
+            (
+                "h",
+                JobKind::Drill,
+                JobState::Failed,
+                Some("drilled-before"),
+            ),
         ] {
             let mut j = Job::pending(kind, "ks", "0", &alias);
             j.id = id.into();
@@ -300,7 +311,7 @@ mod tests {
         }
         let want: HashSet<String> = ["writing".to_string()].into();
         assert_eq!(backups_in_flight(&view), want);
-        let want: HashSet<String> = ["read".to_string()].into();
+        let want: HashSet<String> = ["read".to_string(), "drilled".to_string()].into();
         assert_eq!(backups_in_use(&view), want);
         let want: HashSet<String> = ["done".to_string()].into();
         assert_eq!(backups_of_succeeded_jobs(&view), want);

@@ -16,6 +16,10 @@
 //! meant to run). A stretch of missed slots, such as the time no coordinator led,
 //! yields exactly one run: the latest missed slot.
 //!
+//! A schedule's `--drill-cron` is planned by the same rules through a view of
+//! the schedule ([`drill`]): its drill slots, jobs and skips are a schedule of
+//! their own in everything but the record they are written into.
+//!
 //! Two rooms of their own: [`period`], the minimum schedule period (how close a
 //! cron's slots come; refused below `--min-schedule-period`), and [`skip`], what
 //! becomes of a shard of a slot that cannot start (waited for, then given up and
@@ -422,6 +426,17 @@ pub enum Blocked {
         /// Why each tablet was passed over, or "no tablets".
         why: String,
     },
+    /// A drill: a drill job of the shard has not finished; the slot is given up
+    /// for the shard at once.
+    DrillBusy {
+        /// The unfinished drill job.
+        job: String,
+    },
+    /// A drill: the shard has no backup to drill; the slot is given up for it.
+    NoBackup {
+        /// Why, in one line.
+        why: String,
+    },
 }
 
 impl std::fmt::Display for Blocked {
@@ -433,6 +448,10 @@ impl std::fmt::Display for Blocked {
                 format!("{state:?}").to_uppercase()
             ),
             Blocked::NoTablet { why } => write!(f, "no eligible tablet ({why})"),
+            Blocked::NoBackup { why } => write!(f, "nothing to drill: {why}"),
+            Blocked::DrillBusy { job } => {
+                write!(f, "drill job {job} of the shard has not finished")
+            }
         }
     }
 }
@@ -517,6 +536,7 @@ pub fn snapshot_due(
     (slot <= now).then_some(slot)
 }
 
+pub mod drill;
 pub mod period;
 pub mod skip;
 

@@ -10,6 +10,11 @@
 //! half started ([`schedule::slot_in_progress`]), so it never leaves a shard out
 //! of one; nothing is written for a shard that does not run.
 //!
+//! A schedule with a `--drill-cron` is planned twice: its backups, and its
+//! drills through [`schedule::drill::drill_view`] (DRILL jobs on the tablet
+//! [`select_drill_tablet`] picks, of the newest complete full backup), by the
+//! same rules; the drills' run is written back into the same record.
+//!
 //! A schedule the pass cannot run at all (a cron or target that does not parse,
 //! or a cron below `--min-schedule-period`) is refused: logged, counted
 //! (`cairn_coordinator_pass_items_skipped_total{pass="scheduler"}`) and noted on
@@ -18,13 +23,13 @@
 //! May call: the pure rules (`schedule`, `select`), `cairn-topo` (fenced writes),
 //! `common`.
 
-use cairn_topo::{Fence, Job, Schedule};
+use cairn_topo::{BackupRecord, Fence, Job, Schedule};
 use chrono::{DateTime, Utc};
 
 use super::schedule::period::check_min_period;
 use super::schedule::skip::{self, GivenUp, Settled, SlotMemo};
 use super::schedule::{self, Cron, ScheduledRun, SlotPlan};
-use super::select::{select_backup_tablet, SelectOptions};
+use super::select::{select_backup_tablet, select_drill_tablet, SelectOptions};
 use super::shared::Shared;
 use crate::common::{failpoint, lock};
 
@@ -121,7 +126,17 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<Planned> {
     let view = shared.cache.inner.read().await;
     let jobs: Vec<Job> = view.jobs.values().map(|v| v.value.clone()).collect();
     let mut out = Vec::new();
-    for sched in view.schedules.values().map(|v| &v.value) {
+    // Each schedule, and the drills of those with a drill cron as schedules of
+    // their own.
+    let all: Vec<(Schedule, bool)> = view
+        .schedules
+        .values()
+        .flat_map(|v| {
+            let drills = schedule::drill::drill_view(&v.value).map(|d| (d, true));
+            std::iter::once((v.value.clone(), false)).chain(drills)
+        })
+        .collect();
+    for (sched, is_drill) in &all {
         if sched.paused {
             continue;
         }
@@ -163,7 +178,7 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<Planned> {
                     .any(|g| &g.keyspace == ks && &g.shard == shard)
             })
             .map(|(ks, shard, delay)| {
-                let choice = select_backup_tablet(&view.shard_tablets(ks, shard), &select);
+                let tablets = view.shard_tablets(ks, shard);
                 let run = ScheduledRun {
                     schedule: sched,
                     slot: plan.slot,
@@ -171,7 +186,30 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<Planned> {
                     shard,
                     pending_timeout: shared.cfg.pending_timeout,
                 };
-                let outcome = schedule::scheduled_job(&run, &jobs, &choice);
+                let outcome = if *is_drill {
+                    // Not a tablet with a job written but not taken yet (its
+                    // Health does not say busy until it takes it).
+                    let tablets: Vec<_> = tablets
+                        .into_iter()
+                        .filter(|t| {
+                            !jobs.iter().any(|j| {
+                                j.tablet_alias == t.tablet.value.alias
+                                    && j.kind != cairn_topo::JobKind::Archive
+                                    && !j.state.is_final()
+                            })
+                        })
+                        .collect();
+                    let choice = select_drill_tablet(&tablets, select.max_lag_seconds);
+                    let records: Vec<BackupRecord> = view
+                        .backups
+                        .get(&(ks.clone(), shard.clone()))
+                        .map(|m| m.values().cloned().collect())
+                        .unwrap_or_default();
+                    schedule::drill::drill_job(&run, &jobs, &records, &choice)
+                } else {
+                    let choice = select_backup_tablet(&tablets, &select);
+                    schedule::scheduled_job(&run, &jobs, &choice)
+                };
                 (ks.clone(), shard.clone(), *delay, outcome)
             })
             .collect();
@@ -201,7 +239,11 @@ async fn refuse(
     }
     tracing::warn!(schedule = %name, %reason, "scheduler pass: refusing a schedule");
     shared.metrics.count_skipped("scheduler");
-    let key = shared.topo.keys().schedule(name);
+    // A drill view's refusal is noted on its schedule's record.
+    let key = shared
+        .topo
+        .keys()
+        .schedule(schedule::drill::real_name(name).0);
     let noted = shared
         .topo
         .fenced(fence)
@@ -279,7 +321,8 @@ async fn apply(
     }
     failpoint::hit("scheduler-before-recording-run");
     lock(&shared.slots_in_progress).remove(&sched.name);
-    let key = shared.topo.keys().schedule(&sched.name);
+    let (real, is_drill) = schedule::drill::real_name(&sched.name);
+    let key = shared.topo.keys().schedule(real);
     let mut counted = false;
     shared
         .topo
@@ -287,11 +330,25 @@ async fn apply(
         .update_with::<Schedule, _>(&key, |cur| {
             counted = false;
             let Some(mut s) = cur else { return Ok(None) };
-            if s.last_run.is_some_and(|l| l >= slot) {
+            // The drills' run is recorded on their view, then written back.
+            let mut v = if is_drill {
+                let Some(v) = schedule::drill::drill_view(&s) else {
+                    return Ok(None);
+                };
+                v
+            } else {
+                s.clone()
+            };
+            if v.last_run.is_some_and(|l| l >= slot) {
                 return Ok(None);
             }
-            schedule::record_run(&mut s, &cron, slot);
-            skip::record_skips(&mut s, &settled.given_up, now);
+            schedule::record_run(&mut v, &cron, slot);
+            skip::record_skips(&mut v, &settled.given_up, now);
+            if is_drill {
+                schedule::drill::write_back(&mut s, &v);
+            } else {
+                s = v;
+            }
             counted = true;
             Ok(Some(s))
         })
@@ -332,6 +389,6 @@ async fn create_job(
         .fenced(fence)
         .create(&shared.topo.keys().job(&job.id), job, None)
         .await?;
-    tracing::info!(schedule = %sched.name, job = %job.id, tablet = %job.tablet_alias, "scheduled backup");
+    tracing::info!(schedule = %sched.name, job = %job.id, kind = ?job.kind, tablet = %job.tablet_alias, backup = ?job.backup_name, "scheduled job created");
     Ok(())
 }

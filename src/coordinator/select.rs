@@ -1,5 +1,6 @@
-//! Which tablet of a shard to back up: one pure function over plain data, shared by
-//! `cairn backup-shard` and the coordinator's scheduler.
+//! Which tablet of a shard to back up, and which to run a restore drill on: pure
+//! functions over plain data, shared by `cairn backup-shard` / `cairn drill` and
+//! the coordinator's scheduler.
 //!
 //! Eligible: REPLICA, RDONLY or SPARE tablets whose Health is present, mysqld up,
 //! no replication failure reported (the agent keeps the error that stopped a thread
@@ -8,6 +9,11 @@
 //! position, then the lowest alias (a stable order). The PRIMARY is a fallback only
 //! when allowed. Why each tablet was passed over is reported, so "no tablet
 //! available" always says why.
+//!
+//! A drill ([`select_drill_tablet`]) takes the same eligibility without the
+//! primary fallback: a SPARE first (it serves nobody), else a REPLICA or RDONLY,
+//! least lag, lowest alias. The agent itself refuses a drill its disk cannot hold
+//! (Health does not carry free disk).
 //!
 //! Owns no IO; calls only `cairn-topo`'s record types.
 
@@ -120,6 +126,42 @@ pub fn select_backup_tablet(tablets: &[TabletInfo], opts: &SelectOptions) -> Cho
         }
     }
     Choice::None(reasons)
+}
+
+/// Picks the tablet to run a restore drill on among the tablets of one shard: an
+/// eligible SPARE first, else an eligible REPLICA or RDONLY with the least lag
+/// (then the lowest alias); never the PRIMARY, never one busy with a job. Pure.
+pub fn select_drill_tablet(tablets: &[TabletInfo], max_lag_seconds: u64) -> Choice {
+    let opts = SelectOptions {
+        allow_primary: false,
+        max_lag_seconds,
+    };
+    let mut reasons = Vec::new();
+    let mut best: Option<((bool, u64, &TabletAlias), &TabletAlias)> = None;
+    for t in tablets {
+        let alias = &t.tablet.value.alias;
+        let h = match (ineligible(t, &opts), t.health.as_ref()) {
+            (None, Some(h)) => h,
+            (why, _) => {
+                let why = why.unwrap_or_else(|| "no health (agent down)".into());
+                reasons.push((alias.clone(), why));
+                continue;
+            }
+        };
+        let not_spare = t.tablet.value.tablet_type != TabletType::Spare;
+        let rank = (
+            not_spare,
+            h.replication_lag_seconds.unwrap_or(u64::MAX),
+            alias,
+        );
+        if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+            best = Some((rank, alias));
+        }
+    }
+    match best {
+        Some((_, alias)) => Choice::Tablet(alias.clone()),
+        None => Choice::None(reasons),
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +418,110 @@ mod tests {
             reasons[0].1,
             "replication failing: SQL thread error 1062: Duplicate entry '7' for key 'PRIMARY'"
         );
+    }
+
+    #[test]
+    fn drill_table_of_cases() {
+        use TabletType::*;
+        let busy = || {
+            let mut h = healthy(0, "MariaDB/0-1-100").unwrap();
+            h.busy_job = Some("j1".into());
+            Some(h)
+        };
+        let failing = || {
+            let mut h = healthy(0, "MariaDB/0-1-100").unwrap();
+            h.replication_error = Some(dup_key());
+            Some(h)
+        };
+        let down = || {
+            let mut h = healthy(0, "MariaDB/0-1-100").unwrap();
+            h.mysqld_up = false;
+            Some(h)
+        };
+        let cases: Vec<(&str, Vec<TabletInfo>, Option<u32>)> = vec![
+            (
+                "a spare before any replica, even a less lagging one",
+                vec![
+                    tablet(1, Replica, healthy(0, "0-1-9")),
+                    tablet(2, Spare, healthy(7, "0-1-9")),
+                ],
+                Some(2),
+            ),
+            (
+                "no spare: the least lagging replica",
+                vec![
+                    tablet(1, Replica, healthy(4, "0-1-9")),
+                    tablet(2, Rdonly, healthy(1, "0-1-9")),
+                ],
+                Some(2),
+            ),
+            (
+                "tie: lowest alias",
+                vec![
+                    tablet(3, Replica, healthy(0, "0-1-9")),
+                    tablet(2, Replica, healthy(0, "0-1-9")),
+                ],
+                Some(2),
+            ),
+            (
+                "never the primary, even as the only healthy tablet",
+                vec![
+                    tablet(1, Primary, healthy(0, "0-1-9")),
+                    tablet(2, Replica, down()),
+                ],
+                None,
+            ),
+            (
+                "a busy spare is passed over for a replica",
+                vec![
+                    tablet(1, Spare, busy()),
+                    tablet(2, Replica, healthy(3, "0-1-9")),
+                ],
+                Some(2),
+            ),
+            (
+                "a failing spare is passed over",
+                vec![
+                    tablet(1, Spare, failing()),
+                    tablet(2, Replica, healthy(3, "0-1-9")),
+                ],
+                Some(2),
+            ),
+            (
+                "lagging past the threshold",
+                vec![tablet(1, Replica, healthy(31, "0-1-9"))],
+                None,
+            ),
+            (
+                "drained and restoring tablets are not candidates",
+                vec![
+                    tablet(1, Drained, healthy(0, "0-1-9")),
+                    tablet(2, Restore, healthy(0, "0-1-9")),
+                    tablet(3, Backup, healthy(0, "0-1-9")),
+                ],
+                None,
+            ),
+            ("agent down", vec![tablet(1, Spare, None)], None),
+            ("empty shard", vec![], None),
+        ];
+        for (name, tablets, want) in cases {
+            let got = match select_drill_tablet(&tablets, 30) {
+                Choice::Tablet(a) => Some(a.uid),
+                Choice::None(_) => None,
+            };
+            assert_eq!(got, want, "case: {name}");
+        }
+        let Choice::None(reasons) = select_drill_tablet(
+            &[
+                tablet(1, Primary, healthy(0, "0-1-9")),
+                tablet(2, Replica, busy()),
+            ],
+            30,
+        ) else {
+            panic!("nobody is eligible")
+        };
+        assert_eq!(reasons[0].1, "type PRIMARY");
+        assert_eq!(reasons[1].1, "busy with job j1");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The agent's job runner: takes the backup and restore jobs addressed to its tablet
+//! The agent's job runner: takes the backup, restore and drill jobs addressed to its tablet
 //! (PENDING → RUNNING by CAS, tied to its lease), runs them one at a time, reports
 //! progress (throttled, see [`super::publish`]), and finishes them SUCCEEDED or
 //! FAILED with the reason and the final progress.
@@ -224,7 +224,7 @@ impl Agent {
         if let Some(other) = busy {
             if other != j.id {
                 let _ = self
-                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup or restore is already running")), None, None, None)
+                    .finish_job(&j.id, Err(format!("tablet is busy with job {other}; a backup, restore or drill is already running")), None, None, None)
                     .await;
             }
             return;
@@ -374,6 +374,7 @@ impl Agent {
                 .await
                 .map(JobDone::named)
                 .map_err(|e| (e, None)),
+            JobKind::Drill => self.run_drill(job, run, progress).await,
             JobKind::Archive => Err((
                 anyhow::anyhow!("an ARCHIVE job is run by its own room"),
                 None,

@@ -21,6 +21,9 @@
 //! - [`archive`]: the ARCHIVE job: the primary's binlog streamed to a spool and
 //!   stored as segments every interval; resumes from storage; follows the primary.
 //! - `publish`: how often progress and Health are written (pure decisions).
+//! - [`drill`]: the DRILL job: a backup restored into a scratch directory with
+//!   its own mysqld beside the serving tablet, checked, thrown away; the outcome
+//!   into the backup's record.
 //! - [`restore`]: restores at start (choose the seed, wait for one) and in place.
 //! - [`pitr`]: restores to a point (a GTID position or a second): the chain
 //!   planned, its binlogs fetched and applied, the tablet held DRAINED.
@@ -31,6 +34,7 @@
 pub mod agent;
 pub mod archive;
 pub mod config;
+pub mod drill;
 pub mod fence;
 pub mod health;
 pub mod http;

@@ -169,7 +169,7 @@ pub fn check_room(m: &Manifest, free: u64, dir: &Path) -> Result<(), String> {
 }
 
 /// Bytes available to this process in the file system holding `dir`.
-fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
+pub(super) fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .with_context(|| format!("{} has a NUL byte", dir.display()))?;

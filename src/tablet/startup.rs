@@ -408,6 +408,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         .publish_tablet(tablet_type)
         .await
         .context("registering the tablet")?;
+    agent.remove_drill_leftovers().await;
     agent
         .fail_orphaned_jobs(super::fence::AGENT_RESTARTED)
         .await;

@@ -286,6 +286,10 @@ pub enum JobKind {
     /// Continuous binlog archiving of a shard: long-running, placed and moved by
     /// the coordinator, stopped by making it final (CANCELLED).
     Archive,
+    /// A restore drill: the backup `backup_name` restored into a scratch
+    /// directory beside a serving tablet, started on its own mysqld, checked and
+    /// thrown away; the outcome goes into the backup's record.
+    Drill,
 }
 
 /// Lifecycle of a job: PENDING → RUNNING → SUCCEEDED | FAILED (or CANCELLED).
@@ -316,7 +320,7 @@ pub struct JobProgress {
     pub bytes_total: u64,
 }
 
-/// A backup or restore addressed to one tablet. Written by the CLI or the
+/// A backup, restore or drill addressed to one tablet. Written by the CLI or the
 /// coordinator, taken and finished by the tablet's agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -421,6 +425,7 @@ impl Job {
             JobKind::Backup => "backup",
             JobKind::Restore => "restore",
             JobKind::Archive => "archive",
+            JobKind::Drill => "drill",
         };
         format!(
             "{}-{k}-{:08x}",
@@ -500,6 +505,17 @@ pub struct Schedule {
     /// backup of the shard (`--incremental-from-pos auto`) instead of a full one.
     #[serde(default)]
     pub incremental: bool,
+    /// `--drill-cron`: a restore drill of the newest complete full backup of
+    /// each targeted shard runs on this cron (a DRILL job per shard and slot,
+    /// the same misfire and skip rules as the backups). `None`: no drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_cron: Option<String>,
+    /// The drill slot last run (or skipped), as `last_run` for backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_last_run: Option<DateTime<Utc>>,
+    /// The drill slot waited for, as `next_run` for backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_next_run: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

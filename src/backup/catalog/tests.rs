@@ -162,6 +162,17 @@ fn the_latest_is_restorable_now() {
     }
 }
 
+/// `r` with a drill's outcome recorded.
+fn drilled(r: &BackupRecord) -> BackupRecord {
+    BackupRecord {
+        verified_at: Some(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()),
+        drill_seconds: Some(12.5),
+        drill_result: Some(cairn_topo::DrillResult::Failed),
+        drill_error: Some("CHECK TABLE app.t: corrupt".into()),
+        ..r.clone()
+    }
+}
+
 #[test]
 fn records_follow_their_backups_state() {
     let bad = BackupInfo::unreadable("b", "MANIFEST of backup ks/0/b: garbage", 10);
@@ -205,6 +216,18 @@ fn records_follow_their_backups_state() {
             stored("b", 2, true),
             marked.clone(),
             Some(record("b", 2, true)),
+        ),
+        (
+            "readable again: what drills proved is kept",
+            stored("b", 2, true),
+            drilled(&marked),
+            Some(drilled(&record("b", 2, true))),
+        ),
+        (
+            "became unreadable: what drills proved is kept",
+            bad.clone(),
+            drilled(&record("b", 2, true)),
+            Some(drilled(&marked)),
         ),
     ];
     for (what, b, r, want) in cases {

@@ -1,6 +1,6 @@
 //! The arguments of the commands that take, list, remove, restore and verify
 //! backups (`backup`, `backup-shard`, `list-backups`, `remove-backup`,
-//! `restore-from-backup`, `verify`). Parsed and validated by clap (bad input: exit 2);
+//! `restore-from-backup`, `verify`, `drill`). Parsed and validated by clap (bad input: exit 2);
 //! the parsers they share live in the parent module.
 
 use std::time::Duration;
@@ -130,4 +130,30 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
+}
+
+/// `cairn drill`.
+#[derive(Debug, Clone, Args)]
+pub struct DrillArgs {
+    /// Shard whose backup to drill (KEYSPACE/SHARD)
+    #[arg(value_parser = parse_ks_shard)]
+    pub keyspace_shard: KeyspaceShard,
+    /// The backup to drill (default: the newest complete full backup of the shard)
+    #[arg(long, value_parser = parse_backup_name)]
+    pub backup: Option<String>,
+    /// Also apply the chain up to the newest archived transaction (not supported yet)
+    #[arg(long)]
+    pub to_now: bool,
+    /// Replicas lagging more than this are not eligible
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub max_lag: Duration,
+    /// Write the job, print its id and return without waiting
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Fail a job no agent takes within this time
+    #[arg(long, default_value = "30s", value_parser = parse_dur)]
+    pub pending_timeout: Duration,
+    /// Print the outcome as JSON (job, backup, tablet, result, seconds, message)
+    #[arg(long)]
+    pub json: bool,
 }

@@ -23,6 +23,9 @@ pub(super) fn sched(cron: &str, created: &str, last_run: Option<&str>) -> Schedu
         last_skip_reason: None,
         last_skip_at: None,
         incremental: false,
+        drill_cron: None,
+        drill_last_run: None,
+        drill_next_run: None,
     }
 }
 
