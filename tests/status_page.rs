@@ -128,6 +128,9 @@ async fn write_fleet(topo: &Topo) {
         last_skip_reason: None,
         last_skip_at: None,
         incremental: false,
+        drill_cron: None,
+        drill_last_run: None,
+        drill_next_run: None,
     };
     topo.put(&k.schedule("nightly"), &sched, None)
         .await

@@ -137,7 +137,7 @@ impl RecoveryMetrics {
 /// Seconds since the oldest RUNNING job of each kind started; BACKUP and RESTORE
 /// are always there (0 with none running), ARCHIVE never. Pure.
 pub fn oldest_running(jobs: &[&Job], now: DateTime<Utc>) -> BTreeMap<String, f64> {
-    let mut out: BTreeMap<String, f64> = ["BACKUP", "RESTORE"]
+    let mut out: BTreeMap<String, f64> = ["BACKUP", "RESTORE", "DRILL"]
         .iter()
         .map(|k| (k.to_string(), 0.0))
         .collect();

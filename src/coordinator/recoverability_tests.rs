@@ -204,6 +204,9 @@ fn schedules_that_promise_full_backups() {
         last_skip_reason: None,
         last_skip_at: None,
         incremental: false,
+        drill_cron: None,
+        drill_last_run: None,
+        drill_next_run: None,
     };
     let mut paused = sched("paused", "0 * * * *", "ks");
     paused.paused = true;
