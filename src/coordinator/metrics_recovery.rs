@@ -134,7 +134,7 @@ impl RecoveryMetrics {
     }
 }
 
-/// Seconds since the oldest RUNNING job of each kind started; BACKUP and RESTORE
+/// Seconds since the oldest RUNNING job of each kind started; BACKUP, RESTORE and DRILL
 /// are always there (0 with none running), ARCHIVE never. Pure.
 pub fn oldest_running(jobs: &[&Job], now: DateTime<Utc>) -> BTreeMap<String, f64> {
     let mut out: BTreeMap<String, f64> = ["BACKUP", "RESTORE", "DRILL"]
