@@ -554,13 +554,17 @@ async fn status_api_metrics_page_and_cli_show_each_shards_recoverability() {
         );
         // The coordinator leads once the test lets go of the election: then the
         // leader's own series (the loss window of the archive pass, the backup
-        // counters of the job supervisor) are exported too.
+        // counters of the job supervisor, the archive gap and recoverable window
+        // of the recoverability pass) are exported too.
         let _ = lease.revoke().await;
         coord.wait_leader(Duration::from_secs(60)).await.unwrap();
         let wanted = [
             "cairn_coordinator_archive_loss_window_seconds{",
             "cairn_coordinator_backups_succeeded_total{",
             "cairn_coordinator_backups_failed_total{",
+            // The recoverability pass's series (commerce/fresh is archived).
+            "cairn_coordinator_archive_gap{",
+            "cairn_coordinator_recoverable_window_seconds{",
         ];
         let body = wait_for("the leader's series", Duration::from_secs(60), || async {
             let (_, b) = coord.http_get("/metrics")?;

@@ -181,9 +181,10 @@ mod tests {
         ];
         let refs: Vec<&Job> = jobs.iter().collect();
         let got = oldest_running(&refs, now);
-        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(got["BACKUP"], 5400.0);
         assert_eq!(got["RESTORE"], 0.0);
+        assert_eq!(got["DRILL"], 0.0);
     }
 
     #[test]
