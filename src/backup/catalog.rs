@@ -15,8 +15,8 @@
 //!   already catalogued backup whose MANIFEST (or a file) went bad is never named;
 //! - the pure reconcile plan between storage and topo ([`plan_reconcile`]);
 //! - where "already gone" and "already there" are not errors (private helpers);
-//! - the write of a restore drill's outcome into a record ([`record_drill`], by
-//!   CAS), and that the reconciler keeps those fields when it rewrites a record.
+//! - that the reconciler keeps a restore drill's fields when it rewrites a record
+//!   (the drill's own write is `backup::drill::record_drill`).
 //!
 //! May call: `cairn-topo`, `common`, and the rest of `backup` (storage). Never
 //! mysql, tablet, coordinator or cli. Decides nothing about *which* backups go:
@@ -232,38 +232,6 @@ pub fn plan_reconcile(
             .map(|r| r.name.clone())
             .collect(),
     }
-}
-
-/// Writes the drill's outcome into the record of backup `name` of
-/// `keyspace/shard` by compare-and-swap (a record changed meanwhile is read again
-/// and the outcome applied to what is there now, so nothing else is lost). A
-/// record that is gone (the backup was removed meanwhile) is an error.
-pub async fn record_drill(
-    topo: &Topo,
-    keyspace: &str,
-    shard: &str,
-    name: &str,
-    outcome: &super::drill::DrillOutcome,
-) -> anyhow::Result<()> {
-    let key = topo.keys().backup(keyspace, shard, name);
-    let mut found = false;
-    topo.update_with::<BackupRecord, _>(&key, |cur| {
-        let Some(r) = cur else {
-            found = false;
-            return Ok(None);
-        };
-        found = true;
-        Ok(Some(super::drill::with_drill_outcome(&r, outcome)))
-    })
-    .await
-    .with_context(|| format!("writing the drill's outcome into the record of backup {name}"))?;
-    if !found {
-        anyhow::bail!(
-            "backup {name} has no record in topo any more (removed during the drill?): \
-             the drill's outcome was not recorded"
-        );
-    }
-    Ok(())
 }
 
 impl<'a> Catalog<'a> {

@@ -1,14 +1,16 @@
 //! Restore drills, the part that is about backups: how much disk a drill of a
 //! backup needs, the measured stages of a drill and its one-line summary, and how
 //! its outcome reads in the backup's record (written by CAS through
-//! [`super::catalog::record_drill`], keeping every other field). The agent runs
+//! [`record_drill`], keeping every other field). The agent runs
 //! the drill itself (`tablet::drill`).
 //!
-//! May call: `cairn-topo`'s record types and the MANIFEST type. Pure, no IO.
+//! May call: `cairn-topo`, the MANIFEST type and [`super::catalog`] (which
+//! backup is the newest). Pure but for [`record_drill`], one CAS write in etcd.
 
 use std::time::Duration;
 
-use cairn_topo::{BackupRecord, DrillResult};
+use anyhow::Context;
+use cairn_topo::{BackupRecord, DrillResult, Topo};
 use chrono::{DateTime, Utc};
 
 use super::manifest::{BackupMethod, Manifest};
@@ -177,6 +179,38 @@ pub fn one_line(s: &str) -> String {
     }
     let cut: String = folded.chars().take(497).collect();
     format!("{cut}...")
+}
+
+/// Writes the drill's outcome into the record of backup `name` of
+/// `keyspace/shard` by compare-and-swap (a record changed meanwhile is read again
+/// and the outcome applied to what is there now, so nothing else is lost). A
+/// record that is gone (the backup was removed meanwhile) is an error.
+pub async fn record_drill(
+    topo: &Topo,
+    keyspace: &str,
+    shard: &str,
+    name: &str,
+    outcome: &DrillOutcome,
+) -> anyhow::Result<()> {
+    let key = topo.keys().backup(keyspace, shard, name);
+    let mut found = false;
+    topo.update_with::<BackupRecord, _>(&key, |cur| {
+        let Some(r) = cur else {
+            found = false;
+            return Ok(None);
+        };
+        found = true;
+        Ok(Some(with_drill_outcome(&r, outcome)))
+    })
+    .await
+    .with_context(|| format!("writing the drill's outcome into the record of backup {name}"))?;
+    if !found {
+        anyhow::bail!(
+            "backup {name} has no record in topo any more (removed during the drill?): \
+             the drill's outcome was not recorded"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

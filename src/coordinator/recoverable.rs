@@ -13,6 +13,9 @@
 //! May call: [`crate::backup::pitr`] (segment holes, a full backup's moment),
 //! [`crate::mysql::gtid`], `cairn-topo`'s records. Table-tested.
 
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
 use cairn_topo::{BackupMethod, BackupRecord, BackupRecordState};
 use chrono::{DateTime, Utc};
 
@@ -213,6 +216,17 @@ pub fn recoverability(
             .filter(|_| oldest_full.is_some()),
         gaps,
     }
+}
+
+type ShardKey = (String, String);
+
+/// What the pass keeps between runs: each archived shard's last listing, and
+/// each shard's recoverability for the status endpoint.
+#[derive(Default)]
+pub struct RecoverabilityMemo {
+    pub(super) listed: HashMap<ShardKey, (Instant, Vec<SegmentName>)>,
+    /// The latest result per shard.
+    pub results: BTreeMap<ShardKey, Recoverability>,
 }
 
 #[cfg(test)]

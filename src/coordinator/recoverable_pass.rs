@@ -12,30 +12,21 @@
 //! May call: the pure rule ([`super::recoverable`]), `backup` (segment
 //! listing), `cairn-topo` (fenced writes), [`super::shared`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cairn_topo::{ArchiveRecord, BackupRecord, Fence};
 
 use super::metrics::ShardLabels;
-use super::recoverable::{recoverability, Recoverability};
+use super::recoverable::recoverability;
 use super::shared::Shared;
-use crate::backup::binlog_archive::{list_segments, SegmentName};
+use crate::backup::binlog_archive::list_segments;
 use crate::mysql::gtid::parse_gtid_list;
 
 /// How often an archived shard's segments are listed from storage.
 pub const LIST_EVERY: Duration = Duration::from_secs(3);
 
 type ShardKey = (String, String);
-
-/// What the pass keeps between runs: each archived shard's last listing, and
-/// each shard's recoverability for the status endpoint.
-#[derive(Default)]
-pub struct RecoverabilityMemo {
-    listed: HashMap<ShardKey, (Instant, Vec<SegmentName>)>,
-    /// The latest result per shard.
-    pub results: BTreeMap<ShardKey, Recoverability>,
-}
 
 /// One pass.
 pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::Result<()> {

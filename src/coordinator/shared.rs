@@ -48,5 +48,5 @@ pub struct Shared {
     pub(super) period_checks: Mutex<HashMap<String, Option<String>>>,
     /// Each shard's recoverable window and gaps, and the archive listings
     /// they come from (the recoverability pass; read by `/api/v1/status`).
-    pub(super) recoverability: Mutex<super::recoverable_pass::RecoverabilityMemo>,
+    pub(super) recoverability: Mutex<super::recoverable::RecoverabilityMemo>,
 }

@@ -14,7 +14,7 @@
 //! disk cannot hold it ([`check_drill_room`]), when the tablet is PRIMARY, or when
 //! the backup is incremental; a refusal fails the job but is no verdict on the
 //! backup. Every other outcome goes into the backup's record
-//! ([`catalog::record_drill`]): `verified_at`, `drill_seconds`, `drill_result`,
+//! ([`drill::record_drill`]): `verified_at`, `drill_seconds`, `drill_result`,
 //! `drill_error`. A failed drill is logged at error level and fails the job.
 //!
 //! Failpoints: `drill-after-start` (the agent dies with the scratch server up;
@@ -34,8 +34,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::agent::{Agent, JobDone, JobRun};
-use crate::backup::catalog;
-use crate::backup::drill::{check_drill_room, one_line, DrillOutcome, DrillStages};
+use crate::backup::drill::{self, check_drill_room, one_line, DrillOutcome, DrillStages};
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::Manifest;
 use crate::backup::storage::StorageError;
@@ -308,7 +307,7 @@ impl Agent {
                     message.push_str("; ");
                     message.push_str(n);
                 }
-                catalog::record_drill(&self.topo, &job.keyspace, &job.shard, &name, &o)
+                drill::record_drill(&self.topo, &job.keyspace, &job.shard, &name, &o)
                     .await
                     .map_err(|e| (e.context("the drill succeeded"), Some(name.clone())))?;
                 tracing::info!(backup = %name, seconds = o.seconds, stages = %stages.summary(), "drill succeeded");
@@ -328,7 +327,7 @@ impl Agent {
             stages.summary()
         ));
         if let Err(rec) =
-            catalog::record_drill(&self.topo, &job.keyspace, &job.shard, &name, &o).await
+            drill::record_drill(&self.topo, &job.keyspace, &job.shard, &name, &o).await
         {
             return Err((
                 e.context(format!("and its outcome was not recorded: {rec:#}")),
