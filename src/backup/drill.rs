@@ -493,7 +493,13 @@ mod tests {
         };
         let ms = vec![other_full.clone(), full.clone(), inc.clone()];
         // (what, segments, the record's position, target or the start of the error)
-        let cases: Vec<(&str, Vec<SegmentName>, &str, Result<Vec<Gtid>, &str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Vec<SegmentName>,
+            &'a str,
+            Result<Vec<Gtid>, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "no archive: the newest incremental",
                 vec![],

@@ -46,7 +46,7 @@ use crate::backup::catalog;
 use crate::backup::drill::{check_drill_room, one_line, DrillOutcome, DrillStages};
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::Manifest;
-use crate::backup::pitr::{format_position, ChainPlan};
+use crate::backup::pitr::ChainPlan;
 use crate::backup::storage::StorageError;
 use crate::common::failpoint;
 use crate::mysql::flavor::DetectedServer;
@@ -54,6 +54,8 @@ use crate::mysql::mysqld::{Mysqld, MysqldConfig};
 
 #[path = "drill/checks.rs"]
 pub mod checks;
+#[path = "drill/inspect.rs"]
+mod inspect;
 #[path = "drill/to_now.rs"]
 pub mod to_now;
 
@@ -65,12 +67,6 @@ const SCRATCH_SHUTDOWN: Duration = Duration::from_secs(30);
 
 /// How long the server of an interrupted drill gets before it is killed.
 const LEFTOVER_SHUTDOWN: Duration = Duration::from_secs(2);
-
-/// How many of the largest tables get their rows counted.
-const LARGEST_TABLES: usize = 5;
-
-/// Tables checked per `CHECK TABLE` statement.
-const CHECK_BATCH: usize = 32;
 
 /// What a drill restores and starts: the backup's MANIFEST, the tablet's server
 /// binary and its settings (the scratch server's are derived from them), and
@@ -409,18 +405,7 @@ impl Agent {
         // the drill (the backup cannot be brought to now), naming the GTIDs.
         let chain = match job.point_in_time {
             None => None,
-            Some(_) => {
-                let chain = self
-                    .plan_drill_to_now(&m)
-                    .await
-                    .map_err(|e| Failed(e.context("planning the chain to now")))?;
-                let lines = chain.describe();
-                for l in &lines {
-                    tracing::info!(backup = %name, "drill to now, chain: {l}");
-                }
-                self.record_point_in_time(&job.id, &lines, None).await;
-                Some(chain)
-            }
+            Some(_) => Some(self.plan_drill_chain(&job.id, &m).await.map_err(Failed)?),
         };
         let binlog_bytes = chain.as_ref().map_or(0, to_now::chain_binlog_bytes);
         check_drill_room(&m, binlog_bytes, free).map_err(|why| Refused(anyhow!("{why}")))?;
@@ -516,21 +501,15 @@ impl Agent {
             .await;
             stages.add_apply(clock.elapsed());
             applied.context("applying the chain to now")?;
-            want = format_position(&plan.applied_to);
-            let reached = super::pitr::restored_to(plan);
-            let lines = t.chain.map(ChainPlan::describe).unwrap_or_default();
-            notes.push(format!(
-                "applied {} binlog transactions to {reached}",
-                plan.steps.iter().map(|s| s.transactions).sum::<usize>()
-            ));
-            self.record_point_in_time(t.job_id, &lines, Some(reached))
+            want = self
+                .record_drill_reached(t.job_id, t.chain, plan, notes)
                 .await;
         }
 
         let clock = Instant::now();
         let check = async {
             failpoint::pause("drill-before-check").await;
-            check_restored(srv, &want, notes).await
+            inspect::check_restored(srv, &want, notes).await
         };
         let checked = unless_cancelled(&run.cancel, check).await;
         stages.check = Some(clock.elapsed());
@@ -538,129 +517,6 @@ impl Agent {
     }
 }
 
-/// A row of `CHECK TABLE`: Table, Op, Msg_type, Msg_text.
-type CheckTableRow = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-/// The checks on the scratch server, its position against `want` (the
-/// MANIFEST's, or the chain's end); `Err` lists every problem found.
-async fn check_restored(srv: &Mysqld, want: &str, notes: &mut Vec<String>) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
-    let tables: Vec<(String, String, u64, u64)> = srv
-        .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, IFNULL(TABLE_ROWS, 0), IFNULL(DATA_LENGTH, 0) \
-             FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' \
-             AND TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema')",
-        )
-        .await
-        .context("listing the restored tables")?;
-    let mut rows = Vec::new();
-    for batch in tables.chunks(CHECK_BATCH) {
-        let list: Vec<String> = batch
-            .iter()
-            .map(|(s, t, _, _)| checks::quote_table(s, t))
-            .collect();
-        let got: Vec<CheckTableRow> = srv
-            .query(&format!("CHECK TABLE {}", list.join(", ")))
-            .await
-            .context("CHECK TABLE")?;
-        rows.extend(
-            got.into_iter()
-                .map(|(table, _op, kind, text)| checks::CheckRow {
-                    table: table.unwrap_or_default(),
-                    msg_type: kind.unwrap_or_default(),
-                    msg_text: text.unwrap_or_default(),
-                }),
-        );
-    }
-    problems.extend(checks::check_table_problems(&rows));
-
-    let restored = srv
-        .gtid_position()
-        .await
-        .context("reading the restored position")?;
-    match checks::position_verdict(&restored, want) {
-        Ok(None) => {}
-        Ok(Some(note)) => notes.push(note),
-        Err(p) => problems.push(p),
-    }
-
-    let mut user: Vec<&(String, String, u64, u64)> = tables
-        .iter()
-        .filter(|(s, ..)| !matches!(s.as_str(), "mysql" | "sys"))
-        .collect();
-    user.sort_by(|a, b| b.3.cmp(&a.3).then(b.2.cmp(&a.2)));
-    let mut counts = Vec::new();
-    for (s, t, estimated, data) in user.into_iter().take(LARGEST_TABLES) {
-        let n: Option<u64> = srv
-            .query_first(&format!(
-                "SELECT COUNT(*) FROM {}",
-                checks::quote_table(s, t)
-            ))
-            .await
-            .with_context(|| format!("counting the rows of {s}.{t}"))?;
-        counts.push(checks::TableCount {
-            table: format!("{s}.{t}"),
-            estimated_rows: *estimated,
-            data_length: *data,
-            counted: n.unwrap_or(0),
-        });
-    }
-    problems.extend(checks::row_count_problems(&counts));
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("; "));
-    }
-    notes.push(format!(
-        "{} tables checked, position {}, rows counted: {}",
-        tables.len(),
-        want,
-        if counts.is_empty() {
-            "no user tables".to_string()
-        } else {
-            counts
-                .iter()
-                .map(|c| format!("{} {}", c.table, c.counted))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    ));
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scratch_names_are_short_and_safe() {
-        assert_eq!(
-            scratch_name("20261126T010000123-drill-0a1b2c3d"),
-            "drill-0a1b2c3d"
-        );
-        assert_eq!(scratch_name("../x"), "drill-x");
-        assert_eq!(scratch_name("a-"), "drill-job");
-        assert!(scratch_name(&"z".repeat(100)).len() <= SCRATCH_PREFIX.len() + 16);
-    }
-
-    #[test]
-    fn scratch_servers_never_log_binlogs_nor_replicate() {
-        let base = MysqldConfig::new("/t/101".into(), 3306, "0.0.0.0".into(), 101);
-        let c = scratch_config(&base, Path::new("/t/101/drill-x"), 4000, false);
-        assert_eq!(c.tablet_dir, Path::new("/t/101/drill-x"));
-        assert_eq!((c.port, c.bind_address.as_str()), (4000, "127.0.0.1"));
-        for flag in ["--skip-log-bin", "--skip-slave-start", "--read-only=ON"] {
-            assert!(c.extra_args.iter().any(|a| a == flag), "{flag}");
-        }
-        assert_eq!(c.innodb_buffer_pool_size, "32M");
-        // To now: a binary log (in the scratch directory), still no replication.
-        let c = scratch_config(&base, Path::new("/t/101/drill-x"), 4000, true);
-        assert!(!c.extra_args.iter().any(|a| a == "--skip-log-bin"));
-        for flag in ["--skip-slave-start", "--read-only=ON"] {
-            assert!(c.extra_args.iter().any(|a| a == flag), "{flag}");
-        }
-    }
-}
+#[path = "drill/tests.rs"]
+mod tests;

@@ -19,12 +19,12 @@ use cairn_topo::ArchiveRecord;
 use tokio_util::sync::CancellationToken;
 
 use super::super::agent::Agent;
-use super::super::pitr::apply_chain;
+use super::super::pitr::{apply_chain, restored_to};
 use super::checks;
 use crate::backup::drill::to_now_chain_input;
 use crate::backup::engine::Progress;
 use crate::backup::manifest::Manifest;
-use crate::backup::pitr::{plan_chain_with_archive, ApplyPlan, ChainPlan};
+use crate::backup::pitr::{format_position, plan_chain_with_archive, ApplyPlan, ChainPlan};
 use crate::mysql::mysqld::Mysqld;
 
 /// Where a drill to now keeps the chain's binlogs, under its scratch directory.
@@ -77,6 +77,45 @@ impl Agent {
         let (chain, target) =
             to_now_chain_input(m, &manifests, &archive, &recorded).map_err(anyhow::Error::msg)?;
         plan_chain_with_archive(&chain, &archive, &target).map_err(anyhow::Error::msg)
+    }
+
+    /// [`Self::plan_drill_to_now`], logged and recorded in job `job_id`.
+    pub(in crate::tablet) async fn plan_drill_chain(
+        &self,
+        job_id: &str,
+        m: &Manifest,
+    ) -> anyhow::Result<ChainPlan> {
+        let chain = self
+            .plan_drill_to_now(m)
+            .await
+            .context("planning the chain to now")?;
+        let lines = chain.describe();
+        for l in &lines {
+            tracing::info!(backup = %m.backup_name, "drill to now, chain: {l}");
+        }
+        self.record_point_in_time(job_id, &lines, None).await;
+        Ok(chain)
+    }
+
+    /// After [`apply_to_scratch`]: notes what was applied, records where the
+    /// drill got in job `job_id`, and returns the position the checks expect
+    /// (the chain's end).
+    pub(in crate::tablet) async fn record_drill_reached(
+        &self,
+        job_id: &str,
+        chain: Option<&ChainPlan>,
+        plan: &ApplyPlan,
+        notes: &mut Vec<String>,
+    ) -> String {
+        let reached = restored_to(plan);
+        notes.push(format!(
+            "applied {} binlog transactions to {reached}",
+            plan.steps.iter().map(|s| s.transactions).sum::<usize>()
+        ));
+        let lines = chain.map(ChainPlan::describe).unwrap_or_default();
+        self.record_point_in_time(job_id, &lines, Some(reached))
+            .await;
+        format_position(&plan.applied_to)
     }
 
     /// Downloads and verifies the chain's binlogs into `scratch/binlogs/` and
