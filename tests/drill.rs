@@ -8,7 +8,11 @@
 //! leave no scratch directory or server behind; a drill of a corrupted backup (one byte
 //! flipped in a stored data file, MANIFEST kept) fails, records
 //! `drill_result: failed` with the reason and leaves nothing behind; bad input
-//! is refused with one `error:` line and nothing written.
+//! is refused with one `error:` line and nothing written. `drill --to-now` of a
+//! new full backup, with the archive on and writes after the backup, applies the
+//! archived chain and ends at the archive's position with the primary's rows;
+//! with one archived segment deleted it fails naming the missing GTIDs and
+//! leaves nothing behind.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,7 +95,7 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
     for (args, want) in [
         (vec!["drill", "ks/0"], "no complete full backup"),
         (vec!["drill", "nope/0"], "shard nope/0 does not exist"),
-        (vec!["drill", "ks/0", "--to-now"], "not supported yet"),
+        (vec!["drill", "ks/0", "--to-now"], "no complete full backup"),
         (
             vec![
                 "drill",
@@ -390,4 +394,134 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
     assert_nothing_left(&s);
     assert_nothing_left(&r);
     assert_eq!(r.sql("SELECT COUNT(*) FROM app.t").unwrap().trim(), "3100");
+
+    let phase = std::time::Instant::now();
+    to_now(&c, &topo, &p, &mut r, &s).await;
+    println!("drills to now: {:?}", phase.elapsed());
+}
+
+/// The archive's position as `get-shard --json` reports it.
+fn archived_position(c: &Cluster) -> String {
+    let out = c.cli_ok(&["get-shard", "ks/0", "--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["archive"]["position"].as_str().unwrap_or("").to_string()
+}
+
+/// Waits until the archive holds the primary's position; returns it.
+async fn wait_archived(c: &Cluster, p: &TabletProcess) -> String {
+    let want = p
+        .sql("SELECT @@gtid_binlog_pos")
+        .unwrap()
+        .trim()
+        .to_string();
+    wait_for(&format!("the archive to reach {want}"), T, || async {
+        Ok((archived_position(c) == want).then_some(()))
+    })
+    .await
+    .unwrap();
+    want
+}
+
+/// `drill --to-now` of a new full backup with the archive on: writes after the
+/// backup (two batches, in segments of their own) are applied; then one
+/// segment is deleted and the drill fails naming the hole.
+async fn to_now(
+    c: &Cluster,
+    topo: &Topo,
+    p: &TabletProcess,
+    r: &mut TabletProcess,
+    s: &TabletProcess,
+) {
+    use cairn::backup::binlog_archive::{archive_dir, find_by_gtid, list_segments};
+    use cairn::backup::storage::BackupStorage;
+    use cairn::backup::FileStorage;
+    use cairn::mysql::gtid::parse_gtid_list;
+
+    let coord = c
+        .spawn_coordinator("c2", &["--reconcile-interval", "1s"])
+        .unwrap();
+    coord.wait_leader(T).await.unwrap();
+    let full = c
+        .cli_ok(&["backup", &r.spec.alias()])
+        .unwrap()
+        .trim()
+        .to_string();
+    r.wait_healthy(topo, T).await.unwrap();
+    c.cli_ok(&["archive", "set", "ks/0", "--interval", "1s"])
+        .unwrap();
+    wait_archived(c, p).await;
+    p.sql("INSERT INTO app.t SELECT seq, 'to-now 1' FROM app.seq_3101_to_3200")
+        .unwrap();
+    let first = wait_archived(c, p).await;
+    p.sql("INSERT INTO app.t SELECT seq, 'to-now 2' FROM app.seq_3201_to_3300")
+        .unwrap();
+    let end = wait_archived(c, p).await;
+    let rows = p
+        .sql("SELECT COUNT(*) FROM app.t")
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(rows, "3300");
+
+    let (code, out, text) = drill(c, &["--backup", &full, "--to-now"]);
+    assert_eq!(code, 0, "{text}\n{}\n{}", r.log_tail(30), s.log_tail(30));
+    assert_eq!(out["state"], "SUCCEEDED", "{out}");
+    assert_eq!(out["drill_result"], "succeeded", "{out}");
+    assert_eq!(out["to_now"], true, "{out}");
+    let reached = out["restored_to"].as_str().unwrap_or_default();
+    assert!(reached.starts_with(&format!("MariaDB/{end} ")), "{out}");
+    let message = out["message"].as_str().unwrap();
+    for want in [
+        "apply ".to_string(),
+        format!("position MariaDB/{end}"),
+        format!("app.t {rows}"),
+    ] {
+        assert!(message.contains(&want), "{want}: {message}");
+    }
+    let chain = out["chain"].to_string();
+    assert!(
+        chain.contains("archive") && chain.contains(&full),
+        "{chain}"
+    );
+    let rec = record(topo, &full).await;
+    assert_eq!(rec.drill_result, Some(DrillResult::Succeeded));
+    assert!(rec.drill_seconds.unwrap() > 0.0);
+    println!("drill to now: {message}");
+    assert_nothing_left(r);
+    assert_nothing_left(s);
+
+    // One segment gone: the drill fails naming the hole, and leaves nothing.
+    let st = FileStorage::new(c.backup_root());
+    let segs: Vec<_> = list_segments(&st, "ks", "0")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let batch1 = *parse_gtid_list(&first).unwrap().last().unwrap();
+    let last = *parse_gtid_list(&end).unwrap().last().unwrap();
+    let gone = find_by_gtid(&segs, batch1)
+        .expect("a segment holds the first batch")
+        .clone();
+    assert!(
+        gone.last_gtid.is_some_and(|g| g.seq < last.seq),
+        "the second batch has a segment of its own: {segs:?}"
+    );
+    st.remove_blob(&archive_dir("ks", "0"), &gone.format())
+        .await
+        .unwrap();
+    let (code, out, text) = drill(c, &["--backup", &full, "--to-now"]);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(out["state"], "FAILED", "{out}");
+    assert_eq!(out["drill_result"], "failed", "{out}");
+    let why = record(topo, &full).await.drill_error.unwrap();
+    assert!(
+        why.contains("cannot reach") && why.contains(&format!("0-*-{}", batch1.seq)),
+        "{why}"
+    );
+    println!("drill to now across a deleted segment: {why}");
+    assert_nothing_left(r);
+    assert_nothing_left(s);
+    assert_eq!(r.sql("SELECT COUNT(*) FROM app.t").unwrap().trim(), "3300");
+    drop(coord);
 }

@@ -1,11 +1,13 @@
 //! Restore drills, the part that is about backups: how much disk a drill of a
-//! backup needs, the measured stages of a drill and its one-line summary, and how
+//! backup needs, what a drill to now plans from ([`to_now_chain_input`]), the
+//! measured stages of a drill and its one-line summary, and how
 //! its outcome reads in the backup's record (written by CAS through
 //! [`record_drill`], keeping every other field). The agent runs
 //! the drill itself (`tablet::drill`).
 //!
-//! May call: `cairn-topo`, the MANIFEST type and [`super::catalog`] (which
-//! backup is the newest). Pure but for [`record_drill`], one CAS write in etcd.
+//! May call: `cairn-topo`, the MANIFEST type, [`super::catalog`] (which backup
+//! is the newest), the pitr planner's types and `mysql::gtid`. Pure but for
+//! [`record_drill`], one CAS write in etcd.
 
 use std::time::Duration;
 
@@ -14,6 +16,8 @@ use cairn_topo::{BackupRecord, DrillResult, Topo};
 use chrono::{DateTime, Utc};
 
 use super::manifest::{BackupMethod, Manifest};
+use super::pitr::{ArchiveListing, RestoreTarget};
+use crate::mysql::gtid::{merge_gtid_lists, parse_gtid_list, Gtid};
 
 /// The backup a drill of a shard is for, from the shard's records: the one
 /// `name`d (which must be catalogued, complete and full), or else the newest
@@ -52,8 +56,10 @@ pub const DRILL_RESERVE_BYTES: u64 = 256 * 1024 * 1024;
 /// (`total_size`), a fifth more (an xtrabackup `--prepare` rewrites its redo
 /// log and grows tablespaces; a builtin restore is its files' size, the fifth
 /// is margin), and the server's own files when it starts (redo log, temporary
-/// tablespace: 128 MiB). Pure.
-pub fn drill_space_needed(m: &Manifest) -> u64 {
+/// tablespace: 128 MiB); a drill to now also holds `binlog_bytes` of binlogs
+/// twice (downloaded, and written again by the scratch server as it applies
+/// them). Pure.
+pub fn drill_space_needed(m: &Manifest, binlog_bytes: u64) -> u64 {
     let expansion = match m.backup_method {
         BackupMethod::Builtin => m.total_size / 5,
         BackupMethod::Xtrabackup => m.total_size / 5 + m.total_size / 10,
@@ -61,12 +67,14 @@ pub fn drill_space_needed(m: &Manifest) -> u64 {
     m.total_size
         .saturating_add(expansion)
         .saturating_add(128 * 1024 * 1024)
+        .saturating_add(binlog_bytes.saturating_mul(2))
 }
 
-/// Refuses a drill of `m` when `free` bytes cannot hold it and still leave
-/// [`DRILL_RESERVE_BYTES`] to the serving tablet, saying what it needs. Pure.
-pub fn check_drill_room(m: &Manifest, free: u64) -> Result<(), String> {
-    let need = drill_space_needed(m);
+/// Refuses a drill of `m` (and `binlog_bytes` of binlogs to apply) when `free`
+/// bytes cannot hold it and still leave [`DRILL_RESERVE_BYTES`] to the serving
+/// tablet, saying what it needs. Pure.
+pub fn check_drill_room(m: &Manifest, binlog_bytes: u64, free: u64) -> Result<(), String> {
+    let need = drill_space_needed(m, binlog_bytes);
     let want = need.saturating_add(DRILL_RESERVE_BYTES);
     if free >= want {
         return Ok(());
@@ -80,6 +88,64 @@ pub fn check_drill_room(m: &Manifest, free: u64) -> Result<(), String> {
         human_bytes(DRILL_RESERVE_BYTES),
         human_bytes(free)
     ))
+}
+
+/// What a drill to now plans from: the drilled full backup `full` and every
+/// incremental among `manifests` (the other full backups left out, so the
+/// planner starts from the drilled one), and the target: the newest archived
+/// transaction per replication domain, the newest of the full backup's
+/// position, each incremental's, each archived segment's last GTID and the
+/// archive record's `archived_position` (what the archiving agent recorded as
+/// stored, so a segment missing from storage is a gap, not a shorter chain).
+/// `Err` when the full backup's position or the archive's is not a MariaDB
+/// GTID list. Pure.
+pub fn to_now_chain_input(
+    full: &Manifest,
+    manifests: &[Manifest],
+    archive: &ArchiveListing,
+    archived_position: &str,
+) -> Result<(Vec<Manifest>, RestoreTarget), String> {
+    let parse = |what: &str, p: &str| -> Result<Vec<Gtid>, String> {
+        let raw = p.trim();
+        let raw = raw.strip_prefix("MariaDB/").unwrap_or(raw);
+        parse_gtid_list(raw).map_err(|e| format!("{what} {p:?} is not a GTID list: {e:#}"))
+    };
+    let full_pos = parse(
+        &format!("the position of backup {}", full.backup_name),
+        &full.position,
+    )?;
+    if full_pos.is_empty() {
+        return Err(format!(
+            "backup {} holds no GTID position: there is no chain to apply on it",
+            full.backup_name
+        ));
+    }
+    let mut lists = vec![
+        full_pos,
+        parse("the archive's position", archived_position)?,
+    ];
+    let incrementals: Vec<Manifest> = manifests
+        .iter()
+        .filter(|m| m.is_incremental() && m.check_restorable().is_ok())
+        .cloned()
+        .collect();
+    // An incremental whose position does not parse is left to the planner
+    // (which skips it); it names no newer transaction.
+    lists.extend(
+        incrementals
+            .iter()
+            .filter_map(|m| parse("", &m.position).ok()),
+    );
+    lists.push(
+        archive
+            .segments
+            .iter()
+            .filter_map(|s| s.last_gtid)
+            .collect(),
+    );
+    let mut chain = vec![full.clone()];
+    chain.extend(incrementals);
+    Ok((chain, RestoreTarget::Position(merge_gtid_lists(&lists))))
 }
 
 /// `1.5 GiB`, `300.0 MiB`, `12 B`.
@@ -101,30 +167,38 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// The stages of a drill, timed: download and restore (one pass: the engine
-/// verifies and writes as it reads), start of the scratch server, and the
-/// checks. A stage not reached is `None`.
+/// verifies and writes as it reads), start of the scratch server, for a drill
+/// to now the binlogs' download, verification and apply, and the checks. A
+/// stage not reached is `None`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DrillStages {
     pub restore: Option<Duration>,
     pub start: Option<Duration>,
+    pub apply: Option<Duration>,
     pub check: Option<Duration>,
 }
 
 impl DrillStages {
+    /// Adds `d` to the apply stage (its download and its apply are timed apart).
+    pub fn add_apply(&mut self, d: Duration) {
+        self.apply = Some(self.apply.unwrap_or_default() + d);
+    }
+
     /// The measured recovery time: every stage reached, in seconds.
     pub fn total_seconds(&self) -> f64 {
-        [self.restore, self.start, self.check]
+        [self.restore, self.start, self.apply, self.check]
             .iter()
             .flatten()
             .map(Duration::as_secs_f64)
             .sum()
     }
 
-    /// `restore 8.1s, start 2.0s, check 0.4s` (the stages reached).
+    /// `restore 8.1s, start 2.0s, apply 1.2s, check 0.4s` (the stages reached).
     pub fn summary(&self) -> String {
         let parts: Vec<String> = [
             ("restore", self.restore),
             ("start", self.start),
+            ("apply", self.apply),
             ("check", self.check),
         ]
         .iter()
@@ -277,10 +351,14 @@ mod tests {
             (BackupMethod::Builtin, u64::MAX, u64::MAX - 1, true),
         ];
         for (method, total, free, refused) in cases {
-            let r = check_drill_room(&manifest(method, total), free);
+            let r = check_drill_room(&manifest(method, total), 0, free);
             assert_eq!(r.is_err(), refused, "{method:?} {total} {free}: {r:?}");
         }
-        let e = check_drill_room(&manifest(BackupMethod::Builtin, 10 * GIB), GIB).unwrap_err();
+        // Binlogs to apply count twice: downloaded, and logged again.
+        let m = manifest(BackupMethod::Builtin, 10 * GIB);
+        assert!(check_drill_room(&m, GIB, 14 * GIB + 384 * MIB).is_ok());
+        assert!(check_drill_room(&m, GIB, 14 * GIB + 383 * MIB).is_err());
+        let e = check_drill_room(&manifest(BackupMethod::Builtin, 10 * GIB), 0, GIB).unwrap_err();
         assert_eq!(
             e,
             "not enough disk to drill backup b1: the restore and its server need 12.1 GiB \
@@ -340,13 +418,22 @@ mod tests {
 
     #[test]
     fn stages_sum_and_print_what_was_reached() {
-        let s = DrillStages {
+        let mut s = DrillStages {
             restore: Some(Duration::from_millis(8100)),
             start: Some(Duration::from_millis(2000)),
+            apply: None,
             check: None,
         };
         assert!((s.total_seconds() - 10.1).abs() < 1e-9);
         assert_eq!(s.summary(), "restore 8.1s, start 2.0s");
+        s.add_apply(Duration::from_millis(700));
+        s.add_apply(Duration::from_millis(500));
+        s.check = Some(Duration::from_millis(400));
+        assert!((s.total_seconds() - 11.7).abs() < 1e-9);
+        assert_eq!(
+            s.summary(),
+            "restore 8.1s, start 2.0s, apply 1.2s, check 0.4s"
+        );
         assert_eq!(DrillStages::default().summary(), "no stage reached");
         assert_eq!(DrillStages::default().total_seconds(), 0.0);
     }
@@ -400,6 +487,97 @@ mod tests {
         );
         assert_eq!(r2.state, BackupRecordState::Complete);
         assert_eq!(r2.schedule.as_deref(), Some("nightly"));
+    }
+
+    #[test]
+    fn to_now_targets_the_newest_archived_transaction() {
+        use crate::backup::binlog_archive::SegmentName;
+        let g = |d, srv, seq| Gtid {
+            domain: d,
+            server: srv,
+            seq,
+        };
+        let mut full = manifest(BackupMethod::Builtin, 1);
+        full.position = "MariaDB/0-1-10,1-5-3".into();
+        let mut other_full = manifest(BackupMethod::Builtin, 1);
+        other_full.backup_name = "b0".into();
+        other_full.position = "MariaDB/0-1-4".into();
+        let mut inc = manifest(BackupMethod::Builtin, 1);
+        inc.backup_name = "i1".into();
+        inc.incremental.is_incremental = true;
+        inc.incremental.from_position = "MariaDB/0-1-10".into();
+        inc.position = "MariaDB/0-1-20".into();
+        let seg = |last| SegmentName {
+            number: 1,
+            server_id: 1,
+            file_index: 1,
+            start: 4,
+            end: 100,
+            first_ts: None,
+            last_ts: None,
+            first_gtid: None,
+            last_gtid: last,
+            compression: crate::backup::manifest::CompressionEngine::Zstd,
+            encrypted: false,
+            moved_head: false,
+        };
+        let archive = |segs| ArchiveListing {
+            segments: segs,
+            safe_at: None,
+        };
+        let ms = vec![other_full.clone(), full.clone(), inc.clone()];
+        // (what, segments, the record's position, target or the start of the error)
+        type Case<'a> = (
+            &'a str,
+            Vec<SegmentName>,
+            &'a str,
+            Result<Vec<Gtid>, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "no archive: the newest incremental",
+                vec![],
+                "",
+                Ok(vec![g(0, 1, 20), g(1, 5, 3)]),
+            ),
+            (
+                "a segment beyond it",
+                vec![seg(Some(g(0, 2, 25))), seg(None)],
+                "",
+                Ok(vec![g(0, 2, 25), g(1, 5, 3)]),
+            ),
+            (
+                "the record ahead of the listing (a segment gone)",
+                vec![seg(Some(g(0, 2, 25)))],
+                "0-2-31",
+                Ok(vec![g(0, 2, 31), g(1, 5, 3)]),
+            ),
+            (
+                "a garbage record",
+                vec![],
+                "nope",
+                Err("the archive's position \"nope\" is not a GTID list"),
+            ),
+        ];
+        for (what, segs, recorded, want) in cases {
+            let got = to_now_chain_input(&full, &ms, &archive(segs), recorded);
+            match (want, got) {
+                (Ok(w), Ok((chain, RestoreTarget::Position(t)))) => {
+                    let mut t = t;
+                    t.sort_by_key(|g| g.domain);
+                    assert_eq!(t, w, "{what}");
+                    let names: Vec<&str> = chain.iter().map(|m| m.backup_name.as_str()).collect();
+                    assert_eq!(names, ["b1", "i1"], "{what}: only the drilled full backup");
+                }
+                (Err(w), Err(e)) => assert!(e.starts_with(w), "{what}: {e}"),
+                (w, g) => panic!("{what}: want {w:?}, got {g:?}"),
+            }
+        }
+        let mut empty = full.clone();
+        empty.position = String::new();
+        assert!(to_now_chain_input(&empty, &ms, &archive(vec![]), "")
+            .unwrap_err()
+            .contains("holds no GTID position"));
     }
 
     #[test]

@@ -146,13 +146,19 @@ unless --backup names another): a DRILL job on a SPARE tablet, else a healthy RE
 code into a scratch directory beside its data, starts a second mariadbd on it on a loopback port, \
 runs CHECK TABLE on every table, compares the restored GTID position with the MANIFEST's and \
 counts the rows of the largest tables, then stops that server and removes the scratch directory. \
-The tablet keeps serving throughout; its own mysqld and data are never touched. A drill the disk \
+With --to-now it also plans the chain of incremental backups and archived binlog segments from \
+that backup up to the newest archived transaction (the archive's recorded position; with no \
+archive, the newest incremental's), downloads and verifies those binlogs, applies them to the \
+scratch server (mariadb-binlog | mariadb, TZ=UTC, as a point-in-time restore does) and checks \
+the position against the chain's end; a gap in the chain fails the drill naming the missing \
+GTIDs. The tablet keeps serving throughout; its own mysqld and data are never touched. A drill the disk \
 cannot hold is refused before anything is written. Changes: one job record, and the backup's \
 record gets verified_at, drill_seconds, drill_result (and drill_error). Waits for the job and \
 prints the outcome with the time of each stage; exit 0 when the drill succeeded, 1 otherwise.\n\n\
 Examples:\n  \
 cairn drill commerce/0\n  \
 cairn drill commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json\n  \
+cairn drill commerce/0 --to-now\n  \
 cairn drill commerce/-80 --no-wait"
     )]
     Drill(DrillArgs),

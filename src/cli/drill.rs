@@ -2,29 +2,24 @@
 //! job for the tablet [`select_drill_tablet`] picks, on the backup
 //! [`choose_drill_backup`] picks; waits for it and prints the outcome with the
 //! time of each stage (the agent's message) and what the backup's record now says.
+//! `--to-now` marks the job with an empty `point_in_time` (no target of its
+//! own): the agent also applies the chain of incrementals and archived binlog
+//! segments up to the newest archived transaction, and records the chain and
+//! where it got there (`point_in_time.plan`, `.restored_to`, in `--json`).
 //!
-//! Everything is refused before anything is written: `--to-now` (not supported
-//! yet), an unknown shard, an unknown, incremental or unreadable backup, no
-//! eligible tablet, a busy one.
+//! Everything is refused before anything is written: an unknown shard, an
+//! unknown, incremental or unreadable backup, no eligible tablet, a busy one.
 
 use anyhow::{bail, Context};
-use cairn_topo::{BackupRecord, Job, JobKind, JobState, Topo};
+use cairn_topo::{BackupRecord, Job, JobKind, JobState, PointInTime, Topo};
 use serde_json::json;
 
 use super::args::{DrillArgs, GlobalArgs};
-use super::{connect_admin, jobs, UsageError};
+use super::{connect_admin, jobs};
 use crate::backup::drill::choose_drill_backup;
 use crate::coordinator::select::{select_drill_tablet, Choice};
 
 pub async fn drill(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<()> {
-    if a.to_now {
-        return Err(UsageError(
-            "drill --to-now (applying the archived chain up to the newest transaction) is not \
-             supported yet; drill the full backup without it"
-                .into(),
-        )
-        .into());
-    }
     let topo = connect_admin(g).await?;
     run(&topo, a).await
 }
@@ -71,13 +66,24 @@ async fn run(topo: &Topo, a: DrillArgs) -> anyhow::Result<()> {
     jobs::refuse_if_busy(topo, &alias).await?;
     let mut job = Job::pending(JobKind::Drill, &ks.keyspace, &ks.shard, &alias);
     job.backup_name = Some(backup.clone());
+    if a.to_now {
+        job.point_in_time = Some(PointInTime::default());
+    }
     job.pending_timeout_seconds = Some(a.pending_timeout.as_secs());
     jobs::submit(topo, &job).await?;
     if a.no_wait {
         println!("{}", job.id);
         return Ok(());
     }
-    eprintln!("drilling backup {backup} on {alias} (job {})", job.id);
+    eprintln!(
+        "drilling backup {backup}{} on {alias} (job {})",
+        if a.to_now {
+            " up to the newest archived transaction"
+        } else {
+            ""
+        },
+        job.id
+    );
     let done = jobs::wait(topo, &job.id, a.pending_timeout).await?;
     let record = topo
         .get::<BackupRecord>(&topo.keys().backup(&ks.keyspace, &ks.shard, &backup))
@@ -125,5 +131,8 @@ fn outcome_json(done: &Job, record: Option<&BackupRecord>) -> serde_json::Value 
         "drill_seconds": record.and_then(|r| r.drill_seconds),
         "drill_result": record.and_then(|r| r.drill_result),
         "drill_error": record.and_then(|r| r.drill_error.clone()),
+        "to_now": done.point_in_time.is_some(),
+        "chain": done.point_in_time.as_ref().map(|p| p.plan.clone()),
+        "restored_to": done.point_in_time.as_ref().and_then(|p| p.restored_to.clone()),
     })
 }

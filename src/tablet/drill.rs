@@ -10,8 +10,16 @@
 //! ([`Scratch`], whose drop kills and removes what the normal path did not). The
 //! tablet's own mysqld, data directory, type and replication are never touched.
 //!
+//! A drill to now (the job's `point_in_time` set, with no target of its own)
+//! also plans the chain of incrementals and archived binlog segments from the
+//! backup to the newest archived transaction, downloads and verifies its
+//! binlogs before the restore, applies them to the scratch server (which then
+//! keeps a binary log of its own) and checks the position against the chain's
+//! end ([`to_now`]); the plan and the position reached go into the job's
+//! `point_in_time`.
+//!
 //! Before anything is written the drill is refused, with the reason, when the
-//! disk cannot hold it ([`check_drill_room`]), when the tablet is PRIMARY, or when
+//! disk cannot hold it (the binlogs of a chain included) ([`check_drill_room`]), when the tablet is PRIMARY, or when
 //! the backup is incremental; a refusal fails the job but is no verdict on the
 //! backup. Every other outcome goes into the backup's record
 //! ([`drill::record_drill`]): `verified_at`, `drill_seconds`, `drill_result`,
@@ -37,6 +45,7 @@ use super::agent::{Agent, JobDone, JobRun};
 use crate::backup::drill::{self, check_drill_room, one_line, DrillOutcome, DrillStages};
 use crate::backup::engine::{self, Progress};
 use crate::backup::manifest::Manifest;
+use crate::backup::pitr::ChainPlan;
 use crate::backup::storage::StorageError;
 use crate::common::failpoint;
 use crate::mysql::flavor::DetectedServer;
@@ -44,6 +53,10 @@ use crate::mysql::mysqld::{Mysqld, MysqldConfig};
 
 #[path = "drill/checks.rs"]
 pub mod checks;
+#[path = "drill/inspect.rs"]
+mod inspect;
+#[path = "drill/to_now.rs"]
+pub mod to_now;
 
 /// Prefix of a drill's scratch directory under the tablet dir.
 pub const SCRATCH_PREFIX: &str = "drill-";
@@ -54,18 +67,16 @@ const SCRATCH_SHUTDOWN: Duration = Duration::from_secs(30);
 /// How long the server of an interrupted drill gets before it is killed.
 const LEFTOVER_SHUTDOWN: Duration = Duration::from_secs(2);
 
-/// How many of the largest tables get their rows counted.
-const LARGEST_TABLES: usize = 5;
-
-/// Tables checked per `CHECK TABLE` statement.
-const CHECK_BATCH: usize = 32;
-
 /// What a drill restores and starts: the backup's MANIFEST, the tablet's server
-/// binary and its settings (the scratch server's are derived from them).
+/// binary and its settings (the scratch server's are derived from them), and
+/// for a drill to now the chain to apply.
 struct DrillTarget<'a> {
     m: &'a Manifest,
     server: DetectedServer,
     tablet_cfg: &'a MysqldConfig,
+    chain: Option<&'a ChainPlan>,
+    /// The job, whose `point_in_time` records where a drill to now got.
+    job_id: &'a str,
 }
 
 /// Why a drill did not succeed: refused before it touched anything (no verdict
@@ -174,19 +185,23 @@ pub fn scratch_name(id: &str) -> String {
 }
 
 /// The scratch server's settings: the tablet's (sizes, start timeout, extra
-/// flags), in `dir`, on loopback `port`, with a small buffer pool, no binary log,
-/// no replica start, and no event scheduler. Pure.
-pub fn scratch_config(tablet: &MysqldConfig, dir: &Path, port: u16) -> MysqldConfig {
+/// flags), in `dir`, on loopback `port`, with a small buffer pool, no replica
+/// start, no event scheduler, and no binary log unless `binlog` (a drill to
+/// now: the applied transactions' GTIDs are the position it checks; the log
+/// stays in the scratch directory). Pure.
+pub fn scratch_config(tablet: &MysqldConfig, dir: &Path, port: u16, binlog: bool) -> MysqldConfig {
     let mut c = tablet.clone();
     c.tablet_dir = dir.to_path_buf();
     c.port = port;
     c.bind_address = "127.0.0.1".into();
     c.innodb_buffer_pool_size = "32M".into();
     // Appended last, so they override the tablet's own flags.
+    if !binlog {
+        c.extra_args
+            .extend(["--skip-log-bin", "--skip-log-slave-updates"].map(String::from));
+    }
     c.extra_args.extend(
         [
-            "--skip-log-bin",
-            "--skip-log-slave-updates",
             "--skip-slave-start",
             "--event-scheduler=DISABLED",
             "--read-only=ON",
@@ -230,7 +245,8 @@ async fn remove_leftovers(tablet_dir: &Path, server: &DetectedServer, base: &Mys
         tracing::warn!(dir = %dir.display(), "removing what an interrupted drill left");
         // Its data is thrown away: a moment to stop, then killed (a server
         // still starting may not act on SIGTERM for long).
-        if let Ok(mut m) = Mysqld::with_server(scratch_config(base, &dir, 0), server.clone()) {
+        if let Ok(mut m) = Mysqld::with_server(scratch_config(base, &dir, 0, false), server.clone())
+        {
             if let Err(e) = m.shutdown(LEFTOVER_SHUTDOWN).await {
                 tracing::error!(error = %format!("{e:#}"), "cannot stop an interrupted drill's mysqld");
                 continue;
@@ -269,10 +285,13 @@ impl Agent {
             return Err((anyhow!("a DRILL job must name the backup to drill"), None));
         };
         let refused = |e: anyhow::Error| (e.context("drill refused"), Some(name.clone()));
-        if job.point_in_time.is_some() {
-            return Err(refused(anyhow!(
-                "a drill to a point in time (--to-now) is not supported yet"
-            )));
+        if let Some(p) = &job.point_in_time {
+            if p.restore_to_pos.is_some() || p.restore_to_timestamp.is_some() || p.dry_run {
+                return Err(refused(anyhow!(
+                    "a drill goes to the newest archived transaction (--to-now) only: no \
+                     position, time or dry run"
+                )));
+            }
         }
         if self.tablet_type() == TabletType::Primary {
             return Err(refused(anyhow!(
@@ -381,7 +400,14 @@ impl Agent {
         self.check_fits(&m, &server.version).map_err(Refused)?;
         self.check_decryptable(&m).await.map_err(Refused)?;
         let free = super::restore::free_bytes(&self.cfg.tablet_dir).map_err(Refused)?;
-        check_drill_room(&m, free).map_err(|why| Refused(anyhow!("{why}")))?;
+        // To now: the chain is planned before anything is written; a gap fails
+        // the drill (the backup cannot be brought to now), naming the GTIDs.
+        let chain = match job.point_in_time {
+            None => None,
+            Some(_) => Some(self.plan_drill_chain(&job.id, &m).await.map_err(Failed)?),
+        };
+        let binlog_bytes = chain.as_ref().map_or(0, to_now::chain_binlog_bytes);
+        check_drill_room(&m, binlog_bytes, free).map_err(|why| Refused(anyhow!("{why}")))?;
 
         let dir = self.cfg.tablet_dir.join(scratch_name(&job.id));
         let mut scratch = Scratch::create(dir.clone()).map_err(Refused)?;
@@ -389,6 +415,8 @@ impl Agent {
             m: &m,
             server,
             tablet_cfg: &tablet_cfg,
+            chain: chain.as_ref(),
+            job_id: &job.id,
         };
         let result = self
             .drill_stages(&mut scratch, target, run, progress, stages, notes)
@@ -415,6 +443,18 @@ impl Agent {
         notes: &mut Vec<String>,
     ) -> anyhow::Result<()> {
         let (m, name) = (t.m, &t.m.backup_name);
+        // A chain's binlogs are downloaded and verified before the restore.
+        let apply = match t.chain {
+            None => None,
+            Some(chain) => {
+                let clock = Instant::now();
+                let fetched = self
+                    .fetch_drill_chain(&scratch.dir, chain, progress.clone(), &run.cancel)
+                    .await;
+                stages.add_apply(clock.elapsed());
+                Some(fetched?)
+            }
+        };
         tracing::info!(backup = %name, dir = %scratch.dir.display(), "drill: restoring into a scratch directory");
         let clock = Instant::now();
         let restored = engine::restore_to_staging(engine::RestoreParams {
@@ -433,22 +473,42 @@ impl Agent {
         restored.with_context(|| format!("restoring backup {name}"))?;
 
         let clock = Instant::now();
-        let cfg = scratch_config(t.tablet_cfg, &scratch.dir, free_loopback_port()?);
+        let cfg = scratch_config(
+            t.tablet_cfg,
+            &scratch.dir,
+            free_loopback_port()?,
+            apply.is_some(),
+        );
         let srv = scratch.server.insert(Mysqld::with_server(cfg, t.server)?);
         let started = unless_cancelled(&run.cancel, srv.start()).await;
         stages.start = Some(clock.elapsed());
         started.context("starting mysqld on the restored data")?;
         scratch.up = true;
 
-        let clock = Instant::now();
         failpoint::hit("drill-after-start");
         let srv = scratch
             .server
             .as_ref()
             .context("the drill's mysqld is gone")?;
+        let mut want = m.position.clone();
+        if let Some(plan) = &apply {
+            let clock = Instant::now();
+            let applied = unless_cancelled(
+                &run.cancel,
+                to_now::apply_to_scratch(srv, &scratch.dir, m, plan, &run.cancel),
+            )
+            .await;
+            stages.add_apply(clock.elapsed());
+            applied.context("applying the chain to now")?;
+            want = self
+                .record_drill_reached(t.job_id, t.chain, plan, notes)
+                .await;
+        }
+
+        let clock = Instant::now();
         let check = async {
             failpoint::pause("drill-before-check").await;
-            check_restored(srv, m, notes).await
+            inspect::check_restored(srv, &want, notes).await
         };
         let checked = unless_cancelled(&run.cancel, check).await;
         stages.check = Some(clock.elapsed());
@@ -456,122 +516,6 @@ impl Agent {
     }
 }
 
-/// A row of `CHECK TABLE`: Table, Op, Msg_type, Msg_text.
-type CheckTableRow = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-/// The checks on the scratch server; `Err` lists every problem found.
-async fn check_restored(srv: &Mysqld, m: &Manifest, notes: &mut Vec<String>) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
-    let tables: Vec<(String, String, u64, u64)> = srv
-        .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, IFNULL(TABLE_ROWS, 0), IFNULL(DATA_LENGTH, 0) \
-             FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' \
-             AND TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema')",
-        )
-        .await
-        .context("listing the restored tables")?;
-    let mut rows = Vec::new();
-    for batch in tables.chunks(CHECK_BATCH) {
-        let list: Vec<String> = batch
-            .iter()
-            .map(|(s, t, _, _)| checks::quote_table(s, t))
-            .collect();
-        let got: Vec<CheckTableRow> = srv
-            .query(&format!("CHECK TABLE {}", list.join(", ")))
-            .await
-            .context("CHECK TABLE")?;
-        rows.extend(
-            got.into_iter()
-                .map(|(table, _op, kind, text)| checks::CheckRow {
-                    table: table.unwrap_or_default(),
-                    msg_type: kind.unwrap_or_default(),
-                    msg_text: text.unwrap_or_default(),
-                }),
-        );
-    }
-    problems.extend(checks::check_table_problems(&rows));
-
-    let restored = srv
-        .gtid_position()
-        .await
-        .context("reading the restored position")?;
-    match checks::position_verdict(&restored, &m.position) {
-        Ok(None) => {}
-        Ok(Some(note)) => notes.push(note),
-        Err(p) => problems.push(p),
-    }
-
-    let mut user: Vec<&(String, String, u64, u64)> = tables
-        .iter()
-        .filter(|(s, ..)| !matches!(s.as_str(), "mysql" | "sys"))
-        .collect();
-    user.sort_by(|a, b| b.3.cmp(&a.3).then(b.2.cmp(&a.2)));
-    let mut counts = Vec::new();
-    for (s, t, estimated, data) in user.into_iter().take(LARGEST_TABLES) {
-        let n: Option<u64> = srv
-            .query_first(&format!(
-                "SELECT COUNT(*) FROM {}",
-                checks::quote_table(s, t)
-            ))
-            .await
-            .with_context(|| format!("counting the rows of {s}.{t}"))?;
-        counts.push(checks::TableCount {
-            table: format!("{s}.{t}"),
-            estimated_rows: *estimated,
-            data_length: *data,
-            counted: n.unwrap_or(0),
-        });
-    }
-    problems.extend(checks::row_count_problems(&counts));
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("; "));
-    }
-    notes.push(format!(
-        "{} tables checked, position {}, rows counted: {}",
-        tables.len(),
-        m.position,
-        if counts.is_empty() {
-            "no user tables".to_string()
-        } else {
-            counts
-                .iter()
-                .map(|c| format!("{} {}", c.table, c.counted))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    ));
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scratch_names_are_short_and_safe() {
-        assert_eq!(
-            scratch_name("20261126T010000123-drill-0a1b2c3d"),
-            "drill-0a1b2c3d"
-        );
-        assert_eq!(scratch_name("../x"), "drill-x");
-        assert_eq!(scratch_name("a-"), "drill-job");
-        assert!(scratch_name(&"z".repeat(100)).len() <= SCRATCH_PREFIX.len() + 16);
-    }
-
-    #[test]
-    fn scratch_servers_never_log_binlogs_nor_replicate() {
-        let base = MysqldConfig::new("/t/101".into(), 3306, "0.0.0.0".into(), 101);
-        let c = scratch_config(&base, Path::new("/t/101/drill-x"), 4000);
-        assert_eq!(c.tablet_dir, Path::new("/t/101/drill-x"));
-        assert_eq!((c.port, c.bind_address.as_str()), (4000, "127.0.0.1"));
-        for flag in ["--skip-log-bin", "--skip-slave-start", "--read-only=ON"] {
-            assert!(c.extra_args.iter().any(|a| a == flag), "{flag}");
-        }
-        assert_eq!(c.innodb_buffer_pool_size, "32M");
-    }
-}
+#[path = "drill/tests.rs"]
+mod tests;

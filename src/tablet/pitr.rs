@@ -129,7 +129,7 @@ pub fn target_of(
 }
 
 /// `MariaDB/<pos> (last transaction committed at T)`: what a restore reached.
-fn restored_to(plan: &ApplyPlan) -> String {
+pub(super) fn restored_to(plan: &ApplyPlan) -> String {
     let when = plan
         .last_commit
         .and_then(|t| DateTime::<Utc>::from_timestamp(i64::from(t), 0))
@@ -171,7 +171,7 @@ impl Agent {
 
     /// The shard's archived segments (storage is the truth) and when the
     /// archive was last known to hold everything (its record's `safe_at`).
-    async fn archive_listing(&self) -> anyhow::Result<ArchiveListing> {
+    pub(super) async fn archive_listing(&self) -> anyhow::Result<ArchiveListing> {
         let (ks, shard) = (&self.cfg.keyspace, &self.cfg.shard);
         let segments = list_segments(self.storage()?, ks, shard)
             .await
@@ -228,8 +228,7 @@ impl Agent {
         })
     }
 
-    /// Downloads (verified, decrypted, decompressed) every incremental's files
-    /// into `DIR/pitr-binlogs/<backup>/`, reads them, and decides what to apply.
+    /// [`Self::fetch_chain_into`] `DIR/pitr-binlogs/`.
     async fn fetch_and_plan_apply(
         &self,
         chain: &ChainPlan,
@@ -237,7 +236,23 @@ impl Agent {
         cancel: &CancellationToken,
     ) -> anyhow::Result<(PathBuf, ApplyPlan)> {
         let root = self.cfg.tablet_dir.join(BINLOG_DIR);
-        remove_dir_if_exists(&root)?;
+        let plan = self
+            .fetch_chain_into(&root, chain, progress, cancel)
+            .await?;
+        Ok((root, plan))
+    }
+
+    /// Downloads (verified, decrypted, decompressed) every incremental's files
+    /// into `root/<backup>/`, rebuilds the archived files there, reads them all,
+    /// and decides what to apply. `root` is emptied first.
+    pub(super) async fn fetch_chain_into(
+        &self,
+        root: &Path,
+        chain: &ChainPlan,
+        progress: Arc<Progress>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<ApplyPlan> {
+        remove_dir_if_exists(root)?;
         let mut downloaded = Vec::new();
         for m in &chain.incrementals {
             let from = StoredBackup {
@@ -285,7 +300,7 @@ impl Agent {
             if cancel.is_cancelled() {
                 bail!("cancelled");
             }
-            downloaded.push(self.fetch_archived_file(&root, f).await?);
+            downloaded.push(self.fetch_archived_file(root, f).await?);
         }
         let full_pos = parse_gtid_list(
             chain
@@ -294,8 +309,7 @@ impl Agent {
                 .strip_prefix("MariaDB/")
                 .unwrap_or(&chain.full.position),
         )?;
-        let plan = plan_apply(&full_pos, &downloaded, &chain.target).map_err(anyhow::Error::msg)?;
-        Ok((root, plan))
+        plan_apply(&full_pos, &downloaded, &chain.target).map_err(anyhow::Error::msg)
     }
 
     /// Applies `plan` to the running server, checks where it ended, and makes
@@ -307,35 +321,7 @@ impl Agent {
         plan: &ApplyPlan,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        for step in &plan.steps {
-            let started = Instant::now();
-            let dir = root.join(&step.backup);
-            mysqld
-                .apply_binlogs(
-                    &BinlogApply {
-                        dir: &dir,
-                        files: &step.files,
-                        start: &format_gtid_list(&step.start),
-                        stop: &format_gtid_list(&step.stop),
-                    },
-                    cancel,
-                )
-                .await
-                .with_context(|| format!("applying the binlogs of {}", step.backup))?;
-            tracing::info!(backup = %step.backup, files = step.files.len(), transactions = step.transactions,
-                stop = %format_gtid_list(&step.stop), elapsed_ms = started.elapsed().as_millis() as u64, "binlogs applied");
-            crate::common::failpoint::hit("pitr-after-apply-step");
-        }
-        let have = mysqld
-            .position()
-            .await
-            .context("reading the position after the apply")?;
-        if !position_matches(&have, &plan.applied_to) {
-            bail!(
-                "the binlogs were applied but the server holds {have}, not {}",
-                format_position(&plan.applied_to)
-            );
-        }
+        apply_chain(mysqld, root, plan, cancel).await?;
         mysqld
             .set_replication_position(&format_position(&plan.applied_to))
             .await
@@ -387,7 +373,12 @@ impl Agent {
     }
 
     /// Records the chain and (when done) where the restore ended in the job.
-    async fn record_point_in_time(&self, id: &str, lines: &[String], reached: Option<String>) {
+    pub(super) async fn record_point_in_time(
+        &self,
+        id: &str,
+        lines: &[String],
+        reached: Option<String>,
+    ) {
         let key = self.topo.keys().job(id);
         let r = self
             .topo
@@ -538,6 +529,48 @@ impl Agent {
             "point-in-time restore done: the tablet is DRAINED with replication stopped");
         Ok(())
     }
+}
+
+/// Applies `plan`'s steps to the running server `mysqld` (`mariadb-binlog |
+/// mariadb` over its socket, the binlogs under `root/<step>/`) and checks that
+/// it ends exactly where the plan says. Shared by point-in-time restores and
+/// drills to now.
+pub(super) async fn apply_chain(
+    mysqld: &Mysqld,
+    root: &Path,
+    plan: &ApplyPlan,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    for step in &plan.steps {
+        let started = Instant::now();
+        let dir = root.join(&step.backup);
+        mysqld
+            .apply_binlogs(
+                &BinlogApply {
+                    dir: &dir,
+                    files: &step.files,
+                    start: &format_gtid_list(&step.start),
+                    stop: &format_gtid_list(&step.stop),
+                },
+                cancel,
+            )
+            .await
+            .with_context(|| format!("applying the binlogs of {}", step.backup))?;
+        tracing::info!(backup = %step.backup, files = step.files.len(), transactions = step.transactions,
+            stop = %format_gtid_list(&step.stop), elapsed_ms = started.elapsed().as_millis() as u64, "binlogs applied");
+        crate::common::failpoint::hit("pitr-after-apply-step");
+    }
+    let have = mysqld
+        .position()
+        .await
+        .context("reading the position after the apply")?;
+    if !position_matches(&have, &plan.applied_to) {
+        bail!(
+            "the binlogs were applied but the server holds {have}, not {}",
+            format_position(&plan.applied_to)
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ pub struct DrillArgs {
     /// The backup to drill (default: the newest complete full backup of the shard)
     #[arg(long, value_parser = parse_backup_name)]
     pub backup: Option<String>,
-    /// Also apply the chain up to the newest archived transaction (not supported yet)
+    /// Also apply the chain of incrementals and archived binlogs up to the newest archived transaction
     #[arg(long)]
     pub to_now: bool,
     /// Replicas lagging more than this are not eligible
