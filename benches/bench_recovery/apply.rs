@@ -154,7 +154,7 @@ pub async fn run(size: u64, binlog_size: u64, runs: usize) -> anyhow::Result<()>
         let mut sql = String::new();
         for _ in 0..10 {
             sql.push_str(
-                "INSERT INTO app.w (k, pad) SELECT seq, REPEAT(MD5(RAND()), 12) FROM seq_1_to_1000; ",
+                "INSERT INTO app.w (k, pad) SELECT seq, REPEAT(MD5(RAND()), 12) FROM app.seq_1_to_1000; ",
             );
             sql.push_str(&format!(
                 "UPDATE app.w SET k = k + 1, pad = REPEAT(MD5(RAND()), 12) WHERE id BETWEEN {next} AND {}; ",

@@ -15,8 +15,8 @@
 //!   OBJECTS > /dev/null` (page cache warm), and on S3 (moto) against `aws s3 cp
 //!   s3://… - > /dev/null` per object at the same concurrency.
 //!
-//!   cargo bench --bench bench_recovery -- --only apply|verify [--size 2G]
-//!       [--binlog-size 256M] [--runs 2]
+//! `cargo bench --bench bench_recovery -- --only apply|verify [--size 2G]
+//! [--binlog-size 256M] [--runs 2]` (or `scripts/bench.sh --only apply|verify`)
 //!
 //! Everything runs on loopback in a temporary directory removed at the end.
 //! Other work on the machine skews the figures: the load average is printed.
