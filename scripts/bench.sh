@@ -23,21 +23,29 @@
 #                 requests and bytes per hour (only with --only archive: 2+ minutes);
 #   bench_drill   a restore drill of the --size data set on a replica: time per stage
 #                 and the replica's replication lag during it against before it
-#                 (only with --only drill).
+#                 (only with --only drill);
+#   bench_recovery  issue 10's apply speed and time to recover: a new tablet restored
+#                 to the last GTID of --binlog-size of binlog after a full backup,
+#                 against `mariadb-binlog | mariadb` by hand (only with --only apply),
+#                 and issue 11's `cairn verify` throughput against `cat` (file) and
+#                 `aws s3 cp -` (moto) (only with --only verify).
 # Everything runs on loopback in temporary directories that are removed afterwards.
 #
-#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--only tablet|backup|encryption|copy|s3|coordinator|growth|archive|drill]
+#   scripts/bench.sh [--size 2G] [--runs N] [--concurrency 4] [--binlog-size 256M] [--seconds N]
+#                    [--only tablet|backup|encryption|copy|s3|coordinator|growth|archive|drill|apply|verify]
 #
 # --size is the data set of bench_backup (default 2G; e.g. 256M for a quick run);
 # --runs the repetitions of each measurement (default: 5 for bench_tablet, 3 for
 # bench_backup); --concurrency the files copied at once by bench_backup (default 4).
 # bench_backup needs about 4x --size of free space in $TMPDIR (/tmp). Other work on
-# the machine skews the figures: both print the load average.
+# the machine skews the figures: both print the load average. --binlog-size is
+# bench_recovery's binlog for --only apply (default 256M); --seconds is bench_archive's
+# writes per interval (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
 
-size="" runs="" conc="" only=""
+size="" runs="" conc="" only="" binlog_size="" seconds=""
 # The S3 server of `--only s3` (see above).
 S3S_FS_VERSION="${S3S_FS_VERSION:-0.14.1}"
 while [ $# -gt 0 ]; do
@@ -48,13 +56,17 @@ while [ $# -gt 0 ]; do
     --runs=*) runs="${1#--runs=}"; shift ;;
     --concurrency) conc="${2:?--concurrency needs a value}"; shift 2 ;;
     --concurrency=*) conc="${1#--concurrency=}"; shift ;;
+    --binlog-size) binlog_size="${2:?--binlog-size needs a value}"; shift 2 ;;
+    --binlog-size=*) binlog_size="${1#--binlog-size=}"; shift ;;
+    --seconds) seconds="${2:?--seconds needs a value}"; shift 2 ;;
+    --seconds=*) seconds="${1#--seconds=}"; shift ;;
     --only) only="${2:?--only needs tablet or backup}"; shift 2 ;;
     --only=*) only="${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$only" in ""|tablet|backup|encryption|copy|s3|coordinator|growth|archive|drill) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, copy, s3, coordinator, growth, archive or drill" >&2; exit 2 ;; esac
+case "$only" in ""|tablet|backup|encryption|copy|s3|coordinator|growth|archive|drill|apply|verify) ;; *) echo "bench.sh: --only takes tablet, backup, encryption, copy, s3, coordinator, growth, archive, drill, apply or verify" >&2; exit 2 ;; esac
 
 scripts/setup.sh
 # The benchmarks are bench targets (benches/, harness = false): build them and take
@@ -72,7 +84,8 @@ bench_exe() {
 }
 tablet_exe="$(bench_exe bench_tablet)" backup_exe="$(bench_exe bench_backup)" coordinator_exe="$(bench_exe bench_coordinator)"
 growth_exe="$(bench_exe bench_growth)" archive_exe="$(bench_exe bench_archive)" drill_exe="$(bench_exe bench_drill)"
-for exe in "$tablet_exe" "$backup_exe" "$coordinator_exe" "$growth_exe" "$archive_exe" "$drill_exe"; do
+recovery_exe="$(bench_exe bench_recovery)"
+for exe in "$tablet_exe" "$backup_exe" "$coordinator_exe" "$growth_exe" "$archive_exe" "$drill_exe" "$recovery_exe"; do
   [ -n "$exe" ] && [ -x "$exe" ] || { echo "bench.sh: cargo reported no executable for a benchmark" >&2; exit 1; }
 done
 export CAIRN_BIN="$PWD/target/release/cairn"
@@ -115,9 +128,17 @@ if [ "$only" = growth ]; then
 fi
 if [ "$only" = archive ]; then
   echo "== bench_archive"
-  "$archive_exe"
+  "$archive_exe" ${seconds:+--seconds "$seconds"}
 fi
 if [ "$only" = drill ]; then
   echo "== bench_drill"
   "$drill_exe" ${size:+--size "$size"}
+fi
+if [ "$only" = apply ]; then
+  echo "== bench_recovery --only apply"
+  "$recovery_exe" --only apply ${size:+--size "$size"} ${binlog_size:+--binlog-size "$binlog_size"} ${runs:+--runs "$runs"}
+fi
+if [ "$only" = verify ]; then
+  echo "== bench_recovery --only verify"
+  "$recovery_exe" --only verify ${size:+--size "$size"} ${runs:+--runs "$runs"} ${conc:+--concurrency "$conc"}
 fi
