@@ -9,7 +9,8 @@
 # fails if any binary failed, naming them all at the end.
 #
 # Usage: scripts/test-lanes.sh [LANES]   (default 3; CAIRN_TEST_LANES overrides)
-#        CAIRN_TEST_ONLY=REGEX runs only the binaries whose name matches.
+#        CAIRN_TEST_ONLY=REGEX runs only the binaries whose name matches;
+#        CAIRN_TEST_TIMEOUT=SECONDS caps each binary (default 900).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lanes="${1:-${CAIRN_TEST_LANES:-3}}"
@@ -42,7 +43,10 @@ run_one() {
   local start=$SECONDS rc=0
   # What `cargo test` sets for a test binary it runs.
   (cd "$dir" && CARGO_MANIFEST_DIR="$dir" CARGO_PKG_NAME="$(basename "$dir")" \
-    "$exe" --test-threads=2) >"$log" 2>&1 || rc=$?
+    timeout --kill-after=30s "$limit" "$exe" --test-threads=2) >"$log" 2>&1 || rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "===== $kind $name did not finish within ${limit}s: stopped (a hang)" >>"$log"
+  fi
   local took=$((SECONDS - start))
   {
     echo "===== $kind $name ($dir): exit $rc in ${took}s"
@@ -54,7 +58,10 @@ run_one() {
   echo "$took $kind $name" >>"$out/times"
 }
 export -f run_one
-export out
+# At most this long per test binary (seconds): a hang fails the run, naming the
+# binary, instead of eating CI's time limit. CAIRN_TEST_TIMEOUT overrides.
+limit="${CAIRN_TEST_TIMEOUT:-900}"
+export out limit
 
 echo "===== built $(wc -l <"$out/binaries.tsv") test binaries; target dir holds $(du -sh "$target_dir" | cut -f1), $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free"
 start=$SECONDS
