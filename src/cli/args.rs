@@ -13,12 +13,14 @@ use crate::common::parse_duration;
 
 mod archive;
 mod backups;
+mod schedule;
 mod storage;
 pub use archive::{ArchiveCommand, ArchiveSetArgs};
 pub use backups::{
     BackupArgs, BackupShardArgs, DrillArgs, JobFlags, ListBackupsArgs, RemoveBackupArgs,
     RestoreArgs, VerifyArgs,
 };
+pub use schedule::{ScheduleCommand, SchedulePruneArgs, ScheduleSetArgs};
 pub use storage::{EncryptionArgs, StorageArg, StorageArgs};
 
 /// cairn: backups and seeded replicas for a sharded MariaDB/MySQL fleet, coordinated
@@ -461,81 +463,6 @@ pub struct InitShardPrimaryArgs {
     /// How long to wait for the tablet to become PRIMARY
     #[arg(long, default_value = "60s", value_parser = parse_dur)]
     pub wait_timeout: Duration,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ScheduleCommand {
-    /// Create or replace a schedule
-    Set(ScheduleSetArgs),
-    /// List schedules
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a schedule
-    Remove {
-        #[arg(value_parser = parse_schedule_name)]
-        name: String,
-    },
-    /// Stop a schedule from firing, keeping it
-    Pause {
-        #[arg(value_parser = parse_schedule_name)]
-        name: String,
-    },
-    /// Let a paused schedule fire again
-    Resume {
-        #[arg(value_parser = parse_schedule_name)]
-        name: String,
-    },
-    /// Apply a schedule's retention rule now (--dry-run: only show what would go)
-    Prune(SchedulePruneArgs),
-}
-
-/// `cairn schedule prune`.
-#[derive(Debug, Clone, Args)]
-pub struct SchedulePruneArgs {
-    #[arg(value_parser = parse_schedule_name)]
-    pub name: String,
-    /// Show what would be removed, remove nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Incomplete backups older than this are removed
-    #[arg(long, default_value = "24h", value_parser = parse_dur)]
-    pub incomplete_grace: Duration,
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub storage: StorageArgs,
-}
-
-/// `cairn schedule set`.
-#[derive(Debug, Clone, Args)]
-pub struct ScheduleSetArgs {
-    #[arg(value_parser = parse_schedule_name)]
-    pub name: String,
-    /// Cron with 5 or 6 fields (seconds first when 6)
-    #[arg(long)]
-    pub cron: String,
-    /// KS or KS/SHARD
-    #[arg(long)]
-    pub target: String,
-    #[arg(long)]
-    pub keep_count: Option<u32>,
-    #[arg(long, value_parser = parse_dur)]
-    pub keep_for: Option<Duration>,
-    #[arg(long, value_enum)]
-    pub backup_engine: Option<BackupMethod>,
-    /// Each run takes an incremental backup (binary logs) from the newest backup
-    /// of the shard, on the chosen healthy replica
-    #[arg(long)]
-    pub incremental: bool,
-    /// Also run a restore drill of the newest complete full backup of each
-    /// targeted shard on this cron (5 or 6 fields, like --cron)
-    #[arg(long)]
-    pub drill_cron: Option<String>,
-    /// Refuse a cron whose slots come closer together than this
-    #[arg(long, env = "CAIRN_MIN_SCHEDULE_PERIOD", default_value = "5m", value_parser = parse_dur)]
-    pub min_schedule_period: Duration,
 }
 
 /// `cairn jobs`.
