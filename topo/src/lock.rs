@@ -277,15 +277,18 @@ impl Topo {
             key: key.clone(),
             reason: e.to_string(),
         })?;
+        // Armed before the key is written: a campaign abandoned (its future
+        // dropped) after etcd took the key but before the write's answer was
+        // polled would otherwise leave the key queued for as long as the lease.
+        let mut guard = KeyGuard {
+            topo: self.clone(),
+            key: Some(key.clone()),
+        };
         let (my_rev, fresh) = self.join_queue(&key, value.clone(), lease_id).await?;
         if !fresh {
             // Re-campaign on the same lease: keep our place, refresh the value.
             self.put_raw(&key, value, lease_id).await?;
         }
-        let mut guard = KeyGuard {
-            topo: self.clone(),
-            key: Some(key.clone()),
-        };
         self.wait_for_turn(&dir, &key, my_rev, lease_id, None)
             .await?;
         guard.key = None;
