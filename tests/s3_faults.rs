@@ -488,27 +488,16 @@ async fn bad_input_writes_nothing_and_without_storage_list_backups_reads_etcd() 
         ];
         // A catalogued backup: a removal that cannot reach storage keeps its record.
         let record = BackupRecord {
-            name: name.into(),
-            keyspace: "ks".into(),
-            shard: "0".into(),
-            tablet_alias: "zone1-0000000101".into(),
-            engine: BackupMethod::Builtin,
-            backup_time: chrono::Utc::now(),
-            finished_time: None,
-            position: "MariaDB/0-101-1".into(),
             size_bytes: 1,
-            complete: true,
-            schedule: None,
-            state: Default::default(),
-            error: None,
-            incremental: false,
-            from_position: None,
-            first_timestamp: None,
-            last_timestamp: None,
-            verified_at: None,
-            drill_seconds: None,
-            drill_result: None,
-            drill_error: None,
+            ..BackupRecord::full(
+                name,
+                "ks",
+                "0",
+                "zone1-0000000101",
+                BackupMethod::Builtin,
+                chrono::Utc::now(),
+                "MariaDB/0-101-1",
+            )
         };
         topo.put(&topo.keys().backup("ks", "0", name), &record, None)
             .await

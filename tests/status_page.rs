@@ -26,27 +26,18 @@ use chrono::{DateTime, Utc};
 /// archive gap and the recoverable window), accepted until it is merged.
 fn backup(ks: &str, shard: &str, name: &str, at: DateTime<Utc>) -> BackupRecord {
     BackupRecord {
-        name: name.into(),
-        keyspace: ks.into(),
-        shard: shard.into(),
-        tablet_alias: "zone1-0000000101".into(),
-        engine: BackupMethod::Builtin,
-        backup_time: at,
         finished_time: Some(at + chrono::Duration::minutes(2)),
-        position: "MariaDB/0-101-42".into(),
         size_bytes: 1 << 20,
-        complete: true,
         schedule: Some("nightly".into()),
-        state: BackupRecordState::Complete,
-        error: None,
-        incremental: false,
-        from_position: None,
-        first_timestamp: None,
-        last_timestamp: None,
-        verified_at: None,
-        drill_seconds: None,
-        drill_result: None,
-        drill_error: None,
+        ..BackupRecord::full(
+            name,
+            ks,
+            shard,
+            "zone1-0000000101",
+            BackupMethod::Builtin,
+            at,
+            "MariaDB/0-101-42",
+        )
     }
 }
 

@@ -322,7 +322,7 @@ pub async fn s3_pass(
         bytes: data_bytes,
         goal: Some(Goal::MaxTime(1.0)),
         note: format!(
-            "{server_note}; ours verifies sha256 and fsyncs every file, the baseline neither"
+            "{server_note}; ours verifies each file's hash (BLAKE3) and fsyncs every file, the baseline neither"
         ),
     });
     rss.push(format!(

@@ -74,27 +74,17 @@ async fn write_seed_backup(
     }]);
     w.write_manifest(&m).await?;
     Ok(BackupRecord {
-        name,
-        keyspace: ks.into(),
-        shard: shard.into(),
-        tablet_alias: from.to_string(),
-        engine: cairn_topo::BackupMethod::Builtin,
-        backup_time: time,
         finished_time: Some(time),
-        position: m.position.clone(),
         size_bytes: stored,
-        complete: true,
-        schedule: None,
-        state: cairn_topo::BackupRecordState::Complete,
-        error: None,
-        incremental: false,
-        from_position: None,
-        first_timestamp: None,
-        last_timestamp: None,
-        verified_at: None,
-        drill_seconds: None,
-        drill_result: None,
-        drill_error: None,
+        ..cairn_topo::BackupRecord::full(
+            name,
+            ks,
+            shard,
+            from.to_string(),
+            cairn_topo::BackupMethod::Builtin,
+            time,
+            m.position.clone(),
+        )
     })
 }
 

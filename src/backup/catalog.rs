@@ -134,27 +134,22 @@ pub fn record_of(keyspace: &str, shard: &str, b: &BackupInfo) -> Option<BackupRe
 /// `size_bytes`.
 pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u64) -> BackupRecord {
     BackupRecord {
-        name: m.backup_name.clone(),
-        keyspace: keyspace.to_string(),
-        shard: shard.to_string(),
-        tablet_alias: m.tablet_alias.clone(),
-        engine: m.backup_method,
-        backup_time: m.backup_time,
         finished_time: Some(m.finished_time),
-        position: m.position.clone(),
         size_bytes,
-        complete: true,
         schedule: m.schedule.clone(),
-        state: BackupRecordState::Complete,
-        error: None,
         incremental: m.is_incremental(),
         from_position: Some(m.incremental.from_position.clone()).filter(|_| m.is_incremental()),
         first_timestamp: m.incremental.details.as_ref().map(|d| d.first_timestamp),
         last_timestamp: m.incremental.details.as_ref().map(|d| d.last_timestamp),
-        verified_at: None,
-        drill_seconds: None,
-        drill_result: None,
-        drill_error: None,
+        ..BackupRecord::full(
+            m.backup_name.clone(),
+            keyspace.to_string(),
+            shard.to_string(),
+            m.tablet_alias.clone(),
+            m.backup_method,
+            m.backup_time,
+            m.position.clone(),
+        )
     }
 }
 

@@ -13,27 +13,17 @@ fn now() -> DateTime<Utc> {
 fn record(name: &str, hours_ago: i64) -> BackupRecord {
     let t = now() - chrono::Duration::hours(hours_ago);
     BackupRecord {
-        name: name.into(),
-        keyspace: "ks".into(),
-        shard: "0".into(),
-        tablet_alias: "zone1-0000000101".into(),
-        engine: BackupMethod::Builtin,
-        backup_time: t,
         finished_time: Some(t + chrono::Duration::minutes(10)),
-        position: "MariaDB/0-1-1".into(),
         size_bytes: 1,
-        complete: true,
-        schedule: None,
-        state: BackupRecordState::Complete,
-        error: None,
-        incremental: false,
-        from_position: None,
-        first_timestamp: None,
-        last_timestamp: None,
-        verified_at: None,
-        drill_seconds: None,
-        drill_result: None,
-        drill_error: None,
+        ..BackupRecord::full(
+            name,
+            "ks",
+            "0",
+            "zone1-0000000101",
+            BackupMethod::Builtin,
+            t,
+            "MariaDB/0-1-1",
+        )
     }
 }
 

@@ -13,27 +13,17 @@ fn at(s: i64) -> DateTime<Utc> {
 
 fn record(name: &str, pos: &str, t: i64) -> BackupRecord {
     BackupRecord {
-        name: name.into(),
-        keyspace: "ks".into(),
-        shard: "0".into(),
-        tablet_alias: "zone1-0000000101".into(),
-        engine: BackupMethod::Builtin,
-        backup_time: at(t),
         finished_time: Some(at(t + 5)),
-        position: format!("MariaDB/{pos}"),
         size_bytes: 1,
-        complete: true,
-        schedule: None,
-        state: BackupRecordState::Complete,
-        error: None,
-        incremental: false,
-        from_position: None,
-        first_timestamp: None,
-        last_timestamp: None,
-        verified_at: None,
-        drill_seconds: None,
-        drill_result: None,
-        drill_error: None,
+        ..BackupRecord::full(
+            name,
+            "ks",
+            "0",
+            "zone1-0000000101",
+            BackupMethod::Builtin,
+            at(t),
+            format!("MariaDB/{pos}"),
+        )
     }
 }
 

@@ -257,6 +257,47 @@ pub struct BackupRecord {
     pub drill_error: Option<String>,
 }
 
+impl BackupRecord {
+    /// The record of a complete full backup of which nothing else is known: not
+    /// scheduled, not incremental, never drilled, no finish time, size 0.
+    /// Everything else is set with struct update syntax
+    /// (`BackupRecord { size_bytes, ..BackupRecord::full(…) }`), so a new field
+    /// is added here once rather than at every place that builds a record.
+    pub fn full(
+        name: impl Into<String>,
+        keyspace: impl Into<String>,
+        shard: impl Into<String>,
+        tablet_alias: impl Into<String>,
+        engine: BackupMethod,
+        backup_time: DateTime<Utc>,
+        position: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            keyspace: keyspace.into(),
+            shard: shard.into(),
+            tablet_alias: tablet_alias.into(),
+            engine,
+            backup_time,
+            finished_time: None,
+            position: position.into(),
+            size_bytes: 0,
+            complete: true,
+            schedule: None,
+            state: BackupRecordState::Complete,
+            error: None,
+            incremental: false,
+            from_position: None,
+            first_timestamp: None,
+            last_timestamp: None,
+            verified_at: None,
+            drill_seconds: None,
+            drill_result: None,
+            drill_error: None,
+        }
+    }
+}
+
 /// How a backup's last restore drill ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -13,27 +13,18 @@ fn at(sec: u32) -> DateTime<Utc> {
 
 fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
     BackupRecord {
-        name: name.into(),
-        keyspace: "ks".into(),
-        shard: "0".into(),
-        tablet_alias: "zone1-0000000101".into(),
-        engine: BackupMethod::Builtin,
-        backup_time: at(sec),
         finished_time: Some(at(sec)),
-        position: "MariaDB/0-1-1".into(),
         size_bytes: 10,
         complete,
-        schedule: None,
-        state: BackupRecordState::Complete,
-        error: None,
-        incremental: false,
-        from_position: None,
-        first_timestamp: None,
-        last_timestamp: None,
-        verified_at: None,
-        drill_seconds: None,
-        drill_result: None,
-        drill_error: None,
+        ..BackupRecord::full(
+            name,
+            "ks",
+            "0",
+            "zone1-0000000101",
+            BackupMethod::Builtin,
+            at(sec),
+            "MariaDB/0-1-1",
+        )
     }
 }
 

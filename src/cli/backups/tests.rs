@@ -7,27 +7,21 @@ use super::*;
 
 fn record(name: &str, complete: bool, state: BackupRecordState) -> BackupRecord {
     BackupRecord {
-        name: name.into(),
-        keyspace: "ks".into(),
-        shard: "0".into(),
-        tablet_alias: "zone1-0000000101".into(),
-        engine: BackupMethod::Xtrabackup,
-        backup_time: Utc.with_ymd_and_hms(2026, 11, 24, 5, 34, 19).unwrap(),
         finished_time: Some(Utc.with_ymd_and_hms(2026, 11, 24, 5, 35, 0).unwrap()),
-        position: "MariaDB/0-101-7".into(),
         size_bytes: 1234,
         complete,
         schedule: Some("nightly".into()),
         state,
         error: (state == BackupRecordState::Unreadable).then(|| "stored file 3 is missing".into()),
-        incremental: false,
-        from_position: None,
-        first_timestamp: None,
-        last_timestamp: None,
-        verified_at: None,
-        drill_seconds: None,
-        drill_result: None,
-        drill_error: None,
+        ..BackupRecord::full(
+            name,
+            "ks",
+            "0",
+            "zone1-0000000101",
+            BackupMethod::Xtrabackup,
+            Utc.with_ymd_and_hms(2026, 11, 24, 5, 34, 19).unwrap(),
+            "MariaDB/0-101-7",
+        )
     }
 }
 
