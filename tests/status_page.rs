@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use cairn::testkit::{processes_under, wait_for, Cluster};
 use cairn_topo::{
-    ArchiveRecord, ArchiveState, BackupMethod, BackupRecord, BackupRecordState, DrillResult,
-    Health, Job, JobKind, JobState, Schedule, Shard, Tablet, TabletAlias, TabletType, Topo,
+    ArchiveRecord, ArchiveState, BackupMethod, BackupRecord, DrillResult, Health, Job, JobKind,
+    JobState, Schedule, Shard, Tablet, TabletAlias, TabletType, Topo,
 };
 use chrono::{DateTime, Utc};
 
