@@ -67,11 +67,9 @@ use cairn::testkit::{cairn_binary, Cluster};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use common::{at_least_one, cpu_times, gib, loadavg, quote};
+use common::{at_least_one, cpu_times, evict, gib, loadavg, quote};
 use dataset::{flush_dirty, generate};
-use measure::{
-    dir_bytes, evict, our_backup, our_stream, settle, shell, stage_speeds, sync_paths, Timed,
-};
+use measure::{dir_bytes, our_backup, our_stream, settle, shell, stage_speeds, sync_paths, Timed};
 use report::{median, print_rows, Goal, Row};
 
 const T: Duration = Duration::from_secs(600);

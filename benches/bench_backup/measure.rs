@@ -201,18 +201,6 @@ pub async fn our_backup_with(
     Ok((Timed { secs, cpu: c1 - c0 }, m))
 }
 
-/// Drops the page-cache pages of `paths` (clean pages only: call after a sync), so
-/// the next pass reads them from disk. Only these files; nothing else is touched.
-pub fn evict(paths: &[&Path]) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd;
-    for p in paths {
-        let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-        // SAFETY: the fd is valid for the lifetime of `f`; the call is advisory.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    }
-    Ok(())
-}
-
 /// Single-core speeds of the pipeline's stages on a sample of the data set (MiB/s):
 /// BLAKE3 (what backups record) and sha256 (what they recorded before), zstd
 /// level 1 compression and decompression (one thread), and the ratio.

@@ -6,8 +6,10 @@
 //! - file storage: `cairn verify KS/SHARD --backup NAME` against `cat OBJECTS >
 //!   /dev/null` (one reader, as an operator would type it); also, as a
 //!   diagnostic, `xargs -P C cat` (as many readers as verify's `--concurrency`)
-//!   and `b3sum` (the same hash, one reader). Nothing is dropped from the page
-//!   cache: every object is read once before, so both sides read warm pages.
+//!   and `b3sum` (the same hash, one reader). Twice: warm (every object read
+//!   just before, so both sides read the page cache) and cold (the objects'
+//!   pages dropped with `posix_fadvise(DONTNEED)` before each side, as a backup
+//!   that nobody read lately is: both read the disk).
 //! - S3 (moto on loopback; the objects uploaded with `aws s3 cp --recursive`):
 //!   the same verify against `aws s3 cp s3://BUCKET/KEY - > /dev/null` per
 //!   object, C at a time.
@@ -20,7 +22,7 @@ use anyhow::{bail, Context};
 use cairn::backup::storage::{BackupStorage, FileStorage};
 use cairn::testkit::{cairn_binary, Cluster, MotoServer, AWS_ENV};
 
-use crate::common::{gib, loadavg, median, quote, say};
+use crate::common::{evict, gib, loadavg, median, quote, say};
 use crate::{dataset, ratio, shell, KS, MIB, SHARD, T};
 
 const BUCKET: &str = "bench";
@@ -168,43 +170,64 @@ pub async fn run(size: u64, runs: usize, conc: usize, with_s3: bool) -> anyhow::
         quote(&list)
     );
     let has_b3 = shell("b3sum", "command -v b3sum").is_ok();
-    shell("warm-up read", &cat_all)?;
     let file_flags = vec![
         "--file-backup-storage-root".to_string(),
         root.display().to_string(),
     ];
-    let (mut ours, mut base, mut par, mut b3s) = (vec![], vec![], vec![], vec![]);
-    for rep in 0..runs {
-        eprintln!("file: verify vs cat, run {}/{runs}…", rep + 1);
-        for first in [rep % 2 == 0, rep % 2 == 1] {
-            if first {
-                ours.push(our_verify(&bin, &name, conc, &file_flags, &[])?);
+    let paths: Vec<&Path> = objects.iter().map(PathBuf::as_path).collect();
+    for cold in [false, true] {
+        let prep = || -> anyhow::Result<()> {
+            if cold {
+                evict(&paths)
             } else {
-                base.push(shell("cat", &cat_all)?);
-                par.push(shell("xargs cat", &cat_par)?);
-                if has_b3 {
-                    b3s.push(shell("b3sum", &b3)?);
+                shell("warm-up read", &cat_all).map(|_| ())
+            }
+        };
+        let (mut ours, mut base, mut par, mut b3s) = (vec![], vec![], vec![], vec![]);
+        for rep in 0..runs {
+            eprintln!(
+                "file ({}): verify vs cat, run {}/{runs}…",
+                if cold { "cold" } else { "warm" },
+                rep + 1
+            );
+            for first in [rep % 2 == 0, rep % 2 == 1] {
+                if first {
+                    prep()?;
+                    ours.push(our_verify(&bin, &name, conc, &file_flags, &[])?);
+                } else {
+                    prep()?;
+                    base.push(shell("cat", &cat_all)?);
+                    prep()?;
+                    par.push(shell("xargs cat", &cat_par)?);
+                    if has_b3 {
+                        prep()?;
+                        b3s.push(shell("b3sum", &b3)?);
+                    }
                 }
             }
         }
-    }
-    say("file storage (page cache warm: every object read just before, nothing dropped):");
-    row(
-        "cairn verify vs cat OBJECTS > /dev/null",
-        stored,
-        &ours,
-        &base,
-        true,
-    );
-    row(
-        &format!("  (diag) vs xargs -P {conc} cat"),
-        stored,
-        &ours,
-        &par,
-        false,
-    );
-    if has_b3 {
-        row("  (diag) vs b3sum, one thread", stored, &ours, &b3s, false);
+        say(if cold {
+            "file storage, cache cold (each object's pages dropped before each side):"
+        } else {
+            "file storage, cache warm (every object read just before, nothing dropped):"
+        });
+        row(
+            "cairn verify vs cat OBJECTS > /dev/null",
+            stored,
+            &ours,
+            &base,
+            true,
+        );
+        row(
+            &format!("  (diag) vs xargs -P {conc} cat"),
+            stored,
+            &ours,
+            &par,
+            false,
+        );
+        if has_b3 {
+            row("  (diag) vs b3sum, one thread", stored, &ours, &b3s, false);
+        }
     }
 
     if with_s3 {

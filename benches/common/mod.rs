@@ -197,3 +197,16 @@ pub fn child_pid(arg: &str, flag: &str, value: &str) -> Option<u32> {
     }
     None
 }
+
+/// Drops the page-cache pages of `paths` (clean pages only: call after a sync), so
+/// the next pass reads them from disk. Only these files; nothing else is touched.
+pub fn evict(paths: &[&Path]) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    for p in paths {
+        let f =
+            std::fs::File::open(p).map_err(|e| anyhow::anyhow!("opening {}: {e}", p.display()))?;
+        // SAFETY: the fd is valid for the lifetime of `f`; the call is advisory.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+    Ok(())
+}
