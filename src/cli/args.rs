@@ -13,6 +13,7 @@ use crate::common::parse_duration;
 
 mod archive;
 mod backups;
+mod help;
 mod schedule;
 mod storage;
 pub use archive::{ArchiveCommand, ArchiveSetArgs};
@@ -84,95 +85,58 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the tablet agent: one mysqld, its registration, health, replication and jobs
+    #[command(long_about = help::TABLET)]
     Tablet(Box<TabletArgs>),
     /// Run the cluster-wide coordinator (schedules, catalog, retention, snapshots)
+    #[command(long_about = help::COORDINATOR)]
     Coordinator(Box<CoordinatorArgs>),
     /// Back up one tablet; prints the backup name
+    #[command(long_about = help::BACKUP)]
     Backup(BackupArgs),
     /// Back up the healthiest eligible tablet of a shard
+    #[command(long_about = help::BACKUP_SHARD)]
     BackupShard(BackupShardArgs),
     /// List the backups of a shard, oldest first
+    #[command(long_about = help::LIST_BACKUPS)]
     ListBackups(ListBackupsArgs),
     /// Delete one backup from storage and topo
+    #[command(long_about = help::REMOVE_BACKUP)]
     RemoveBackup(RemoveBackupArgs),
     /// Restore a running tablet in place from a backup
+    #[command(long_about = help::RESTORE_FROM_BACKUP)]
     RestoreFromBackup(RestoreArgs),
     /// List tablets with their type and health
+    #[command(long_about = help::GET_TABLETS)]
     GetTablets(GetTabletsArgs),
     /// Show a shard record (primary, latest backup)
+    #[command(long_about = help::GET_SHARD)]
     GetShard(GetShardArgs),
     /// Make a tablet the primary of its shard; the others replicate from it
+    #[command(long_about = help::INIT_SHARD_PRIMARY)]
     InitShardPrimary(InitShardPrimaryArgs),
     /// Manage backup schedules
-    #[command(subcommand)]
+    #[command(subcommand, long_about = help::SCHEDULE)]
     Schedule(ScheduleCommand),
     /// Continuous binlog archiving of shards (point-in-time recovery)
-    #[command(subcommand)]
+    #[command(subcommand, long_about = help::ARCHIVE)]
     Archive(ArchiveCommand),
     /// List backup and restore jobs
+    #[command(long_about = help::JOBS)]
     Jobs(JobsArgs),
     /// Topology server maintenance
-    #[command(subcommand)]
+    #[command(subcommand, long_about = help::TOPO)]
     Topo(TopoCommand),
     /// Check a shard's stored backups: every object's size and hash, and their age
-    #[command(
-        long_about = "Check a shard's backups where they are stored, without restoring them and \
-without a decryption key: each MANIFEST parses and is restorable, every object it lists exists \
-with the recorded size and hash (read in full, several at once), and the newest good backup is \
-younger than its schedule's period plus the usual backup duration. Prints OK, WARNING or FAILURE \
-per backup with one line per problem. Exit 0 when nothing failed, 1 otherwise. Reads storage \
-and etcd only; changes nothing.\n\nExamples:\n  \
-cairn verify commerce/0 --file-backup-storage-root /var/backups/cairn\n  \
-cairn verify commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json"
-    )]
+    #[command(long_about = help::VERIFY)]
     Verify(VerifyArgs),
     /// Every shard's recoverability, one line each: health, newest backup age, last drill, loss window
-    #[command(
-        long_about = "Every shard's recoverability, one line per shard: its health (green, amber, \
-red), the newest complete full backup's age against what its schedule allows (the longest gap \
-between runs plus the usual backup duration), the last restore drill and its recovery time, the \
-point-in-time loss window, and why the shard is not green. Amber: one run missed, or no active \
-schedule covers the shard. Red: more than twice the allowed age, no backup under a schedule, or \
-the last drill failed. Says 'no coordinator leader' when none leads. Reads etcd only (no \
-coordinator needed); changes nothing. Exit 0 when no shard is red, 1 when any is.\n\n\
-Examples:\n  \
-cairn status\n  \
-cairn status --json | jq '.[] | select(.health != \"green\")'"
-    )]
+    #[command(long_about = help::STATUS)]
     Status(super::status::StatusArgs),
     /// Prove a backup restores: restore it beside a serving tablet, start and check it
-    #[command(
-        long_about = "Run a restore drill of one backup of a shard (the newest complete full one \
-unless --backup names another): a DRILL job on a SPARE tablet, else a healthy REPLICA or RDONLY \
-(never the primary, never a busy tablet). Its agent restores the backup through the real restore \
-code into a scratch directory beside its data, starts a second mariadbd on it on a loopback port, \
-runs CHECK TABLE on every table, compares the restored GTID position with the MANIFEST's and \
-counts the rows of the largest tables, then stops that server and removes the scratch directory. \
-With --to-now it also plans the chain of incremental backups and archived binlog segments from \
-that backup up to the newest archived transaction (the archive's recorded position; with no \
-archive, the newest incremental's), downloads and verifies those binlogs, applies them to the \
-scratch server (mariadb-binlog | mariadb, TZ=UTC, as a point-in-time restore does) and checks \
-the position against the chain's end; a gap in the chain fails the drill naming the missing \
-GTIDs. The tablet keeps serving throughout; its own mysqld and data are never touched. A drill the disk \
-cannot hold is refused before anything is written. Changes: one job record, and the backup's \
-record gets verified_at, drill_seconds, drill_result (and drill_error). Waits for the job and \
-prints the outcome with the time of each stage; exit 0 when the drill succeeded, 1 otherwise.\n\n\
-Examples:\n  \
-cairn drill commerce/0\n  \
-cairn drill commerce/0 --backup 2026-11-25.020000.zone1-0000000101 --json\n  \
-cairn drill commerce/0 --to-now\n  \
-cairn drill commerce/-80 --no-wait"
-    )]
+    #[command(long_about = help::DRILL)]
     Drill(DrillArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    #[command(
-        long_about = "Print a shell completion script for cairn on stdout. Changes nothing.\n\n\
-Examples:\n  \
-source <(cairn completions bash)\n  \
-cairn completions bash > /etc/bash_completion.d/cairn\n  \
-cairn completions zsh > \"${fpath[1]}/_cairn\"\n  \
-cairn completions fish > ~/.config/fish/completions/cairn.fish"
-    )]
+    #[command(long_about = help::COMPLETIONS)]
     Completions(CompletionsArgs),
 }
 
@@ -433,10 +397,13 @@ pub struct CoordinatorArgs {
 /// `cairn get-tablets`.
 #[derive(Debug, Clone, Args)]
 pub struct GetTabletsArgs {
+    /// Only tablets of this keyspace
     #[arg(long, value_parser = parse_keyspace)]
     pub keyspace: Option<String>,
+    /// Only tablets of this shard
     #[arg(long, value_parser = parse_shard, allow_hyphen_values = true)]
     pub shard: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -444,8 +411,10 @@ pub struct GetTabletsArgs {
 /// `cairn get-shard`.
 #[derive(Debug, Clone, Args)]
 pub struct GetShardArgs {
+    /// Shard to show (KEYSPACE/SHARD)
     #[arg(value_parser = parse_ks_shard)]
     pub keyspace_shard: KeyspaceShard,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -453,8 +422,10 @@ pub struct GetShardArgs {
 /// `cairn init-shard-primary`.
 #[derive(Debug, Clone, Args)]
 pub struct InitShardPrimaryArgs {
+    /// Shard whose primary to set (KEYSPACE/SHARD)
     #[arg(value_parser = parse_ks_shard)]
     pub keyspace_shard: KeyspaceShard,
+    /// Tablet to make PRIMARY (CELL-UID); it must belong to the shard
     #[arg(value_parser = parse_alias)]
     pub alias: TabletAlias,
     /// Return once the Shard record is written
@@ -468,10 +439,13 @@ pub struct InitShardPrimaryArgs {
 /// `cairn jobs`.
 #[derive(Debug, Clone, Args)]
 pub struct JobsArgs {
+    /// Only jobs of this keyspace
     #[arg(long, value_parser = parse_keyspace)]
     pub keyspace: Option<String>,
+    /// Only jobs of this shard
     #[arg(long, value_parser = parse_shard, allow_hyphen_values = true)]
     pub shard: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -479,7 +453,11 @@ pub struct JobsArgs {
 #[derive(Debug, Subcommand)]
 pub enum TopoCommand {
     /// Save an etcd snapshot to FILE, verifying its integrity hash
-    Snapshot { file: PathBuf },
+    #[command(long_about = help::TOPO_SNAPSHOT)]
+    Snapshot {
+        /// Where to write the snapshot (replaced atomically)
+        file: PathBuf,
+    },
 }
 
 /// Rewrites Vitess/Go-style flag spellings into clap's: `-flag_name[=v]` and

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use super::help;
+
 use crate::common::duration::parse_duration;
 use crate::coordinator::schedule::{parse_target, Target};
 
@@ -14,13 +16,17 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
     /// Archive the binary log of a keyspace's shards (or one shard) continuously
+    #[command(long_about = help::ARCHIVE_SET)]
     Set(ArchiveSetArgs),
     /// List archived shards with their archived window and loss window
+    #[command(long_about = help::ARCHIVE_LIST)]
     List {
+        /// Print JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Stop archiving a keyspace's shards (or one shard); stored segments stay
+    #[command(long_about = help::ARCHIVE_REMOVE)]
     Remove {
         /// KS or KS/SHARD
         #[arg(value_parser = parse_archive_target, allow_hyphen_values = true)]

@@ -67,11 +67,13 @@ pub struct BackupShardArgs {
 /// `cairn list-backups`.
 #[derive(Debug, Clone, Args)]
 pub struct ListBackupsArgs {
+    /// Shard whose backups to list (KEYSPACE/SHARD)
     #[arg(value_parser = parse_ks_shard)]
     pub keyspace_shard: KeyspaceShard,
     /// Only the most recent N (still oldest first)
     #[arg(long, short = 'l')]
     pub limit: Option<usize>,
+    /// Print JSON: one object per backup, the fields of its record
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -81,8 +83,10 @@ pub struct ListBackupsArgs {
 /// `cairn remove-backup`.
 #[derive(Debug, Clone, Args)]
 pub struct RemoveBackupArgs {
+    /// Shard the backup belongs to (KEYSPACE/SHARD)
     #[arg(value_parser = parse_ks_shard)]
     pub keyspace_shard: KeyspaceShard,
+    /// Name of the backup to delete, as list-backups prints it
     #[arg(value_parser = parse_backup_name)]
     pub name: String,
     #[command(flatten)]
@@ -92,6 +96,7 @@ pub struct RemoveBackupArgs {
 /// `cairn restore-from-backup`.
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
+    /// Tablet to restore in place (CELL-UID); never a PRIMARY
     #[arg(value_parser = parse_alias)]
     pub alias: TabletAlias,
     /// Newest backup at or before this time (YYYY-MM-DD.HHMMSS, UTC)
@@ -109,8 +114,10 @@ pub struct RestoreArgs {
     /// the restore would use and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Write the job, print its id and return without waiting
     #[arg(long)]
     pub no_wait: bool,
+    /// Fail a job no agent takes within this time
     #[arg(long, default_value = "30s", value_parser = parse_dur)]
     pub pending_timeout: Duration,
 }
@@ -118,6 +125,7 @@ pub struct RestoreArgs {
 /// `cairn verify`.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
+    /// Shard whose backups to check (KEYSPACE/SHARD)
     #[arg(value_parser = parse_ks_shard)]
     pub keyspace_shard: KeyspaceShard,
     /// Only this backup (and no shard-level age check)
@@ -126,6 +134,7 @@ pub struct VerifyArgs {
     /// Objects read at once
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: u32,
+    /// Print the report as JSON (per backup, chain and archive: status and problems)
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -2,39 +2,51 @@
 //! retention, incrementals, drills). Parsed and validated by clap (bad input:
 //! exit 2); what a schedule does is `coordinator::schedule`'s.
 
+use super::help;
 use super::*;
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
     /// Create or replace a schedule
+    #[command(long_about = help::SCHEDULE_SET)]
     Set(ScheduleSetArgs),
     /// List schedules
+    #[command(long_about = help::SCHEDULE_LIST)]
     List {
+        /// Print JSON instead of text
         #[arg(long)]
         json: bool,
     },
     /// Delete a schedule
+    #[command(long_about = help::SCHEDULE_REMOVE)]
     Remove {
+        /// Schedule to delete
         #[arg(value_parser = parse_schedule_name)]
         name: String,
     },
     /// Stop a schedule from firing, keeping it
+    #[command(long_about = help::SCHEDULE_PAUSE)]
     Pause {
+        /// Schedule to pause
         #[arg(value_parser = parse_schedule_name)]
         name: String,
     },
     /// Let a paused schedule fire again
+    #[command(long_about = help::SCHEDULE_RESUME)]
     Resume {
+        /// Schedule to resume
         #[arg(value_parser = parse_schedule_name)]
         name: String,
     },
     /// Apply a schedule's retention rule now (--dry-run: only show what would go)
+    #[command(long_about = help::SCHEDULE_PRUNE)]
     Prune(SchedulePruneArgs),
 }
 
 /// `cairn schedule prune`.
 #[derive(Debug, Clone, Args)]
 pub struct SchedulePruneArgs {
+    /// Schedule whose retention rule to apply
     #[arg(value_parser = parse_schedule_name)]
     pub name: String,
     /// Show what would be removed, remove nothing
@@ -43,6 +55,7 @@ pub struct SchedulePruneArgs {
     /// Incomplete backups older than this are removed
     #[arg(long, default_value = "24h", value_parser = parse_dur)]
     pub incomplete_grace: Duration,
+    /// Print what was (or would be) removed as JSON
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -52,6 +65,7 @@ pub struct SchedulePruneArgs {
 /// `cairn schedule set`.
 #[derive(Debug, Clone, Args)]
 pub struct ScheduleSetArgs {
+    /// Name of the schedule (A-Z a-z 0-9 _ . -, at most 128)
     #[arg(value_parser = parse_schedule_name)]
     pub name: String,
     /// Cron with 5 or 6 fields (seconds first when 6)
@@ -60,10 +74,13 @@ pub struct ScheduleSetArgs {
     /// KS or KS/SHARD
     #[arg(long)]
     pub target: String,
+    /// Retention: keep this many newest complete backups per shard
     #[arg(long)]
     pub keep_count: Option<u32>,
+    /// Retention: keep backups younger than this (e.g. 36h, 336h)
     #[arg(long, value_parser = parse_dur)]
     pub keep_for: Option<Duration>,
+    /// Engine of each run (default: the tablet's)
     #[arg(long, value_enum)]
     pub backup_engine: Option<BackupMethod>,
     /// Each run takes an incremental backup (binary logs) from the newest backup

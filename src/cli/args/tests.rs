@@ -163,3 +163,42 @@ fn bad_names_are_usage_errors() {
         assert_eq!(e.exit_code(), 2, "{args:?}");
     }
 }
+
+/// Every command and subcommand has a man-style long help (what it does, what
+/// it changes, examples), and every flag and argument says what it is.
+#[test]
+fn every_command_has_a_long_help_with_what_it_changes_and_examples() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let p = format!("{path} {}", sub.get_name());
+            let long = sub
+                .get_long_about()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if !long.contains("Examples:\n  cairn ") && !long.contains("Examples:\n  source ") {
+                problems.push(format!("{p}: no examples in its long help"));
+            }
+            let lower = long.to_lowercase();
+            if sub.get_subcommands().next().is_none()
+                && !lower.contains("changes:")
+                && !lower.contains("changes nothing")
+            {
+                problems.push(format!("{p}: its long help does not say what it changes"));
+            }
+            for a in sub.get_arguments() {
+                let id = a.get_id().as_str();
+                if ["help", "version"].contains(&id) || a.is_global_set() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    problems.push(format!("{p}: argument {id} has no help"));
+                }
+            }
+            walk(sub, &p, problems);
+        }
+    }
+    let mut problems = Vec::new();
+    walk(&Cli::command(), "cairn", &mut problems);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
