@@ -509,6 +509,7 @@ async fn bad_input_writes_nothing_and_without_storage_list_backups_reads_etcd() 
             drill_seconds: None,
             drill_result: None,
             drill_error: None,
+            restored_bytes: None,
         };
         topo.put(&topo.keys().backup("ks", "0", name), &record, None)
             .await

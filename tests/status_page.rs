@@ -47,6 +47,7 @@ fn backup(ks: &str, shard: &str, name: &str, at: DateTime<Utc>) -> BackupRecord 
         drill_seconds: None,
         drill_result: None,
         drill_error: None,
+        restored_bytes: None,
     }
 }
 

@@ -95,6 +95,7 @@ async fn write_seed_backup(
         drill_seconds: None,
         drill_result: None,
         drill_error: None,
+        restored_bytes: None,
     })
 }
 

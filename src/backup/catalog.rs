@@ -155,6 +155,7 @@ pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u6
         drill_seconds: None,
         drill_result: None,
         drill_error: None,
+        restored_bytes: Some(m.total_size),
     }
 }
 

@@ -12,8 +12,11 @@
 //!
 //! A schedule with a `--drill-cron` is planned twice: its backups, and its
 //! drills through [`schedule::drill::drill_view`] (DRILL jobs on the tablet
-//! [`select_drill_tablet`] picks, of the newest complete full backup), by the
-//! same rules; the drills' run is written back into the same record.
+//! [`select_drill_tablet`] picks, of the newest complete full backup, among the
+//! tablets with the disk space for it), by the same rules (a shard where no
+//! tablet has room waits like one with no eligible tablet, then is counted as
+//! skipped with the reasons); the drills' run is written back into the same
+//! record.
 //!
 //! A schedule the pass cannot run at all (a cron or target that does not parse,
 //! or a cron below `--min-schedule-period`) is refused: logged, counted
@@ -31,6 +34,7 @@ use super::schedule::skip::{self, GivenUp, Settled, SlotMemo};
 use super::schedule::{self, Cron, ScheduledRun, SlotPlan};
 use super::select::{select_backup_tablet, select_drill_tablet, SelectOptions};
 use super::shared::Shared;
+use crate::backup::drill::{choose_drill_backup, drill_room_for};
 use crate::common::{failpoint, lock};
 
 /// Jobs created at once by a keyspace-wide run.
@@ -199,12 +203,16 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<Planned> {
                             })
                         })
                         .collect();
-                    let choice = select_drill_tablet(&tablets, select.max_lag_seconds);
                     let records: Vec<BackupRecord> = view
                         .backups
                         .get(&(ks.clone(), shard.clone()))
                         .map(|m| m.values().cloned().collect())
                         .unwrap_or_default();
+                    // Only where the disk has room for the backup it drills.
+                    let need = choose_drill_backup(&records, None)
+                        .ok()
+                        .and_then(drill_room_for);
+                    let choice = select_drill_tablet(&tablets, select.max_lag_seconds, need);
                     schedule::drill::drill_job(&run, &jobs, &records, &choice)
                 } else {
                     let choice = select_backup_tablet(&tablets, &select);

@@ -399,7 +399,7 @@ impl Agent {
         };
         self.check_fits(&m, &server.version).map_err(Refused)?;
         self.check_decryptable(&m).await.map_err(Refused)?;
-        let free = super::restore::free_bytes(&self.cfg.tablet_dir).map_err(Refused)?;
+        let free = super::disk::free_bytes(&self.cfg.tablet_dir).map_err(Refused)?;
         // To now: the chain is planned before anything is written; a gap fails
         // the drill (the backup cannot be brought to now), naming the GTIDs.
         let chain = match job.point_in_time {

@@ -159,6 +159,12 @@ pub struct Health {
     /// agent saw them; `None` while they are stopped (or not a replica).
     #[serde(default)]
     pub replication_clean_since: Option<DateTime<Utc>>,
+    /// Bytes free (to the agent's user) on the file system holding the tablet
+    /// directory, rounded down to a step (1/64 of the file system, at most 1 GiB)
+    /// so it does not change at every write. Drills are placed by it; `None`:
+    /// unknown (an older agent, or statvfs failed).
+    #[serde(default)]
+    pub data_free_bytes: Option<u64>,
 }
 
 impl Health {
@@ -255,6 +261,11 @@ pub struct BackupRecord {
     /// Why the last drill failed (`drill_result: failed`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_error: Option<String>,
+    /// The backup's files as restored (the sum of its MANIFEST's file sizes),
+    /// which a drill's disk need is computed from. Absent in records written
+    /// before the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_bytes: Option<u64>,
 }
 
 /// How a backup's last restore drill ended.

@@ -34,6 +34,7 @@ fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
         drill_seconds: None,
         drill_result: None,
         drill_error: None,
+        restored_bytes: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn record(name: &str, complete: bool, state: BackupRecordState) -> BackupRecord 
         drill_seconds: None,
         drill_result: None,
         drill_error: None,
+        restored_bytes: None,
     }
 }
 
