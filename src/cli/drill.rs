@@ -20,7 +20,7 @@ use serde_json::json;
 use super::args::{DrillArgs, GlobalArgs};
 use super::{connect_admin, jobs};
 use crate::backup::drill::{choose_drill_backup, drill_room_for};
-use crate::coordinator::select::{select_drill_tablet, Choice};
+use crate::coordinator::select::{select_drill_tablet, with_pending_jobs, Choice};
 
 pub async fn drill(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<()> {
     let topo = connect_admin(g).await?;
@@ -54,6 +54,15 @@ async fn run(topo: &Topo, a: DrillArgs) -> anyhow::Result<()> {
     if tablets.is_empty() {
         bail!("shard {ks} has no tablets");
     }
+    // A tablet with a job written for it is busy (an ARCHIVE runs beside a drill).
+    let written: Vec<Job> = topo
+        .list_jobs()
+        .await
+        .context("listing jobs")?
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    let tablets = with_pending_jobs(tablets, &written);
     let alias = match select_drill_tablet(&tablets, a.max_lag.as_secs(), need) {
         Choice::Tablet(alias) => alias,
         Choice::None(reasons) => {
@@ -65,7 +74,6 @@ async fn run(topo: &Topo, a: DrillArgs) -> anyhow::Result<()> {
             );
         }
     };
-    jobs::refuse_if_busy(topo, &alias).await?;
     let mut job = Job::pending(JobKind::Drill, &ks.keyspace, &ks.shard, &alias);
     job.backup_name = Some(backup.clone());
     if a.to_now {

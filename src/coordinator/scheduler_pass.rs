@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use super::schedule::period::check_min_period;
 use super::schedule::skip::{self, GivenUp, Settled, SlotMemo};
 use super::schedule::{self, Cron, ScheduledRun, SlotPlan};
-use super::select::{select_backup_tablet, select_drill_tablet, SelectOptions};
+use super::select::{select_backup_tablet, select_drill_tablet, with_pending_jobs, SelectOptions};
 use super::shared::Shared;
 use crate::backup::drill::{choose_drill_backup, drill_room_for};
 use crate::common::{failpoint, lock};
@@ -193,16 +193,7 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<Planned> {
                 let outcome = if *is_drill {
                     // Not a tablet with a job written but not taken yet (its
                     // Health does not say busy until it takes it).
-                    let tablets: Vec<_> = tablets
-                        .into_iter()
-                        .filter(|t| {
-                            !jobs.iter().any(|j| {
-                                j.tablet_alias == t.tablet.value.alias
-                                    && j.kind != cairn_topo::JobKind::Archive
-                                    && !j.state.is_final()
-                            })
-                        })
-                        .collect();
+                    let tablets = with_pending_jobs(tablets, &jobs);
                     let records: Vec<BackupRecord> = view
                         .backups
                         .get(&(ks.clone(), shard.clone()))

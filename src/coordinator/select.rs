@@ -23,7 +23,7 @@
 //! space rule.
 
 use cairn_topo::typed::TabletInfo;
-use cairn_topo::{TabletAlias, TabletType};
+use cairn_topo::{Job, JobKind, TabletAlias, TabletType};
 
 use crate::backup::drill::human_bytes;
 
@@ -185,6 +185,27 @@ pub fn select_drill_tablet(
         Some((_, alias)) => Choice::Tablet(alias.clone()),
         None => Choice::None(reasons),
     }
+}
+
+/// `tablets` with every tablet that has an unfinished job other than an
+/// ARCHIVE (which runs in a room of its own, beside the others) marked busy
+/// with it in its Health, as the agent will once it takes the job: so a drill
+/// is never placed on a tablet whose job is written but not taken yet, and the
+/// reason names the job. Pure.
+pub fn with_pending_jobs(mut tablets: Vec<TabletInfo>, jobs: &[Job]) -> Vec<TabletInfo> {
+    for t in &mut tablets {
+        let job = jobs.iter().find(|j| {
+            j.tablet_alias == t.tablet.value.alias
+                && j.kind != JobKind::Archive
+                && !j.state.is_final()
+        });
+        if let (Some(j), Some(h)) = (job, t.health.as_mut()) {
+            if h.busy_job.is_none() {
+                h.busy_job = Some(j.id.clone());
+            }
+        }
+    }
+    tablets
 }
 
 /// `not enough disk: needs 2.1 GiB, has 800.0 MiB free`. Pure.
@@ -657,6 +678,34 @@ mod tests {
             ]
         );
         assert!(why[3].starts_with(NO_ROOM));
+    }
+
+    #[test]
+    fn written_jobs_make_a_tablet_busy_but_an_archive_does_not() {
+        use cairn_topo::JobState;
+        let ts = vec![
+            tablet(1, TabletType::Replica, healthy(0, "0-1-9")),
+            tablet(2, TabletType::Spare, healthy(0, "0-1-9")),
+            tablet(3, TabletType::Rdonly, None),
+        ];
+        let alias = |uid| TabletAlias::new("zone1", uid).unwrap();
+        let mut archive = Job::pending(JobKind::Archive, "ks", "0", &alias(1));
+        archive.state = JobState::Running;
+        let backup = Job::pending(JobKind::Backup, "ks", "0", &alias(2));
+        let mut done = Job::pending(JobKind::Drill, "ks", "0", &alias(1));
+        done.state = JobState::Succeeded;
+        let orphan = Job::pending(JobKind::Drill, "ks", "0", &alias(3));
+        let marked = with_pending_jobs(ts, &[archive, backup.clone(), done, orphan]);
+        let busy: Vec<Option<&str>> = marked
+            .iter()
+            .map(|t| t.health.as_ref().and_then(|h| h.busy_job.as_deref()))
+            .collect();
+        assert_eq!(busy, [None, Some(backup.id.as_str()), None]);
+        assert_eq!(
+            select_drill_tablet(&marked, 30, None),
+            Choice::Tablet(alias(1)),
+            "the spare is taken; the archiving replica is not busy"
+        );
     }
 
     #[test]
