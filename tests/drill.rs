@@ -12,7 +12,8 @@
 //! new full backup, with the archive on and writes after the backup, applies the
 //! archived chain and ends at the archive's position with the primary's rows;
 //! with one archived segment deleted it fails naming the missing GTIDs and
-//! leaves nothing behind. Drills are placed where
+//! leaves nothing behind. A scheduled drill with `--drill-to-now` and nothing
+//! archived drills the full backup alone and says so. Drills are placed where
 //! the disk has room (free disk made small with the test-only
 //! `CAIRN_TEST_DATA_FREE_BYTES`): a spare without room is passed over; with no
 //! room anywhere `cairn drill` exits 1 naming each tablet and why, and a
@@ -220,8 +221,12 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
         "ks/0",
         "--drill-cron",
         "*/2 * * * * *",
+        "--drill-to-now",
     ])
     .unwrap();
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&c.cli_ok(&["schedule", "list", "--json"]).unwrap()).unwrap();
+    assert_eq!(listed[0]["drill_to_now"], true, "{listed:?}");
     let job = wait_for("a scheduled drill", T, || async {
         let jobs = topo.list_jobs().await?;
         Ok(jobs
@@ -242,6 +247,14 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
     assert_eq!(job.tablet_alias.to_string(), r.spec.alias());
     let rec = record(&topo, &name).await;
     assert!(rec.verified_at.unwrap() > first_verified, "{rec:?}");
+    // To now with no archive and no incrementals: the full backup alone, said.
+    let message = job.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("the full backup alone was drilled"),
+        "{message}"
+    );
+    let pit = job.point_in_time.clone().expect("a drill to now");
+    assert_eq!(pit.restored_to.as_deref(), Some(rec.position.as_str()));
     drop(coord);
     // A drill the coordinator started after the removal still ends; wait for it.
     wait_for("no drill running", T, || async {
@@ -615,6 +628,59 @@ async fn to_now(
     assert_eq!(rec.drill_result, Some(DrillResult::Succeeded));
     assert!(rec.drill_seconds.unwrap() > 0.0);
     println!("drill to now: {message}");
+    assert_nothing_left(r);
+    assert_nothing_left(s);
+
+    // The same on a schedule (`--drill-to-now`): removed as soon as its first
+    // job is written, which still runs to its end.
+    c.cli_ok(&[
+        "schedule",
+        "set",
+        "tonow",
+        "--cron",
+        "0 0 1 1 *",
+        "--target",
+        "ks/0",
+        "--drill-cron",
+        "*/2 * * * * *",
+        "--drill-to-now",
+    ])
+    .unwrap();
+    let id = wait_for("a scheduled drill to now", T, || async {
+        let jobs = topo.list_jobs().await?;
+        Ok(jobs
+            .into_iter()
+            .find(|j| j.value.schedule.as_deref() == Some("tonow:drill"))
+            .map(|j| j.value.id))
+    })
+    .await
+    .unwrap();
+    c.cli_ok(&["schedule", "remove", "tonow"]).unwrap();
+    let job = wait_for("the scheduled drill to now done", T, || async {
+        let j = topo.get::<Job>(&topo.keys().job(&id)).await?;
+        Ok(j.map(|j| j.value).filter(|j| j.state.is_final()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!(job.backup_name.as_deref(), Some(full.as_str()));
+    let pit = job.point_in_time.clone().expect("a drill to now");
+    let reached = pit.restored_to.unwrap_or_default();
+    assert!(reached.starts_with(&format!("MariaDB/{end} ")), "{reached}");
+    assert!(
+        pit.plan.iter().any(|l| l.contains("archive")),
+        "{:?}",
+        pit.plan
+    );
+    wait_for("no drill running", T, || async {
+        let jobs = topo.list_jobs().await?;
+        let running = jobs
+            .iter()
+            .any(|j| j.value.kind == JobKind::Drill && !j.value.state.is_final());
+        Ok((!running).then_some(()))
+    })
+    .await
+    .unwrap();
     assert_nothing_left(r);
     assert_nothing_left(s);
 

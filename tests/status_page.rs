@@ -132,6 +132,7 @@ async fn write_fleet(topo: &Topo) {
         drill_cron: None,
         drill_last_run: None,
         drill_next_run: None,
+        drill_to_now: false,
     };
     topo.put(&k.schedule("nightly"), &sched, None)
         .await

@@ -208,6 +208,7 @@ fn schedules_that_promise_full_backups() {
         drill_cron: None,
         drill_last_run: None,
         drill_next_run: None,
+        drill_to_now: false,
     };
     let mut paused = sched("paused", "0 * * * *", "ks");
     paused.paused = true;

@@ -527,6 +527,11 @@ pub struct Schedule {
     /// The drill slot waited for, as `next_run` for backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_next_run: Option<DateTime<Utc>>,
+    /// `--drill-to-now`: each scheduled drill also applies the chain of
+    /// incrementals and archived binlogs up to the newest archived transaction
+    /// (as `cairn drill --to-now`).
+    #[serde(default)]
+    pub drill_to_now: bool,
 }
 
 #[cfg(test)]
