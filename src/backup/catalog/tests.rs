@@ -34,7 +34,8 @@ fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
         drill_seconds: None,
         drill_result: None,
         drill_error: None,
-        restored_bytes: None,
+        // As built from `manifest` (no files).
+        restored_bytes: Some(0),
     }
 }
 
