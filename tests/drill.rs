@@ -12,7 +12,12 @@
 //! new full backup, with the archive on and writes after the backup, applies the
 //! archived chain and ends at the archive's position with the primary's rows;
 //! with one archived segment deleted it fails naming the missing GTIDs and
-//! leaves nothing behind.
+//! leaves nothing behind. A scheduled drill with `--drill-to-now` and nothing
+//! archived drills the full backup alone and says so. Drills are placed where
+//! the disk has room (free disk made small with the test-only
+//! `CAIRN_TEST_DATA_FREE_BYTES`): a spare without room is passed over; with no
+//! room anywhere `cairn drill` exits 1 naming each tablet and why, and a
+//! scheduled drill is counted as skipped, no job written.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::testkit::{wait_for, Cluster, TabletProcess};
-use cairn_topo::{BackupRecord, DrillResult, Job, JobState, Topo};
+use cairn_topo::{BackupRecord, DrillResult, Job, JobKind, JobState, Topo};
 
 const T: Duration = Duration::from_secs(180);
 
@@ -216,8 +221,12 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
         "ks/0",
         "--drill-cron",
         "*/2 * * * * *",
+        "--drill-to-now",
     ])
     .unwrap();
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&c.cli_ok(&["schedule", "list", "--json"]).unwrap()).unwrap();
+    assert_eq!(listed[0]["drill_to_now"], true, "{listed:?}");
     let job = wait_for("a scheduled drill", T, || async {
         let jobs = topo.list_jobs().await?;
         Ok(jobs
@@ -238,6 +247,14 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
     assert_eq!(job.tablet_alias.to_string(), r.spec.alias());
     let rec = record(&topo, &name).await;
     assert!(rec.verified_at.unwrap() > first_verified, "{rec:?}");
+    // To now with no archive and no incrementals: the full backup alone, said.
+    let message = job.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("the full backup alone was drilled"),
+        "{message}"
+    );
+    let pit = job.point_in_time.clone().expect("a drill to now");
+    assert_eq!(pit.restored_to.as_deref(), Some(rec.position.as_str()));
     drop(coord);
     // A drill the coordinator started after the removal still ends; wait for it.
     wait_for("no drill running", T, || async {
@@ -398,6 +415,130 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
     let phase = std::time::Instant::now();
     to_now(&c, &topo, &p, &mut r, &s).await;
     println!("drills to now: {:?}", phase.elapsed());
+
+    let phase = std::time::Instant::now();
+    placed_where_the_disk_has_room(&c, &topo, &p, r, s).await;
+    println!("drills placed by free disk: {:?}", phase.elapsed());
+}
+
+/// Free bytes the tablets made small report (test-only override).
+const SMALL_DISK: u64 = 64 * 1024 * 1024;
+
+/// Restarts the agent of `t` (its mysqld adopted) with its disk reported as
+/// [`SMALL_DISK`] free; waits until its Health says so.
+async fn with_small_disk(c: &Cluster, topo: &Topo, mut t: TabletProcess) -> TabletProcess {
+    let mut spec = t.spec.clone();
+    spec.env
+        .push(("CAIRN_TEST_DATA_FREE_BYTES".into(), SMALL_DISK.to_string()));
+    t.kill9();
+    std::mem::forget(t);
+    let mut t = c.spawn_tablet(&spec).unwrap();
+    t.wait_healthy(topo, T).await.unwrap();
+    let alias: cairn_topo::TabletAlias = spec.alias().parse().unwrap();
+    wait_for("Health to report the small disk", T, || async {
+        let h = topo.get_tablet_info(&alias).await?.and_then(|i| i.health);
+        Ok(h.filter(|h| h.data_free_bytes == Some(SMALL_DISK))
+            .map(|_| ()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
+    t
+}
+
+/// Drills go where the disk has room: the spare, made to report 64 MiB free,
+/// is passed over for the replica; with both small, `cairn drill` exits 1
+/// naming each tablet and why, and a scheduled drill records a skip instead of
+/// a job.
+async fn placed_where_the_disk_has_room(
+    c: &Cluster,
+    topo: &Topo,
+    p: &TabletProcess,
+    r: TabletProcess,
+    s: TabletProcess,
+) {
+    let s = with_small_disk(c, topo, s).await;
+    let id = c
+        .cli_ok(&["drill", "ks/0", "--no-wait"])
+        .unwrap()
+        .trim()
+        .to_string();
+    let job = wait_for("the drill on the replica", T, || async {
+        let j = topo.get::<Job>(&topo.keys().job(&id)).await?;
+        Ok(j.map(|j| j.value).filter(|j| j.state.is_final()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        job.tablet_alias.to_string(),
+        r.spec.alias(),
+        "not the spare without room"
+    );
+    assert_eq!(
+        job.state,
+        JobState::Succeeded,
+        "{job:?}\n{}",
+        r.log_tail(30)
+    );
+
+    let r = with_small_disk(c, topo, r).await;
+    let drills = || async {
+        let jobs = topo.list_jobs().await.unwrap();
+        jobs.into_iter()
+            .map(|j| j.value)
+            .filter(|j| j.kind == JobKind::Drill)
+            .collect::<Vec<_>>()
+    };
+    let drills_before = drills().await.len();
+    let out = c.cli(&["drill", "ks/0"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for want in [
+        format!("{}: type PRIMARY", p.spec.alias()),
+        format!("{}: not enough disk: needs ", r.spec.alias()),
+        format!("{}: not enough disk: needs ", s.spec.alias()),
+        "has 64.0 MiB free".to_string(),
+    ] {
+        assert!(err.contains(&want), "{want}: {err}");
+    }
+    println!("no room anywhere: {}", err.trim());
+
+    let coord = c
+        .spawn_coordinator("c3", &["--reconcile-interval", "1s"])
+        .unwrap();
+    coord.wait_leader(T).await.unwrap();
+    c.cli_ok(&[
+        "schedule",
+        "set",
+        "roomless",
+        "--cron",
+        "0 0 1 1 *",
+        "--target",
+        "ks/0",
+        "--drill-cron",
+        "*/2 * * * * *",
+    ])
+    .unwrap();
+    let key = topo.keys().schedule("roomless");
+    let why = wait_for("a skipped drill slot", T, || async {
+        let sc = topo.get::<cairn_topo::Schedule>(&key).await?;
+        Ok(sc
+            .map(|s| s.value)
+            .filter(|s| s.skipped_runs > 0)
+            .and_then(|s| s.last_skip_reason))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", coord.log_tail(40)));
+    c.cli_ok(&["schedule", "remove", "roomless"]).unwrap();
+    assert!(
+        why.contains("not enough disk: needs") && why.contains("has 64.0 MiB free"),
+        "{why}"
+    );
+    assert_eq!(drills().await.len(), drills_before, "no job doomed to fail");
+    println!("scheduled drill without room: {why}");
+    drop(coord);
+    assert_nothing_left(&r);
+    assert_nothing_left(&s);
 }
 
 /// The archive's position as `get-shard --json` reports it.
@@ -487,6 +628,59 @@ async fn to_now(
     assert_eq!(rec.drill_result, Some(DrillResult::Succeeded));
     assert!(rec.drill_seconds.unwrap() > 0.0);
     println!("drill to now: {message}");
+    assert_nothing_left(r);
+    assert_nothing_left(s);
+
+    // The same on a schedule (`--drill-to-now`): removed as soon as its first
+    // job is written, which still runs to its end.
+    c.cli_ok(&[
+        "schedule",
+        "set",
+        "tonow",
+        "--cron",
+        "0 0 1 1 *",
+        "--target",
+        "ks/0",
+        "--drill-cron",
+        "*/2 * * * * *",
+        "--drill-to-now",
+    ])
+    .unwrap();
+    let id = wait_for("a scheduled drill to now", T, || async {
+        let jobs = topo.list_jobs().await?;
+        Ok(jobs
+            .into_iter()
+            .find(|j| j.value.schedule.as_deref() == Some("tonow:drill"))
+            .map(|j| j.value.id))
+    })
+    .await
+    .unwrap();
+    c.cli_ok(&["schedule", "remove", "tonow"]).unwrap();
+    let job = wait_for("the scheduled drill to now done", T, || async {
+        let j = topo.get::<Job>(&topo.keys().job(&id)).await?;
+        Ok(j.map(|j| j.value).filter(|j| j.state.is_final()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!(job.backup_name.as_deref(), Some(full.as_str()));
+    let pit = job.point_in_time.clone().expect("a drill to now");
+    let reached = pit.restored_to.unwrap_or_default();
+    assert!(reached.starts_with(&format!("MariaDB/{end} ")), "{reached}");
+    assert!(
+        pit.plan.iter().any(|l| l.contains("archive")),
+        "{:?}",
+        pit.plan
+    );
+    wait_for("no drill running", T, || async {
+        let jobs = topo.list_jobs().await?;
+        let running = jobs
+            .iter()
+            .any(|j| j.value.kind == JobKind::Drill && !j.value.state.is_final());
+        Ok((!running).then_some(()))
+    })
+    .await
+    .unwrap();
     assert_nothing_left(r);
     assert_nothing_left(s);
 

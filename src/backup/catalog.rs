@@ -141,6 +141,7 @@ pub fn complete_record(keyspace: &str, shard: &str, m: &Manifest, size_bytes: u6
         from_position: Some(m.incremental.from_position.clone()).filter(|_| m.is_incremental()),
         first_timestamp: m.incremental.details.as_ref().map(|d| d.first_timestamp),
         last_timestamp: m.incremental.details.as_ref().map(|d| d.last_timestamp),
+        restored_bytes: Some(m.total_size),
         ..BackupRecord::full(
             m.backup_name.clone(),
             keyspace.to_string(),

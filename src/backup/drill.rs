@@ -52,33 +52,51 @@ pub fn choose_drill_backup<'r>(
 /// keeps writing (binlogs, relay logs), so a drill never takes the last of it.
 pub const DRILL_RESERVE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Bytes a drill of `m` takes in the scratch directory: its files as restored
-/// (`total_size`), a fifth more (an xtrabackup `--prepare` rewrites its redo
-/// log and grows tablespaces; a builtin restore is its files' size, the fifth
-/// is margin), and the server's own files when it starts (redo log, temporary
-/// tablespace: 128 MiB); a drill to now also holds `binlog_bytes` of binlogs
-/// twice (downloaded, and written again by the scratch server as it applies
-/// them). Pure.
-pub fn drill_space_needed(m: &Manifest, binlog_bytes: u64) -> u64 {
-    let expansion = match m.backup_method {
-        BackupMethod::Builtin => m.total_size / 5,
-        BackupMethod::Xtrabackup => m.total_size / 5 + m.total_size / 10,
+/// Bytes a drill of a backup of `method` whose files are `restored_bytes` as
+/// restored (the sum of its MANIFEST's file sizes) takes in the scratch
+/// directory: its files, a fifth more (an xtrabackup `--prepare` rewrites its
+/// redo log and grows tablespaces: a tenth more again; a builtin restore is its
+/// files' size, the fifth is margin), and the server's own files when it starts
+/// (redo log, temporary tablespace: 128 MiB); a drill to now also holds
+/// `binlog_bytes` of binlogs twice (downloaded, and written again by the
+/// scratch server as it applies them). Pure.
+pub fn drill_space_needed(method: BackupMethod, restored_bytes: u64, binlog_bytes: u64) -> u64 {
+    let expansion = match method {
+        BackupMethod::Builtin => restored_bytes / 5,
+        BackupMethod::Xtrabackup => restored_bytes / 5 + restored_bytes / 10,
     };
-    m.total_size
+    restored_bytes
         .saturating_add(expansion)
         .saturating_add(128 * 1024 * 1024)
         .saturating_add(binlog_bytes.saturating_mul(2))
 }
 
+/// The free bytes a drill needs on the tablet's file system before it starts:
+/// [`drill_space_needed`] and [`DRILL_RESERVE_BYTES`] left to the serving
+/// tablet. The one rule the agent's own check ([`check_drill_room`]) and the
+/// placement of a drill (`coordinator::select`) both use. Pure.
+pub fn drill_room_required(method: BackupMethod, restored_bytes: u64, binlog_bytes: u64) -> u64 {
+    drill_space_needed(method, restored_bytes, binlog_bytes).saturating_add(DRILL_RESERVE_BYTES)
+}
+
+/// The free bytes a drill of the backup of record `r` needs, from the record
+/// (its engine and restored size; no binlogs: a drill to now's chain is
+/// planned by the agent, whose own check counts them). `None` for a record
+/// written before `restored_bytes` existed. Pure.
+pub fn drill_room_for(r: &BackupRecord) -> Option<u64> {
+    r.restored_bytes
+        .map(|bytes| drill_room_required(r.engine, bytes, 0))
+}
+
 /// Refuses a drill of `m` (and `binlog_bytes` of binlogs to apply) when `free`
 /// bytes cannot hold it and still leave [`DRILL_RESERVE_BYTES`] to the serving
-/// tablet, saying what it needs. Pure.
+/// tablet ([`drill_room_required`]), saying what it needs. Pure.
 pub fn check_drill_room(m: &Manifest, binlog_bytes: u64, free: u64) -> Result<(), String> {
-    let need = drill_space_needed(m, binlog_bytes);
-    let want = need.saturating_add(DRILL_RESERVE_BYTES);
+    let want = drill_room_required(m.backup_method, m.total_size, binlog_bytes);
     if free >= want {
         return Ok(());
     }
+    let need = drill_space_needed(m.backup_method, m.total_size, binlog_bytes);
     Err(format!(
         "not enough disk to drill backup {}: the restore and its server need {} ({} of files \
          and their expansion) and {} must stay free for the serving tablet, {} is free",
@@ -149,7 +167,7 @@ pub fn to_now_chain_input(
 }
 
 /// `1.5 GiB`, `300.0 MiB`, `12 B`.
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} B");
@@ -365,6 +383,21 @@ mod tests {
              (10.0 GiB of files and their expansion) and 256.0 MiB must stay free for the \
              serving tablet, 1.0 GiB is free"
         );
+    }
+
+    #[test]
+    fn placement_and_the_agent_share_one_rule() {
+        const GIB: u64 = 1024 * 1024 * 1024;
+        for method in [BackupMethod::Builtin, BackupMethod::Xtrabackup] {
+            let m = manifest(method, 10 * GIB);
+            let mut r = super::super::catalog::complete_record("ks", "0", &m, GIB);
+            assert_eq!(r.restored_bytes, Some(10 * GIB), "the MANIFEST's files");
+            let need = drill_room_for(&r).unwrap();
+            assert!(check_drill_room(&m, 0, need).is_ok(), "{method:?}");
+            assert!(check_drill_room(&m, 0, need - 1).is_err(), "{method:?}");
+            r.restored_bytes = None;
+            assert_eq!(drill_room_for(&r), None, "an older record: unknown");
+        }
     }
 
     #[test]

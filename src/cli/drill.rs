@@ -8,7 +8,10 @@
 //! where it got there (`point_in_time.plan`, `.restored_to`, in `--json`).
 //!
 //! Everything is refused before anything is written: an unknown shard, an
-//! unknown, incremental or unreadable backup, no eligible tablet, a busy one.
+//! unknown, incremental or unreadable backup, no eligible tablet (each named
+//! with why: busy, primary, not healthy, or "needs 2.1 GiB, has 800.0 MiB
+//! free" when its Health reports less free disk than the drill needs), a busy
+//! one.
 
 use anyhow::{bail, Context};
 use cairn_topo::{BackupRecord, Job, JobKind, JobState, PointInTime, Topo};
@@ -16,8 +19,8 @@ use serde_json::json;
 
 use super::args::{DrillArgs, GlobalArgs};
 use super::{connect_admin, jobs};
-use crate::backup::drill::choose_drill_backup;
-use crate::coordinator::select::{select_drill_tablet, Choice};
+use crate::backup::drill::{choose_drill_backup, drill_room_for};
+use crate::coordinator::select::{select_drill_tablet, with_pending_jobs, Choice};
 
 pub async fn drill(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<()> {
     let topo = connect_admin(g).await?;
@@ -41,10 +44,9 @@ async fn run(topo: &Topo, a: DrillArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|v| v.value)
         .collect();
-    let backup = choose_drill_backup(&records, a.backup.as_deref())
-        .map_err(|why| anyhow::anyhow!("cannot drill {ks}: {why}"))?
-        .name
-        .clone();
+    let chosen = choose_drill_backup(&records, a.backup.as_deref())
+        .map_err(|why| anyhow::anyhow!("cannot drill {ks}: {why}"))?;
+    let (backup, need) = (chosen.name.clone(), drill_room_for(chosen));
     let tablets = topo
         .list_tablets(Some(&ks.keyspace), Some(&ks.shard))
         .await
@@ -52,18 +54,26 @@ async fn run(topo: &Topo, a: DrillArgs) -> anyhow::Result<()> {
     if tablets.is_empty() {
         bail!("shard {ks} has no tablets");
     }
-    let alias = match select_drill_tablet(&tablets, a.max_lag.as_secs()) {
+    // A tablet with a job written for it is busy (an ARCHIVE runs beside a drill).
+    let written: Vec<Job> = topo
+        .list_jobs()
+        .await
+        .context("listing jobs")?
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    let tablets = with_pending_jobs(tablets, &written);
+    let alias = match select_drill_tablet(&tablets, a.max_lag.as_secs(), need) {
         Choice::Tablet(alias) => alias,
         Choice::None(reasons) => {
             let why: Vec<String> = reasons.iter().map(|(a, r)| format!("{a}: {r}")).collect();
             bail!(
-                "no tablet of {ks} is eligible for a drill (a spare or a healthy replica, \
-                 never the primary: {})",
+                "no tablet of {ks} is eligible for a drill of backup {backup} (a spare or a \
+                 healthy replica with the disk space, never the primary: {})",
                 why.join("; ")
             );
         }
     };
-    jobs::refuse_if_busy(topo, &alias).await?;
     let mut job = Job::pending(JobKind::Drill, &ks.keyspace, &ks.shard, &alias);
     job.backup_name = Some(backup.clone());
     if a.to_now {

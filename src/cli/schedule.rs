@@ -12,11 +12,12 @@
 //! would refuse to run it.
 //!
 //! `--drill-cron EXPR` adds restore drills on their own cron (validated the same
-//! way; see [`crate::coordinator::schedule::drill`]).
+//! way; see [`crate::coordinator::schedule::drill`]); `--drill-to-now` (only
+//! with it) makes each a drill to now, as `cairn drill --to-now`.
 //!
 //! `list --json` fields: `name, cron, target, keep_count, keep_for, paused,
 //! last_run, next_run`, plus `keep_for_seconds`, `backup_engine`, `created_at`,
-//! `drill_cron`, `drill_last_run`, `drill_next_run`,
+//! `drill_cron`, `drill_last_run`, `drill_next_run`, `drill_to_now`,
 //! and the runs the coordinator did not take: `skipped_runs`, `last_skip_reason`,
 //! `last_skip_at` (counted on the schedule instead of a job per slot).
 //! `keep_for` is a duration string in the spelling `--keep-for` accepts, in whole
@@ -60,6 +61,8 @@ struct ValidSet {
     incremental: bool,
     /// `--drill-cron`, as given (it parsed), whitespace normalised.
     drill_cron: Option<String>,
+    /// `--drill-to-now` (only with `--drill-cron`).
+    drill_to_now: bool,
 }
 
 /// Checks everything `schedule set` can check without etcd; a failure is a
@@ -78,6 +81,11 @@ fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
         }
         None => None,
     };
+    if a.drill_to_now && drill_cron.is_none() {
+        return Err(UsageError(
+            "--drill-to-now needs --drill-cron (it says how the scheduled drills run)".into(),
+        ));
+    }
     if a.keep_count == Some(0) {
         return Err(UsageError(
             "--keep-count must be at least 1 (the newest complete backup is always kept)".into(),
@@ -104,6 +112,7 @@ fn validate_set(a: &ScheduleSetArgs) -> Result<ValidSet, UsageError> {
         backup_engine: a.backup_engine,
         incremental: a.incremental,
         drill_cron,
+        drill_to_now: a.drill_to_now,
     })
 }
 
@@ -198,6 +207,7 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
                 drill_cron: v.drill_cron.clone(),
                 drill_last_run,
                 drill_next_run: drill_cron.as_ref().and_then(|c| next_run(c, now)),
+                drill_to_now: v.drill_to_now,
             }))
         })
         .await
@@ -215,7 +225,8 @@ async fn set(topo: &Topo, v: ValidSet) -> anyhow::Result<()> {
         }
     );
     if let (false, Some(t)) = (stored.paused, stored.drill_next_run) {
-        println!("next drill {}", ts(t));
+        let to_now = if stored.drill_to_now { " (to now)" } else { "" };
+        println!("next drill{to_now} {}", ts(t));
     }
     Ok(())
 }
@@ -260,6 +271,9 @@ pub struct ScheduleRow {
     pub drill_last_run: Option<DateTime<Utc>>,
     /// The drill slot waited for; `null` when paused, without drills or never again.
     pub drill_next_run: Option<DateTime<Utc>>,
+    /// `--drill-to-now`: each drill applies the chain to the newest archived
+    /// transaction.
+    pub drill_to_now: bool,
 }
 
 /// The row of a stored schedule. `next_run` is computed the way the scheduler
@@ -299,6 +313,7 @@ pub fn row(s: &Schedule) -> ScheduleRow {
         drill_cron: s.drill_cron.clone(),
         drill_last_run: s.drill_last_run,
         drill_next_run: drill_next,
+        drill_to_now: s.drill_to_now,
     }
 }
 
@@ -339,7 +354,10 @@ async fn list(topo: &Topo, json: bool) -> anyhow::Result<()> {
                 r.skipped_runs.to_string(),
                 opt(&r.last_skip_at.map(ts)),
                 opt(&r.last_skip_reason),
-                opt(&r.drill_cron),
+                opt(&r
+                    .drill_cron
+                    .as_ref()
+                    .map(|c| format!("{c}{}", if r.drill_to_now { " to-now" } else { "" }))),
                 opt(&r.drill_next_run.map(ts)),
             ]
         },
@@ -475,8 +493,24 @@ mod tests {
             backup_engine: None,
             incremental: false,
             drill_cron: None,
+            drill_to_now: false,
             min_schedule_period: Duration::from_secs(300),
         }
+    }
+
+    #[test]
+    fn drill_to_now_needs_a_drill_cron() {
+        let mut a = args("0 2 * * *", "ks");
+        a.drill_to_now = true;
+        let e = validate_set(&a).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--drill-to-now needs --drill-cron (it says how the scheduled drills run)"
+        );
+        a.drill_cron = Some("0 4 * * 0".into());
+        assert!(validate_set(&a).unwrap().drill_to_now);
+        a.drill_to_now = false;
+        assert!(!validate_set(&a).unwrap().drill_to_now);
     }
 
     #[test]
@@ -570,6 +604,7 @@ mod tests {
             drill_cron: None,
             drill_last_run: None,
             drill_next_run: None,
+            drill_to_now: false,
         };
         let r = row(&s);
         assert_eq!(r.keep_for.as_deref(), Some("168h"));
@@ -589,6 +624,7 @@ mod tests {
             "skipped_runs",
             "last_skip_reason",
             "last_skip_at",
+            "drill_to_now",
         ] {
             assert!(j.get(k).is_some(), "{k} missing in {j}");
         }

@@ -12,8 +12,11 @@
 //!
 //! A schedule with a `--drill-cron` is planned twice: its backups, and its
 //! drills through [`schedule::drill::drill_view`] (DRILL jobs on the tablet
-//! [`select_drill_tablet`] picks, of the newest complete full backup), by the
-//! same rules; the drills' run is written back into the same record.
+//! [`select_drill_tablet`] picks, of the newest complete full backup, among the
+//! tablets with the disk space for it), by the same rules (a shard where no
+//! tablet has room waits like one with no eligible tablet, then is counted as
+//! skipped with the reasons); the drills' run is written back into the same
+//! record.
 //!
 //! A schedule the pass cannot run at all (a cron or target that does not parse,
 //! or a cron below `--min-schedule-period`) is refused: logged, counted
@@ -29,8 +32,9 @@ use chrono::{DateTime, Utc};
 use super::schedule::period::check_min_period;
 use super::schedule::skip::{self, GivenUp, Settled, SlotMemo};
 use super::schedule::{self, Cron, ScheduledRun, SlotPlan};
-use super::select::{select_backup_tablet, select_drill_tablet, SelectOptions};
+use super::select::{select_backup_tablet, select_drill_tablet, with_pending_jobs, SelectOptions};
 use super::shared::Shared;
+use crate::backup::drill::{choose_drill_backup, drill_room_for};
 use crate::common::{failpoint, lock};
 
 /// Jobs created at once by a keyspace-wide run.
@@ -189,22 +193,17 @@ async fn plan_pass(shared: &Shared, now: DateTime<Utc>) -> Vec<Planned> {
                 let outcome = if *is_drill {
                     // Not a tablet with a job written but not taken yet (its
                     // Health does not say busy until it takes it).
-                    let tablets: Vec<_> = tablets
-                        .into_iter()
-                        .filter(|t| {
-                            !jobs.iter().any(|j| {
-                                j.tablet_alias == t.tablet.value.alias
-                                    && j.kind != cairn_topo::JobKind::Archive
-                                    && !j.state.is_final()
-                            })
-                        })
-                        .collect();
-                    let choice = select_drill_tablet(&tablets, select.max_lag_seconds);
+                    let tablets = with_pending_jobs(tablets, &jobs);
                     let records: Vec<BackupRecord> = view
                         .backups
                         .get(&(ks.clone(), shard.clone()))
                         .map(|m| m.values().cloned().collect())
                         .unwrap_or_default();
+                    // Only where the disk has room for the backup it drills.
+                    let need = choose_drill_backup(&records, None)
+                        .ok()
+                        .and_then(drill_room_for);
+                    let choice = select_drill_tablet(&tablets, select.max_lag_seconds, need);
                     schedule::drill::drill_job(&run, &jobs, &records, &choice)
                 } else {
                     let choice = select_backup_tablet(&tablets, &select);

@@ -12,13 +12,23 @@
 //!
 //! A drill ([`select_drill_tablet`]) takes the same eligibility without the
 //! primary fallback: a SPARE first (it serves nobody), else a REPLICA or RDONLY,
-//! least lag, lowest alias. The agent itself refuses a drill its disk cannot hold
-//! (Health does not carry free disk).
+//! least lag, lowest alias, and only where the disk has room: a tablet whose
+//! Health reports `data_free_bytes` below what the drill needs
+//! ([`crate::backup::drill::drill_room_required`], the rule the agent's own
+//! check uses) is passed over, saying how much it needs and has. A tablet that
+//! does not report it (an older agent) stays eligible: its own check still
+//! refuses a drill its disk cannot hold.
 //!
-//! Owns no IO; calls only `cairn-topo`'s record types.
+//! Owns no IO; calls `cairn-topo`'s record types and `backup::drill`'s pure
+//! space rule.
 
 use cairn_topo::typed::TabletInfo;
-use cairn_topo::{TabletAlias, TabletType};
+use cairn_topo::{Job, JobKind, TabletAlias, TabletType};
+
+use crate::backup::drill::human_bytes;
+
+/// How the reason of a tablet passed over for a drill for lack of disk starts.
+pub const NO_ROOM: &str = "not enough disk: ";
 
 /// The outcome of a selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +140,15 @@ pub fn select_backup_tablet(tablets: &[TabletInfo], opts: &SelectOptions) -> Cho
 
 /// Picks the tablet to run a restore drill on among the tablets of one shard: an
 /// eligible SPARE first, else an eligible REPLICA or RDONLY with the least lag
-/// (then the lowest alias); never the PRIMARY, never one busy with a job. Pure.
-pub fn select_drill_tablet(tablets: &[TabletInfo], max_lag_seconds: u64) -> Choice {
+/// (then the lowest alias); never the PRIMARY, never one busy with a job, never
+/// one whose Health reports fewer free bytes than `need_bytes` (the drill's
+/// [`drill_room_required`](crate::backup::drill::drill_room_required); `None`
+/// when the backup's restored size is unknown: disk is not looked at). Pure.
+pub fn select_drill_tablet(
+    tablets: &[TabletInfo],
+    max_lag_seconds: u64,
+    need_bytes: Option<u64>,
+) -> Choice {
     let opts = SelectOptions {
         allow_primary: false,
         max_lag_seconds,
@@ -148,6 +165,12 @@ pub fn select_drill_tablet(tablets: &[TabletInfo], max_lag_seconds: u64) -> Choi
                 continue;
             }
         };
+        if let (Some(need), Some(free)) = (need_bytes, h.data_free_bytes) {
+            if free < need {
+                reasons.push((alias.clone(), no_room(need, free)));
+                continue;
+            }
+        }
         let not_spare = t.tablet.value.tablet_type != TabletType::Spare;
         let rank = (
             not_spare,
@@ -162,6 +185,36 @@ pub fn select_drill_tablet(tablets: &[TabletInfo], max_lag_seconds: u64) -> Choi
         Some((_, alias)) => Choice::Tablet(alias.clone()),
         None => Choice::None(reasons),
     }
+}
+
+/// `tablets` with every tablet that has an unfinished job other than an
+/// ARCHIVE (which runs in a room of its own, beside the others) marked busy
+/// with it in its Health, as the agent will once it takes the job: so a drill
+/// is never placed on a tablet whose job is written but not taken yet, and the
+/// reason names the job. Pure.
+pub fn with_pending_jobs(mut tablets: Vec<TabletInfo>, jobs: &[Job]) -> Vec<TabletInfo> {
+    for t in &mut tablets {
+        let job = jobs.iter().find(|j| {
+            j.tablet_alias == t.tablet.value.alias
+                && j.kind != JobKind::Archive
+                && !j.state.is_final()
+        });
+        if let (Some(j), Some(h)) = (job, t.health.as_mut()) {
+            if h.busy_job.is_none() {
+                h.busy_job = Some(j.id.clone());
+            }
+        }
+    }
+    tablets
+}
+
+/// `not enough disk: needs 2.1 GiB, has 800.0 MiB free`. Pure.
+fn no_room(need: u64, free: u64) -> String {
+    format!(
+        "{NO_ROOM}needs {}, has {} free",
+        human_bytes(need),
+        human_bytes(free)
+    )
 }
 
 #[cfg(test)]
@@ -505,7 +558,7 @@ mod tests {
             ("empty shard", vec![], None),
         ];
         for (name, tablets, want) in cases {
-            let got = match select_drill_tablet(&tablets, 30) {
+            let got = match select_drill_tablet(&tablets, 30, None) {
                 Choice::Tablet(a) => Some(a.uid),
                 Choice::None(_) => None,
             };
@@ -517,11 +570,142 @@ mod tests {
                 tablet(2, Replica, busy()),
             ],
             30,
+            None,
         ) else {
             panic!("nobody is eligible")
         };
         assert_eq!(reasons[0].1, "type PRIMARY");
         assert_eq!(reasons[1].1, "busy with job j1");
+    }
+
+    #[test]
+    fn drill_placement_by_free_disk() {
+        use TabletType::*;
+        const GIB: u64 = 1024 * 1024 * 1024;
+        let free = |lag: u64, bytes: Option<u64>| {
+            let mut h = healthy(lag, "0-1-9").unwrap();
+            h.data_free_bytes = bytes;
+            Some(h)
+        };
+        let need = Some(2 * GIB);
+        // (what, tablets, the drill's need, chosen)
+        type Case<'a> = (&'a str, Vec<TabletInfo>, Option<u64>, Option<u32>);
+        let cases: Vec<Case> = vec![
+            (
+                "a spare without room: the replica that has it",
+                vec![
+                    tablet(1, Spare, free(0, Some(GIB))),
+                    tablet(2, Replica, free(5, Some(3 * GIB))),
+                ],
+                need,
+                Some(2),
+            ),
+            (
+                "exactly enough is enough",
+                vec![tablet(1, Replica, free(0, Some(2 * GIB)))],
+                need,
+                Some(1),
+            ),
+            (
+                "one byte short is not",
+                vec![tablet(1, Replica, free(0, Some(2 * GIB - 1)))],
+                need,
+                None,
+            ),
+            (
+                "the least lagging replica lacks room: the next one",
+                vec![
+                    tablet(1, Replica, free(0, Some(GIB))),
+                    tablet(2, Rdonly, free(9, Some(5 * GIB))),
+                ],
+                need,
+                Some(2),
+            ),
+            (
+                "unknown free disk (an older agent) stays eligible",
+                vec![
+                    tablet(1, Spare, free(0, None)),
+                    tablet(2, Replica, free(0, Some(9 * GIB))),
+                ],
+                need,
+                Some(1),
+            ),
+            (
+                "unknown need (an older record): disk is not looked at",
+                vec![tablet(1, Spare, free(0, Some(1)))],
+                None,
+                Some(1),
+            ),
+            (
+                "nobody has room",
+                vec![
+                    tablet(1, Spare, free(0, Some(GIB))),
+                    tablet(2, Replica, free(0, Some(GIB))),
+                ],
+                need,
+                None,
+            ),
+        ];
+        for (what, tablets, need, want) in cases {
+            let got = match select_drill_tablet(&tablets, 30, need) {
+                Choice::Tablet(a) => Some(a.uid),
+                Choice::None(_) => None,
+            };
+            assert_eq!(got, want, "case: {what}");
+        }
+        // Every candidate is named with its reason, room included.
+        let mut busy = free(0, Some(GIB)).unwrap();
+        busy.busy_job = Some("j1".into());
+        let mut down = free(0, Some(9 * GIB)).unwrap();
+        down.mysqld_up = false;
+        let ts = vec![
+            tablet(1, Primary, free(0, Some(9 * GIB))),
+            tablet(2, Replica, Some(busy)),
+            tablet(3, Replica, Some(down)),
+            tablet(4, Spare, free(0, Some(800 * 1024 * 1024))),
+        ];
+        let Choice::None(reasons) = select_drill_tablet(&ts, 30, Some(2 * GIB + GIB / 10)) else {
+            panic!("nobody fits")
+        };
+        let why: Vec<&str> = reasons.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            why,
+            [
+                "type PRIMARY",
+                "busy with job j1",
+                "mysqld down",
+                "not enough disk: needs 2.1 GiB, has 800.0 MiB free",
+            ]
+        );
+        assert!(why[3].starts_with(NO_ROOM));
+    }
+
+    #[test]
+    fn written_jobs_make_a_tablet_busy_but_an_archive_does_not() {
+        use cairn_topo::JobState;
+        let ts = vec![
+            tablet(1, TabletType::Replica, healthy(0, "0-1-9")),
+            tablet(2, TabletType::Spare, healthy(0, "0-1-9")),
+            tablet(3, TabletType::Rdonly, None),
+        ];
+        let alias = |uid| TabletAlias::new("zone1", uid).unwrap();
+        let mut archive = Job::pending(JobKind::Archive, "ks", "0", &alias(1));
+        archive.state = JobState::Running;
+        let backup = Job::pending(JobKind::Backup, "ks", "0", &alias(2));
+        let mut done = Job::pending(JobKind::Drill, "ks", "0", &alias(1));
+        done.state = JobState::Succeeded;
+        let orphan = Job::pending(JobKind::Drill, "ks", "0", &alias(3));
+        let marked = with_pending_jobs(ts, &[archive, backup.clone(), done, orphan]);
+        let busy: Vec<Option<&str>> = marked
+            .iter()
+            .map(|t| t.health.as_ref().and_then(|h| h.busy_job.as_deref()))
+            .collect();
+        assert_eq!(busy, [None, Some(backup.id.as_str()), None]);
+        assert_eq!(
+            select_drill_tablet(&marked, 30, None),
+            Choice::Tablet(alias(1)),
+            "the spare is taken; the archiving replica is not busy"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! binlogs before the restore, applies them to the scratch server (which then
 //! keeps a binary log of its own) and checks the position against the chain's
 //! end ([`to_now`]); the plan and the position reached go into the job's
-//! `point_in_time`.
+//! `point_in_time`. With nothing to apply (no archive and no incrementals, or
+//! nothing written since the backup) it drills the full backup alone and its
+//! outcome says so.
 //!
 //! Before anything is written the drill is refused, with the reason, when the
 //! disk cannot hold it (the binlogs of a chain included) ([`check_drill_room`]), when the tablet is PRIMARY, or when
@@ -399,12 +401,23 @@ impl Agent {
         };
         self.check_fits(&m, &server.version).map_err(Refused)?;
         self.check_decryptable(&m).await.map_err(Refused)?;
-        let free = super::restore::free_bytes(&self.cfg.tablet_dir).map_err(Refused)?;
+        let free = super::disk::free_bytes(&self.cfg.tablet_dir).map_err(Refused)?;
         // To now: the chain is planned before anything is written; a gap fails
         // the drill (the backup cannot be brought to now), naming the GTIDs.
         let chain = match job.point_in_time {
             None => None,
             Some(_) => Some(self.plan_drill_chain(&job.id, &m).await.map_err(Failed)?),
+        };
+        // Nothing after the backup (no archive, no incrementals, or nothing
+        // written since): the drill to now is the full backup's, and says so.
+        let chain = match chain {
+            Some(c) if to_now::nothing_to_apply(&c) => {
+                notes.push(to_now::full_alone_note(&m));
+                self.record_point_in_time(&job.id, &c.describe(), Some(m.position.clone()))
+                    .await;
+                None
+            }
+            chain => chain,
         };
         let binlog_bytes = chain.as_ref().map_or(0, to_now::chain_binlog_bytes);
         check_drill_room(&m, binlog_bytes, free).map_err(|why| Refused(anyhow!("{why}")))?;

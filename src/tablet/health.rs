@@ -51,6 +51,7 @@ impl Agent {
             busy_job,
             last_error,
             restoring_backup: restoring,
+            data_free_bytes: super::disk::reported_free(&self.cfg.tablet_dir),
             updated_at: Some(Utc::now()),
             ..Health::default()
         };

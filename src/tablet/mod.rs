@@ -12,6 +12,8 @@
 //! - [`replication`]: a replica's replication history and the pure decisions on it:
 //!   failing or not, and when to restart stopped threads (backoff).
 //! - [`health`]: Health on the lease, the health and lease loops, mysqld gauges.
+//! - [`disk`]: the tablet directory's free disk, rounded for Health (drills are
+//!   placed by it) and exact for a drill's own check.
 //! - [`fence`]: what ties a job to the agent's lease: claims read back, jobs
 //!   stopped when the lease is lost, the check before a restore's swap, orphans.
 //! - [`jobs`]: the job runner: take, run, report, finish backup and restore jobs;
@@ -34,6 +36,7 @@
 pub mod agent;
 pub mod archive;
 pub mod config;
+pub mod disk;
 pub mod drill;
 pub mod fence;
 pub mod health;

@@ -159,6 +159,12 @@ pub struct Health {
     /// agent saw them; `None` while they are stopped (or not a replica).
     #[serde(default)]
     pub replication_clean_since: Option<DateTime<Utc>>,
+    /// Bytes free (to the agent's user) on the file system holding the tablet
+    /// directory, rounded down to a step (1/64 of the file system, at most 1 GiB)
+    /// so it does not change at every write. Drills are placed by it; `None`:
+    /// unknown (an older agent, or statvfs failed).
+    #[serde(default)]
+    pub data_free_bytes: Option<u64>,
 }
 
 impl Health {
@@ -255,6 +261,11 @@ pub struct BackupRecord {
     /// Why the last drill failed (`drill_result: failed`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_error: Option<String>,
+    /// The backup's files as restored (the sum of its MANIFEST's file sizes),
+    /// which a drill's disk need is computed from. Absent in records written
+    /// before the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_bytes: Option<u64>,
 }
 
 impl BackupRecord {
@@ -294,6 +305,7 @@ impl BackupRecord {
             drill_seconds: None,
             drill_result: None,
             drill_error: None,
+            restored_bytes: None,
         }
     }
 }
@@ -557,6 +569,11 @@ pub struct Schedule {
     /// The drill slot waited for, as `next_run` for backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_next_run: Option<DateTime<Utc>>,
+    /// `--drill-to-now`: each scheduled drill also applies the chain of
+    /// incrementals and archived binlogs up to the newest archived transaction
+    /// (as `cairn drill --to-now`).
+    #[serde(default)]
+    pub drill_to_now: bool,
 }
 
 #[cfg(test)]

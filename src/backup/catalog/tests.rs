@@ -16,6 +16,7 @@ fn record(name: &str, sec: u32, complete: bool) -> BackupRecord {
         finished_time: Some(at(sec)),
         size_bytes: 10,
         complete,
+        restored_bytes: Some(0),
         ..BackupRecord::full(
             name,
             "ks",

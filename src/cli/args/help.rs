@@ -250,7 +250,10 @@ cairn status --json | jq '.[] | select(.health != \"green\")'";
 
 pub const DRILL: &str = "Run a restore drill of one backup of a shard (the newest complete full one \
 unless --backup names another): a DRILL job on a SPARE tablet, else a healthy REPLICA or RDONLY \
-(never the primary, never a busy tablet). Its agent restores the backup through the real restore \
+(never the primary, never a busy tablet), only where the disk has room: a tablet whose Health \
+reports less free disk than the backup's restored size plus the drill's margin (the agent's own \
+rule) is passed over; when no tablet fits, exit 1 naming each one and why (busy, primary, not \
+healthy, \"needs 2.1 GiB, has 800.0 MiB free\"). Its agent restores the backup through the real restore \
 code into a scratch directory beside its data, starts a second mariadbd on it on a loopback port, \
 runs CHECK TABLE on every table, compares the restored GTID position with the MANIFEST's and \
 counts the rows of the largest tables, then stops that server and removes the scratch directory. \

@@ -91,6 +91,12 @@ pub struct ScheduleSetArgs {
     /// targeted shard on this cron (5 or 6 fields, like --cron)
     #[arg(long)]
     pub drill_cron: Option<String>,
+    /// Each scheduled drill also applies the chain of incrementals and archived
+    /// binlogs up to the newest archived transaction (as `cairn drill
+    /// --to-now`); with neither it drills the full backup alone and says so.
+    /// Needs --drill-cron
+    #[arg(long)]
+    pub drill_to_now: bool,
     /// Refuse a cron whose slots come closer together than this
     #[arg(long, env = "CAIRN_MIN_SCHEDULE_PERIOD", default_value = "5m", value_parser = parse_dur)]
     pub min_schedule_period: Duration,

@@ -13,11 +13,14 @@
 //! tablet [`select_drill_tablet`](crate::coordinator::select::select_drill_tablet)
 //! picked; none while a drill of the shard is unfinished or when it has nothing
 //! to drill (the slot is given up for that shard, counted), or while no tablet
-//! is eligible (looked at again until the give-up time).
+//! is eligible (looked at again until the give-up time). A schedule with
+//! `drill_to_now` marks its jobs as `cairn drill --to-now` does (an empty
+//! `point_in_time`): the agent also applies the chain to the newest archived
+//! transaction.
 //!
 //! Pure; part of [`super`] (the schedule rules).
 
-use cairn_topo::{BackupRecord, Job, JobKind, Schedule};
+use cairn_topo::{BackupRecord, Job, JobKind, PointInTime, Schedule};
 
 use super::{Blocked, ScheduledRun};
 use crate::backup::drill::choose_drill_backup;
@@ -97,6 +100,9 @@ pub fn drill_job(
     job.schedule = Some(run.schedule.name.clone());
     job.scheduled_for = Some(run.slot);
     job.pending_timeout_seconds = Some(run.pending_timeout.as_secs());
+    if run.schedule.drill_to_now {
+        job.point_in_time = Some(PointInTime::default());
+    }
     Ok(job)
 }
 
@@ -204,6 +210,26 @@ mod tests {
         assert_eq!(job.schedule.as_deref(), Some("nightly:drill"));
         assert_eq!(job.scheduled_for, Some(slot));
         assert_eq!(job.pending_timeout_seconds, Some(90));
+        assert_eq!(job.point_in_time, None, "a drill of the full backup alone");
+        let mut to_now = with_drills("0 4 * * *");
+        to_now.drill_to_now = true;
+        let view = drill_view(&to_now).unwrap();
+        assert!(view.drill_to_now, "the view keeps it");
+        let job = drill_job(
+            &ScheduledRun {
+                schedule: &view,
+                ..run.clone()
+            },
+            &[],
+            &records,
+            &tablet,
+        )
+        .unwrap();
+        assert_eq!(
+            job.point_in_time,
+            Some(PointInTime::default()),
+            "marked as `drill --to-now`"
+        );
 
         let mut unfinished = Job::pending(JobKind::Drill, "commerce", "0", &a);
         unfinished.state = JobState::Running;

@@ -26,6 +26,7 @@ pub(super) fn sched(cron: &str, created: &str, last_run: Option<&str>) -> Schedu
         drill_cron: None,
         drill_last_run: None,
         drill_next_run: None,
+        drill_to_now: false,
     }
 }
 

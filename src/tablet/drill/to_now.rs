@@ -48,6 +48,21 @@ pub fn chain_binlog_bytes(chain: &ChainPlan) -> u64 {
     incs.saturating_add(archived)
 }
 
+/// A chain with nothing to apply on its full backup: no incremental, no
+/// archived binlog. Pure.
+pub fn nothing_to_apply(chain: &ChainPlan) -> bool {
+    chain.incrementals.is_empty() && chain.archived.is_empty()
+}
+
+/// What a drill to now with [`nothing_to_apply`] says in its outcome. Pure.
+pub fn full_alone_note(m: &Manifest) -> String {
+    format!(
+        "to now: no incremental backup or archived binlog after backup {} (no archive, or \
+         nothing written since it): the full backup alone was drilled, at {}",
+        m.backup_name, m.position
+    )
+}
+
 impl Agent {
     /// The chain from backup `m` up to the newest archived transaction of the
     /// shard (the archive record's position, or with no archive the newest
