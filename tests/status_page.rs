@@ -120,6 +120,7 @@ async fn write_fleet(topo: &Topo) {
         last_skip_at: None,
         incremental: false,
         drill_cron: None,
+        drill_to_now: false,
         drill_last_run: None,
         drill_next_run: None,
     };

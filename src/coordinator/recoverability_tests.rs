@@ -195,6 +195,7 @@ fn schedules_that_promise_full_backups() {
         last_skip_at: None,
         incremental: false,
         drill_cron: None,
+        drill_to_now: false,
         drill_last_run: None,
         drill_next_run: None,
     };
