@@ -42,29 +42,9 @@ async fn shard(
          INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
     )
     .unwrap();
-    wait_rows(&r, 2000).await;
-    wait_replicating(c, &specs[1].alias()).await;
+    r.wait_rows(2000, T).await.unwrap();
+    c.wait_replicating(&specs[1].alias(), T).await.unwrap();
     (p, r)
-}
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// Waits until get-tablets shows the tablet healthy as a REPLICA (replicating).
-async fn wait_replicating(c: &Cluster, alias: &str) {
-    wait_for(&format!("{alias} healthy REPLICA"), T, || async {
-        let out = c.cli_ok(&["get-tablets", "--json"])?;
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
-        Ok(rows
-            .iter()
-            .find(|r| r["alias"] == alias && r["type"] == "REPLICA" && r["healthy"] == true)
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
 }
 
 fn list_backups(c: &Cluster, extra: &[&str]) -> Vec<serde_json::Value> {
@@ -100,7 +80,7 @@ async fn seed_tablet(
         .collect();
     let mut t = c.spawn_tablet(&spec).unwrap();
     t.wait_healthy(topo, T).await.unwrap();
-    wait_rows(&t, rows).await;
+    t.wait_rows(rows, T).await.unwrap();
     t
 }
 
@@ -121,10 +101,10 @@ async fn backup_then_seed(engine: &str, restoring_flag_engine: &str) {
     assert!(name.ends_with(&r.spec.alias()), "{name}");
 
     // The backed-up replica is a replicating REPLICA again.
-    wait_replicating(&c, &r.spec.alias()).await;
+    c.wait_replicating(&r.spec.alias(), T).await.unwrap();
     p.sql("INSERT INTO app.t VALUES (5001, 'after the backup')")
         .unwrap();
-    wait_rows(&r, 2001).await;
+    r.wait_rows(2001, T).await.unwrap();
 
     let listed = list_backups(&c, &[]);
     assert_eq!(listed.len(), 1);
@@ -171,8 +151,8 @@ async fn backup_then_seed(engine: &str, restoring_flag_engine: &str) {
     );
     p.sql("INSERT INTO app.t VALUES (5002, 'later still')")
         .unwrap();
-    wait_rows(&seeded, 2002).await;
-    wait_replicating(&c, &seeded.spec.alias()).await;
+    seeded.wait_rows(2002, T).await.unwrap();
+    c.wait_replicating(&seeded.spec.alias(), T).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -346,9 +326,9 @@ async fn storage_failure_mid_backup_leaves_the_replica_serving() {
             .unwrap()
             .is_empty());
         // Back to REPLICA, mysqld up, replicating.
-        wait_replicating(&c, &spec_r.alias()).await;
+        c.wait_replicating(&spec_r.alias(), T).await.unwrap();
         p.sql("INSERT INTO app.t VALUES (9001, 'x')").unwrap();
-        wait_rows(&r, 2001).await;
+        r.wait_rows(2001, T).await.unwrap();
         let jobs: Vec<serde_json::Value> =
             serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
         assert_eq!(jobs.len(), 1);
@@ -401,7 +381,7 @@ async fn killed_during_builtin_backup_comes_back_and_the_backup_is_incomplete() 
 
         let mut r = c.spawn_tablet(&spec_r).unwrap();
         r.wait_healthy(&topo, T).await.unwrap();
-        wait_replicating(&c, &spec_r.alias()).await;
+        c.wait_replicating(&spec_r.alias(), T).await.unwrap();
         let jobs: Vec<serde_json::Value> =
             serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();
         assert_eq!(jobs[0]["state"], "FAILED", "{jobs:?}");
@@ -443,19 +423,19 @@ async fn corrupt_backup_is_refused_and_the_tablet_keeps_its_data() {
             .unwrap()
             .trim()
             .to_string();
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
         corrupt_largest_file(&backup_dir(&c, &name));
         p.sql("INSERT INTO app.t VALUES (7001, 'newer than the backup')")
             .unwrap();
-        wait_rows(&r, 2001).await;
+        r.wait_rows(2001, T).await.unwrap();
 
         let out = c.cli(&["restore-from-backup", &r.spec.alias()]).unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("mismatch"), "{err}");
         // Still serving its own (newer) data, as a replicating REPLICA.
-        wait_replicating(&c, &r.spec.alias()).await;
-        wait_rows(&r, 2001).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
+        r.wait_rows(2001, T).await.unwrap();
 
         // A new tablet refuses the corrupt seed too, and leaves the marker so the next
         // start redoes the restore.
@@ -482,13 +462,13 @@ async fn in_place_restore_and_kill_during_restore_is_redone() {
             .unwrap()
             .trim()
             .to_string();
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
         p.sql("INSERT INTO app.t VALUES (8001, 'after')").unwrap();
-        wait_rows(&r, 2001).await;
+        r.wait_rows(2001, T).await.unwrap();
         let out = c.cli_ok(&["restore-from-backup", &r.spec.alias()]).unwrap();
         assert!(out.contains(&name), "{out}");
-        wait_replicating(&c, &r.spec.alias()).await;
-        wait_rows(&r, 2001).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
+        r.wait_rows(2001, T).await.unwrap();
         let out = c.cli(&["restore-from-backup", &p.spec.alias()]).unwrap();
         assert_eq!(
             out.status.code(),
@@ -518,7 +498,7 @@ async fn in_place_restore_and_kill_during_restore_is_redone() {
             "{}",
             t.log_tail(20)
         );
-        wait_rows(&t, 2001).await;
+        t.wait_rows(2001, T).await.unwrap();
         assert!(!marker.exists());
     })
     .await
@@ -541,7 +521,7 @@ async fn waiting_tablets_restore_within_a_second_of_a_seed_backup() {
         r.wait_healthy(&topo, T).await.unwrap();
         c.cli_ok(&["init-shard-primary", "ks/0", &p_spec.alias()]).unwrap();
         p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); INSERT INTO app.t SELECT seq, 'x' FROM app.seq_1_to_100").unwrap();
-        wait_rows(&r, 100).await;
+        r.wait_rows(100, T).await.unwrap();
 
         let mut waiting = Vec::new();
         for uid in [710, 711] {
@@ -561,7 +541,7 @@ async fn waiting_tablets_restore_within_a_second_of_a_seed_backup() {
         assert_eq!(record[0].value.name, name);
         for w in waiting.iter_mut() {
             w.wait_healthy(&topo, T).await.unwrap();
-            wait_rows(w, 100).await;
+            w.wait_rows(100, T).await.unwrap();
         }
         // How long after the record landed did each start restoring? (log timestamps)
         let jobs: Vec<serde_json::Value> = serde_json::from_str(&c.cli_ok(&["jobs", "--json"]).unwrap()).unwrap();

@@ -60,12 +60,6 @@ fn sh(script: &str) -> Vec<u8> {
     out.stdout
 }
 
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
 /// A primary (uid) and a replica (uid+1, with `replica_flags`) of `ks/0` with
 /// 2,000 rows.
 async fn shard(
@@ -74,22 +68,9 @@ async fn shard(
     uid: u32,
     replica_flags: &[String],
 ) -> (TabletProcess, TabletProcess) {
-    let p_spec = c.tablet(uid, "ks", "0").unwrap();
-    let mut r_spec = c.tablet(uid + 1, "ks", "0").unwrap();
-    r_spec.extra = replica_flags.to_vec();
-    let mut p = c.spawn_tablet(&p_spec).unwrap();
-    let mut r = c.spawn_tablet(&r_spec).unwrap();
-    p.wait_healthy(topo, T).await.unwrap();
-    r.wait_healthy(topo, T).await.unwrap();
-    c.cli_ok(&["init-shard-primary", "ks/0", &p_spec.alias()])
-        .unwrap();
-    p.sql(
-        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); \
-         INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
-    )
-    .unwrap();
-    wait_rows(&r, 2000).await;
-    (p, r)
+    c.primary_and_replica(topo, ("ks", "0"), uid, replica_flags, 2000, T)
+        .await
+        .unwrap()
 }
 
 fn manifest(c: &Cluster, name: &str) -> Value {
@@ -262,14 +243,14 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
             )
             .await
             .unwrap_or_else(|e| panic!("tablet {uid}: {e}"));
-            wait_rows(&t, 2000).await;
+            t.wait_rows(2000, T).await.unwrap();
             assert!(std::fs::read(t.spec.dir.join("data/app/probe.bin")).unwrap() == probe);
             if uid == 313 {
                 // In place too, on a tablet with an identity: our file comes back.
                 std::fs::remove_file(t.spec.dir.join("data/app/probe.bin")).unwrap();
                 c.cli_ok(&["restore-from-backup", &t.spec.alias()])
                     .unwrap_or_else(|e| panic!("{e}: {}", t.log_tail(20)));
-                wait_rows(&t, 2000).await;
+                t.wait_rows(2000, T).await.unwrap();
                 assert!(std::fs::read(t.spec.dir.join("data/app/probe.bin")).unwrap() == probe);
             }
         }
@@ -286,7 +267,7 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
         assert!(err.contains(&pub_a) && err.contains(&pub_b), "{err}");
         p.sql("INSERT INTO app.t VALUES (9001, 'after the refused restore')")
             .unwrap();
-        wait_rows(&r, 2001).await;
+        r.wait_rows(2001, T).await.unwrap();
         assert!(!r.spec.dir.join("staging").exists());
 
         // The xtrabackup engine: its one stream is an age file too, and a tablet
@@ -323,7 +304,7 @@ async fn encrypted_backups_are_age_files_and_restore_only_with_a_recipients_iden
             "it did not restore the xtrabackup backup: {}",
             t.log_tail(20)
         );
-        wait_rows(&t, 2001).await;
+        t.wait_rows(2001, T).await.unwrap();
     })
     .await
     .expect("test timed out");

@@ -31,42 +31,10 @@ async fn s3_cluster(m: &MotoServer, endpoint: Option<&str>, root: &str) -> Clust
 /// A primary (uid) and a replica (uid+1) of `ks/0` with 2000 rows. The replica
 /// stores its files uncompressed, so InnoDB's larger files go as multipart uploads.
 async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> (TabletProcess, TabletProcess) {
-    let p_spec = c.tablet(uid, "ks", "0").unwrap();
-    let mut r_spec = c.tablet(uid + 1, "ks", "0").unwrap();
-    r_spec.extra = vec!["--compression-engine".into(), "none".into()];
-    let mut p = c.spawn_tablet(&p_spec).unwrap();
-    let mut r = c.spawn_tablet(&r_spec).unwrap();
-    p.wait_healthy(topo, T).await.unwrap();
-    r.wait_healthy(topo, T).await.unwrap();
-    c.cli_ok(&["init-shard-primary", "ks/0", &p_spec.alias()])
-        .unwrap();
-    p.sql(
-        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); \
-         INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
-    )
-    .unwrap();
-    wait_rows(&r, 2000).await;
-    wait_replicating(c, &r.spec.alias()).await;
-    (p, r)
-}
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
+    let flags = ["--compression-engine".to_string(), "none".to_string()];
+    c.primary_and_replica(topo, ("ks", "0"), uid, &flags, 2000, T)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
-}
-
-async fn wait_replicating(c: &Cluster, alias: &str) {
-    wait_for(&format!("{alias} healthy REPLICA"), T, || async {
-        let out = c.cli_ok(&["get-tablets", "--json"])?;
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
-        Ok(rows
-            .iter()
-            .find(|r| r["alias"] == alias && r["type"] == "REPLICA" && r["healthy"] == true)
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
+        .unwrap()
 }
 
 fn list_backups(c: &Cluster) -> Vec<serde_json::Value> {
@@ -117,7 +85,7 @@ async fn backups_restores_retention_and_snapshots_over_s3() {
         assert!(keys.contains(&format!("{prefix}MANIFEST")), "{keys:?}");
         assert!(keys.contains(&format!("{prefix}0")), "{keys:?}");
         assert!(m.pending_uploads(BUCKET).unwrap().is_empty());
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
 
         let listed = list_backups(&c);
         assert_eq!(complete_names(&listed), vec![name.clone()]);
@@ -150,16 +118,16 @@ async fn backups_restores_retention_and_snapshots_over_s3() {
         spec.extra = vec!["--restore-from-backup".into()];
         let mut seeded = c.spawn_tablet(&spec).unwrap();
         seeded.wait_healthy(&topo, T).await.unwrap();
-        wait_rows(&seeded, 2000).await;
+        seeded.wait_rows(2000, T).await.unwrap();
 
         // In place: the replica restores, then catches up with newer rows.
         p.sql("INSERT INTO app.t VALUES (5001, 'after the backup')")
             .unwrap();
         let out = c.cli_ok(&["restore-from-backup", &r.spec.alias()]).unwrap();
         assert!(out.contains(&name), "{out}");
-        wait_replicating(&c, &r.spec.alias()).await;
-        wait_rows(&r, 2001).await;
-        wait_rows(&seeded, 2001).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
+        r.wait_rows(2001, T).await.unwrap();
+        seeded.wait_rows(2001, T).await.unwrap();
 
         // The coordinator: etcd snapshots under fleet/_topo/, and a schedule whose
         // retention keeps one of its backups and removes the others' objects.
@@ -294,7 +262,7 @@ async fn xtrabackup_over_s3_seeds_a_new_tablet() {
         spec.extra = vec!["--restore-from-backup".into()];
         let mut t = c.spawn_tablet(&spec).unwrap();
         t.wait_healthy(&topo, T).await.unwrap();
-        wait_rows(&t, 2001).await;
+        t.wait_rows(2001, T).await.unwrap();
     })
     .await
     .expect("test timed out");

@@ -48,42 +48,10 @@ async fn shard_with(
     uid: u32,
     replica_flags: &[&str],
 ) -> (TabletProcess, TabletProcess) {
-    let p_spec = c.tablet(uid, "ks", "0").unwrap();
-    let mut r_spec = c.tablet(uid + 1, "ks", "0").unwrap();
-    r_spec.extra = replica_flags.iter().map(|f| f.to_string()).collect();
-    let mut p = c.spawn_tablet(&p_spec).unwrap();
-    let mut r = c.spawn_tablet(&r_spec).unwrap();
-    p.wait_healthy(topo, T).await.unwrap();
-    r.wait_healthy(topo, T).await.unwrap();
-    c.cli_ok(&["init-shard-primary", "ks/0", &p_spec.alias()])
-        .unwrap();
-    p.sql(
-        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); \
-         INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
-    )
-    .unwrap();
-    wait_rows(&r, 2000).await;
-    wait_replicating(c, &r.spec.alias()).await;
-    (p, r)
-}
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
+    let flags: Vec<String> = replica_flags.iter().map(|f| f.to_string()).collect();
+    c.primary_and_replica(topo, ("ks", "0"), uid, &flags, 2000, T)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
-}
-
-async fn wait_replicating(c: &Cluster, alias: &str) {
-    wait_for(&format!("{alias} healthy REPLICA"), T, || async {
-        let out = c.cli_ok(&["get-tablets", "--json"])?;
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
-        Ok(rows
-            .iter()
-            .find(|r| r["alias"] == alias && r["type"] == "REPLICA" && r["healthy"] == true)
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
+        .unwrap()
 }
 
 /// The newest job (JSON).
@@ -123,7 +91,7 @@ async fn backup_fails_cleanly(c: &Cluster, m: &MotoServer, r: &TabletProcess, wh
             m.pending_uploads(BUCKET)
         )
     });
-    wait_replicating(c, &r.spec.alias()).await;
+    c.wait_replicating(&r.spec.alias(), T).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,7 +109,7 @@ async fn a_cut_connection_or_a_503_storm_fails_the_backup_cleanly() {
         backup_fails_cleanly(&c, &m, &r, &["s3://", "upload"]).await;
         p.sql("INSERT INTO app.t VALUES (5001, 'after the cut')")
             .unwrap();
-        wait_rows(&r, 2001).await;
+        r.wait_rows(2001, T).await.unwrap();
 
         // Every request answered 503 Slow Down.
         proxy.cut_connections_over(0);
@@ -163,7 +131,7 @@ async fn a_cut_connection_or_a_503_storm_fails_the_backup_cleanly() {
         assert!(error.contains("XMinioStorageFull"), "{error}");
         let left = m.keys(BUCKET, "ks/0/").unwrap();
         assert!(!left.iter().any(|k| k.ends_with("/MANIFEST")), "{left:?}");
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
         proxy.set_mode(ProxyMode::Pass);
         let mut names: Vec<String> = left
             .iter()
@@ -241,10 +209,10 @@ async fn a_restore_that_cannot_read_an_object_leaves_the_tablet_as_it_was() {
             .unwrap()
             .trim()
             .to_string();
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
         p.sql("INSERT INTO app.t VALUES (5001, 'newer than the backup')")
             .unwrap();
-        wait_rows(&r, 2001).await;
+        r.wait_rows(2001, T).await.unwrap();
 
         // In place: every connection is cut once 256 KiB came back, and new ones
         // are refused (the retry too).
@@ -266,7 +234,7 @@ async fn a_restore_that_cannot_read_an_object_leaves_the_tablet_as_it_was() {
             "{error}"
         );
         proxy.set_mode(ProxyMode::Pass);
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
         assert_eq!(served(&r), before);
 
         // At start: a new replica seeding from the backup is cut off mid-download.
@@ -301,7 +269,7 @@ async fn a_restore_that_cannot_read_an_object_leaves_the_tablet_as_it_was() {
         seed.wait_healthy(&topo, T).await.unwrap();
         assert!(seed.log().contains("redoing"), "{}", seed.log_tail(30));
         assert!(!spec.dir.join("restore_in_progress").exists());
-        wait_rows(&seed, 2001).await;
+        seed.wait_rows(2001, T).await.unwrap();
 
         // A data object goes missing: an in-place restore fails the same way.
         m.delete(BUCKET, &format!("ks/0/{name}/0")).unwrap();
@@ -310,11 +278,11 @@ async fn a_restore_that_cannot_read_an_object_leaves_the_tablet_as_it_was() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("not found"), "{stderr}");
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
         assert_eq!(served(&r), before);
         p.sql("INSERT INTO app.t VALUES (5002, 'still replicating')")
             .unwrap();
-        wait_rows(&r, 2002).await;
+        r.wait_rows(2002, T).await.unwrap();
     })
     .await
     .expect("test timed out");

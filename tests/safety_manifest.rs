@@ -37,14 +37,8 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> Vec<TabletProcess> {
     tablets[0]
         .sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); INSERT INTO app.t SELECT seq, MD5(seq) FROM app.seq_1_to_500")
         .unwrap();
-    wait_rows(&tablets[1], 500).await;
+    tablets[1].wait_rows(500, T).await.unwrap();
     tablets
-}
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn jobs(c: &Cluster) -> Vec<serde_json::Value> {
@@ -344,7 +338,7 @@ async fn unreadable_manifests_are_kept_listed_and_never_restored() {
                 "bad backup {n} was restored"
             );
         }
-        wait_rows(&seeded, 600).await;
+        seeded.wait_rows(600, T).await.unwrap();
         assert_eq!(
             tablets[0].sql("SELECT COUNT(*) FROM app.t").unwrap().trim(),
             "600"

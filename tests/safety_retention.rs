@@ -13,7 +13,7 @@ use cairn::testkit::{wait_for, Cluster, CoordinatorProcess, TabletProcess};
 use cairn_topo::Topo;
 
 const T: Duration = Duration::from_secs(120);
-const ROWS: &str = "2000";
+const ROWS: u64 = 2000;
 
 async fn cluster() -> Cluster {
     Cluster::start(env!("CARGO_BIN_EXE_cairn").into())
@@ -46,19 +46,9 @@ async fn shard(
          INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
     )
     .unwrap();
-    wait_rows(&r).await;
+    r.wait_rows(ROWS, T).await.unwrap();
     wait_healthy_replica(c, &r_spec.alias()).await;
     (p, r)
-}
-
-async fn wait_rows(t: &TabletProcess) {
-    wait_for(&format!("{ROWS} rows on {}", t.spec.alias()), T, || async {
-        Ok(t.sql("SELECT COUNT(*) FROM app.t")
-            .ok()
-            .filter(|s| s.trim() == ROWS))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(30)));
 }
 
 /// Waits until get-tablets shows the tablet as a healthy REPLICA (eligible).
@@ -406,7 +396,7 @@ async fn a_backup_in_flight_is_never_pruned_as_abandoned() {
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", seeded.log_tail(30)));
         assert!(seeded.log().contains(&name), "{}", seeded.log_tail(30));
-        wait_rows(&seeded).await;
+        seeded.wait_rows(ROWS, T).await.unwrap();
     })
     .await
     .expect("test timed out");

@@ -43,22 +43,8 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> (TabletProcess, TabletProc
         .unwrap();
     p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); INSERT INTO app.t SELECT seq, MD5(seq) FROM app.seq_1_to_500")
         .unwrap();
-    wait_rows(&r, 500).await;
+    r.wait_rows(500, T).await.unwrap();
     (p, r)
-}
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn rows(t: &TabletProcess) -> u64 {
-    t.sql("SELECT COUNT(*) FROM app.t")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Inserts one row on the primary and waits for it on `t`: serving, replicating.
@@ -79,10 +65,10 @@ async fn still_replicating(c: &Cluster, p: &TabletProcess, t: &TabletProcess) {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", t.log_tail(20)));
-    let n = rows(p);
+    let n = p.rows().unwrap();
     p.sql(&format!("INSERT INTO app.t VALUES ({}, 'x')", 100_000 + n))
         .unwrap();
-    wait_rows(t, n + 1).await;
+    t.wait_rows(n + 1, T).await.unwrap();
 }
 
 fn list_backups(c: &Cluster) -> Vec<serde_json::Value> {
@@ -268,7 +254,7 @@ async fn a_missing_file_or_unreadable_manifest_is_never_the_latest_nor_restored(
         let older = backup(&c, &r);
         p.sql("INSERT INTO app.t SELECT seq, 'b' FROM app.seq_501_to_600")
             .unwrap();
-        wait_rows(&r, 600).await;
+        r.wait_rows(600, T).await.unwrap();
         let newer = backup(&c, &r);
         assert_eq!(latest(&topo).await.as_deref(), Some(newer.as_str()));
         let shard_dir = c.backup_root().join("ks/0");
@@ -332,14 +318,14 @@ async fn a_missing_file_or_unreadable_manifest_is_never_the_latest_nor_restored(
         assert_eq!(row["error"], missing.as_str(), "{row}");
 
         // In place: refused before anything, the replica keeps serving its data.
-        let (pid, before) = (r.mysqld_pid(), rows(&r));
+        let (pid, before) = (r.mysqld_pid(), r.rows().unwrap());
         let out = c.cli(&["restore-from-backup", &r.spec.alias()]).unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&missing), "{err}");
         assert_eq!(last_job(&c)["state"], "FAILED");
         assert_eq!(r.mysqld_pid(), pid, "mysqld was restarted");
-        assert_eq!(rows(&r), before);
+        assert_eq!(r.rows().unwrap(), before);
         nothing_half_done(&r.spec.dir);
         still_replicating(&c, &p, &r).await;
 
@@ -372,7 +358,7 @@ async fn a_missing_file_or_unreadable_manifest_is_never_the_latest_nor_restored(
         let mut seed = c.spawn_tablet(&spec).unwrap();
         seed.wait_healthy(&topo, T).await.unwrap();
         assert!(seed.log().contains(&older), "{}", seed.log_tail(20));
-        wait_rows(&seed, rows(&p)).await;
+        seed.wait_rows(p.rows().unwrap(), T).await.unwrap();
     })
     .await
     .expect("test timed out");
@@ -446,16 +432,16 @@ async fn restores_into_a_full_tablet_dir_fail_cleanly() {
         spec.env = skip.clone();
         let mut t = c.spawn_tablet(&spec).unwrap();
         t.wait_healthy(&topo, T).await.unwrap();
-        wait_rows(&t, rows(&p)).await;
+        t.wait_rows(p.rows().unwrap(), T).await.unwrap();
         // With the space check off, the copy runs out of space midway.
-        let (pid, before) = (t.mysqld_pid(), rows(&t));
+        let (pid, before) = (t.mysqld_pid(), t.rows().unwrap());
         let out = c.cli(&["restore-from-backup", &t.spec.alias()]).unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", t.log_tail(20));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("No space left on device"), "{err}");
         assert!(err.contains("the tablet keeps its data"), "{err}");
         assert_eq!(t.mysqld_pid(), pid, "mysqld was restarted");
-        assert_eq!(rows(&t), before);
+        assert_eq!(t.rows().unwrap(), before);
         nothing_half_done(&t.spec.dir);
         still_replicating(&c, &p, &t).await;
         // With the check on (no fault variable), refused before anything.
@@ -517,7 +503,7 @@ async fn restores_into_a_full_tablet_dir_fail_cleanly() {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(seed.log().contains(&name), "{}", seed.log_tail(20));
         nothing_half_done(&spec.dir);
-        wait_rows(&seed, rows(&p)).await;
+        seed.wait_rows(p.rows().unwrap(), T).await.unwrap();
     })
     .await
     .expect("test timed out");

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cairn::testkit::{wait_for, Cluster, TabletProcess};
+use cairn::testkit::{Cluster, TabletProcess};
 use cairn_topo::Topo;
 
 const T: Duration = Duration::from_secs(180);
@@ -33,28 +33,8 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> (TabletProcess, TabletProc
         .unwrap();
     p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); INSERT INTO app.t SELECT seq, MD5(seq) FROM app.seq_1_to_500")
         .unwrap();
-    wait_rows(&r, 500).await;
+    r.wait_rows(500, T).await.unwrap();
     (p, r)
-}
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// Waits until get-tablets shows the tablet a healthy, replicating REPLICA.
-async fn wait_replicating(c: &Cluster, alias: &str) {
-    wait_for(&format!("{alias} healthy REPLICA"), T, || async {
-        let rows: Vec<serde_json::Value> =
-            serde_json::from_str(&c.cli_ok(&["get-tablets", "--json"])?)?;
-        Ok(rows
-            .iter()
-            .find(|r| r["alias"] == alias && r["type"] == "REPLICA" && r["healthy"] == true)
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
 }
 
 fn jobs(c: &Cluster) -> Vec<serde_json::Value> {
@@ -99,7 +79,7 @@ async fn refused_backup(c: &Cluster, p: &TabletProcess, t: &TabletProcess, engin
     let reason = job["error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains(&reason), "{err}\n{reason}");
     assert!(!reason.contains('\n'), "one line: {reason}");
-    wait_replicating(c, &t.spec.alias()).await;
+    c.wait_replicating(&t.spec.alias(), T).await.unwrap();
     let n: u64 = p
         .sql("SELECT COUNT(*) FROM app.t")
         .unwrap()
@@ -111,7 +91,7 @@ async fn refused_backup(c: &Cluster, p: &TabletProcess, t: &TabletProcess, engin
         10_000 + n
     ))
     .unwrap();
-    wait_rows(t, n + 1).await;
+    t.wait_rows(n + 1, T).await.unwrap();
     reason
 }
 
@@ -169,7 +149,7 @@ async fn symlinked_databases_and_data_directory_tables_are_never_skipped() {
         let meta = std::fs::symlink_metadata(&restored).unwrap();
         assert!(meta.is_dir() && !meta.file_type().is_symlink(), "{meta:?}");
         let total: u64 = p.sql("SELECT COUNT(*) FROM app.t").unwrap().trim().parse().unwrap();
-        wait_rows(&seeded, total).await;
+        seeded.wait_rows(total, T).await.unwrap();
 
         // An InnoDB table with DATA DIRECTORY (an .isl file in the data dir),
         // again on the replica only: refused by both engines.

@@ -7,16 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cairn::testkit::{Cluster, TabletProcess};
+use cairn::testkit::Cluster;
 use sha2::{Digest, Sha256};
 
 const T: Duration = Duration::from_secs(120);
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
 
 /// CRC-32 (ISO 3309), the checksum mbstream verifies.
 fn crc32(data: &[u8]) -> u32 {
@@ -86,7 +80,7 @@ async fn a_crafted_xbstream_is_refused_and_nothing_lands_outside_staging() {
              INSERT INTO app.t SELECT seq, MD5(seq) FROM app.seq_1_to_500",
         )
         .unwrap();
-        wait_rows(&r, 500).await;
+        r.wait_rows(500, T).await.unwrap();
 
         let name = c
             .cli_ok(&["backup", &r.spec.alias(), "--backup-engine", "xtrabackup"])
@@ -118,7 +112,7 @@ async fn a_crafted_xbstream_is_refused_and_nothing_lands_outside_staging() {
 
         p.sql("INSERT INTO app.t VALUES (9001, 'newer than the backup')")
             .unwrap();
-        wait_rows(&r, 501).await;
+        r.wait_rows(501, T).await.unwrap();
 
         let out = c.cli(&["restore-from-backup", &r.spec.alias()]).unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -133,10 +127,10 @@ async fn a_crafted_xbstream_is_refused_and_nothing_lands_outside_staging() {
             "a file from the backup landed outside staging"
         );
         // Still serving its own (newer) data, replicating.
-        wait_rows(&r, 501).await;
+        r.wait_rows(501, T).await.unwrap();
         p.sql("INSERT INTO app.t VALUES (9002, 'after the refused restore')")
             .unwrap();
-        wait_rows(&r, 502).await;
+        r.wait_rows(502, T).await.unwrap();
     })
     .await
     .expect("test timed out");

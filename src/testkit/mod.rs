@@ -15,7 +15,8 @@
 //! root, or several members with [`ClusterOptions`]) and the CLI runner;
 //! [`tablet`](self) the agent processes, [`coordinator`](self) the coordinator
 //! processes, `http` a dependency-free HTTP client, `s3` the moto S3 server,
-//! `proxy` the fault-injecting TCP proxy, `reap` the cleanup of orphaned
+//! `proxy` the fault-injecting TCP proxy, `shard` the shared set-up of a
+//! primary and a replica with rows and its waits, `reap` the cleanup of orphaned
 //! processes, `wait` the one polling helper
 //! ([`wait_for`], [`Wait`]) every test and benchmark waits with. It may call the
 //! `cairn` binary, `cairn_topo` and `crate::common`; nothing in the library calls it.
@@ -25,6 +26,7 @@ mod http;
 mod proxy;
 mod reap;
 mod s3;
+mod shard;
 mod tablet;
 mod wait;
 
@@ -46,6 +48,7 @@ pub use http::{http_get, http_request};
 pub use proxy::{FaultProxy, ProxyMode};
 pub use reap::processes_under;
 pub use s3::{MotoServer, AWS_ENV};
+pub use shard::ROWS_TABLE;
 pub use tablet::{mysql_client, TabletProcess, TabletSpec};
 pub use wait::{wait_for, Wait};
 
