@@ -1,8 +1,9 @@
 //! Continuous binlog archiving against real etcd and MariaDB: `archive set` turns
 //! into one ARCHIVE job on a replica, writes on the primary reach storage as
 //! segments that reassemble into valid binlogs with contiguous GTIDs, the archive
-//! moves on with no gap and no duplicate when the archiving agent is killed, and
-//! `archive remove` stops it. Bad input is exit 2. One cluster for all of it.
+//! moves on with no gap and no duplicate when the archiving agent is killed,
+//! binlogs the primary purged before they were archived are a gap the
+//! coordinator names at once, and `archive remove` stops it. Bad input is exit 2. One cluster for all of it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -264,6 +265,91 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
                 .any(|s| s.moved_head && s.server_id != old_sid),
             "the new primary's file starts with a moved head: {before_remove:?}"
         );
+
+        // Binlogs purged on the primary before they were archived: the archive
+        // cannot reach the primary (its replication account locked, the binlog
+        // dumps killed), writes go on, the primary purges its binlogs: the
+        // coordinator names the missing GTIDs at once, in status and the metric.
+        let t_purge = Instant::now();
+        let pr = &tablets[1];
+        let users = pr
+            .sql("SELECT CONCAT(\"'\", user, \"'@'%'\") FROM mysql.user WHERE host = '%'")
+            .unwrap();
+        let users: Vec<&str> = users.lines().filter(|l| !l.is_empty()).collect();
+        assert!(!users.is_empty());
+        for u in &users {
+            pr.sql(&format!("ALTER USER {u} ACCOUNT LOCK")).unwrap();
+        }
+        let dumps = pr
+            .sql("SELECT id FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'")
+            .unwrap();
+        for id in dumps.lines().filter(|l| !l.is_empty()) {
+            let _ = pr.sql(&format!("KILL {id}"));
+        }
+        for i in 200..203 {
+            pr.sql(&format!("INSERT INTO app.t VALUES ({i}, 'never archived')"))
+                .unwrap();
+        }
+        pr.sql("FLUSH BINARY LOGS").unwrap();
+        let newest = pr
+            .sql("SHOW BINARY LOGS")
+            .unwrap()
+            .lines()
+            .last()
+            .and_then(|l| l.split('\t').next())
+            .unwrap()
+            .to_string();
+        wait_for("the old binlogs purged", T, || async {
+            // A dump thread reading an old file holds it: retried.
+            let _ = pr.sql(&format!("PURGE BINARY LOGS TO '{newest}'"));
+            let first = pr.sql("SHOW BINARY LOGS")?;
+            Ok(first
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with(&newest))
+                .then_some(()))
+        })
+        .await
+        .unwrap();
+        let purged_to = parse_gtid_list(&primary_position(pr)).unwrap()[0].seq;
+        let gap = wait_for("the purge gap in status", T, || async {
+            let (_, body) = coord.http_get("/api/v1/status")?;
+            let v: Value = serde_json::from_str(&body)?;
+            Ok(v["shards"][0]["archive_gap"]["gaps"]
+                .as_array()
+                .and_then(|gs| {
+                    gs.iter()
+                        .find(|g| {
+                            g["detail"].as_str().is_some_and(|d| {
+                                d.contains("purged on the primary before they were archived")
+                            })
+                        })
+                        .cloned()
+                }))
+        })
+        .await
+        .unwrap();
+        println!(
+            "purge gap raised {:?} after the archive stopped",
+            t_purge.elapsed()
+        );
+        let archived = parse_gtid_list(&archived_position(&c)).unwrap()[0].seq;
+        assert!(archived < purged_to, "{archived} {purged_to}");
+        assert_eq!(
+            gap["missing_gtids"],
+            format!("0-*-{}..0-*-{purged_to}", archived + 1),
+            "{gap}"
+        );
+        let (_, m) = coord.http_get("/metrics").unwrap();
+        assert!(
+            m.contains("cairn_coordinator_archive_gap{keyspace=\"ks\",shard=\"0\"} 1"),
+            "{m}"
+        );
+        for u in &users {
+            pr.sql(&format!("ALTER USER {u} ACCOUNT UNLOCK")).unwrap();
+        }
+        // (The archive may have stored what arrived before the dumps were killed.)
+        let before_remove = list_segments(&st, "ks", "0").await.unwrap();
 
         // remove: the job ends, nothing more is stored.
         c.cli_ok(&["archive", "remove", "ks/0"]).unwrap();

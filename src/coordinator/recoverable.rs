@@ -6,9 +6,10 @@
 //! one replication domain, transactions between the oldest full backup and the
 //! archive's first segment that no incremental backup holds either. Gaps the
 //! oldest full backup or an incremental backup covers are no gaps. Binlogs
-//! purged on the primary before they were archived show as such a GTID gap
-//! once the archive goes on past them; the primary's purged position itself is
-//! not in the state the coordinator has (tablet health does not carry it).
+//! purged on the primary before they were archived are a gap the moment the
+//! primary's Health says its oldest binlog starts past what the archive (and
+//! the backups) hold, in any domain ([`purged_gaps`]); once the archive goes on
+//! past them they also show as a GTID gap between segments.
 //!
 //! May call: [`crate::backup::pitr`] (segment holes, a full backup's moment),
 //! [`crate::mysql::gtid`], `cairn-topo`'s records. Table-tested.
@@ -216,6 +217,94 @@ pub fn recoverability(
             .filter(|_| oldest_full.is_some()),
         gaps,
     }
+}
+
+/// Transactions purged on the primary before they were archived: in each
+/// domain of `primary_oldest` (the position before the primary's oldest binlog,
+/// from its Health: every transaction at or before it is purged there), those
+/// after what is held elsewhere — the archive (`archived`, its record's
+/// position, and the stored `segments`' newest GTIDs), the oldest complete full
+/// backup, and incrementals chained from either — up to the primary's oldest:
+/// they exist nowhere. None while the archive (or a backup) reaches the
+/// primary's oldest binlog. Pure.
+pub fn purged_gaps(
+    backups: &[&BackupRecord],
+    segments: &[SegmentName],
+    archived: &[Gtid],
+    primary_oldest: &[Gtid],
+) -> Vec<Gap> {
+    let usable: Vec<&BackupRecord> = backups
+        .iter()
+        .copied()
+        .filter(|b| b.complete && b.state == BackupRecordState::Complete)
+        .collect();
+    let oldest_full = usable
+        .iter()
+        .filter(|b| !b.incremental)
+        .min_by_key(|b| (full_time(b), b.name.clone()))
+        .map(|b| parse_pos(&b.position))
+        .unwrap_or_default();
+    let incs: Vec<(Vec<Gtid>, Vec<Gtid>)> = usable
+        .iter()
+        .filter(|b| b.incremental)
+        .map(|b| {
+            (
+                parse_pos(b.from_position.as_deref().unwrap_or("")),
+                parse_pos(&b.position),
+            )
+        })
+        .collect();
+    let mut purged: BTreeMap<u32, Gtid> = BTreeMap::new();
+    for g in primary_oldest {
+        let e = purged.entry(g.domain).or_insert(*g);
+        if g.seq > e.seq {
+            *e = *g;
+        }
+    }
+    let mut gaps = Vec::new();
+    for (d, oldest) in purged {
+        let stored = segments
+            .iter()
+            .filter_map(|s| s.last_gtid)
+            .filter(|g| g.domain == d)
+            .map(|g| g.seq)
+            .max()
+            .unwrap_or(0);
+        let archive = seq_of(archived, d).max(stored);
+        let mut held = archive.max(seq_of(&oldest_full, d));
+        // Incrementals carry it forward.
+        while let Some(to) = incs
+            .iter()
+            .filter(|(from, _)| seq_of(from, d) <= held)
+            .map(|(_, to)| seq_of(to, d))
+            .filter(|&to| to > held)
+            .max()
+        {
+            held = to;
+        }
+        if held >= oldest.seq {
+            continue;
+        }
+        let missing = if held + 1 == oldest.seq {
+            format!("{d}-*-{}", oldest.seq)
+        } else {
+            format!("{d}-*-{}..{d}-*-{}", held + 1, oldest.seq)
+        };
+        let archive_at = if archive == 0 {
+            format!("nothing of domain {d}")
+        } else {
+            format!("up to {d}-*-{archive}")
+        };
+        gaps.push(Gap {
+            detail: format!(
+                "GTIDs {missing} were purged on the primary before they were archived: its \
+                 oldest binlog starts after {oldest}, the archive holds {archive_at}, and no \
+                 backup holds them"
+            ),
+            missing_gtids: missing,
+        });
+    }
+    gaps
 }
 
 type ShardKey = (String, String);

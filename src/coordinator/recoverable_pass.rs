@@ -1,6 +1,8 @@
 //! The recoverability pass of the leader loop (issue 10, item 5): for every
 //! shard with backups or an archive, its recoverable window and its archive's
-//! gaps ([`recoverable::recoverability`], pure), kept for `/api/v1/status`, set
+//! gaps ([`recoverable::recoverability`] and, from the primary's Health,
+//! binlogs it purged before they were archived: [`recoverable::purged_gaps`];
+//! pure), kept for `/api/v1/status`, set
 //! as the gauges `archive_gap` and `recoverable_window_seconds`, and, when an
 //! archived shard's gaps change, written to its archive record (fenced) for
 //! `get-shard`. Each archived shard's segments are listed from storage at most
@@ -18,24 +20,41 @@ use std::time::{Duration, Instant};
 use cairn_topo::{ArchiveRecord, BackupRecord, Fence};
 
 use super::metrics::ShardLabels;
-use super::recoverable::recoverability;
+use super::recoverable::{purged_gaps, recoverability};
 use super::shared::Shared;
 use crate::backup::binlog_archive::list_segments;
-use crate::mysql::gtid::parse_gtid_list;
+use crate::mysql::gtid::{parse_gtid_list, Gtid};
 
 /// How often an archived shard's segments are listed from storage.
 pub const LIST_EVERY: Duration = Duration::from_secs(3);
 
 type ShardKey = (String, String);
+type ByShard<T> = BTreeMap<ShardKey, T>;
 
 /// One pass.
 pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::Result<()> {
     // The records first, then the listings (see the module doc).
-    let (backups, archives): (
-        BTreeMap<ShardKey, Vec<BackupRecord>>,
-        BTreeMap<ShardKey, ArchiveRecord>,
+    let (backups, archives, purged): (
+        ByShard<Vec<BackupRecord>>,
+        ByShard<ArchiveRecord>,
+        ByShard<Vec<Gtid>>,
     ) = {
         let s = shared.cache.inner.read().await;
+        // Each archived shard's primary's oldest binlog position (its Health).
+        let purged = s
+            .archives
+            .keys()
+            .filter_map(|k| {
+                let primary = s.shards.get(k)?.value.primary_alias.as_ref()?;
+                let pos = s
+                    .health
+                    .get(&primary.to_string())?
+                    .binlog_oldest_position
+                    .as_deref()?;
+                let list = parse_gtid_list(pos.strip_prefix("MariaDB/").unwrap_or(pos)).ok()?;
+                Some((k.clone(), list))
+            })
+            .collect();
         (
             s.backups
                 .iter()
@@ -45,6 +64,7 @@ pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
+            purged,
         )
     };
     let due: Vec<ShardKey> = {
@@ -101,7 +121,11 @@ pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::
             let position = archive
                 .map(|a| parse_gtid_list(&a.state.position).unwrap_or_default())
                 .unwrap_or_default();
-            let r = recoverability(&records, segments, &position);
+            let mut r = recoverability(&records, segments, &position);
+            if let Some(oldest) = purged.get(&key) {
+                r.gaps
+                    .extend(purged_gaps(&records, segments, &position, oldest));
+            }
             if let Some(a) = archive {
                 if a.gaps != r.gaps {
                     writes.push((key.clone(), r.gaps.clone()));

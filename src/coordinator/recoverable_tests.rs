@@ -213,3 +213,135 @@ fn newest_segments_missing_from_storage_are_a_gap() {
     let got: Vec<&str> = r.gaps.iter().map(|g| g.missing_gtids.as_str()).collect();
     assert_eq!(got, vec!["0-*-91..0-*-120"], "{:?}", r.gaps);
 }
+
+#[test]
+fn binlogs_purged_before_they_were_archived_are_a_gap_in_any_domain() {
+    let pos = |s: &str| parse_gtid_list(s).unwrap();
+    let f1 = record("f1", "0-101-20,1-7-5", 20);
+    let f1_one = record("f1", "0-101-20", 20);
+    let i1 = inc("i1", "0-101-120,1-7-5", "0-101-200,1-7-9", 300);
+    let i2 = inc("i2", "0-101-20,1-7-5", "0-101-50,1-7-5", 60);
+    // (backups, segments, archive record position, primary's oldest binlog
+    // position, missing GTIDs)
+    type Case<'a> = (
+        Vec<&'a BackupRecord>,
+        Vec<SegmentName>,
+        &'a str,
+        &'a str,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        // Nothing purged, or only what the archive holds.
+        (vec![&f1], archive(), "0-101-120,1-7-5", "", vec![]),
+        (
+            vec![&f1],
+            archive(),
+            "0-101-120,1-7-5",
+            "0-101-120,1-7-5",
+            vec![],
+        ),
+        (
+            vec![&f1],
+            archive(),
+            "0-101-120,1-7-5",
+            "0-101-100,0-102-7",
+            vec![],
+        ),
+        // The archive stopped at 120; the primary purged to 150.
+        (
+            vec![&f1],
+            archive(),
+            "0-101-120,1-7-5",
+            "0-101-150",
+            vec!["0-*-121..0-*-150"],
+        ),
+        // One transaction.
+        (
+            vec![&f1],
+            archive(),
+            "0-101-120",
+            "0-101-121",
+            vec!["0-*-121"],
+        ),
+        // The Gtid_list names servers; the newest of a domain counts.
+        (
+            vec![&f1],
+            archive(),
+            "0-101-120",
+            "0-101-150,0-102-160",
+            vec!["0-*-121..0-*-160"],
+        ),
+        // Another domain purged past the archive, the first one not.
+        (
+            vec![&f1],
+            archive(),
+            "0-101-120,1-7-5",
+            "0-101-110,1-7-12",
+            vec!["1-*-6..1-*-12"],
+        ),
+        // Both domains.
+        (
+            vec![&f1],
+            archive(),
+            "0-101-120,1-7-5",
+            "0-101-130,1-7-12",
+            vec!["0-*-121..0-*-130", "1-*-6..1-*-12"],
+        ),
+        // A domain the archive and the backups never saw.
+        (
+            vec![&f1_one],
+            archive(),
+            "0-101-120",
+            "0-101-100,2-9-4",
+            vec!["2-*-1..2-*-4"],
+        ),
+        // The record lags the stored segments: those count.
+        (
+            vec![&f1],
+            archive(),
+            "0-101-90,1-7-5",
+            "0-101-120,1-7-5",
+            vec![],
+        ),
+        // An incremental from the archive's end bridges it (both domains).
+        (
+            vec![&f1, &i1],
+            archive(),
+            "0-101-120,1-7-5",
+            "0-101-150,1-7-9",
+            vec![],
+        ),
+        (
+            vec![&f1, &i1],
+            archive(),
+            "0-101-120,1-7-5",
+            "0-101-250,1-7-9",
+            vec!["0-*-201..0-*-250"],
+        ),
+        // No archive yet: the oldest full backup and its incrementals hold up to 50.
+        (vec![&f1, &i2], vec![], "", "0-101-40,1-7-5", vec![]),
+        (
+            vec![&f1, &i2],
+            vec![],
+            "",
+            "0-101-70,1-7-5",
+            vec!["0-*-51..0-*-70"],
+        ),
+    ];
+    for (backups, segs, archived, oldest, want) in cases {
+        let got = purged_gaps(&backups, &segs, &pos(archived), &pos(oldest));
+        let missing: Vec<&str> = got.iter().map(|g| g.missing_gtids.as_str()).collect();
+        assert_eq!(
+            missing, want,
+            "archived {archived}, primary oldest {oldest}: {got:?}"
+        );
+        for g in &got {
+            assert!(
+                g.detail
+                    .contains("purged on the primary before they were archived")
+                    && g.detail.contains(&g.missing_gtids),
+                "{g:?}"
+            );
+        }
+    }
+}

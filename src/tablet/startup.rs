@@ -234,6 +234,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             replication: Default::default(),
             last_backup_second: None,
             pitr_hold: held.is_some(),
+            binlog_head: None,
         }),
         lease,
         metrics: Arc::new(AgentMetrics::default()),
