@@ -155,6 +155,15 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
             .spawn_coordinator("c1", &["--lost-health-grace", "2s"])
             .unwrap();
         coord.wait_leader(T).await.unwrap();
+        // A full backup (the gap check below needs one: without, nothing is
+        // recoverable).
+        let full = c
+            .cli_ok(&["backup", &tablets[1].spec.alias()])
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(!full.is_empty());
+        tablets[1].wait_healthy(&topo, T).await.unwrap();
         c.cli_ok(&["archive", "set", "ks/0", "--interval", "1s"])
             .unwrap();
 
@@ -384,7 +393,9 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
                 &root,
             ])
             .unwrap();
-        assert_eq!(backups.trim(), "[]");
+        let backups: Vec<Value> = serde_json::from_str(&backups).unwrap();
+        assert_eq!(backups.len(), 1, "{backups:?}");
+        assert_eq!(backups[0]["name"], full.as_str(), "{backups:?}");
         drop(coord);
     })
     .await

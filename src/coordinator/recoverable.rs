@@ -226,7 +226,9 @@ pub fn recoverability(
 /// position, and the stored `segments`' newest GTIDs), the oldest complete full
 /// backup, and incrementals chained from either — up to the primary's oldest:
 /// they exist nowhere. None while the archive (or a backup) reaches the
-/// primary's oldest binlog. Pure.
+/// primary's oldest binlog, and none without a complete full backup (nothing
+/// is recoverable then, and a primary's long-purged history, in a domain no
+/// longer written, would otherwise look missing for ever). Pure.
 pub fn purged_gaps(
     backups: &[&BackupRecord],
     segments: &[SegmentName],
@@ -242,8 +244,10 @@ pub fn purged_gaps(
         .iter()
         .filter(|b| !b.incremental)
         .min_by_key(|b| (full_time(b), b.name.clone()))
-        .map(|b| parse_pos(&b.position))
-        .unwrap_or_default();
+        .map(|b| parse_pos(&b.position));
+    let Some(oldest_full) = oldest_full else {
+        return Vec::new();
+    };
     let incs: Vec<(Vec<Gtid>, Vec<Gtid>)> = usable
         .iter()
         .filter(|b| b.incremental)

@@ -318,6 +318,9 @@ fn binlogs_purged_before_they_were_archived_are_a_gap_in_any_domain() {
             "0-101-250,1-7-9",
             vec!["0-*-201..0-*-250"],
         ),
+        // No full backup: nothing is recoverable, no gap to speak of.
+        (vec![], archive(), "0-101-120", "0-101-150,2-9-4", vec![]),
+        (vec![&i1], archive(), "0-101-120", "0-101-150", vec![]),
         // No archive yet: the oldest full backup and its incrementals hold up to 50.
         (vec![&f1, &i2], vec![], "", "0-101-40,1-7-5", vec![]),
         (
