@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cairn::backup::binlog_archive::{gaps, list_segments, read_segment, SegmentName};
+use cairn::backup::binlog_archive::{archive_dir, gaps, list_segments, read_segment, SegmentName};
 use cairn::backup::FileStorage;
 use cairn::mysql::binlog::summarize;
 use cairn::mysql::gtid::parse_gtid_list;
@@ -152,7 +152,11 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
             .sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT)")
             .unwrap();
         let coord = c
-            .spawn_coordinator("c1", &["--lost-health-grace", "2s"])
+            .spawn_coordinator_env(
+                "c1",
+                &["--lost-health-grace", "2s"],
+                &[("CAIRN_COORDINATOR_FULL_LIST_EVERY", "5s")],
+            )
             .unwrap();
         coord.wait_leader(T).await.unwrap();
         // A full backup (the gap check below needs one: without, nothing is
@@ -186,6 +190,76 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
         let (_, seqs) = check_archive(&c).await;
         let primary_seq = parse_gtid_list(&primary_position(&tablets[0])).unwrap()[0].seq;
         assert_eq!(seqs.last(), Some(&primary_seq));
+
+        // The coordinator lists only the segments newer than those it knows,
+        // and all of them every 5 s here: a new segment is seen at once, a
+        // deleted one (and one put back) at the next full listing.
+        let t_list = Instant::now();
+        let status = || -> Value {
+            let (_, body) = coord.http_get("/api/v1/status").unwrap();
+            serde_json::from_str::<Value>(&body).unwrap()["shards"][0].clone()
+        };
+        let to_before = wait_for("the recoverable window", T, || async {
+            Ok(status()["recoverable_to"].as_str().map(String::from))
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tablets[0]
+            .sql("INSERT INTO app.t VALUES (500, 'listed')")
+            .unwrap();
+        wait_archived(&c, &tablets[0]).await;
+        wait_for("the new segment seen", T, || async {
+            let to = status()["recoverable_to"].as_str().map(String::from);
+            Ok(to.filter(|t| *t > to_before))
+        })
+        .await
+        .unwrap();
+        // Row 500's segment goes (one after it, so it is not the newest).
+        let row500 = parse_gtid_list(&primary_position(&tablets[0])).unwrap()[0].seq;
+        tablets[0]
+            .sql("INSERT INTO app.t VALUES (501, 'listed')")
+            .unwrap();
+        wait_archived(&c, &tablets[0]).await;
+        let st = FileStorage::new(c.backup_root());
+        let segs: Vec<SegmentName> = list_segments(&st, "ks", "0")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let gone = segs
+            .iter()
+            .find(|s| {
+                s.first_gtid.is_some_and(|g| g.seq <= row500)
+                    && s.last_gtid.is_some_and(|g| g.seq >= row500)
+            })
+            .unwrap_or_else(|| panic!("no segment holds {row500}: {segs:?}"))
+            .clone();
+        assert!(gone.start > 0, "{gone:?}");
+        assert_ne!(
+            Some(&gone),
+            segs.last(),
+            "the archiver resumes from the newest"
+        );
+        let dir = c.backup_root().join(archive_dir("ks", "0"));
+        let aside = c.backup_root().join("segment-aside");
+        std::fs::rename(dir.join(gone.format()), &aside).unwrap();
+        let gap = wait_for("the deleted segment seen", T, || async {
+            Ok(status()["archive_gap"]["missing_gtids"]
+                .as_str()
+                .map(String::from))
+        })
+        .await
+        .unwrap();
+        assert!(gap.contains(&format!("-{row500}")), "{gap} {gone:?}");
+        std::fs::rename(&aside, dir.join(gone.format())).unwrap();
+        wait_for("the segment put back seen", T, || async {
+            Ok(status()["archive_gap"].is_null().then_some(()))
+        })
+        .await
+        .unwrap();
+        println!("listing checks took {:?}", t_list.elapsed());
 
         // The loss window is reported while archived.
         let shard: Value =

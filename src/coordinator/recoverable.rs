@@ -15,7 +15,7 @@
 //! [`crate::mysql::gtid`], `cairn-topo`'s records. Table-tested.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cairn_topo::{BackupMethod, BackupRecord, BackupRecordState};
 use chrono::{DateTime, Utc};
@@ -313,11 +313,64 @@ pub fn purged_gaps(
 
 type ShardKey = (String, String);
 
+/// One archived shard's segments as the pass last listed them.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// When it was listed (in full, or only what was new).
+    pub at: Instant,
+    /// When it was last listed in full: segments deleted from storage, and
+    /// compacted ones (named by their first source's number), are seen then.
+    pub full_at: Instant,
+    pub segments: Vec<SegmentName>,
+}
+
+/// How the next listing of an archived shard's segments is done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextList {
+    /// Every segment (the first time, then every `full_every`).
+    Full,
+    /// Only the segments stored after this one (the newest listed).
+    After(SegmentName),
+}
+
+/// The next listing after `prev` at `now`: in full the first time, when the
+/// last full one is `full_every` old, or when nothing was listed yet; else
+/// only what is newer than the newest segment listed. Pure.
+pub fn next_list(prev: Option<&Listed>, now: Instant, full_every: Duration) -> NextList {
+    let Some(p) = prev else {
+        return NextList::Full;
+    };
+    if now.saturating_duration_since(p.full_at) >= full_every {
+        return NextList::Full;
+    }
+    p.segments
+        .iter()
+        .max_by(|a, b| {
+            a.number
+                .cmp(&b.number)
+                .then_with(|| a.format().cmp(&b.format()))
+        })
+        .map_or(NextList::Full, |s| NextList::After(s.clone()))
+}
+
+/// The segments known after an incremental listing: the earlier ones, and the
+/// new ones not among them, in archive order. Pure.
+pub fn merge_listing(prev: &[SegmentName], new: Vec<SegmentName>) -> Vec<SegmentName> {
+    let mut out = prev.to_vec();
+    for s in new {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.sort_by_key(|s| s.number);
+    out
+}
+
 /// What the pass keeps between runs: each archived shard's last listing, and
 /// each shard's recoverability for the status endpoint.
 #[derive(Default)]
 pub struct RecoverabilityMemo {
-    pub(super) listed: HashMap<ShardKey, (Instant, Vec<SegmentName>)>,
+    pub(super) listed: HashMap<ShardKey, Listed>,
     /// The latest result per shard.
     pub results: BTreeMap<ShardKey, Recoverability>,
 }

@@ -348,3 +348,49 @@ fn binlogs_purged_before_they_were_archived_are_a_gap_in_any_domain() {
         }
     }
 }
+
+#[test]
+fn segments_are_listed_in_full_the_first_time_and_now_and_then_else_only_the_new_ones() {
+    let t0 = Instant::now();
+    let every = Duration::from_secs(300);
+    // Listed in full at t0.
+    let listed = |segments: Vec<SegmentName>| Listed {
+        at: t0,
+        full_at: t0,
+        segments,
+    };
+    let newest = NextList::After(seg(3, 2, 400, 600, 91, 120));
+    // (previous listing, seconds since t0, next)
+    let cases = [
+        (None, 0, NextList::Full),
+        (Some(listed(archive())), 3, newest.clone()),
+        (Some(listed(archive())), 299, newest),
+        (Some(listed(archive())), 300, NextList::Full),
+        // Nothing known yet: in full.
+        (Some(listed(vec![])), 3, NextList::Full),
+    ];
+    for (prev, since, want) in cases {
+        let now = t0 + Duration::from_secs(since);
+        assert_eq!(next_list(prev.as_ref(), now, every), want, "{since}");
+    }
+    // Of equal numbers (a compacted segment beside its first source), the
+    // greatest name.
+    let merged = seg(0, 1, 0, 500, 1, 60);
+    let l = listed(vec![seg(0, 1, 0, 300, 1, 30), merged.clone()]);
+    let want = if merged.format() > seg(0, 1, 0, 300, 1, 30).format() {
+        merged
+    } else {
+        seg(0, 1, 0, 300, 1, 30)
+    };
+    assert_eq!(next_list(Some(&l), t0, every), NextList::After(want));
+}
+
+#[test]
+fn new_segments_are_added_to_the_known_ones_once_in_archive_order() {
+    let all = archive();
+    let known = all[..2].to_vec();
+    let got = merge_listing(&known, vec![all[3].clone(), all[2].clone(), all[1].clone()]);
+    assert_eq!(got, all);
+    assert_eq!(merge_listing(&all, vec![]), all);
+    assert_eq!(merge_listing(&[], all.clone()), all);
+}
