@@ -321,6 +321,8 @@ pub struct Listed {
     /// When it was last listed in full: segments deleted from storage, and
     /// compacted ones (named by their first source's number), are seen then.
     pub full_at: Instant,
+    /// The archive record's `compacted_at` when it was last listed in full.
+    pub compacted_at: Option<DateTime<Utc>>,
     pub segments: Vec<SegmentName>,
 }
 
@@ -334,13 +336,20 @@ pub enum NextList {
 }
 
 /// The next listing after `prev` at `now`: in full the first time, when the
-/// last full one is `full_every` old, or when nothing was listed yet; else
-/// only what is newer than the newest segment listed. Pure.
-pub fn next_list(prev: Option<&Listed>, now: Instant, full_every: Duration) -> NextList {
+/// last full one is `full_every` old, after a compaction (the archive record's
+/// `compacted_at` differs from the one seen at the last full listing), or when
+/// nothing was listed yet; else only what is newer than the newest segment
+/// listed. Pure.
+pub fn next_list(
+    prev: Option<&Listed>,
+    now: Instant,
+    full_every: Duration,
+    compacted_at: Option<DateTime<Utc>>,
+) -> NextList {
     let Some(p) = prev else {
         return NextList::Full;
     };
-    if now.saturating_duration_since(p.full_at) >= full_every {
+    if now.saturating_duration_since(p.full_at) >= full_every || p.compacted_at != compacted_at {
         return NextList::Full;
     }
     p.segments

@@ -84,22 +84,25 @@ pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::
         )
     };
     let full_every = full_list_every();
-    let due: Vec<(ShardKey, NextList)> = {
+    let due: Vec<(ShardKey, NextList, Option<chrono::DateTime<chrono::Utc>>)> = {
         let mut memo = crate::common::lock(&shared.recoverability);
         memo.listed.retain(|k, _| archives.contains_key(k));
         let now = Instant::now();
         archives
-            .keys()
-            .filter(|k| {
+            .iter()
+            .filter(|(k, _)| {
                 memo.listed
                     .get(*k)
                     .is_none_or(|l| l.at.elapsed() >= LIST_EVERY)
             })
-            .map(|k| (k.clone(), next_list(memo.listed.get(k), now, full_every)))
+            .map(|(k, a)| {
+                let next = next_list(memo.listed.get(k), now, full_every, a.state.compacted_at);
+                (k.clone(), next, a.state.compacted_at)
+            })
             .collect()
     };
     let mut listed_now = BTreeSet::new();
-    for (key, how) in due {
+    for (key, how, compacted_at) in due {
         let st = shared.storage.as_ref();
         let listing = match &how {
             NextList::Full => list_segments(st, &key.0, &key.1).await,
@@ -114,11 +117,13 @@ pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::
                     (NextList::After(_), Some(prev)) => Listed {
                         at: now,
                         full_at: prev.full_at,
+                        compacted_at: prev.compacted_at,
                         segments: merge_listing(&prev.segments, segs),
                     },
                     _ => Listed {
                         at: now,
                         full_at: now,
+                        compacted_at,
                         segments: segs,
                     },
                 };

@@ -357,6 +357,7 @@ fn segments_are_listed_in_full_the_first_time_and_now_and_then_else_only_the_new
     let listed = |segments: Vec<SegmentName>| Listed {
         at: t0,
         full_at: t0,
+        compacted_at: Some(at(0)),
         segments,
     };
     let newest = NextList::After(seg(3, 2, 400, 600, 91, 120));
@@ -371,7 +372,16 @@ fn segments_are_listed_in_full_the_first_time_and_now_and_then_else_only_the_new
     ];
     for (prev, since, want) in cases {
         let now = t0 + Duration::from_secs(since);
-        assert_eq!(next_list(prev.as_ref(), now, every), want, "{since}");
+        assert_eq!(
+            next_list(prev.as_ref(), now, every, Some(at(0))),
+            want,
+            "{since}"
+        );
+    }
+    // A compaction since the last full listing: in full again.
+    let l = listed(archive());
+    for compacted in [Some(at(5)), None] {
+        assert_eq!(next_list(Some(&l), t0, every, compacted), NextList::Full);
     }
     // Of equal numbers (a compacted segment beside its first source), the
     // greatest name.
@@ -382,7 +392,10 @@ fn segments_are_listed_in_full_the_first_time_and_now_and_then_else_only_the_new
     } else {
         seg(0, 1, 0, 300, 1, 30)
     };
-    assert_eq!(next_list(Some(&l), t0, every), NextList::After(want));
+    assert_eq!(
+        next_list(Some(&l), t0, every, Some(at(0))),
+        NextList::After(want)
+    );
 }
 
 #[test]
