@@ -1,13 +1,14 @@
 //! Continuous binlog archiving against real etcd and MariaDB: `archive set` turns
 //! into one ARCHIVE job on a replica, writes on the primary reach storage as
 //! segments that reassemble into valid binlogs with contiguous GTIDs, the archive
-//! moves on with no gap and no duplicate when the archiving agent is killed, and
-//! `archive remove` stops it. Bad input is exit 2. One cluster for all of it.
+//! moves on with no gap and no duplicate when the archiving agent is killed,
+//! binlogs the primary purged before they were archived are a gap the
+//! coordinator names at once, and `archive remove` stops it. Bad input is exit 2. One cluster for all of it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cairn::backup::binlog_archive::{gaps, list_segments, read_segment, SegmentName};
+use cairn::backup::binlog_archive::{archive_dir, gaps, list_segments, read_segment, SegmentName};
 use cairn::backup::FileStorage;
 use cairn::mysql::binlog::summarize;
 use cairn::mysql::gtid::parse_gtid_list;
@@ -151,9 +152,22 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
             .sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT)")
             .unwrap();
         let coord = c
-            .spawn_coordinator("c1", &["--lost-health-grace", "2s"])
+            .spawn_coordinator_env(
+                "c1",
+                &["--lost-health-grace", "2s"],
+                &[("CAIRN_COORDINATOR_FULL_LIST_EVERY", "5s")],
+            )
             .unwrap();
         coord.wait_leader(T).await.unwrap();
+        // A full backup (the gap check below needs one: without, nothing is
+        // recoverable).
+        let full = c
+            .cli_ok(&["backup", &tablets[1].spec.alias()])
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(!full.is_empty());
+        tablets[1].wait_healthy(&topo, T).await.unwrap();
         c.cli_ok(&["archive", "set", "ks/0", "--interval", "1s"])
             .unwrap();
 
@@ -176,6 +190,76 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
         let (_, seqs) = check_archive(&c).await;
         let primary_seq = parse_gtid_list(&primary_position(&tablets[0])).unwrap()[0].seq;
         assert_eq!(seqs.last(), Some(&primary_seq));
+
+        // The coordinator lists only the segments newer than those it knows,
+        // and all of them every 5 s here: a new segment is seen at once, a
+        // deleted one (and one put back) at the next full listing.
+        let t_list = Instant::now();
+        let status = || -> Value {
+            let (_, body) = coord.http_get("/api/v1/status").unwrap();
+            serde_json::from_str::<Value>(&body).unwrap()["shards"][0].clone()
+        };
+        let to_before = wait_for("the recoverable window", T, || async {
+            Ok(status()["recoverable_to"].as_str().map(String::from))
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tablets[0]
+            .sql("INSERT INTO app.t VALUES (500, 'listed')")
+            .unwrap();
+        wait_archived(&c, &tablets[0]).await;
+        wait_for("the new segment seen", T, || async {
+            let to = status()["recoverable_to"].as_str().map(String::from);
+            Ok(to.filter(|t| *t > to_before))
+        })
+        .await
+        .unwrap();
+        // Row 500's segment goes (one after it, so it is not the newest).
+        let row500 = parse_gtid_list(&primary_position(&tablets[0])).unwrap()[0].seq;
+        tablets[0]
+            .sql("INSERT INTO app.t VALUES (501, 'listed')")
+            .unwrap();
+        wait_archived(&c, &tablets[0]).await;
+        let st = FileStorage::new(c.backup_root());
+        let segs: Vec<SegmentName> = list_segments(&st, "ks", "0")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let gone = segs
+            .iter()
+            .find(|s| {
+                s.first_gtid.is_some_and(|g| g.seq <= row500)
+                    && s.last_gtid.is_some_and(|g| g.seq >= row500)
+            })
+            .unwrap_or_else(|| panic!("no segment holds {row500}: {segs:?}"))
+            .clone();
+        assert!(gone.start > 0, "{gone:?}");
+        assert_ne!(
+            Some(&gone),
+            segs.last(),
+            "the archiver resumes from the newest"
+        );
+        let dir = c.backup_root().join(archive_dir("ks", "0"));
+        let aside = c.backup_root().join("segment-aside");
+        std::fs::rename(dir.join(gone.format()), &aside).unwrap();
+        let gap = wait_for("the deleted segment seen", T, || async {
+            Ok(status()["archive_gap"]["missing_gtids"]
+                .as_str()
+                .map(String::from))
+        })
+        .await
+        .unwrap();
+        assert!(gap.contains(&format!("-{row500}")), "{gap} {gone:?}");
+        std::fs::rename(&aside, dir.join(gone.format())).unwrap();
+        wait_for("the segment put back seen", T, || async {
+            Ok(status()["archive_gap"].is_null().then_some(()))
+        })
+        .await
+        .unwrap();
+        println!("listing checks took {:?}", t_list.elapsed());
 
         // The loss window is reported while archived.
         let shard: Value =
@@ -265,6 +349,91 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
             "the new primary's file starts with a moved head: {before_remove:?}"
         );
 
+        // Binlogs purged on the primary before they were archived: the archive
+        // cannot reach the primary (its replication account locked, the binlog
+        // dumps killed), writes go on, the primary purges its binlogs: the
+        // coordinator names the missing GTIDs at once, in status and the metric.
+        let t_purge = Instant::now();
+        let pr = &tablets[1];
+        let users = pr
+            .sql("SELECT CONCAT(\"'\", user, \"'@'%'\") FROM mysql.user WHERE host = '%'")
+            .unwrap();
+        let users: Vec<&str> = users.lines().filter(|l| !l.is_empty()).collect();
+        assert!(!users.is_empty());
+        for u in &users {
+            pr.sql(&format!("ALTER USER {u} ACCOUNT LOCK")).unwrap();
+        }
+        let dumps = pr
+            .sql("SELECT id FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'")
+            .unwrap();
+        for id in dumps.lines().filter(|l| !l.is_empty()) {
+            let _ = pr.sql(&format!("KILL {id}"));
+        }
+        for i in 200..203 {
+            pr.sql(&format!("INSERT INTO app.t VALUES ({i}, 'never archived')"))
+                .unwrap();
+        }
+        pr.sql("FLUSH BINARY LOGS").unwrap();
+        let newest = pr
+            .sql("SHOW BINARY LOGS")
+            .unwrap()
+            .lines()
+            .last()
+            .and_then(|l| l.split('\t').next())
+            .unwrap()
+            .to_string();
+        wait_for("the old binlogs purged", T, || async {
+            // A dump thread reading an old file holds it: retried.
+            let _ = pr.sql(&format!("PURGE BINARY LOGS TO '{newest}'"));
+            let first = pr.sql("SHOW BINARY LOGS")?;
+            Ok(first
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with(&newest))
+                .then_some(()))
+        })
+        .await
+        .unwrap();
+        let purged_to = parse_gtid_list(&primary_position(pr)).unwrap()[0].seq;
+        let gap = wait_for("the purge gap in status", T, || async {
+            let (_, body) = coord.http_get("/api/v1/status")?;
+            let v: Value = serde_json::from_str(&body)?;
+            Ok(v["shards"][0]["archive_gap"]["gaps"]
+                .as_array()
+                .and_then(|gs| {
+                    gs.iter()
+                        .find(|g| {
+                            g["detail"].as_str().is_some_and(|d| {
+                                d.contains("purged on the primary before they were archived")
+                            })
+                        })
+                        .cloned()
+                }))
+        })
+        .await
+        .unwrap();
+        println!(
+            "purge gap raised {:?} after the archive stopped",
+            t_purge.elapsed()
+        );
+        let archived = parse_gtid_list(&archived_position(&c)).unwrap()[0].seq;
+        assert!(archived < purged_to, "{archived} {purged_to}");
+        assert_eq!(
+            gap["missing_gtids"],
+            format!("0-*-{}..0-*-{purged_to}", archived + 1),
+            "{gap}"
+        );
+        let (_, m) = coord.http_get("/metrics").unwrap();
+        assert!(
+            m.contains("cairn_coordinator_archive_gap{keyspace=\"ks\",shard=\"0\"} 1"),
+            "{m}"
+        );
+        for u in &users {
+            pr.sql(&format!("ALTER USER {u} ACCOUNT UNLOCK")).unwrap();
+        }
+        // (The archive may have stored what arrived before the dumps were killed.)
+        let before_remove = list_segments(&st, "ks", "0").await.unwrap();
+
         // remove: the job ends, nothing more is stored.
         c.cli_ok(&["archive", "remove", "ks/0"]).unwrap();
         wait_for("no live archive job", T, || async {
@@ -298,7 +467,9 @@ async fn archive_follows_writes_survives_a_killed_agent_and_stops_on_remove() {
                 &root,
             ])
             .unwrap();
-        assert_eq!(backups.trim(), "[]");
+        let backups: Vec<Value> = serde_json::from_str(&backups).unwrap();
+        assert_eq!(backups.len(), 1, "{backups:?}");
+        assert_eq!(backups[0]["name"], full.as_str(), "{backups:?}");
         drop(coord);
     })
     .await

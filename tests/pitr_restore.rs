@@ -336,8 +336,13 @@ async fn the_accident_with_archiving_only_across_a_failover_and_a_missing_segmen
         .unwrap();
     p.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, at BIGINT)")
         .unwrap();
+    // (Listed in full every 2 s: the segment deleted below is seen soon.)
     let coord = c
-        .spawn_coordinator("c1", &["--lost-health-grace", "2s"])
+        .spawn_coordinator_env(
+            "c1",
+            &["--lost-health-grace", "2s"],
+            &[("CAIRN_COORDINATOR_FULL_LIST_EVERY", "2s")],
+        )
         .unwrap();
     coord.wait_leader(T).await.unwrap();
     let mut gtids = vec![];

@@ -286,6 +286,21 @@ async fn blobs_under_topo() {
         names,
         vec![("snap-1".into(), 10), ("snap-2".into(), big.len() as u64)]
     );
+    // Only what sorts after a name (S3's start-after): what is new.
+    let after = |a: &'static str| {
+        let s = &s;
+        async move {
+            s.list_blobs_after("_topo", a)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|b| b.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(after("snap-1").await, vec!["snap-2".to_string()]);
+    assert!(after("snap-2").await.is_empty());
+    assert_eq!(after("a").await.len(), 2);
     let mut back = Vec::new();
     s.open_blob("_topo", "snap-2")
         .await

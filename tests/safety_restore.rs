@@ -493,3 +493,156 @@ async fn restore_to_a_point_killed_while_applying_is_redone_by_the_same_command_
     .await
     .expect("test timed out");
 }
+
+/// The tablet's row in get-tablets --json.
+fn tablet_row(c: &Cluster, alias: &str) -> serde_json::Value {
+    let out = c.cli_ok(&["get-tablets", "--json"]).unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    rows.into_iter()
+        .find(|r| r["alias"] == alias)
+        .unwrap_or_default()
+}
+
+/// An in-place restore job to a position (full backup and two incrementals) on a
+/// running replica, whose agent is killed (abort; its mysqld left running) after
+/// the first incremental's binlogs were applied. Restarted with its ordinary
+/// command line (no restore flags), the agent redoes the restore from the full
+/// backup to the hold file's target: DRAINED, replication stopped, exactly the
+/// target's rows (none after, none missing; a transaction applied twice would
+/// fail on the primary key), never RESTORE; the job says what happened. Then an
+/// unreadable hold keeps the tablet held, with a clear last_error.
+#[tokio::test(flavor = "multi_thread")]
+async fn inplace_restore_to_a_point_killed_while_applying_is_redone_at_the_next_start() {
+    tokio::time::timeout(Duration::from_secs(600), async {
+        let t0 = std::time::Instant::now();
+        let c = cluster().await;
+        let topo = c.topo().await.unwrap();
+        let (p, mut r) = shard(&c, &topo, 780).await;
+        let alias = r.spec.alias();
+        c.cli_ok(&["backup", &alias]).unwrap();
+        let mut id = 3000;
+        for _ in 0..2 {
+            for _ in 0..3 {
+                id += 1;
+                p.sql(&format!("INSERT INTO app.t VALUES ({id}, 'inc')"))
+                    .unwrap();
+            }
+            wait_rows(&r, id - 1000).await;
+            c.cli_ok(&["backup", &alias, "--incremental-from-pos", "auto"])
+                .unwrap();
+        }
+        let target = format!(
+            "MariaDB/{}",
+            p.sql("SELECT @@gtid_binlog_pos").unwrap().trim()
+        );
+        p.sql("INSERT INTO app.t VALUES (9999, 'after')").unwrap();
+        wait_rows(&r, 2007).await;
+
+        // The replica's agent, armed, restores in place and dies mid-apply.
+        let failpoint = "pitr-after-apply-step";
+        let spec = r.spec.clone();
+        r.terminate(T).unwrap();
+        drop(r);
+        let mut armed = spec.clone();
+        armed.env = vec![("CAIRN_FAILPOINT".into(), failpoint.into())];
+        let mut r = c.spawn_tablet(&armed).unwrap();
+        r.wait_healthy(&topo, T).await.unwrap();
+        wait_replicating(&c, &alias).await;
+        c.cli_ok(&[
+            "restore-from-backup",
+            &alias,
+            "--restore-to-pos",
+            &target,
+            "--no-wait",
+        ])
+        .unwrap();
+        wait_died_at(&mut r, failpoint, false).await;
+        assert_eq!(rows(&r), 2003, "{}", r.log_tail(30));
+        let hold = std::fs::read_to_string(spec.dir.join("point_in_time_restore")).unwrap();
+        assert!(
+            hold.contains("applying") && hold.contains("\"job\""),
+            "{hold}"
+        );
+
+        // Its ordinary command line, no failpoint. (Not dropped: that would kill
+        // the mysqld a killed agent leaves running.)
+        std::mem::forget(r);
+        let redo = std::time::Instant::now();
+        let mut r = c.spawn_tablet(&spec).unwrap();
+        wait_drained(&c, &mut r, |t| {
+            t.log().contains("point-in-time restore done")
+        })
+        .await;
+        println!("redone in {:?}", redo.elapsed());
+        let log = r.log();
+        assert!(
+            log.contains("interrupted while its binlogs were applied; redoing it"),
+            "{}",
+            r.log_tail(40)
+        );
+        assert!(!log.contains("Duplicate entry"), "{}", r.log_tail(40));
+        assert_eq!(rows(&r), 2006);
+        assert_eq!(r.sql("SELECT MAX(id) FROM app.t").unwrap().trim(), "3006");
+        let pos = r.sql("SELECT @@gtid_slave_pos").unwrap();
+        assert_eq!(format!("MariaDB/{}", pos.trim()), target);
+        let st = r.sql("SHOW SLAVE STATUS\\G").unwrap();
+        assert!(!st.contains(": Yes"), "replicates:\n{st}");
+        let hold = std::fs::read_to_string(spec.dir.join("point_in_time_restore")).unwrap();
+        assert!(hold.contains("\"done\""), "{hold}");
+        assert!(!spec.dir.join("pitr-binlogs").exists());
+        assert_clean(&spec, &r.log_tail(30));
+        // One truthful record: the job failed (its agent died), saying it was
+        // redone at start and where the tablet is now.
+        let job = wait_for("the job records the redo", T, || async {
+            Ok(topo
+                .list_jobs()
+                .await?
+                .into_iter()
+                .map(|j| j.value)
+                .find(|j| j.kind == cairn_topo::JobKind::Restore)
+                .filter(|j| j.state == cairn_topo::JobState::Failed)
+                .filter(|j| {
+                    j.error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("the restore was redone at start"))
+                }))
+        })
+        .await
+        .unwrap();
+        let reached = job.point_in_time.and_then(|p| p.restored_to);
+        assert!(
+            reached.as_deref().is_some_and(|t| t.starts_with(&target)),
+            "{reached:?} {:?}",
+            job.error
+        );
+        println!("the job says: {}", job.error.unwrap_or_default());
+        // Stays DRAINED a while (the reconcile keeps it held), then: an
+        // unreadable hold is never redone nor replicated from; it says why.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(tablet_type(&c, &alias).as_deref(), Some("DRAINED"));
+        let redone = r.log().matches("redoing").count();
+        r.terminate(T).unwrap();
+        drop(r);
+        std::fs::write(spec.dir.join("point_in_time_restore"), b"{\"tar").unwrap();
+        let mut r = c.spawn_tablet(&spec).unwrap();
+        wait_drained(&c, &mut r, |_| {
+            tablet_row(&c, &alias)["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("hold file is unreadable"))
+        })
+        .await;
+        assert_eq!(rows(&r), 2006);
+        assert_eq!(
+            r.log().matches("redoing").count(),
+            redone,
+            "{}",
+            r.log_tail(30)
+        );
+        let st = r.sql("SHOW SLAVE STATUS\\G").unwrap();
+        assert!(!st.contains(": Yes"), "replicates:\n{st}");
+        println!("inplace redo test took {:?}", t0.elapsed());
+        drop(p);
+    })
+    .await
+    .expect("test timed out");
+}

@@ -477,6 +477,15 @@ async fn compacted_segments_hold_every_transaction_in_fewer_objects() {
     .await
     .unwrap();
     println!("{before} segments became {after} in {:?}", t0.elapsed());
+    // The archive record says so (the coordinator then lists the segments in
+    // full again).
+    let key = topo.keys().archive("ks", "0");
+    wait_for("the compaction in the archive record", T, || async {
+        let rec = topo.get::<cairn_topo::ArchiveRecord>(&key).await?;
+        Ok(rec.and_then(|r| r.value.state.compacted_at))
+    })
+    .await
+    .unwrap();
 
     // Every transaction after the full backup is still there, in segments that
     // read back whole.

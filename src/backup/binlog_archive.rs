@@ -397,6 +397,27 @@ pub async fn list_segments(
     Ok(v)
 }
 
+/// [`list_segments`] of the segments whose names sort after `after`'s (names
+/// start with the zero-padded archive number, so: stored after it, in archive
+/// order). A compacted segment keeps its first source's number and is not
+/// among them: a full [`list_segments`] now and then sees it, and deletions.
+pub async fn list_segments_after(
+    storage: &dyn BackupStorage,
+    keyspace: &str,
+    shard: &str,
+    after: &SegmentName,
+) -> StorageResult<Vec<(SegmentName, u64)>> {
+    let dir = archive_dir(keyspace, shard);
+    let mut v: Vec<(SegmentName, u64)> = storage
+        .list_blobs_after(&dir, &after.format())
+        .await?
+        .into_iter()
+        .filter_map(|b| Some((SegmentName::parse(&b.name).ok()?, b.size_bytes)))
+        .collect();
+    v.sort_by_key(|(s, _)| s.number);
+    Ok(v)
+}
+
 /// Reads a segment back and decodes it.
 pub async fn read_segment(
     storage: &dyn BackupStorage,

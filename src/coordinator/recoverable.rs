@@ -6,15 +6,16 @@
 //! one replication domain, transactions between the oldest full backup and the
 //! archive's first segment that no incremental backup holds either. Gaps the
 //! oldest full backup or an incremental backup covers are no gaps. Binlogs
-//! purged on the primary before they were archived show as such a GTID gap
-//! once the archive goes on past them; the primary's purged position itself is
-//! not in the state the coordinator has (tablet health does not carry it).
+//! purged on the primary before they were archived are a gap the moment the
+//! primary's Health says its oldest binlog starts past what the archive (and
+//! the backups) hold, in any domain ([`purged_gaps`]); once the archive goes on
+//! past them they also show as a GTID gap between segments.
 //!
 //! May call: [`crate::backup::pitr`] (segment holes, a full backup's moment),
 //! [`crate::mysql::gtid`], `cairn-topo`'s records. Table-tested.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cairn_topo::{BackupMethod, BackupRecord, BackupRecordState};
 use chrono::{DateTime, Utc};
@@ -218,13 +219,167 @@ pub fn recoverability(
     }
 }
 
+/// Transactions purged on the primary before they were archived: in each
+/// domain of `primary_oldest` (the position before the primary's oldest binlog,
+/// from its Health: every transaction at or before it is purged there), those
+/// after what is held elsewhere — the archive (`archived`, its record's
+/// position, and the stored `segments`' newest GTIDs), the oldest complete full
+/// backup, and incrementals chained from either — up to the primary's oldest:
+/// they exist nowhere. None while the archive (or a backup) reaches the
+/// primary's oldest binlog, and none without a complete full backup (nothing
+/// is recoverable then, and a primary's long-purged history, in a domain no
+/// longer written, would otherwise look missing for ever). Pure.
+pub fn purged_gaps(
+    backups: &[&BackupRecord],
+    segments: &[SegmentName],
+    archived: &[Gtid],
+    primary_oldest: &[Gtid],
+) -> Vec<Gap> {
+    let usable: Vec<&BackupRecord> = backups
+        .iter()
+        .copied()
+        .filter(|b| b.complete && b.state == BackupRecordState::Complete)
+        .collect();
+    let oldest_full = usable
+        .iter()
+        .filter(|b| !b.incremental)
+        .min_by_key(|b| (full_time(b), b.name.clone()))
+        .map(|b| parse_pos(&b.position));
+    let Some(oldest_full) = oldest_full else {
+        return Vec::new();
+    };
+    let incs: Vec<(Vec<Gtid>, Vec<Gtid>)> = usable
+        .iter()
+        .filter(|b| b.incremental)
+        .map(|b| {
+            (
+                parse_pos(b.from_position.as_deref().unwrap_or("")),
+                parse_pos(&b.position),
+            )
+        })
+        .collect();
+    let mut purged: BTreeMap<u32, Gtid> = BTreeMap::new();
+    for g in primary_oldest {
+        let e = purged.entry(g.domain).or_insert(*g);
+        if g.seq > e.seq {
+            *e = *g;
+        }
+    }
+    let mut gaps = Vec::new();
+    for (d, oldest) in purged {
+        let stored = segments
+            .iter()
+            .filter_map(|s| s.last_gtid)
+            .filter(|g| g.domain == d)
+            .map(|g| g.seq)
+            .max()
+            .unwrap_or(0);
+        let archive = seq_of(archived, d).max(stored);
+        let mut held = archive.max(seq_of(&oldest_full, d));
+        // Incrementals carry it forward.
+        while let Some(to) = incs
+            .iter()
+            .filter(|(from, _)| seq_of(from, d) <= held)
+            .map(|(_, to)| seq_of(to, d))
+            .filter(|&to| to > held)
+            .max()
+        {
+            held = to;
+        }
+        if held >= oldest.seq {
+            continue;
+        }
+        let missing = if held + 1 == oldest.seq {
+            format!("{d}-*-{}", oldest.seq)
+        } else {
+            format!("{d}-*-{}..{d}-*-{}", held + 1, oldest.seq)
+        };
+        let archive_at = if archive == 0 {
+            format!("nothing of domain {d}")
+        } else {
+            format!("up to {d}-*-{archive}")
+        };
+        gaps.push(Gap {
+            detail: format!(
+                "GTIDs {missing} were purged on the primary before they were archived: its \
+                 oldest binlog starts after {oldest}, the archive holds {archive_at}, and no \
+                 backup holds them"
+            ),
+            missing_gtids: missing,
+        });
+    }
+    gaps
+}
+
 type ShardKey = (String, String);
+
+/// One archived shard's segments as the pass last listed them.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// When it was listed (in full, or only what was new).
+    pub at: Instant,
+    /// When it was last listed in full: segments deleted from storage, and
+    /// compacted ones (named by their first source's number), are seen then.
+    pub full_at: Instant,
+    /// The archive record's `compacted_at` when it was last listed in full.
+    pub compacted_at: Option<DateTime<Utc>>,
+    pub segments: Vec<SegmentName>,
+}
+
+/// How the next listing of an archived shard's segments is done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextList {
+    /// Every segment (the first time, then every `full_every`).
+    Full,
+    /// Only the segments stored after this one (the newest listed).
+    After(SegmentName),
+}
+
+/// The next listing after `prev` at `now`: in full the first time, when the
+/// last full one is `full_every` old, after a compaction (the archive record's
+/// `compacted_at` differs from the one seen at the last full listing), or when
+/// nothing was listed yet; else only what is newer than the newest segment
+/// listed. Pure.
+pub fn next_list(
+    prev: Option<&Listed>,
+    now: Instant,
+    full_every: Duration,
+    compacted_at: Option<DateTime<Utc>>,
+) -> NextList {
+    let Some(p) = prev else {
+        return NextList::Full;
+    };
+    if now.saturating_duration_since(p.full_at) >= full_every || p.compacted_at != compacted_at {
+        return NextList::Full;
+    }
+    p.segments
+        .iter()
+        .max_by(|a, b| {
+            a.number
+                .cmp(&b.number)
+                .then_with(|| a.format().cmp(&b.format()))
+        })
+        .map_or(NextList::Full, |s| NextList::After(s.clone()))
+}
+
+/// The segments known after an incremental listing: the earlier ones, and the
+/// new ones not among them, in archive order. Pure.
+pub fn merge_listing(prev: &[SegmentName], new: Vec<SegmentName>) -> Vec<SegmentName> {
+    let mut out = prev.to_vec();
+    for s in new {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.sort_by_key(|s| s.number);
+    out
+}
 
 /// What the pass keeps between runs: each archived shard's last listing, and
 /// each shard's recoverability for the status endpoint.
 #[derive(Default)]
 pub struct RecoverabilityMemo {
-    pub(super) listed: HashMap<ShardKey, (Instant, Vec<SegmentName>)>,
+    pub(super) listed: HashMap<ShardKey, Listed>,
     /// The latest result per shard.
     pub results: BTreeMap<ShardKey, Recoverability>,
 }

@@ -1,13 +1,19 @@
 //! The recoverability pass of the leader loop (issue 10, item 5): for every
 //! shard with backups or an archive, its recoverable window and its archive's
-//! gaps ([`recoverable::recoverability`], pure), kept for `/api/v1/status`, set
+//! gaps ([`recoverable::recoverability`] and, from the primary's Health,
+//! binlogs it purged before they were archived: [`recoverable::purged_gaps`];
+//! pure), kept for `/api/v1/status`, set
 //! as the gauges `archive_gap` and `recoverable_window_seconds`, and, when an
 //! archived shard's gaps change, written to its archive record (fenced) for
 //! `get-shard`. Each archived shard's segments are listed from storage at most
-//! every [`LIST_EVERY`] (one LIST request per shard then), after its archive
-//! record's position is read, so a segment stored after the read cannot look
-//! missing; an archived shard's result is computed again only when it was
-//! listed (a day of 1-second segments is 86,400 names to tile).
+//! every [`LIST_EVERY`], after its archive record's position is read, so a
+//! segment stored after the read cannot look missing: only the segments newer
+//! than the newest one known (`list_blobs_after`: on S3 a listing that starts
+//! there), added to the memo of earlier ones, and in full every
+//! [`FULL_LIST_EVERY`] (`CAIRN_COORDINATOR_FULL_LIST_EVERY`), which sees
+//! segments deleted from storage and compacted ones; an archived shard's
+//! result is computed again only when it was listed (a day of 1-second
+//! segments is 86,400 names to tile).
 //!
 //! May call: the pure rule ([`super::recoverable`]), `backup` (segment
 //! listing), `cairn-topo` (fenced writes), [`super::shared`].
@@ -18,24 +24,53 @@ use std::time::{Duration, Instant};
 use cairn_topo::{ArchiveRecord, BackupRecord, Fence};
 
 use super::metrics::ShardLabels;
-use super::recoverable::recoverability;
+use super::recoverable::{merge_listing, next_list, purged_gaps, recoverability, Listed, NextList};
 use super::shared::Shared;
-use crate::backup::binlog_archive::list_segments;
-use crate::mysql::gtid::parse_gtid_list;
+use crate::backup::binlog_archive::{list_segments, list_segments_after, SegmentName};
+use crate::mysql::gtid::{parse_gtid_list, Gtid};
 
 /// How often an archived shard's segments are listed from storage.
 pub const LIST_EVERY: Duration = Duration::from_secs(3);
+/// How often they are listed in full (otherwise only what is new): deleted
+/// and compacted segments are seen then.
+pub const FULL_LIST_EVERY: Duration = Duration::from_secs(300);
+/// Variable: another [`FULL_LIST_EVERY`] (a duration, e.g. `5s`; tests).
+pub const FULL_LIST_EVERY_VAR: &str = "CAIRN_COORDINATOR_FULL_LIST_EVERY";
+
+fn full_list_every() -> Duration {
+    std::env::var(FULL_LIST_EVERY_VAR)
+        .ok()
+        .and_then(|v| crate::common::duration::parse_duration(&v).ok())
+        .unwrap_or(FULL_LIST_EVERY)
+}
 
 type ShardKey = (String, String);
+type ByShard<T> = BTreeMap<ShardKey, T>;
 
 /// One pass.
 pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::Result<()> {
     // The records first, then the listings (see the module doc).
-    let (backups, archives): (
-        BTreeMap<ShardKey, Vec<BackupRecord>>,
-        BTreeMap<ShardKey, ArchiveRecord>,
+    let (backups, archives, purged): (
+        ByShard<Vec<BackupRecord>>,
+        ByShard<ArchiveRecord>,
+        ByShard<Vec<Gtid>>,
     ) = {
         let s = shared.cache.inner.read().await;
+        // Each archived shard's primary's oldest binlog position (its Health).
+        let purged = s
+            .archives
+            .keys()
+            .filter_map(|k| {
+                let primary = s.shards.get(k)?.value.primary_alias.as_ref()?;
+                let pos = s
+                    .health
+                    .get(&primary.to_string())?
+                    .binlog_oldest_position
+                    .as_deref()?;
+                let list = parse_gtid_list(pos.strip_prefix("MariaDB/").unwrap_or(pos)).ok()?;
+                Some((k.clone(), list))
+            })
+            .collect();
         (
             s.backups
                 .iter()
@@ -45,29 +80,54 @@ pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
+            purged,
         )
     };
-    let due: Vec<ShardKey> = {
+    let full_every = full_list_every();
+    let due: Vec<(ShardKey, NextList, Option<chrono::DateTime<chrono::Utc>>)> = {
         let mut memo = crate::common::lock(&shared.recoverability);
         memo.listed.retain(|k, _| archives.contains_key(k));
+        let now = Instant::now();
         archives
-            .keys()
-            .filter(|k| {
+            .iter()
+            .filter(|(k, _)| {
                 memo.listed
                     .get(*k)
-                    .is_none_or(|(t, _)| t.elapsed() >= LIST_EVERY)
+                    .is_none_or(|l| l.at.elapsed() >= LIST_EVERY)
             })
-            .cloned()
+            .map(|(k, a)| {
+                let next = next_list(memo.listed.get(k), now, full_every, a.state.compacted_at);
+                (k.clone(), next, a.state.compacted_at)
+            })
             .collect()
     };
     let mut listed_now = BTreeSet::new();
-    for key in due {
-        match list_segments(shared.storage.as_ref(), &key.0, &key.1).await {
+    for (key, how, compacted_at) in due {
+        let st = shared.storage.as_ref();
+        let listing = match &how {
+            NextList::Full => list_segments(st, &key.0, &key.1).await,
+            NextList::After(s) => list_segments_after(st, &key.0, &key.1, s).await,
+        };
+        match listing {
             Ok(v) => {
-                let segs = v.into_iter().map(|(s, _)| s).collect();
-                crate::common::lock(&shared.recoverability)
-                    .listed
-                    .insert(key.clone(), (Instant::now(), segs));
+                let segs: Vec<SegmentName> = v.into_iter().map(|(s, _)| s).collect();
+                let now = Instant::now();
+                let mut memo = crate::common::lock(&shared.recoverability);
+                let entry = match (how, memo.listed.get(&key)) {
+                    (NextList::After(_), Some(prev)) => Listed {
+                        at: now,
+                        full_at: prev.full_at,
+                        compacted_at: prev.compacted_at,
+                        segments: merge_listing(&prev.segments, segs),
+                    },
+                    _ => Listed {
+                        at: now,
+                        full_at: now,
+                        compacted_at,
+                        segments: segs,
+                    },
+                };
+                memo.listed.insert(key.clone(), entry);
                 listed_now.insert(key);
             }
             Err(e) => {
@@ -92,7 +152,7 @@ pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::
             let records: Vec<&BackupRecord> = backups.get(&key).into_iter().flatten().collect();
             let archive = archives.get(&key);
             let Some(segments) = (match archive {
-                Some(_) => memo.listed.get(&key).map(|(_, s)| s.as_slice()),
+                Some(_) => memo.listed.get(&key).map(|l| l.segments.as_slice()),
                 None => Some(&[][..]),
             }) else {
                 // Archived but never listed yet: nothing to say yet.
@@ -101,7 +161,11 @@ pub(super) async fn recoverable_pass(shared: &Shared, fence: &Fence) -> anyhow::
             let position = archive
                 .map(|a| parse_gtid_list(&a.state.position).unwrap_or_default())
                 .unwrap_or_default();
-            let r = recoverability(&records, segments, &position);
+            let mut r = recoverability(&records, segments, &position);
+            if let Some(oldest) = purged.get(&key) {
+                r.gaps
+                    .extend(purged_gaps(&records, segments, &position, oldest));
+            }
             if let Some(a) = archive {
                 if a.gaps != r.gaps {
                     writes.push((key.clone(), r.gaps.clone()));

@@ -78,6 +78,9 @@ pub(super) struct Status {
     /// A point-in-time restore put this tablet in the past: it stays DRAINED with
     /// replication stopped (see [`super::pitr`]).
     pub(super) pitr_hold: bool,
+    /// The oldest binlog file a primary's agent last read the head of, and the
+    /// position there (read again only when the oldest file changes).
+    pub(super) binlog_head: Option<(String, String)>,
 }
 
 /// The start time a new backup is named after: `now` to the whole second, or the

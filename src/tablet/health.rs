@@ -23,6 +23,23 @@ use super::fence::LEASE_LOST;
 use super::publish::{content, health_write_due, HealthTrigger, Written};
 use super::replication::ReplicationView;
 use crate::common::lock;
+use crate::mysql::binlog::read_gtid_list;
+use crate::mysql::gtid::{format_gtid_list, Gtid};
+use crate::mysql::mysqld::Mysqld;
+
+/// A `Gtid_list` (one GTID per domain and server) reduced to the newest GTID of
+/// each domain, domains in order: the last transaction of each domain before
+/// the binlog it heads. Pure.
+pub(super) fn newest_per_domain(list: &[Gtid]) -> Vec<Gtid> {
+    let mut out: std::collections::BTreeMap<u32, Gtid> = std::collections::BTreeMap::new();
+    for g in list {
+        let e = out.entry(g.domain).or_insert(*g);
+        if g.seq > e.seq {
+            *e = *g;
+        }
+    }
+    out.into_values().collect()
+}
 
 /// Whether a tablet serves queries: mysqld answers and no job or drain has taken it
 /// out of service.
@@ -84,6 +101,9 @@ impl Agent {
                 return h;
             }
         }
+        if role == Role::Primary {
+            h.binlog_oldest_position = self.binlog_oldest_position(&mysqld).await;
+        }
         if let Role::Replica { .. } = role {
             let status = mysqld.replication_status().await;
             if let Ok(r) = &status {
@@ -121,6 +141,52 @@ impl Agent {
             .replication_lag_seconds
             .set(h.replication_lag_seconds.map_or(-1, |l| l as i64));
         h
+    }
+
+    /// A primary's oldest binlog position (the `Gtid_list` event at the head of
+    /// the oldest file `SHOW BINARY LOGS` lists, reduced to the newest GTID per
+    /// domain): read from the file only when the oldest file changed since the
+    /// last read. `None` when it cannot be read (said at debug level: the gap
+    /// check then waits).
+    async fn binlog_oldest_position(&self, mysqld: &Mysqld) -> Option<String> {
+        let files = match mysqld.binary_logs().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list the binary logs");
+                return None;
+            }
+        };
+        let oldest = files.into_iter().next()?;
+        if let Some((name, pos)) = &lock(&self.status).binlog_head {
+            if *name == oldest.name {
+                return Some(pos.clone());
+            }
+        }
+        let path = oldest.path.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path)?;
+            read_gtid_list(std::io::BufReader::new(f)).map_err(std::io::Error::other)
+        })
+        .await;
+        let list = match read {
+            Ok(Ok(Some(list))) => list,
+            Ok(Ok(None)) => {
+                tracing::debug!(file = %oldest.name, "the oldest binlog has no Gtid_list event yet");
+                return None;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(file = %oldest.name, error = %e, "cannot read the oldest binlog's head");
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the oldest binlog's head did not finish");
+                return None;
+            }
+        };
+        let pos = format!("MariaDB/{}", format_gtid_list(&newest_per_domain(&list)));
+        tracing::info!(file = %oldest.name, position = %pos, "the oldest binlog on the primary changed");
+        lock(&self.status).binlog_head = Some((oldest.name, pos.clone()));
+        Some(pos)
     }
 
     /// Writes Health now if it changed (a job ended, the Shard moved, a restore
@@ -225,6 +291,27 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gtid_list_is_reduced_to_the_newest_gtid_per_domain() {
+        let g = |s: &str| crate::mysql::gtid::parse_gtid_list(s).unwrap();
+        // (Gtid_list at a binlog's head, newest per domain)
+        let cases = [
+            ("", ""),
+            ("0-101-5", "0-101-5"),
+            ("0-101-5,0-102-9", "0-102-9"),
+            ("0-102-9,0-101-5", "0-102-9"),
+            ("1-7-3,0-101-5,0-102-4", "0-101-5,1-7-3"),
+            ("2-1-1,1-1-8,1-2-2,0-3-3", "0-3-3,1-1-8,2-1-1"),
+        ];
+        for (list, want) in cases {
+            assert_eq!(
+                format_gtid_list(&newest_per_domain(&g(list))),
+                want,
+                "{list}"
+            );
+        }
+    }
 
     #[test]
     fn serving_needs_mysqld_and_a_serving_type() {

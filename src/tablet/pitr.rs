@@ -69,6 +69,10 @@ pub struct Hold {
     /// Once done: the position the server holds and the last commit time.
     #[serde(default)]
     pub restored_to: Option<String>,
+    /// The in-place restore job that wrote it (`None` for a restore at start):
+    /// the one a redo at start reports to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// Reads the hold file; `None` if absent. An unreadable one counts as a hold.
@@ -80,6 +84,7 @@ pub fn read_hold(dir: &Path) -> Option<Hold> {
             full_backup: String::new(),
             state: format!("unreadable ({e})"),
             restored_to: None,
+            job: None,
         })),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => Some(Hold {
@@ -87,6 +92,7 @@ pub fn read_hold(dir: &Path) -> Option<Hold> {
             full_backup: String::new(),
             state: format!("unreadable ({e})"),
             restored_to: None,
+            job: None,
         }),
     }
 }
@@ -103,6 +109,18 @@ fn write_hold(dir: &Path, h: &Hold) -> anyhow::Result<()> {
     };
     write().with_context(|| format!("writing {}", path.display()))?;
     sync_dir(dir)
+}
+
+/// The problem a held tablet reports as its `last_error` while it stays held:
+/// an unreadable hold file (it cannot be redone nor trusted). Pure.
+pub(super) fn held_problem(state: &str) -> Option<String> {
+    state.starts_with("unreadable").then(|| {
+        format!(
+            "the point-in-time hold file is {state}: the tablet stays DRAINED with replication \
+             stopped on data that may be half-restored; restore it again (restore-from-backup) \
+             or remove the hold file"
+        )
+    })
 }
 
 /// The target a job or the flags ask for: exactly one of the two. `now` bounds
@@ -454,6 +472,7 @@ impl Agent {
             full_backup: chain.full.backup_name.clone(),
             state: "applying".into(),
             restored_to: None,
+            job: Some(job.id.clone()),
         });
         let applied = match held {
             Err(e) => Err(e),
@@ -475,6 +494,7 @@ impl Agent {
             full_backup: chain.full.backup_name.clone(),
             state: "done".into(),
             restored_to: Some(reached.clone()),
+            job: Some(job.id.clone()),
         })?;
         self.record_point_in_time(&job.id, &lines, Some(reached.clone()))
             .await;
@@ -485,9 +505,11 @@ impl Agent {
     /// `cairn tablet --restore-from-backup --restore-to-…`: the same restore
     /// into an empty tablet at start. Nothing is touched until the chain is
     /// planned and its binlogs are downloaded and checked.
+    /// `job`: the interrupted in-place job a redo finishes for (kept in the hold).
     pub(super) async fn restore_point_in_time_at_start(
         &self,
         target: &RestoreTarget,
+        job: Option<&str>,
     ) -> anyhow::Result<()> {
         let chain = self.plan_point_in_time(target).await?;
         for l in chain.describe() {
@@ -508,6 +530,7 @@ impl Agent {
             full_backup: chain.full.backup_name.clone(),
             state: "applying".into(),
             restored_to: None,
+            job: job.map(String::from),
         })?;
         self.restore_backup_at_start(&chain.full).await?;
         let restored_ms = started.elapsed().as_millis() as u64;
@@ -522,6 +545,7 @@ impl Agent {
             full_backup: chain.full.backup_name.clone(),
             state: "done".into(),
             restored_to: Some(reached.clone()),
+            job: job.map(String::from),
         })?;
         tracing::info!(target = %target, restored_to = %reached, download_ms = downloaded_ms,
             full_restore_ms = restored_ms - downloaded_ms,
@@ -600,6 +624,15 @@ mod tests {
     }
 
     #[test]
+    fn only_an_unreadable_hold_is_a_problem() {
+        assert!(held_problem("unreadable (EOF while parsing)")
+            .unwrap()
+            .contains("unreadable (EOF"));
+        assert_eq!(held_problem("applying"), None);
+        assert_eq!(held_problem("done"), None);
+    }
+
+    #[test]
     fn the_hold_file_round_trips_and_an_unreadable_one_still_holds() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(read_hold(d.path()), None);
@@ -608,6 +641,7 @@ mod tests {
             full_backup: "b".into(),
             state: "done".into(),
             restored_to: Some("MariaDB/0-1-5".into()),
+            job: Some("j1".into()),
         };
         write_hold(d.path(), &h).unwrap();
         assert_eq!(read_hold(d.path()), Some(h));

@@ -180,7 +180,15 @@ impl Agent {
                 if self.tablet_type() != TabletType::Drained {
                     self.publish_tablet(TabletType::Drained).await?;
                 }
-                self.clear_error();
+                match super::pitr::read_hold(&self.cfg.tablet_dir)
+                    .and_then(|h| super::pitr::held_problem(&h.state))
+                {
+                    Some(e) if lock(&self.status).last_error.as_ref() != Some(&e) => {
+                        self.set_error(e)
+                    }
+                    Some(_) => {}
+                    None => self.clear_error(),
+                }
                 return Ok(());
             }
         }

@@ -1,7 +1,8 @@
 //! The agent's start and stop: `cairn tablet`'s entry point. Refuses a tablet
 //! registered in another shard, prepares mysqld, takes the health lease and the HTTP
 //! port, recovers an interrupted restore whatever the flags ([`super::recovery`]),
-//! decides whether to restore before serving ([`plan_start`]), registers the
+//! decides whether to restore before serving ([`plan_start`]; an interrupted
+//! restore to a point is redone from its hold file, [`redo`]), registers the
 //! tablet, starts the loops (health, lease, shard watch, jobs) and, on SIGINT/SIGTERM,
 //! stops them, shuts mysqld down and revokes the lease, every step bounded
 //! (`shutdown_bound`: the agent exits in time even when mysqld or a backup tool
@@ -24,6 +25,9 @@ use super::config::AgentConfig;
 use super::http::{self, AgentMetrics};
 use crate::common::lock;
 use crate::mysql::mysqld::{server_id_for_uid, Mysqld, MysqldConfig};
+
+mod redo;
+use redo::redo_point_in_time;
 
 /// How long the agent's loops (and the job one of them runs, whose backup tools
 /// are killed when it is cancelled) get, all together, to stop after SIGTERM
@@ -82,10 +86,11 @@ pub(super) enum StartPlan {
     /// A restore at start was interrupted: restore this backup again, whatever the
     /// flags.
     Redo(String),
-    /// A restore at start to a point was interrupted after the full backup was
-    /// in place (while its binlogs were applied): restore to the point again, from
-    /// the full backup, over the half-applied data.
-    RedoPointInTime,
+    /// A restore to a point (at start, or an in-place job) was interrupted
+    /// after the full backup was in place (while its binlogs were applied):
+    /// restore to this point again, from the full backup, over the half-applied
+    /// data ([`redo`]).
+    RedoPointInTime(String),
     /// Do not start: say why.
     Refuse(String),
 }
@@ -113,33 +118,6 @@ pub(super) fn plan_start(
         );
     }
     StartPlan::RestoreFirst
-}
-
-/// Whether a restore to a point must be redone at start: the hold file says its
-/// binlogs were being applied (`applying`: never finished; an unreadable hold
-/// counts, it may be a torn write of one) for the very target the command line
-/// asks for again (`cairn tablet --restore-from-backup --restore-to-…`, the same
-/// command line restarted), and the plan was only to start on the data there,
-/// which is half-applied. Redone from the full backup, so no transaction is
-/// applied twice. Otherwise (no flags, another target: an in-place restore job
-/// was interrupted) the tablet stays held, DRAINED with replication stopped, on
-/// what it has. `hold`: the hold's state and target. Pure.
-pub(super) fn redo_point_in_time(
-    plan: &StartPlan,
-    hold: Option<(&str, &str)>,
-    restore_to: Option<&str>,
-    is_primary: bool,
-) -> bool {
-    let Some((state, held_target)) = hold else {
-        return false;
-    };
-    let Some(wanted) = restore_to else {
-        return false;
-    };
-    *plan == StartPlan::InitAndStart
-        && !is_primary
-        && state != "done"
-        && (held_target == wanted || held_target.is_empty())
 }
 
 /// Whether `dir` holds no data: missing, unreadable or empty.
@@ -256,6 +234,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
             replication: Default::default(),
             last_backup_second: None,
             pitr_hold: held.is_some(),
+            binlog_head: None,
         }),
         lease,
         metrics: Arc::new(AgentMetrics::default()),
@@ -284,26 +263,25 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         });
     let plan = match plan {
         Ok(StartPlan::Refuse(why)) => Err(anyhow::anyhow!("{why}")),
-        Ok(p)
-            if redo_point_in_time(
-                &p,
-                held.as_ref().map(|h| (h.state.as_str(), h.target.as_str())),
-                agent
-                    .cfg
-                    .restore_to
-                    .as_ref()
-                    .map(|t| t.to_string())
-                    .as_deref(),
-                is_primary,
-            ) =>
-        {
+        Ok(p) => match redo_point_in_time(
+            &p,
+            held.as_ref().map(|h| (h.state.as_str(), h.target.as_str())),
+            agent
+                .cfg
+                .restore_to
+                .as_ref()
+                .map(|t| t.to_string())
+                .as_deref(),
+            is_primary,
+        ) {
             // A killed agent leaves its mysqld running on the half-applied data
             // (and perhaps a binlog apply still feeding it): stopped first.
-            agent
+            Some(target) => agent
                 .stop_orphan_mysqld(&data_dir)
                 .await
-                .map(|()| StartPlan::RedoPointInTime)
-        }
+                .map(|()| StartPlan::RedoPointInTime(target)),
+            None => Ok(p),
+        },
         other => other,
     };
     let plan = match plan {
@@ -316,13 +294,13 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
     };
     if matches!(
         plan,
-        StartPlan::RestoreFirst | StartPlan::Redo(_) | StartPlan::RedoPointInTime
+        StartPlan::RestoreFirst | StartPlan::Redo(_) | StartPlan::RedoPointInTime(_)
     ) {
         if let StartPlan::Redo(name) = &plan {
             tracing::warn!(backup = %name, "a previous restore was interrupted; redoing it");
         }
-        if plan == StartPlan::RedoPointInTime {
-            tracing::warn!(
+        if let StartPlan::RedoPointInTime(target) = &plan {
+            tracing::warn!(%target,
                 "a previous restore to a point was interrupted while its binlogs were applied; redoing it from the full backup"
             );
         }
@@ -338,17 +316,14 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
         let outcome = match &plan {
             // An interrupted restore to a point is redone as one (the hold file,
             // written before its apply, keeps the tablet DRAINED either way).
-            StartPlan::RedoPointInTime => match agent.cfg.restore_to.clone() {
-                Some(t) => agent
-                    .restore_point_in_time_at_start(&t)
-                    .await
-                    .map(|()| true),
-                None => Ok(false),
-            },
+            StartPlan::RedoPointInTime(target) => agent
+                .redo_point_in_time_at_start(target, held.as_ref().and_then(|h| h.job.as_deref()))
+                .await
+                .map(|()| true),
             StartPlan::Redo(_) if agent.cfg.restore_to.is_some() && held.is_some() => {
                 match agent.cfg.restore_to.clone() {
                     Some(t) => agent
-                        .restore_point_in_time_at_start(&t)
+                        .restore_point_in_time_at_start(&t, None)
                         .await
                         .map(|()| true),
                     None => Ok(false),
@@ -359,7 +334,7 @@ pub async fn run(topo_cfg: TopoConfig, cfg: AgentConfig) -> anyhow::Result<()> {
                 let target = agent.cfg.restore_to.clone();
                 match target {
                     Some(t) => agent
-                        .restore_point_in_time_at_start(&t)
+                        .restore_point_in_time_at_start(&t, None)
                         .await
                         .map(|()| true),
                     None => Ok(false),
@@ -527,52 +502,6 @@ mod tests {
                     "flag {flag}, empty {empty}, primary {primary}: {got:?}"
                 ),
             }
-        }
-    }
-
-    #[test]
-    fn an_interrupted_point_in_time_restore_is_redone_only_when_asked_again() {
-        use StartPlan::*;
-        let t = "MariaDB/0-1-9";
-        // (plan so far, hold (state, target), --restore-to-… given, primary, redo)
-        let cases = [
-            (InitAndStart, Some(("applying", t)), Some(t), false, true),
-            // An unreadable hold names no target: redone.
-            (
-                InitAndStart,
-                Some(("unreadable (EOF)", "")),
-                Some(t),
-                false,
-                true,
-            ),
-            (InitAndStart, Some(("done", t)), Some(t), false, false),
-            (InitAndStart, None, Some(t), false, false),
-            (InitAndStart, Some(("applying", t)), None, false, false),
-            // Another target (an in-place job's): held, not redone.
-            (
-                InitAndStart,
-                Some(("applying", "MariaDB/0-1-5")),
-                Some(t),
-                false,
-                false,
-            ),
-            (InitAndStart, Some(("applying", t)), Some(t), true, false),
-            // An interrupted full restore is redone as it is already.
-            (
-                Redo("b1".into()),
-                Some(("applying", t)),
-                Some(t),
-                false,
-                false,
-            ),
-            (RestoreFirst, None, Some(t), false, false),
-        ];
-        for (plan, hold, given, primary, want) in cases {
-            assert_eq!(
-                redo_point_in_time(&plan, hold, given, primary),
-                want,
-                "{plan:?} {hold:?} {given:?} {primary}"
-            );
         }
     }
 

@@ -90,6 +90,10 @@ pub struct ArchiveState {
     pub last_error: Option<String>,
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+    /// When a compaction pass last removed segments (merged into bigger
+    /// ones): a reader that lists only new segments lists in full again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -165,6 +165,13 @@ pub struct Health {
     /// unknown (an older agent, or statvfs failed).
     #[serde(default)]
     pub data_free_bytes: Option<u64>,
+    /// A primary's oldest binlog still on disk, as the position before it
+    /// (`MariaDB/<gtid-list>`: the `Gtid_list` event at its head; transactions
+    /// at or before it in each domain were purged). `None` on a replica, or
+    /// when unknown. The coordinator compares it with the archive's position:
+    /// binlogs purged before they were archived are a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_oldest_position: Option<String>,
 }
 
 impl Health {

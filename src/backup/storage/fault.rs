@@ -250,6 +250,14 @@ impl<S: BackupStorage> BackupStorage for FaultyStorage<S> {
         self.inner.list_blobs(dir)
     }
 
+    fn list_blobs_after<'a>(
+        &'a self,
+        dir: &'a str,
+        after: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Vec<BlobInfo>>> {
+        self.inner.list_blobs_after(dir, after)
+    }
+
     fn open_blob<'a>(
         &'a self,
         dir: &'a str,

@@ -392,6 +392,24 @@ pub trait BackupStorage: Send + Sync {
     /// The blobs of a directory, sorted by name; empty if it does not exist.
     fn list_blobs<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, StorageResult<Vec<BlobInfo>>>;
 
+    /// The blobs of a directory whose names sort after `after`, sorted by name:
+    /// what is new since a listing that ended there. By default the whole
+    /// listing, filtered; a backend that can start a listing at a key (S3's
+    /// `start-after`) lists only the new ones.
+    fn list_blobs_after<'a>(
+        &'a self,
+        dir: &'a str,
+        after: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Vec<BlobInfo>>> {
+        Box::pin(async move {
+            let all = self.list_blobs(dir).await?;
+            Ok(all
+                .into_iter()
+                .filter(|b| b.name.as_str() > after)
+                .collect())
+        })
+    }
+
     /// Opens a blob for reading.
     fn open_blob<'a>(
         &'a self,

@@ -315,6 +315,21 @@ async fn blobs_round_trip() {
         st.put_blob("_topo", "snap-1.db", Box::new(&b"y"[..])).await,
         Err(StorageError::AlreadyExists(_))
     ));
+    // Only what sorts after a name (what is new since a listing ended there).
+    let after: Vec<String> = st
+        .list_blobs_after("_topo", "snap-1.db")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(after, vec!["snap-2.db".to_string()]);
+    assert!(st
+        .list_blobs_after("_topo", "snap-2.db")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(st.list_blobs_after("_topo", "a").await.unwrap().len(), 2);
     let l = st.list_blobs("_topo").await.unwrap();
     assert_eq!(
         l,

@@ -55,7 +55,24 @@ impl Agent {
                     merged = done.merged,
                     removed = done.removed,
                     "archive compaction pass"
-                )
+                );
+                // Said in the record: the coordinator lists in full again.
+                let key = self
+                    .topo
+                    .keys()
+                    .archive(&self.cfg.keyspace, &self.cfg.shard);
+                let r = self
+                    .topo
+                    .update_with::<cairn_topo::ArchiveRecord, _>(&key, |cur| {
+                        Ok(cur.map(|mut r| {
+                            r.state.compacted_at = Some(Utc::now());
+                            r
+                        }))
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot record the compaction in the archive record");
+                }
             }
             Ok(_) => {}
             Err(e) => {

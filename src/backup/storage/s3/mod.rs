@@ -142,6 +142,25 @@ impl S3Storage {
         Ok(out)
     }
 
+    /// [`Self::list_under`] from the first key after `offset` (S3's
+    /// `start-after`: the keys before it are not listed at all).
+    async fn list_under_after(
+        &self,
+        prefix: &Path,
+        offset: &Path,
+    ) -> StorageResult<Vec<(Vec<String>, u64)>> {
+        let mut out = Vec::new();
+        let mut s = self.store.list_with_offset(Some(prefix), offset);
+        while let Some(m) = s.next().await {
+            let m = m.map_err(|e| self.err(e, "listing", "listing", prefix))?;
+            let Some(rel) = m.location.prefix_match(prefix) else {
+                continue;
+            };
+            out.push((rel.map(|p| p.as_ref().to_string()).collect(), m.size));
+        }
+        Ok(out)
+    }
+
     /// The sub-"directories" of `prefix` (common prefixes), sorted.
     async fn subdirs(&self, prefix: &Path) -> StorageResult<Vec<String>> {
         let p = (!prefix.as_ref().is_empty()).then_some(prefix);
@@ -491,6 +510,33 @@ impl BackupStorage for S3Storage {
                         name: name.clone(),
                         size_bytes: size,
                     }),
+                    _ => None,
+                })
+                .collect();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+    }
+
+    fn list_blobs_after<'a>(
+        &'a self,
+        dir: &'a str,
+        after: &'a str,
+    ) -> BoxFuture<'a, StorageResult<Vec<BlobInfo>>> {
+        Box::pin(async move {
+            validate_blob_dir(dir)?;
+            validate_blob_name(after)?;
+            let mut out: Vec<BlobInfo> = self
+                .list_under_after(&self.key(&[dir]), &self.key(&[dir, after]))
+                .await?
+                .into_iter()
+                .filter_map(|(rel, size)| match &rel[..] {
+                    [name] if validate_blob_name(name).is_ok() && name.as_str() > after => {
+                        Some(BlobInfo {
+                            name: name.clone(),
+                            size_bytes: size,
+                        })
+                    }
                     _ => None,
                 })
                 .collect();
