@@ -352,6 +352,35 @@ async fn drills_prove_good_backups_and_catch_corrupt_ones() {
         !scratch_processes(&s.spec.dir).is_empty(),
         "it outlives the agent"
     );
+    let spec_dir = s.spec.dir.clone();
+    // It yields to the serving tablet: every thread of the scratch server at
+    // nice 19 (set before exec, so the threads it makes inherit it). Looked at
+    // once InnoDB has started its threads.
+    let tasks_of = |p: &str| -> Vec<std::path::PathBuf> {
+        let pid = p.split(':').next().unwrap_or("0").to_string();
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let servers = wait_for("the scratch server's threads", T, || async {
+        let servers: Vec<String> = scratch_processes(&spec_dir)
+            .into_iter()
+            .filter(|p| p.contains("mariadbd") || p.contains("mysqld "))
+            .collect();
+        let started = !servers.is_empty() && servers.iter().all(|p| tasks_of(p).len() > 4);
+        Ok(started.then_some(servers))
+    })
+    .await
+    .unwrap();
+    for p in &servers {
+        for task in tasks_of(p) {
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+            // After the command's closing parenthesis: field 3 (state) first, nice is field 19.
+            let after = stat.rsplit_once(')').map_or("", |x| x.1);
+            let nice = after.split_whitespace().nth(16).unwrap_or("?");
+            assert_eq!(nice, "19", "{p}: thread {}", task.display());
+        }
+    }
     let mut spec = s.spec.clone();
     spec.env.clear();
     // Its own mysqld stays up too; the next agent adopts it.

@@ -64,6 +64,10 @@ pub struct MysqldConfig {
     pub init_timeout: Duration,
     /// Extra server flags, appended last so they override cairn's.
     pub extra_args: Vec<String>,
+    /// Run at the lowest CPU priority (nice 19) and the lowest best-effort I/O
+    /// priority, every thread of it: a restore drill's scratch server beside a
+    /// serving one, which must keep the machine first.
+    pub background: bool,
 }
 
 impl MysqldConfig {
@@ -79,6 +83,7 @@ impl MysqldConfig {
             start_timeout: Duration::from_secs(60),
             init_timeout: Duration::from_secs(300),
             extra_args: Vec::new(),
+            background: false,
         }
     }
 }

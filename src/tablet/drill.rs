@@ -197,6 +197,8 @@ pub fn scratch_config(tablet: &MysqldConfig, dir: &Path, port: u16, binlog: bool
     c.port = port;
     c.bind_address = "127.0.0.1".into();
     c.innodb_buffer_pool_size = "32M".into();
+    // The tablet beside it serves: the drill's server yields the CPU and disk.
+    c.background = true;
     // Appended last, so they override the tablet's own flags.
     if !binlog {
         c.extra_args
