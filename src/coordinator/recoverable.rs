@@ -65,29 +65,29 @@ fn ts(t: u32) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp(i64::from(t), 0)
 }
 
-/// The shard's window and gaps from its backup records, archived segment
-/// names, and the archive record's position (`archived`, the newest archived
-/// GTID per domain as the archiving agent recorded it, read before the
-/// segments were listed: segments it names but storage lacks are a gap). Pure.
-pub fn recoverability(
-    backups: &[&BackupRecord],
-    segments: &[SegmentName],
-    archived: &[Gtid],
-) -> Recoverability {
-    let usable: Vec<&BackupRecord> = backups
+/// What a window is built from: the complete, readable backups, the oldest
+/// full one among them, and each incremental's (from, to) positions.
+struct Usable<'a> {
+    /// Complete and readable.
+    all: Vec<&'a BackupRecord>,
+    /// The oldest full backup of `all` by its moment.
+    oldest_full: Option<&'a BackupRecord>,
+    /// (from, to) of each incremental of `all`.
+    incs: Vec<(Vec<Gtid>, Vec<Gtid>)>,
+}
+
+fn usable<'a>(backups: &[&'a BackupRecord]) -> Usable<'a> {
+    let all: Vec<&BackupRecord> = backups
         .iter()
         .copied()
         .filter(|b| b.complete && b.state == BackupRecordState::Complete)
         .collect();
-    let oldest_full = usable
+    let oldest_full = all
         .iter()
+        .copied()
         .filter(|b| !b.incremental)
         .min_by_key(|b| (full_time(b), b.name.clone()));
-    let covered = oldest_full
-        .map(|b| parse_pos(&b.position))
-        .unwrap_or_default();
-    // (from seq, to seq) of each incremental, one domain.
-    let incs: Vec<(Vec<Gtid>, Vec<Gtid>)> = usable
+    let incs = all
         .iter()
         .filter(|b| b.incremental)
         .map(|b| {
@@ -97,6 +97,30 @@ pub fn recoverability(
             )
         })
         .collect();
+    Usable {
+        all,
+        oldest_full,
+        incs,
+    }
+}
+
+/// The shard's window and gaps from its backup records, archived segment
+/// names, and the archive record's position (`archived`, the newest archived
+/// GTID per domain as the archiving agent recorded it, read before the
+/// segments were listed: segments it names but storage lacks are a gap). Pure.
+pub fn recoverability(
+    backups: &[&BackupRecord],
+    segments: &[SegmentName],
+    archived: &[Gtid],
+) -> Recoverability {
+    let Usable {
+        all,
+        oldest_full,
+        incs,
+    } = usable(backups);
+    let covered = oldest_full
+        .map(|b| parse_pos(&b.position))
+        .unwrap_or_default();
     let bridged = |h: &ArchiveHole| match (h.after, h.before) {
         (Some(a), Some(b)) if a.domain == b.domain => incs
             .iter()
@@ -200,7 +224,7 @@ pub fn recoverability(
         }
     }
     let archived_to = segments.iter().filter_map(|s| s.last_ts).max().and_then(ts);
-    let backed_up_to = usable
+    let backed_up_to = all
         .iter()
         .map(|b| {
             if b.incremental {
@@ -211,7 +235,7 @@ pub fn recoverability(
         })
         .max();
     Recoverability {
-        recoverable_from: oldest_full.map(|b| full_time(b)),
+        recoverable_from: oldest_full.map(full_time),
         recoverable_to: archived_to
             .max(backed_up_to)
             .filter(|_| oldest_full.is_some()),
@@ -235,29 +259,12 @@ pub fn purged_gaps(
     archived: &[Gtid],
     primary_oldest: &[Gtid],
 ) -> Vec<Gap> {
-    let usable: Vec<&BackupRecord> = backups
-        .iter()
-        .copied()
-        .filter(|b| b.complete && b.state == BackupRecordState::Complete)
-        .collect();
-    let oldest_full = usable
-        .iter()
-        .filter(|b| !b.incremental)
-        .min_by_key(|b| (full_time(b), b.name.clone()))
-        .map(|b| parse_pos(&b.position));
-    let Some(oldest_full) = oldest_full else {
+    let Usable {
+        oldest_full, incs, ..
+    } = usable(backups);
+    let Some(oldest_full) = oldest_full.map(|b| parse_pos(&b.position)) else {
         return Vec::new();
     };
-    let incs: Vec<(Vec<Gtid>, Vec<Gtid>)> = usable
-        .iter()
-        .filter(|b| b.incremental)
-        .map(|b| {
-            (
-                parse_pos(b.from_position.as_deref().unwrap_or("")),
-                parse_pos(&b.position),
-            )
-        })
-        .collect();
     let mut purged: BTreeMap<u32, Gtid> = BTreeMap::new();
     for g in primary_oldest {
         let e = purged.entry(g.domain).or_insert(*g);
