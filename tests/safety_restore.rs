@@ -37,42 +37,9 @@ async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> (TabletProcess, TabletProc
          INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
     )
     .unwrap();
-    wait_rows(&r, 2000).await;
-    wait_replicating(c, &specs[1].alias()).await;
+    r.wait_rows(2000, T).await.unwrap();
+    c.wait_replicating(&specs[1].alias(), T).await.unwrap();
     (p, r)
-}
-
-async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn rows(t: &TabletProcess) -> u64 {
-    t.sql("SELECT COUNT(*) FROM app.t")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Waits until get-tablets shows the tablet healthy as a REPLICA (replicating).
-async fn wait_replicating(c: &Cluster, alias: &str) {
-    wait_for(&format!("{alias} healthy REPLICA"), T, || async {
-        let out = c.cli_ok(&["get-tablets", "--json"])?;
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
-        Ok(rows
-            .iter()
-            .find(|r| {
-                r["alias"] == alias
-                    && r["type"] == "REPLICA"
-                    && r["healthy"] == true
-                    && r["replicating"] == true
-            })
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
 }
 
 /// Kills the mysqld a dead agent left behind (checking the pid really is that
@@ -134,7 +101,7 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
         let alias = r.spec.alias();
         let name = c.cli_ok(&["backup", &alias]).unwrap().trim().to_string();
         assert!(!name.is_empty());
-        wait_replicating(&c, &alias).await;
+        c.wait_replicating(&alias, T).await.unwrap();
         let spec = r.spec.clone();
         let mut want = 2000;
         for failpoint in [
@@ -153,7 +120,7 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
                 10_000 + want
             ))
             .unwrap();
-            wait_rows(&r, want).await;
+            r.wait_rows(want, T).await.unwrap();
             // Restart the agent armed with the failpoint, then restore in place.
             r.terminate(T).unwrap();
             drop(r);
@@ -161,7 +128,7 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
             armed.env = vec![("CAIRN_FAILPOINT".into(), failpoint.into())];
             r = c.spawn_tablet(&armed).unwrap();
             r.wait_healthy(&topo, T).await.unwrap();
-            wait_replicating(&c, &alias).await;
+            c.wait_replicating(&alias, T).await.unwrap();
             c.cli_ok(&["restore-from-backup", &alias, "--no-wait"])
                 .unwrap();
             let stops_before = r.log().matches("stopping the mysqld left running").count();
@@ -175,9 +142,9 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
             r.wait_healthy(&topo, T)
                 .await
                 .unwrap_or_else(|e| panic!("{failpoint}: {e}"));
-            wait_replicating(&c, &alias).await;
-            wait_rows(&r, want).await;
-            assert_eq!(rows(&r), rows(&p), "{failpoint}");
+            c.wait_replicating(&alias, T).await.unwrap();
+            r.wait_rows(want, T).await.unwrap();
+            assert_eq!(r.rows().unwrap(), p.rows().unwrap(), "{failpoint}");
             assert_clean(&spec, &r.log_tail(30));
             // Killed while mysqld ran on the restored data: that mysqld was stopped
             // before the data under it moved.
@@ -195,7 +162,7 @@ async fn in_place_restore_killed_at_every_step_is_recovered_without_flags() {
                 10_000 + want
             ))
             .unwrap();
-            wait_rows(&r, want).await;
+            r.wait_rows(want, T).await.unwrap();
         }
     })
     .await
@@ -209,7 +176,7 @@ async fn restore_at_start_killed_at_every_step_is_finished_without_flags() {
         let topo = c.topo().await.unwrap();
         let (p, r) = shard(&c, &topo, 720).await;
         c.cli_ok(&["backup", &r.spec.alias()]).unwrap();
-        wait_replicating(&c, &r.spec.alias()).await;
+        c.wait_replicating(&r.spec.alias(), T).await.unwrap();
         p.sql("INSERT INTO app.t VALUES (20001, 'after the backup')")
             .unwrap();
         for (i, failpoint) in [
@@ -247,10 +214,10 @@ async fn restore_at_start_killed_at_every_step_is_finished_without_flags() {
                     t.log_tail(30)
                 );
             }
-            wait_replicating(&c, &spec.alias()).await;
+            c.wait_replicating(&spec.alias(), T).await.unwrap();
             // 2000 rows from the backup, the newer one only by replicating from the
             // backup's position.
-            wait_rows(&t, 2001).await;
+            t.wait_rows(2001, T).await.unwrap();
             assert_clean(&spec, &t.log_tail(30));
         }
     })
@@ -271,7 +238,7 @@ async fn a_restoring_tablet_cannot_become_primary_and_other_shards_backups_are_r
             .unwrap()
             .trim()
             .to_string();
-        wait_replicating(&c, &alias).await;
+        c.wait_replicating(&alias, T).await.unwrap();
 
         // A restore job in progress on the replica: init-shard-primary refuses it.
         let tablet_alias: cairn_topo::TabletAlias = alias.parse().unwrap();
@@ -303,7 +270,7 @@ async fn a_restoring_tablet_cannot_become_primary_and_other_shards_backups_are_r
         // The primary is never restored over, in place or at start.
         let out = c.cli(&["restore-from-backup", &p.spec.alias()]).unwrap();
         assert_eq!(out.status.code(), Some(1));
-        assert_eq!(rows(&p), 2000);
+        assert_eq!(p.rows().unwrap(), 2000);
 
         // The shard's backup copied under another shard: refused before anything is
         // touched, then restored with --allow-other-shard.
@@ -332,7 +299,7 @@ async fn a_restoring_tablet_cannot_become_primary_and_other_shards_backups_are_r
         drop(t);
         let mut t = c.spawn_tablet(&spec).unwrap();
         t.wait_healthy(&topo, T).await.unwrap();
-        wait_rows(&t, 2000).await;
+        t.wait_rows(2000, T).await.unwrap();
         // Restored data directories are owner-only, whatever the engine.
         use std::os::unix::fs::PermissionsExt;
         for d in ["data", "data/app", "data/mysql"] {
@@ -418,7 +385,7 @@ async fn restore_to_a_point_killed_while_applying_is_redone_by_the_same_command_
                 p.sql(&format!("INSERT INTO app.t VALUES ({id}, 'inc')"))
                     .unwrap();
             }
-            wait_rows(&r, id - 1000).await;
+            r.wait_rows(id - 1000, T).await.unwrap();
             let name = c
                 .cli_ok(&["backup", &ralias, "--incremental-from-pos", "auto"])
                 .unwrap();
@@ -442,7 +409,7 @@ async fn restore_to_a_point_killed_while_applying_is_redone_by_the_same_command_
         let mut t = c.spawn_tablet(&spec).unwrap();
         wait_died_at(&mut t, failpoint, false).await;
         // Killed half way: the first incremental applied, not the second; held.
-        assert_eq!(rows(&t), 2003, "{}", t.log_tail(30));
+        assert_eq!(t.rows().unwrap(), 2003, "{}", t.log_tail(30));
         let hold = std::fs::read_to_string(spec.dir.join("point_in_time_restore")).unwrap();
         assert!(hold.contains("applying"), "{hold}");
         let alias = spec.alias();
@@ -465,7 +432,7 @@ async fn restore_to_a_point_killed_while_applying_is_redone_by_the_same_command_
             "{}",
             t.log_tail(40)
         );
-        assert_eq!(rows(&t), 2006);
+        assert_eq!(t.rows().unwrap(), 2006);
         assert_eq!(t.sql("SELECT MAX(id) FROM app.t").unwrap().trim(), "3006");
         let pos = t.sql("SELECT @@gtid_slave_pos").unwrap();
         assert_eq!(format!("MariaDB/{}", pos.trim()), target);
@@ -481,7 +448,7 @@ async fn restore_to_a_point_killed_while_applying_is_redone_by_the_same_command_
         drop(t);
         let mut t = c.spawn_tablet(&spec).unwrap();
         wait_drained(&c, &mut t, |t| t.sql("SELECT COUNT(*) FROM app.t").is_ok()).await;
-        assert_eq!(rows(&t), 2006);
+        assert_eq!(t.rows().unwrap(), 2006);
         assert_eq!(
             t.log().matches("redoing").count(),
             redone,
@@ -527,7 +494,7 @@ async fn inplace_restore_to_a_point_killed_while_applying_is_redone_at_the_next_
                 p.sql(&format!("INSERT INTO app.t VALUES ({id}, 'inc')"))
                     .unwrap();
             }
-            wait_rows(&r, id - 1000).await;
+            r.wait_rows(id - 1000, T).await.unwrap();
             c.cli_ok(&["backup", &alias, "--incremental-from-pos", "auto"])
                 .unwrap();
         }
@@ -536,7 +503,7 @@ async fn inplace_restore_to_a_point_killed_while_applying_is_redone_at_the_next_
             p.sql("SELECT @@gtid_binlog_pos").unwrap().trim()
         );
         p.sql("INSERT INTO app.t VALUES (9999, 'after')").unwrap();
-        wait_rows(&r, 2007).await;
+        r.wait_rows(2007, T).await.unwrap();
 
         // The replica's agent, armed, restores in place and dies mid-apply.
         let failpoint = "pitr-after-apply-step";
@@ -547,7 +514,7 @@ async fn inplace_restore_to_a_point_killed_while_applying_is_redone_at_the_next_
         armed.env = vec![("CAIRN_FAILPOINT".into(), failpoint.into())];
         let mut r = c.spawn_tablet(&armed).unwrap();
         r.wait_healthy(&topo, T).await.unwrap();
-        wait_replicating(&c, &alias).await;
+        c.wait_replicating(&alias, T).await.unwrap();
         c.cli_ok(&[
             "restore-from-backup",
             &alias,
@@ -557,7 +524,7 @@ async fn inplace_restore_to_a_point_killed_while_applying_is_redone_at_the_next_
         ])
         .unwrap();
         wait_died_at(&mut r, failpoint, false).await;
-        assert_eq!(rows(&r), 2003, "{}", r.log_tail(30));
+        assert_eq!(r.rows().unwrap(), 2003, "{}", r.log_tail(30));
         let hold = std::fs::read_to_string(spec.dir.join("point_in_time_restore")).unwrap();
         assert!(
             hold.contains("applying") && hold.contains("\"job\""),
@@ -581,7 +548,7 @@ async fn inplace_restore_to_a_point_killed_while_applying_is_redone_at_the_next_
             r.log_tail(40)
         );
         assert!(!log.contains("Duplicate entry"), "{}", r.log_tail(40));
-        assert_eq!(rows(&r), 2006);
+        assert_eq!(r.rows().unwrap(), 2006);
         assert_eq!(r.sql("SELECT MAX(id) FROM app.t").unwrap().trim(), "3006");
         let pos = r.sql("SELECT @@gtid_slave_pos").unwrap();
         assert_eq!(format!("MariaDB/{}", pos.trim()), target);
@@ -631,7 +598,7 @@ async fn inplace_restore_to_a_point_killed_while_applying_is_redone_at_the_next_
                 .is_some_and(|e| e.contains("hold file is unreadable"))
         })
         .await;
-        assert_eq!(rows(&r), 2006);
+        assert_eq!(r.rows().unwrap(), 2006);
         assert_eq!(
             r.log().matches("redoing").count(),
             redone,

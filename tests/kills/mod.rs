@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cairn::testkit::{wait_for, Cluster, TabletProcess};
+use cairn::testkit::{Cluster, TabletProcess};
 use cairn_topo::{Job, Topo};
 
 pub const T: Duration = Duration::from_secs(120);
@@ -18,57 +18,22 @@ pub async fn cluster() -> Cluster {
 
 /// A primary (uid) and a replica (uid+1) of `ks/0` with 2000 rows in `app.t`.
 pub async fn shard(c: &Cluster, topo: &Topo, uid: u32) -> (TabletProcess, TabletProcess) {
-    let specs = [
-        c.tablet(uid, "ks", "0").unwrap(),
-        c.tablet(uid + 1, "ks", "0").unwrap(),
-    ];
-    let mut p = c.spawn_tablet(&specs[0]).unwrap();
-    let mut r = c.spawn_tablet(&specs[1]).unwrap();
-    p.wait_healthy(topo, T).await.unwrap();
-    r.wait_healthy(topo, T).await.unwrap();
-    c.cli_ok(&["init-shard-primary", "ks/0", &specs[0].alias()])
-        .unwrap();
-    p.sql(
-        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); \
-         INSERT INTO app.t SELECT seq, REPEAT(MD5(seq), 20) FROM app.seq_1_to_2000",
-    )
-    .unwrap();
-    wait_rows(&r, 2000).await;
-    wait_replicating(c, &specs[1].alias()).await;
-    (p, r)
+    c.primary_and_replica(topo, ("ks", "0"), uid, &[], 2000, T)
+        .await
+        .unwrap()
 }
 
 pub async fn wait_rows(t: &TabletProcess, n: u64) {
-    t.wait_value("SELECT COUNT(*) FROM app.t", &n.to_string(), T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    t.wait_rows(n, T).await.unwrap()
 }
 
 pub fn rows(t: &TabletProcess) -> u64 {
-    t.sql("SELECT COUNT(*) FROM app.t")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    t.rows().unwrap()
 }
 
 /// Waits until get-tablets shows the tablet healthy as a REPLICA, replicating.
 pub async fn wait_replicating(c: &Cluster, alias: &str) {
-    wait_for(&format!("{alias} healthy REPLICA"), T, || async {
-        let rows: Vec<serde_json::Value> =
-            serde_json::from_str(&c.cli_ok(&["get-tablets", "--json"])?)?;
-        Ok(rows
-            .iter()
-            .find(|r| {
-                r["alias"] == alias
-                    && r["type"] == "REPLICA"
-                    && r["healthy"] == true
-                    && r["replicating"] == true
-            })
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
+    c.wait_replicating(alias, T).await.unwrap()
 }
 
 pub fn root(c: &Cluster) -> String {
