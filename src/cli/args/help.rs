@@ -130,7 +130,8 @@ coordinator backs up each shard of --target once, on the healthiest eligible rep
 failed run; a slot that cannot run is recorded as skipped with the reason. Retention keeps \
 --keep-count backups and/or those younger than --keep-for (never breaking a chain a kept full \
 backup needs). --incremental takes binary-log backups chained from the newest backup; \
---drill-cron also runs restore drills.\n\n\
+--drill-cron also runs restore drills of each shard's newest full backup, and \
+--drill-to-now takes those drills on to the newest archived transaction.\n\n\
 Changes: the schedule record in etcd (it takes effect at the next slot). Exit 0, 1 when etcd \
 cannot be written, 2 for a bad cron, target or duration.\n\n\
 Examples:\n  \
