@@ -130,8 +130,21 @@ impl S3Storage {
 
     /// Every object under `prefix/` (recursively) as (path below it, size).
     async fn list_under(&self, prefix: &Path) -> StorageResult<Vec<(Vec<String>, u64)>> {
+        self.list_under_from(prefix, None).await
+    }
+
+    /// [`Self::list_under`] from the first key after `offset` when given (S3's
+    /// `start-after`: the keys before it are not listed at all).
+    async fn list_under_from(
+        &self,
+        prefix: &Path,
+        offset: Option<&Path>,
+    ) -> StorageResult<Vec<(Vec<String>, u64)>> {
         let mut out = Vec::new();
-        let mut s = self.store.list(Some(prefix));
+        let mut s = match offset {
+            Some(o) => self.store.list_with_offset(Some(prefix), o),
+            None => self.store.list(Some(prefix)),
+        };
         while let Some(m) = s.next().await {
             let m = m.map_err(|e| self.err(e, "listing", "listing", prefix))?;
             let Some(rel) = m.location.prefix_match(prefix) else {
@@ -142,22 +155,35 @@ impl S3Storage {
         Ok(out)
     }
 
-    /// [`Self::list_under`] from the first key after `offset` (S3's
-    /// `start-after`: the keys before it are not listed at all).
-    async fn list_under_after(
-        &self,
-        prefix: &Path,
-        offset: &Path,
-    ) -> StorageResult<Vec<(Vec<String>, u64)>> {
-        let mut out = Vec::new();
-        let mut s = self.store.list_with_offset(Some(prefix), offset);
-        while let Some(m) = s.next().await {
-            let m = m.map_err(|e| self.err(e, "listing", "listing", prefix))?;
-            let Some(rel) = m.location.prefix_match(prefix) else {
-                continue;
-            };
-            out.push((rel.map(|p| p.as_ref().to_string()).collect(), m.size));
+    /// The blobs of `dir` (every one, or those named after `after`), sorted.
+    async fn blobs_from(&self, dir: &str, after: Option<&str>) -> StorageResult<Vec<BlobInfo>> {
+        validate_blob_dir(dir)?;
+        if let Some(a) = after {
+            validate_blob_name(a)?;
         }
+        let listed = match after {
+            Some(a) => {
+                self.list_under_from(&self.key(&[dir]), Some(&self.key(&[dir, a])))
+                    .await?
+            }
+            None => self.list_under(&self.key(&[dir])).await?,
+        };
+        let mut out: Vec<BlobInfo> = listed
+            .into_iter()
+            .filter_map(|(rel, size)| match &rel[..] {
+                [name]
+                    if validate_blob_name(name).is_ok()
+                        && after.is_none_or(|a| name.as_str() > a) =>
+                {
+                    Some(BlobInfo {
+                        name: name.clone(),
+                        size_bytes: size,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -499,23 +525,7 @@ impl BackupStorage for S3Storage {
     }
 
     fn list_blobs<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, StorageResult<Vec<BlobInfo>>> {
-        Box::pin(async move {
-            validate_blob_dir(dir)?;
-            let mut out: Vec<BlobInfo> = self
-                .list_under(&self.key(&[dir]))
-                .await?
-                .into_iter()
-                .filter_map(|(rel, size)| match &rel[..] {
-                    [name] if validate_blob_name(name).is_ok() => Some(BlobInfo {
-                        name: name.clone(),
-                        size_bytes: size,
-                    }),
-                    _ => None,
-                })
-                .collect();
-            out.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(out)
-        })
+        Box::pin(self.blobs_from(dir, None))
     }
 
     fn list_blobs_after<'a>(
@@ -523,26 +533,7 @@ impl BackupStorage for S3Storage {
         dir: &'a str,
         after: &'a str,
     ) -> BoxFuture<'a, StorageResult<Vec<BlobInfo>>> {
-        Box::pin(async move {
-            validate_blob_dir(dir)?;
-            validate_blob_name(after)?;
-            let mut out: Vec<BlobInfo> = self
-                .list_under_after(&self.key(&[dir]), &self.key(&[dir, after]))
-                .await?
-                .into_iter()
-                .filter_map(|(rel, size)| match &rel[..] {
-                    [name] if validate_blob_name(name).is_ok() && name.as_str() > after => {
-                        Some(BlobInfo {
-                            name: name.clone(),
-                            size_bytes: size,
-                        })
-                    }
-                    _ => None,
-                })
-                .collect();
-            out.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(out)
-        })
+        Box::pin(self.blobs_from(dir, Some(after)))
     }
 
     fn open_blob<'a>(
