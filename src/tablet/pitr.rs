@@ -171,18 +171,23 @@ pub fn position_matches(have: &str, want: &[crate::mysql::gtid::Gtid]) -> bool {
 }
 
 impl Agent {
+    /// The MANIFESTs of this shard's restorable backups in storage.
+    pub(super) async fn restorable_manifests(&self) -> anyhow::Result<Vec<Manifest>> {
+        Ok(self
+            .list_backups()
+            .await?
+            .iter()
+            .filter_map(|b| b.restorable_manifest().cloned())
+            .collect())
+    }
+
     /// The chain to `target` from this shard's backups and archived binlog
     /// segments in storage.
     pub(super) async fn plan_point_in_time(
         &self,
         target: &RestoreTarget,
     ) -> anyhow::Result<ChainPlan> {
-        let manifests: Vec<Manifest> = self
-            .list_backups()
-            .await?
-            .iter()
-            .filter_map(|b| b.restorable_manifest().cloned())
-            .collect();
+        let manifests = self.restorable_manifests().await?;
         let archive = self.archive_listing().await?;
         plan_chain_with_archive(&manifests, &archive, target).map_err(anyhow::Error::msg)
     }

@@ -71,12 +71,7 @@ impl Agent {
         &self,
         m: &Manifest,
     ) -> anyhow::Result<ChainPlan> {
-        let manifests: Vec<Manifest> = self
-            .list_backups()
-            .await?
-            .iter()
-            .filter_map(|b| b.restorable_manifest().cloned())
-            .collect();
+        let manifests = self.restorable_manifests().await?;
         let archive = self.archive_listing().await?;
         let key = self
             .topo
