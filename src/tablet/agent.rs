@@ -165,6 +165,33 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// This shard's backups in storage.
+    pub(super) async fn list_backups(
+        &self,
+    ) -> anyhow::Result<Vec<crate::backup::storage::BackupInfo>> {
+        self.storage()?
+            .list_backups(&self.cfg.keyspace, &self.cfg.shard)
+            .await
+            .with_context(|| {
+                format!(
+                    "listing backups of {}/{}",
+                    self.cfg.keyspace, self.cfg.shard
+                )
+            })
+    }
+
+    /// The MANIFESTs of this shard's restorable backups in storage.
+    pub(super) async fn restorable_manifests(
+        &self,
+    ) -> anyhow::Result<Vec<crate::backup::manifest::Manifest>> {
+        Ok(self
+            .list_backups()
+            .await?
+            .iter()
+            .filter_map(|b| b.restorable_manifest().cloned())
+            .collect())
+    }
+
     /// Initialises the data directory if needed and starts (or adopts) mysqld.
     pub(super) async fn init_and_start_mysqld(&self) -> anyhow::Result<()> {
         let mut mysqld = self.mysqld.lock().await;

@@ -38,7 +38,6 @@ use super::agent::{Agent, JobRun, Role};
 use super::recovery::{remove_dir_if_exists, sync_dir};
 use crate::backup::binlog_archive::{list_segments, read_segment};
 use crate::backup::engine::Progress;
-use crate::backup::manifest::Manifest;
 use crate::backup::pipeline::{self, StoredBackup};
 use crate::backup::pitr::segments::ArchivedFile;
 use crate::backup::pitr::{
@@ -171,16 +170,6 @@ pub fn position_matches(have: &str, want: &[crate::mysql::gtid::Gtid]) -> bool {
 }
 
 impl Agent {
-    /// The MANIFESTs of this shard's restorable backups in storage.
-    pub(super) async fn restorable_manifests(&self) -> anyhow::Result<Vec<Manifest>> {
-        Ok(self
-            .list_backups()
-            .await?
-            .iter()
-            .filter_map(|b| b.restorable_manifest().cloned())
-            .collect())
-    }
-
     /// The chain to `target` from this shard's backups and archived binlog
     /// segments in storage.
     pub(super) async fn plan_point_in_time(

@@ -205,18 +205,6 @@ impl Agent {
         Ok(())
     }
 
-    pub(super) async fn list_backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
-        self.storage()?
-            .list_backups(&self.cfg.keyspace, &self.cfg.shard)
-            .await
-            .with_context(|| {
-                format!(
-                    "listing backups of {}/{}",
-                    self.cfg.keyspace, self.cfg.shard
-                )
-            })
-    }
-
     /// Restore at start. Returns `true` if data was restored (mysqld is then
     /// running with the backup's position set), `false` if the shard has no backup
     /// and the tablet should start empty.
