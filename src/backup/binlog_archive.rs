@@ -43,7 +43,7 @@ use cairn_topo::CompressionEngine;
 use tokio::io::AsyncReadExt;
 
 use super::encryption::{decrypt_all, Identities, Recipients};
-use super::storage::{BackupStorage, BlobWritten, StorageResult, BINLOG_DIR};
+use super::storage::{BackupStorage, BlobInfo, BlobWritten, StorageResult, BINLOG_DIR};
 use crate::mysql::gtid::{parse_gtid_list, Gtid};
 
 /// The blob directory of a shard's archived binlogs.
@@ -387,14 +387,7 @@ pub async fn list_segments(
     shard: &str,
 ) -> StorageResult<Vec<(SegmentName, u64)>> {
     let dir = archive_dir(keyspace, shard);
-    let mut v: Vec<(SegmentName, u64)> = storage
-        .list_blobs(&dir)
-        .await?
-        .into_iter()
-        .filter_map(|b| Some((SegmentName::parse(&b.name).ok()?, b.size_bytes)))
-        .collect();
-    v.sort_by_key(|(s, _)| s.number);
-    Ok(v)
+    Ok(segments_of(storage.list_blobs(&dir).await?))
 }
 
 /// [`list_segments`] of the segments whose names sort after `after`'s (names
@@ -408,14 +401,20 @@ pub async fn list_segments_after(
     after: &SegmentName,
 ) -> StorageResult<Vec<(SegmentName, u64)>> {
     let dir = archive_dir(keyspace, shard);
-    let mut v: Vec<(SegmentName, u64)> = storage
-        .list_blobs_after(&dir, &after.format())
-        .await?
+    Ok(segments_of(
+        storage.list_blobs_after(&dir, &after.format()).await?,
+    ))
+}
+
+/// The segments among `blobs` (other names skipped) with their sizes, in
+/// archive order.
+fn segments_of(blobs: Vec<BlobInfo>) -> Vec<(SegmentName, u64)> {
+    let mut v: Vec<(SegmentName, u64)> = blobs
         .into_iter()
         .filter_map(|b| Some((SegmentName::parse(&b.name).ok()?, b.size_bytes)))
         .collect();
     v.sort_by_key(|(s, _)| s.number);
-    Ok(v)
+    v
 }
 
 /// Reads a segment back and decodes it.
